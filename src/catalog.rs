@@ -1,0 +1,446 @@
+//! The catalog: what the bucket holds, read page by page into backups, orphans, damaged
+//! backups and foreign objects.
+//!
+//! A backup exists only when its manifest exists, parses, and names a data object of the
+//! stated size. Everything else is shown for what it is, never as a good backup.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, Utc};
+use futures_util::{StreamExt, TryStreamExt, stream};
+use serde::Serialize;
+
+use crate::config::validate_source_name;
+use crate::error::Result;
+use crate::manifest::{BackupId, MANIFEST_NAME, Manifest};
+use crate::sniff::{Format, SNIFF_LEN, sniff};
+use crate::state::{CacheKind, State};
+use crate::storage::{IncompleteUpload, ObjectKey, ObjectMeta, ObjectStore, ObjectStoreExt};
+
+/// Keys under this prefix are lifeboat's own records, not backups.
+pub const INTERNAL_PREFIX: &str = "_lifeboat/";
+const FETCH_CONCURRENCY: usize = 16;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackupState {
+    /// Manifest present and consistent with its data object.
+    Complete,
+    /// Data without a manifest: a backup that was killed or failed before its commit point.
+    Orphan,
+    /// A manifest that cannot be read or names a missing or wrong-sized data object.
+    Damaged,
+}
+
+impl std::fmt::Display for BackupState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            BackupState::Complete => "complete",
+            BackupState::Orphan => "orphan",
+            BackupState::Damaged => "damaged",
+        })
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BackupEntry {
+    pub source: String,
+    pub id: BackupId,
+    pub state: BackupState,
+    pub manifest: Option<Manifest>,
+    /// Every object in the backup's directory.
+    pub objects: Vec<ObjectMeta>,
+    /// Why the backup is not complete.
+    pub problem: Option<String>,
+}
+
+impl BackupEntry {
+    pub fn dir(&self) -> String {
+        format!("{}/{}", self.source, self.id)
+    }
+
+    pub fn time(&self) -> DateTime<Utc> {
+        self.manifest
+            .as_ref()
+            .map_or_else(|| self.id.time(), |m| m.started_at)
+    }
+
+    pub fn data_key(&self) -> Option<ObjectKey> {
+        let m = self.manifest.as_ref()?;
+        ObjectKey::new(format!("{}/{}", self.dir(), m.data.key)).ok()
+    }
+
+    /// Bytes this backup occupies in the store.
+    pub fn stored_bytes(&self) -> u64 {
+        self.objects.iter().map(|o| o.size).sum()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TimeSource {
+    Name,
+    Modified,
+}
+
+/// An object lifeboat did not write: an old script's dump, a copied database file.
+#[derive(Debug, Clone, Serialize)]
+pub struct ForeignObject {
+    pub meta: ObjectMeta,
+    pub format: Format,
+    pub time: Option<DateTime<Utc>>,
+    pub time_source: TimeSource,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Catalog {
+    /// Newest first.
+    pub backups: Vec<BackupEntry>,
+    pub foreign: Vec<ForeignObject>,
+    pub incomplete: Vec<IncompleteUpload>,
+}
+
+impl Catalog {
+    /// Reads the whole bucket.
+    pub async fn load(store: &dyn ObjectStore, cache: Option<&State>) -> Result<Catalog> {
+        let mut scanner = Scanner::new(store, cache);
+        let mut catalog = Catalog::default();
+        while let Some(page) = scanner.next_page().await? {
+            catalog.backups.extend(page.backups);
+            catalog.foreign.extend(page.foreign);
+        }
+        catalog.incomplete = store.list_incomplete("").await?;
+        catalog.sort();
+        Ok(catalog)
+    }
+
+    pub fn sort(&mut self) {
+        self.backups
+            .sort_by(|a, b| b.time().cmp(&a.time()).then_with(|| b.id.cmp(&a.id)));
+        self.foreign.sort_by(|a, b| {
+            b.time
+                .cmp(&a.time)
+                .then_with(|| a.meta.key.cmp(&b.meta.key))
+        });
+    }
+
+    pub fn complete(&self) -> impl Iterator<Item = &BackupEntry> {
+        self.backups
+            .iter()
+            .filter(|b| b.state == BackupState::Complete)
+    }
+
+    pub fn find(&self, id: &str) -> Option<&BackupEntry> {
+        self.backups.iter().find(|b| b.id.as_str() == id)
+    }
+
+    pub fn find_foreign(&self, key: &str) -> Option<&ForeignObject> {
+        self.foreign.iter().find(|f| f.meta.key == key)
+    }
+}
+
+/// What one listing page added.
+#[derive(Debug, Default)]
+pub struct CatalogPage {
+    pub backups: Vec<BackupEntry>,
+    pub foreign: Vec<ForeignObject>,
+}
+
+/// Reads the bucket one listing page at a time, so a console can show entries as they come.
+pub struct Scanner<'a> {
+    store: &'a dyn ObjectStore,
+    cache: Option<&'a State>,
+    token: Option<String>,
+    done: bool,
+    /// Backup directories still collecting objects, keyed by `source/id/`.
+    open: BTreeMap<String, (String, BackupId, Vec<ObjectMeta>)>,
+}
+
+enum Place {
+    Internal,
+    Backup { source: String, id: BackupId },
+    Foreign,
+}
+
+fn place(key: &str) -> Place {
+    if key.starts_with(INTERNAL_PREFIX) {
+        return Place::Internal;
+    }
+    let segs: Vec<&str> = key.split('/').collect();
+    if let [source, id, file] = segs[..] {
+        let ours = file == MANIFEST_NAME || file.starts_with("data.");
+        if let (true, Ok(()), Ok(id)) = (ours, validate_source_name(source), id.parse::<BackupId>())
+        {
+            return Place::Backup {
+                source: source.to_owned(),
+                id,
+            };
+        }
+    }
+    Place::Foreign
+}
+
+impl<'a> Scanner<'a> {
+    pub fn new(store: &'a dyn ObjectStore, cache: Option<&'a State>) -> Self {
+        Scanner {
+            store,
+            cache,
+            token: None,
+            done: false,
+            open: BTreeMap::new(),
+        }
+    }
+
+    pub async fn next_page(&mut self) -> Result<Option<CatalogPage>> {
+        if self.done {
+            return Ok(None);
+        }
+        let page = self.store.list_page("", self.token.take()).await?;
+        let mut foreign = Vec::new();
+        for obj in page.objects {
+            match place(&obj.key) {
+                Place::Internal => {}
+                Place::Foreign => foreign.push(obj),
+                Place::Backup { source, id } => {
+                    let dir = format!("{source}/{id}/");
+                    self.open
+                        .entry(dir)
+                        .or_insert_with(|| (source, id, Vec::new()))
+                        .2
+                        .push(obj);
+                }
+            }
+        }
+        self.token = page.next;
+        self.done = self.token.is_none();
+        // Keys come sorted, so a directory is finished once the listing has moved past it.
+        let last = self.token.clone().unwrap_or_default();
+        let finished: Vec<String> = if self.done {
+            self.open.keys().cloned().collect()
+        } else {
+            self.open
+                .keys()
+                .filter(|dir| last.as_str() > dir.as_str() && !last.starts_with(dir.as_str()))
+                .cloned()
+                .collect()
+        };
+        let groups: Vec<_> = finished
+            .into_iter()
+            .filter_map(|d| self.open.remove(&d))
+            .collect();
+        let backups = stream::iter(
+            groups
+                .into_iter()
+                .map(|(s, id, objs)| self.resolve(s, id, objs)),
+        )
+        .buffer_unordered(FETCH_CONCURRENCY)
+        .try_collect()
+        .await?;
+        let foreign = stream::iter(foreign.into_iter().map(|m| self.identify(m)))
+            .buffer_unordered(FETCH_CONCURRENCY)
+            .try_collect()
+            .await?;
+        Ok(Some(CatalogPage { backups, foreign }))
+    }
+
+    async fn resolve(
+        &self,
+        source: String,
+        id: BackupId,
+        objects: Vec<ObjectMeta>,
+    ) -> Result<BackupEntry> {
+        let mut entry = BackupEntry {
+            source,
+            id,
+            state: BackupState::Orphan,
+            manifest: None,
+            objects,
+            problem: None,
+        };
+        let Some(meta) = entry
+            .objects
+            .iter()
+            .find(|o| o.key.ends_with(MANIFEST_NAME))
+            .cloned()
+        else {
+            entry.problem = Some("no manifest: the backup never reached its commit point".into());
+            return Ok(entry);
+        };
+        entry.state = BackupState::Damaged;
+        let manifest = match self.manifest(&meta).await {
+            Ok(m) => m,
+            Err(problem) => {
+                entry.problem = Some(problem);
+                return Ok(entry);
+            }
+        };
+        let data_key = format!("{}/{}", entry.dir(), manifest.data.key);
+        match entry.objects.iter().find(|o| o.key == data_key) {
+            None => entry.problem = Some(format!("data object {data_key} is missing")),
+            Some(o) if o.size != manifest.data.stored_bytes => {
+                entry.problem = Some(format!(
+                    "data object {data_key} holds {} bytes, the manifest says {}",
+                    o.size, manifest.data.stored_bytes
+                ))
+            }
+            Some(_) => entry.state = BackupState::Complete,
+        }
+        entry.manifest = Some(manifest);
+        Ok(entry)
+    }
+
+    /// The parsed manifest, or why it cannot be had. Manifests never change once written, so
+    /// a cached copy of the same size and time is as good as the object.
+    async fn manifest(&self, meta: &ObjectMeta) -> std::result::Result<Manifest, String> {
+        let modified = meta
+            .last_modified
+            .map(|t| t.to_rfc3339())
+            .unwrap_or_default();
+        let cached = self.cache.and_then(|c| {
+            c.cache_get(&meta.key, CacheKind::Manifest, meta.size, &modified)
+                .ok()
+                .flatten()
+        });
+        let bytes = match cached {
+            Some(b) => b,
+            None => {
+                let key = ObjectKey::new(meta.key.clone()).map_err(|e| e.to_string())?;
+                let bytes = self
+                    .store
+                    .get_bytes(&key)
+                    .await
+                    .map_err(|e| format!("cannot read manifest: {e}"))?;
+                let manifest = Manifest::parse(&meta.key, &bytes).map_err(|e| e.to_string())?;
+                if let Some(c) = self.cache {
+                    let _ =
+                        c.cache_put(&meta.key, CacheKind::Manifest, meta.size, &modified, &bytes);
+                }
+                return Ok(manifest);
+            }
+        };
+        Manifest::parse(&meta.key, &bytes).map_err(|e| e.to_string())
+    }
+
+    async fn identify(&self, meta: ObjectMeta) -> Result<ForeignObject> {
+        let modified = meta
+            .last_modified
+            .map(|t| t.to_rfc3339())
+            .unwrap_or_default();
+        let cached = self
+            .cache
+            .and_then(|c| {
+                c.cache_get(&meta.key, CacheKind::Format, meta.size, &modified)
+                    .ok()
+                    .flatten()
+            })
+            .and_then(|b| serde_json::from_slice::<Format>(&b).ok());
+        let format = match cached {
+            Some(f) => f,
+            None => {
+                let key = ObjectKey::new(meta.key.clone())?;
+                let head = self.store.get_prefix(&key, SNIFF_LEN).await?;
+                let format = sniff(&head);
+                if let Some(c) = self.cache {
+                    let body = serde_json::to_vec(&format).expect("formats serialize");
+                    let _ = c.cache_put(&meta.key, CacheKind::Format, meta.size, &modified, &body);
+                }
+                format
+            }
+        };
+        let name = meta.key.rsplit('/').next().unwrap_or(&meta.key);
+        let (time, time_source) = match time_in_name(name) {
+            Some(t) => (Some(t), TimeSource::Name),
+            None => (meta.last_modified, TimeSource::Modified),
+        };
+        Ok(ForeignObject {
+            meta,
+            format,
+            time,
+            time_source,
+        })
+    }
+}
+
+/// A timestamp embedded in a file name, as backup scripts write them:
+/// `shop-2026-07-01T02-00-00.sql.gz`, `db_20260701_020000.db`, `dump-2026-07-01.sql`.
+pub fn time_in_name(name: &str) -> Option<DateTime<Utc>> {
+    const WITH_TIME: [&str; 8] = [
+        "%Y%m%dT%H%M%SZ",
+        "%Y%m%dT%H%M%S",
+        "%Y-%m-%dT%H-%M-%S",
+        "%Y-%m-%dT%H:%M:%S",
+        "%Y-%m-%d_%H-%M-%S",
+        "%Y-%m-%d_%H%M%S",
+        "%Y%m%d_%H%M%S",
+        "%Y%m%d-%H%M%S",
+    ];
+    let bytes = name.as_bytes();
+    for (i, _) in name.char_indices() {
+        let starts_number = bytes[i].is_ascii_digit() && (i == 0 || !bytes[i - 1].is_ascii_digit());
+        if !starts_number {
+            continue;
+        }
+        let rest = &name[i..];
+        for fmt in WITH_TIME {
+            if let Ok((t, _)) = NaiveDateTime::parse_and_remainder(rest, fmt) {
+                return Some(t.and_utc());
+            }
+        }
+        for fmt in ["%Y-%m-%d", "%Y%m%d"] {
+            if let Ok((d, rem)) = NaiveDate::parse_and_remainder(rest, fmt) {
+                // `%Y%m%d` would also read the start of a longer number.
+                if !rem.starts_with(|c: char| c.is_ascii_digit())
+                    && (2000..2200).contains(&d.year_ce().1)
+                {
+                    return Some(d.and_hms_opt(0, 0, 0)?.and_utc());
+                }
+            }
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_carry_times() {
+        let t = |n| time_in_name(n).map(|t| t.to_rfc3339());
+        assert_eq!(
+            t("shop-2026-07-01T02-00-00.sql.gz").as_deref(),
+            Some("2026-07-01T02:00:00+00:00")
+        );
+        assert_eq!(
+            t("db_20260701_020000.db").as_deref(),
+            Some("2026-07-01T02:00:00+00:00")
+        );
+        assert_eq!(
+            t("dump-2026-07-01.sql").as_deref(),
+            Some("2026-07-01T00:00:00+00:00")
+        );
+        assert_eq!(t("backup.sql"), None);
+        assert_eq!(t("v2-123456789.sql"), None);
+    }
+
+    #[test]
+    fn keys_are_placed() {
+        assert!(matches!(
+            place("shop/20261122T020000Z-7f3a/manifest.json"),
+            Place::Backup { .. }
+        ));
+        assert!(matches!(
+            place("shop/20261122T020000Z-7f3a/data.sqlite.zst"),
+            Place::Backup { .. }
+        ));
+        assert!(matches!(
+            place("_lifeboat/jobs/2026/11/x.json"),
+            Place::Internal
+        ));
+        assert!(matches!(
+            place("shop/20261122T020000Z-7f3a/notes.txt"),
+            Place::Foreign
+        ));
+        assert!(matches!(place("legacy/shop.sql.gz"), Place::Foreign));
+    }
+}

@@ -1,0 +1,445 @@
+//! Subcommands, their arguments and their output.
+
+mod output;
+mod progress;
+mod table;
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Args, Parser, Subcommand};
+use color_eyre::eyre::{Result, WrapErr, bail};
+use lifeboat::catalog::Catalog;
+use lifeboat::config::Config;
+use lifeboat::demo::{self, DemoOptions};
+use lifeboat::manifest::Trigger;
+use lifeboat::pipeline::restore::{RestoreFrom, RestoreOptions};
+use lifeboat::{Error, Lifeboat, Selector, when};
+use tokio_util::sync::CancellationToken;
+
+use self::progress::CliProgress;
+
+#[derive(Parser)]
+#[command(
+    name = "lifeboat",
+    version,
+    about = "Database backups you can prove: SQLite to S3 or a directory, verified restores"
+)]
+struct Cli {
+    /// The config file (default: $XDG_CONFIG_HOME/lifeboat/lifeboat.toml).
+    #[arg(long, short, global = true, env = "LIFEBOAT_CONFIG")]
+    config: Option<PathBuf>,
+    /// More log output on stderr (-v info, -vv debug).
+    #[arg(long, short, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    /// No progress bars.
+    #[arg(long, short, global = true)]
+    quiet: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Write a commented lifeboat.toml.
+    Init {
+        /// Replace an existing file.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Build sample databases and a local bucket with four months of history.
+    Demo {
+        /// Where to put it.
+        #[arg(long, default_value = "lifeboat-demo")]
+        dir: PathBuf,
+        /// Rebuild an earlier demo in the same directory.
+        #[arg(long)]
+        force: bool,
+        /// Size of the sample data (1.0 = tens of thousands of rows).
+        #[arg(long, default_value_t = 1.0, hide = true)]
+        scale: f64,
+    },
+    /// Back up sources now.
+    Backup {
+        /// Sources to back up (default: the only source, if there is one).
+        sources: Vec<String>,
+        /// Back up every configured source.
+        #[arg(long, conflicts_with = "sources")]
+        all: bool,
+        /// Record the job as scheduled (for cron and timers).
+        #[arg(long)]
+        scheduled: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List backups, foreign objects and incomplete uploads in the bucket.
+    List {
+        #[arg(long)]
+        source: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one backup's manifest.
+    Show {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Restore a backup into a new SQLite file and diff its row counts.
+    Restore(RestoreArgs),
+    /// Re-download backups and check their SHA-256.
+    Verify {
+        /// A backup id.
+        id: Option<String>,
+        /// Every complete backup (of --source, if given).
+        #[arg(long, conflicts_with = "id")]
+        all: bool,
+        #[arg(long)]
+        source: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Job history.
+    Jobs {
+        #[arg(long)]
+        source: Option<String>,
+        /// Show at most this many jobs.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args)]
+struct RestoreArgs {
+    /// A backup id, a foreign object's key, or `latest`.
+    what: Option<String>,
+    /// The newest backup taken at or before this time ("2026-11-22 01:40" UTC, "-2h", ...).
+    #[arg(long, conflicts_with = "what")]
+    before: Option<String>,
+    /// Which source, for `latest` and --before.
+    #[arg(long)]
+    source: Option<String>,
+    /// The SQLite file to create.
+    #[arg(long)]
+    to: PathBuf,
+    /// Replace an existing file or the source itself: repeat the --to path to confirm.
+    #[arg(long, value_name = "PATH")]
+    force_target: Option<PathBuf>,
+    /// Also count the live source's tables.
+    #[arg(long)]
+    compare_live: bool,
+    #[arg(long)]
+    json: bool,
+}
+
+pub async fn run() -> Result<ExitCode> {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    let config_path = cli.config.clone().unwrap_or_else(Config::default_path);
+    let Some(command) = cli.command else {
+        bail!(
+            "the console is not part of this version yet; try `lifeboat list` or `lifeboat --help`"
+        );
+    };
+    let cancel = CancellationToken::new();
+    {
+        let cancel = cancel.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                eprintln!("interrupted: cleaning up");
+                cancel.cancel();
+            }
+        });
+    }
+    match command {
+        Command::Init { force } => init(&config_path, force),
+        Command::Demo { dir, force, scale } => {
+            let opts = DemoOptions {
+                dir,
+                force,
+                scale,
+                days: 120,
+            };
+            demo::check_dir(&opts)?;
+            eprintln!("building the demo in {} ...", opts.dir.display());
+            let summary = demo::create(&opts).await?;
+            println!(
+                "demo ready in {}: {} backups of 2 SQLite databases over 120 days ({} failed job), {} jobs",
+                summary.dir.display(),
+                summary.backups,
+                summary.failed,
+                summary.jobs
+            );
+            println!("next: lifeboat --config {} list", summary.config.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Backup {
+            sources,
+            all,
+            scheduled,
+            json,
+        } => {
+            let lb = open(&config_path).await?;
+            let names: Vec<String> = if all {
+                lb.config().sources.iter().map(|s| s.name.clone()).collect()
+            } else if !sources.is_empty() {
+                sources
+            } else if lb.config().sources.len() == 1 {
+                vec![lb.config().sources[0].name.clone()]
+            } else {
+                bail!("name the sources to back up, or pass --all");
+            };
+            if names.is_empty() {
+                bail!("no sources are configured in {}", config_path.display());
+            }
+            for name in &names {
+                lb.source(name)?;
+            }
+            let trigger = if scheduled {
+                Trigger::Scheduled
+            } else {
+                Trigger::Manual
+            };
+            let mut failed = 0;
+            let mut results = Vec::new();
+            for name in names {
+                let progress = Arc::new(CliProgress::new(name.clone(), cli.quiet || json));
+                let (job, result) = lb
+                    .backup(&name, trigger, progress.clone(), cancel.clone())
+                    .await;
+                progress.finish();
+                if result.is_err() {
+                    failed += 1;
+                }
+                if !json {
+                    output::backup_line(&name, &job, result.as_ref());
+                }
+                results.push((job, result.ok()));
+                if cancel.is_cancelled() {
+                    break;
+                }
+            }
+            if json {
+                output::print_json(&output::backups_json(&results))?;
+            }
+            Ok(if failed == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::List { source, json } => {
+            let lb = open(&config_path).await?;
+            let mut catalog = lb.catalog().await.wrap_err("cannot read the catalog")?;
+            if let Some(s) = &source {
+                lb.source(s)?;
+                catalog.backups.retain(|b| &b.source == s);
+            }
+            if json {
+                output::print_json(&output::catalog_json(&lb, &catalog))?;
+            } else {
+                output::catalog(&lb, &catalog, color());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Show { id, json } => {
+            let lb = open(&config_path).await?;
+            let catalog = lb.catalog().await.wrap_err("cannot read the catalog")?;
+            let Some(entry) = catalog.find(&id) else {
+                return Err(Error::NoBackup(format!("{id:?}")).into());
+            };
+            if json {
+                output::print_json(&output::entry_json(&lb, entry))?;
+            } else {
+                output::show(&lb, entry);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Restore(args) => restore(&config_path, args, cli.quiet, cancel).await,
+        Command::Verify {
+            id,
+            all,
+            source,
+            json,
+        } => {
+            let lb = open(&config_path).await?;
+            let catalog = lb.catalog().await.wrap_err("cannot read the catalog")?;
+            let entries: Vec<_> = match (id, all) {
+                (Some(id), _) => vec![
+                    catalog
+                        .find(&id)
+                        .ok_or_else(|| Error::NoBackup(format!("{id:?}")))?
+                        .clone(),
+                ],
+                (None, true) => catalog
+                    .complete()
+                    .filter(|b| source.as_ref().is_none_or(|s| &b.source == s))
+                    .cloned()
+                    .collect(),
+                (None, false) => bail!("name a backup id, or pass --all"),
+            };
+            let mut failed = 0;
+            let mut results = Vec::new();
+            for entry in &entries {
+                let progress = Arc::new(CliProgress::new(entry.id.to_string(), cli.quiet || json));
+                let (job, result) = lb.verify(entry, progress.clone(), cancel.clone()).await;
+                progress.finish();
+                if result.is_err() {
+                    failed += 1;
+                }
+                if !json {
+                    output::verify_line(entry, result.as_ref().err());
+                }
+                results.push(job);
+                if cancel.is_cancelled() {
+                    break;
+                }
+            }
+            if json {
+                output::print_json(&results)?;
+            } else if entries.is_empty() {
+                println!("no complete backups to verify");
+            }
+            Ok(if failed == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::Jobs {
+            source,
+            limit,
+            json,
+        } => {
+            let lb = open(&config_path).await?;
+            if let Err(e) = lb.sync_jobs().await {
+                eprintln!(
+                    "warning: showing local history only; the bucket's job records could not be read: {e}"
+                );
+            }
+            let mut jobs = lb.jobs()?;
+            if let Some(s) = &source {
+                jobs.retain(|j| j.source.as_ref() == Some(s));
+            }
+            jobs.truncate(limit);
+            if json {
+                output::print_json(&jobs)?;
+            } else {
+                output::jobs(&jobs, lb.clock().now(), color());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn restore(
+    config_path: &std::path::Path,
+    args: RestoreArgs,
+    quiet: bool,
+    cancel: CancellationToken,
+) -> Result<ExitCode> {
+    let lb = open(config_path).await?;
+    let catalog: Catalog = lb.catalog().await.wrap_err("cannot read the catalog")?;
+    let selector = match (&args.what, &args.before) {
+        (_, Some(t)) => Selector::Before {
+            time: when::parse_point(t, lb.clock().now())?,
+            source: args.source.clone(),
+        },
+        (Some(w), None) if w == "latest" => Selector::Latest {
+            source: args.source.clone(),
+        },
+        (Some(id), None) => Selector::Id(id.clone()),
+        (None, None) => bail!("name a backup id, `latest`, or --before TIME"),
+    };
+    let from = lb.select(&catalog, &selector)?;
+    let force_target = match &args.force_target {
+        None => false,
+        Some(p) if p == &args.to => true,
+        Some(p) => bail!(
+            "--force-target {} does not repeat --to {}; nothing was touched",
+            p.display(),
+            args.to.display()
+        ),
+    };
+    let live = if args.compare_live {
+        let RestoreFrom::Backup(b) = &from else {
+            bail!("--compare-live needs a lifeboat backup; a foreign object has no known source");
+        };
+        let source = lb.source(&b.source)?;
+        Some(source.path.clone().expect("sqlite sources have a path"))
+    } else {
+        None
+    };
+    let opts = RestoreOptions {
+        target: args.to.clone(),
+        force_target,
+        live,
+        staging: lb.staging(),
+    };
+    let progress = Arc::new(CliProgress::new(from.label(), quiet || args.json));
+    let (job, result) = lb.restore(from, opts, progress.clone(), cancel).await;
+    progress.finish();
+    let report = match result {
+        Ok(report) => report,
+        Err(Error::RowCountMismatch(report)) => *report,
+        Err(e) => return Err(e.into()),
+    };
+    if args.json {
+        output::print_json(&output::restore_json(&job, &report))?;
+    } else {
+        output::restore_report(&report, &job, color());
+    }
+    Ok(if report.ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+async fn open(config_path: &std::path::Path) -> Result<Lifeboat> {
+    let config = Config::load(config_path)?;
+    Ok(Lifeboat::open(config).await?)
+}
+
+fn init(path: &std::path::Path, force: bool) -> Result<ExitCode> {
+    if path.exists() && !force {
+        bail!(
+            "{} already exists; pass --force to replace it",
+            path.display()
+        );
+    }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .wrap_err_with(|| format!("cannot create {}", dir.display()))?;
+    }
+    std::fs::write(path, lifeboat::config::template())
+        .wrap_err_with(|| format!("cannot write {}", path.display()))?;
+    println!(
+        "wrote {}: add your databases under [[source]], then run `lifeboat backup --all`",
+        path.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn color() -> bool {
+    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LIFEBOAT_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
+}

@@ -1,0 +1,436 @@
+//! What the subcommands print: tables for people, JSON for machines.
+
+use chrono::{DateTime, Utc};
+use color_eyre::eyre::Result;
+use humansize::{BINARY, format_size};
+use lifeboat::catalog::{BackupEntry, BackupState, Catalog, TimeSource};
+use lifeboat::diff::RowStatus;
+use lifeboat::jobs::{JobRecord, JobStatus};
+use lifeboat::manifest::Manifest;
+use lifeboat::pipeline::restore::RestoreReport;
+use lifeboat::when::short_age;
+use lifeboat::{Lifeboat, Verification};
+use serde::Serialize;
+use serde_json::json;
+
+use super::table::{Align, GREEN, RED, Table, YELLOW, colored};
+
+pub fn print_json<T: Serialize + ?Sized>(value: &T) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+fn size(bytes: u64) -> String {
+    format_size(bytes, BINARY)
+}
+
+fn time(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M").to_string()
+}
+
+fn secs(d: chrono::Duration) -> String {
+    let ms = d.num_milliseconds();
+    if ms < 60_000 {
+        format!("{:.1}s", ms as f64 / 1000.0)
+    } else {
+        short_age(d)
+    }
+}
+
+fn count(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+pub fn backup_line(source: &str, job: &JobRecord, result: Result<&Manifest, &lifeboat::Error>) {
+    match result {
+        Ok(m) => println!(
+            "ok      {source}  {}  {} tables, {} rows, {} -> {} in {}",
+            m.id,
+            m.tables.len(),
+            count(m.total_rows()),
+            size(m.data.raw_bytes),
+            size(m.data.stored_bytes),
+            secs(m.duration()),
+        ),
+        Err(e) => println!("FAILED  {source}  job {}: {e}", job.id),
+    }
+}
+
+pub fn backups_json(results: &[(JobRecord, Option<Manifest>)]) -> serde_json::Value {
+    json!(
+        results
+            .iter()
+            .map(|(job, m)| json!({ "job": job, "manifest": m }))
+            .collect::<Vec<_>>()
+    )
+}
+
+fn verified_text(v: Option<&Verification>, now: DateTime<Utc>) -> (String, Option<&'static str>) {
+    match v {
+        None => ("-".into(), None),
+        Some(v) if v.ok => (format!("ok {} ago", short_age(now - v.at)), Some(GREEN)),
+        Some(v) => (format!("FAILED {} ago", short_age(now - v.at)), Some(RED)),
+    }
+}
+
+pub fn catalog(lb: &Lifeboat, catalog: &Catalog, color: bool) {
+    let now = lb.clock().now();
+    println!("bucket: {}", lb.store().location());
+    let mut t = Table::new(&[
+        ("ID", Align::Left),
+        ("SOURCE", Align::Left),
+        ("CREATED", Align::Left),
+        ("AGE", Align::Right),
+        ("RAW", Align::Right),
+        ("STORED", Align::Right),
+        ("TIME", Align::Right),
+        ("TABLES", Align::Right),
+        ("ROWS", Align::Right),
+        ("ENC", Align::Left),
+        ("VERIFIED", Align::Left),
+        ("STATE", Align::Left),
+    ]);
+    for b in &catalog.backups {
+        let m = b.manifest.as_ref();
+        let verified = lb.verification(b.id.as_str());
+        let (vtext, vcolor) = verified_text(verified.as_ref(), now);
+        let state = match b.state {
+            BackupState::Complete => colored("complete", GREEN),
+            BackupState::Orphan => colored("orphan", YELLOW),
+            BackupState::Damaged => colored("damaged", RED),
+        };
+        t.row(vec![
+            b.id.to_string().into(),
+            b.source.as_str().into(),
+            time(b.time()).into(),
+            short_age(now - b.time()).into(),
+            m.map_or("-".into(), |m| size(m.data.raw_bytes)).into(),
+            size(b.stored_bytes()).into(),
+            m.map_or("-".into(), |m| secs(m.duration())).into(),
+            m.map_or("-".into(), |m| m.tables.len().to_string()).into(),
+            m.map_or("-".into(), |m| count(m.total_rows())).into(),
+            m.map_or("-", |m| if m.encryption.is_some() { "age" } else { "-" })
+                .into(),
+            match vcolor {
+                Some(c) => colored(vtext, c),
+                None => vtext.into(),
+            },
+            state,
+        ]);
+    }
+    if t.is_empty() {
+        println!("\nno backups yet: run `lifeboat backup`");
+    } else {
+        let complete = catalog.complete().count();
+        println!("\n{} backups ({complete} complete)", catalog.backups.len());
+        print!("{}", t.render(color));
+    }
+    for b in catalog.backups.iter().filter(|b| b.problem.is_some()) {
+        println!(
+            "  {} {}: {}",
+            b.state,
+            b.id,
+            b.problem.as_deref().unwrap_or_default()
+        );
+    }
+    if !catalog.foreign.is_empty() {
+        let mut t = Table::new(&[
+            ("KEY", Align::Left),
+            ("FORMAT", Align::Left),
+            ("SIZE", Align::Right),
+            ("TIME", Align::Left),
+            ("FROM", Align::Left),
+        ]);
+        for f in &catalog.foreign {
+            t.row(vec![
+                f.meta.key.as_str().into(),
+                f.format.to_string().into(),
+                size(f.meta.size).into(),
+                f.time.map_or("-".into(), time).into(),
+                match f.time_source {
+                    TimeSource::Name => "name",
+                    TimeSource::Modified => "modified",
+                }
+                .into(),
+            ]);
+        }
+        println!(
+            "\n{} objects lifeboat did not write (restorable with `lifeboat restore KEY`)",
+            catalog.foreign.len()
+        );
+        print!("{}", t.render(color));
+    }
+    if !catalog.incomplete.is_empty() {
+        println!(
+            "\n{} incomplete uploads (never committed; not backups)",
+            catalog.incomplete.len()
+        );
+        for u in &catalog.incomplete {
+            println!(
+                "  {}  started {}",
+                u.key,
+                u.started.map_or("-".into(), time)
+            );
+        }
+    }
+}
+
+pub fn entry_json(lb: &Lifeboat, b: &BackupEntry) -> serde_json::Value {
+    json!({
+        "id": b.id,
+        "source": b.source,
+        "state": b.state,
+        "problem": b.problem,
+        "time": b.time(),
+        "stored_bytes": b.stored_bytes(),
+        "objects": b.objects,
+        "manifest": b.manifest,
+        "verified": lb.verification(b.id.as_str()),
+        "jobs": lb.state().jobs_for_backup(b.id.as_str()).unwrap_or_default().iter()
+            .map(|j| json!({"id": j.id, "kind": j.kind, "status": j.status, "started_at": j.started_at}))
+            .collect::<Vec<_>>(),
+    })
+}
+
+pub fn catalog_json(lb: &Lifeboat, catalog: &Catalog) -> serde_json::Value {
+    json!({
+        "location": lb.store().location(),
+        "backups": catalog.backups.iter().map(|b| entry_json(lb, b)).collect::<Vec<_>>(),
+        "foreign": catalog.foreign,
+        "incomplete": catalog.incomplete.iter().map(|u| json!({"key": u.key, "started": u.started})).collect::<Vec<_>>(),
+    })
+}
+
+pub fn show(lb: &Lifeboat, b: &BackupEntry) {
+    let now = lb.clock().now();
+    println!("backup    {}", b.id);
+    println!("source    {}", b.source);
+    println!(
+        "state     {}{}",
+        b.state,
+        b.problem
+            .as_ref()
+            .map(|p| format!(" ({p})"))
+            .unwrap_or_default()
+    );
+    if let Some(m) = &b.manifest {
+        println!("engine    {} {}", m.source.engine, m.source.server_version);
+        println!("database  {}", m.source.database);
+        println!(
+            "taken     {} -> {} ({}), {} ago",
+            m.started_at.format("%Y-%m-%d %H:%M:%S UTC"),
+            m.finished_at.format("%H:%M:%S"),
+            secs(m.duration()),
+            short_age(now - m.started_at)
+        );
+        println!(
+            "trigger   {} on {} by {} {}",
+            m.trigger, m.host, m.tool.name, m.tool.version
+        );
+        println!("data      {}/{}", b.dir(), m.data.key);
+        println!(
+            "size      {} raw, {} stored ({:.1}x, {} level {})",
+            size(m.data.raw_bytes),
+            size(m.data.stored_bytes),
+            m.data.raw_bytes as f64 / m.data.stored_bytes.max(1) as f64,
+            m.data.compression,
+            m.data.compression_level
+        );
+        println!("sha256    {}", m.data.sha256);
+        println!(
+            "encrypted {}",
+            m.encryption.as_ref().map_or("no".into(), |e| format!(
+                "{} to {}",
+                e.scheme,
+                e.recipients.join(", ")
+            ))
+        );
+    }
+    let (v, _) = verified_text(lb.verification(b.id.as_str()).as_ref(), now);
+    println!("verified  {v}");
+    if let Some(m) = &b.manifest {
+        let mut t = Table::new(&[("TABLE", Align::Left), ("ROWS", Align::Right)]);
+        for table in &m.tables {
+            t.row(vec![table.name.as_str().into(), count(table.rows).into()]);
+        }
+        println!(
+            "\n{} tables, {} rows",
+            m.tables.len(),
+            count(m.total_rows())
+        );
+        print!("{}", t.render(false));
+    }
+    let jobs = lb
+        .state()
+        .jobs_for_backup(b.id.as_str())
+        .unwrap_or_default();
+    if !jobs.is_empty() {
+        println!("\njobs");
+        for j in jobs {
+            println!(
+                "  {}  {:<8} {:<11} {}",
+                time(j.started_at),
+                j.kind.to_string(),
+                j.status.to_string(),
+                j.id
+            );
+        }
+    }
+}
+
+pub fn verify_line(b: &BackupEntry, err: Option<&lifeboat::Error>) {
+    match err {
+        None => println!("ok      {}  {}", b.source, b.id),
+        Some(e) => println!("FAILED  {}  {}: {e}", b.source, b.id),
+    }
+}
+
+pub fn jobs(jobs: &[JobRecord], now: DateTime<Utc>, color: bool) {
+    if jobs.is_empty() {
+        println!("no jobs yet");
+        return;
+    }
+    let mut t = Table::new(&[
+        ("JOB", Align::Left),
+        ("KIND", Align::Left),
+        ("SOURCE", Align::Left),
+        ("STARTED", Align::Left),
+        ("AGO", Align::Right),
+        ("TIME", Align::Right),
+        ("STATUS", Align::Left),
+        ("BYTES", Align::Right),
+        ("RATE", Align::Right),
+        ("ERROR", Align::Left),
+    ]);
+    for j in jobs {
+        let status = match j.status {
+            JobStatus::Succeeded => colored("ok", GREEN),
+            JobStatus::Running => colored("running", YELLOW),
+            s => colored(s.to_string(), RED),
+        };
+        t.row(vec![
+            j.id.as_str().into(),
+            j.kind.to_string().into(),
+            j.source.as_deref().unwrap_or("-").into(),
+            time(j.started_at).into(),
+            short_age(now - j.started_at).into(),
+            j.duration().map_or("-".into(), secs).into(),
+            status,
+            if j.bytes > 0 {
+                size(j.bytes)
+            } else {
+                "-".into()
+            }
+            .into(),
+            j.throughput()
+                .map_or("-".into(), |r| format!("{}/s", size(r as u64)))
+                .into(),
+            j.error.as_deref().unwrap_or("").into(),
+        ]);
+    }
+    print!("{}", t.render(color));
+}
+
+pub fn restore_report(r: &RestoreReport, job: &JobRecord, color: bool) {
+    println!(
+        "restored   {}{}",
+        r.restored,
+        r.source
+            .as_ref()
+            .map(|s| format!(" (source {s})"))
+            .unwrap_or_default()
+    );
+    println!("format     {}", r.format);
+    println!(
+        "checksum   sha256 {} {}",
+        r.sha256,
+        if r.checksum_verified {
+            "matches the manifest"
+        } else {
+            "(no manifest to check against)"
+        }
+    );
+    println!("target     {}", r.target.display());
+    println!(
+        "size       {} downloaded, {} restored, in {}",
+        size(r.stored_bytes),
+        size(r.raw_bytes),
+        secs(r.finished_at - r.started_at)
+    );
+    println!("job        {}", job.id);
+    let live = r.diff.rows.iter().any(|row| row.live.is_some());
+    let mut headers = vec![
+        ("TABLE", Align::Left),
+        ("EXPECTED", Align::Right),
+        ("RESTORED", Align::Right),
+    ];
+    if live {
+        headers.push(("LIVE", Align::Right));
+    }
+    headers.extend([("DELTA", Align::Right), ("STATUS", Align::Left)]);
+    let mut t = Table::new(&headers);
+    let opt = |n: Option<u64>| n.map_or("-".into(), count);
+    for row in &r.diff.rows {
+        let mut cells = vec![
+            row.table.as_str().into(),
+            opt(row.expected).into(),
+            opt(row.restored).into(),
+        ];
+        if live {
+            let text = match row.live_delta() {
+                Some(d) if d != 0 => format!("{} ({d:+})", opt(row.live)),
+                _ => opt(row.live),
+            };
+            cells.push(text.into());
+        }
+        let delta = row.delta().map_or("-".into(), |d| {
+            if d == 0 { "0".into() } else { format!("{d:+}") }
+        });
+        let bad = !matches!(row.status, RowStatus::Match | RowStatus::Measured);
+        cells.push(if bad {
+            colored(delta, RED)
+        } else {
+            delta.into()
+        });
+        cells.push(if bad {
+            colored(row.status.label(), RED)
+        } else {
+            colored(row.status.label(), GREEN)
+        });
+        t.row(cells);
+    }
+    println!();
+    print!("{}", t.render(color));
+    println!();
+    let findings = r.diff.findings().count();
+    if !r.diff.has_expected {
+        println!(
+            "RESTORED: {} rows in {} tables, measured (a foreign dump has no expected counts)",
+            count(r.diff.total_restored()),
+            r.diff.rows.len()
+        );
+    } else if findings == 0 {
+        println!(
+            "OK: all {} tables match the manifest ({} rows)",
+            r.diff.rows.len(),
+            count(r.diff.total_restored())
+        );
+    } else {
+        println!(
+            "FAILED: {findings} of {} tables differ from the manifest",
+            r.diff.rows.len()
+        );
+    }
+}
+
+pub fn restore_json(job: &JobRecord, r: &RestoreReport) -> serde_json::Value {
+    json!({ "ok": r.ok(), "job_id": job.id, "report": r })
+}

@@ -1,0 +1,41 @@
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+
+/// Wall-clock time for ids and records. A simulated clock starts at a chosen time and then
+/// runs at real speed, so the demo can build a history with true durations and tests can pin
+/// time.
+#[derive(Debug, Clone, Default)]
+pub struct Clock(Option<Arc<Mutex<Anchor>>>);
+
+/// A simulated time and the real instant it was read at.
+type Anchor = (DateTime<Utc>, Instant);
+
+impl Clock {
+    pub fn system() -> Self {
+        Clock(None)
+    }
+
+    /// A clock that reads `at` now and runs on from there.
+    pub fn starting_at(at: DateTime<Utc>) -> Self {
+        Clock(Some(Arc::new(Mutex::new((at, Instant::now())))))
+    }
+
+    pub fn now(&self) -> DateTime<Utc> {
+        match &self.0 {
+            None => Utc::now(),
+            Some(t) => {
+                let (base, since) = *t.lock().unwrap_or_else(|e| e.into_inner());
+                base + since.elapsed()
+            }
+        }
+    }
+
+    /// Moves a simulated clock; a no-op on the system clock.
+    pub fn set(&self, at: DateTime<Utc>) {
+        if let Some(t) = &self.0 {
+            *t.lock().unwrap_or_else(|e| e.into_inner()) = (at, Instant::now());
+        }
+    }
+}

@@ -1,0 +1,406 @@
+//! `lifeboat.toml`: where backups go, which databases to back up, and how.
+//!
+//! Relative paths in the file are resolved against the file's own directory, so a config and
+//! its databases can move together. Unknown keys are errors: a typo must not silently turn a
+//! setting off.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::manifest::EngineKind;
+
+pub const FILE_NAME: &str = "lifeboat.toml";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub storage: StorageConfig,
+    #[serde(default)]
+    pub state: StateConfig,
+    #[serde(default)]
+    pub backup: BackupConfig,
+    #[serde(default, rename = "source")]
+    pub sources: Vec<SourceConfig>,
+    /// The file this was read from (set after parsing).
+    #[serde(skip)]
+    pub path: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(try_from = "RawStorage")]
+pub enum StorageConfig {
+    Local {
+        path: PathBuf,
+    },
+    S3 {
+        bucket: String,
+        prefix: String,
+        region: Option<String>,
+        endpoint: Option<String>,
+        force_path_style: bool,
+        profile: Option<String>,
+        checksums: ChecksumMode,
+        part_size_mib: usize,
+        upload_concurrency: usize,
+        max_attempts: u32,
+    },
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum StorageKind {
+    Local,
+    S3,
+}
+
+/// The `[storage]` table as written. A flat struct (not a tagged enum) so that type errors
+/// point at the offending line.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStorage {
+    #[serde(rename = "type")]
+    kind: StorageKind,
+    path: Option<PathBuf>,
+    bucket: Option<String>,
+    #[serde(default)]
+    prefix: String,
+    region: Option<String>,
+    endpoint: Option<String>,
+    #[serde(default)]
+    force_path_style: bool,
+    profile: Option<String>,
+    #[serde(default)]
+    checksums: ChecksumMode,
+    #[serde(default = "default_part_size_mib")]
+    part_size_mib: usize,
+    #[serde(default = "default_upload_concurrency")]
+    upload_concurrency: usize,
+    #[serde(default = "default_max_attempts")]
+    max_attempts: u32,
+}
+
+impl TryFrom<RawStorage> for StorageConfig {
+    type Error = String;
+
+    fn try_from(r: RawStorage) -> Result<Self, String> {
+        match r.kind {
+            StorageKind::Local => {
+                if r.bucket.is_some() || r.endpoint.is_some() || r.region.is_some() {
+                    return Err("storage type \"local\" takes `path`, not S3 settings".into());
+                }
+                let path = r.path.ok_or("storage type \"local\" needs `path`")?;
+                Ok(StorageConfig::Local { path })
+            }
+            StorageKind::S3 => {
+                if r.path.is_some() {
+                    return Err("storage type \"s3\" takes `bucket`, not `path`".into());
+                }
+                Ok(StorageConfig::S3 {
+                    bucket: r.bucket.ok_or("storage type \"s3\" needs `bucket`")?,
+                    prefix: r.prefix,
+                    region: r.region,
+                    endpoint: r.endpoint,
+                    force_path_style: r.force_path_style,
+                    profile: r.profile,
+                    checksums: r.checksums,
+                    part_size_mib: r.part_size_mib,
+                    upload_concurrency: r.upload_concurrency,
+                    max_attempts: r.max_attempts,
+                })
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChecksumMode {
+    /// Only where an operation requires one (safe with most S3-compatible stores).
+    #[default]
+    WhenRequired,
+    /// On every request that supports them (AWS S3).
+    Always,
+}
+
+fn default_part_size_mib() -> usize {
+    16
+}
+fn default_upload_concurrency() -> usize {
+    4
+}
+fn default_max_attempts() -> u32 {
+    5
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateConfig {
+    /// The local state database (job history, catalog cache). Default: the XDG data dir.
+    pub path: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackupConfig {
+    #[serde(default = "default_level")]
+    pub compression_level: i32,
+    /// zstd worker threads; 0 means one per core.
+    #[serde(default)]
+    pub threads: u32,
+    /// Where snapshots and downloads are staged. Default: the system temp dir.
+    pub temp_dir: Option<PathBuf>,
+}
+
+impl Default for BackupConfig {
+    fn default() -> Self {
+        BackupConfig {
+            compression_level: default_level(),
+            threads: 0,
+            temp_dir: None,
+        }
+    }
+}
+
+fn default_level() -> i32 {
+    3
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    pub name: String,
+    pub engine: EngineKind,
+    /// SQLite: the database file.
+    pub path: Option<PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error(
+        "no config at {path}: run `lifeboat init` to write one, or `lifeboat demo` to try lifeboat"
+    )]
+    Missing { path: String },
+    #[error("{path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}:{column}: {message}")]
+    Parse {
+        path: String,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error("{path}: {message}")]
+    Invalid { path: String, message: String },
+}
+
+impl Config {
+    /// The config file used when none is given: `$XDG_CONFIG_HOME/lifeboat/lifeboat.toml`.
+    pub fn default_path() -> PathBuf {
+        xdg_dir("XDG_CONFIG_HOME", ".config")
+            .join("lifeboat")
+            .join(FILE_NAME)
+    }
+
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| match source.kind() {
+            std::io::ErrorKind::NotFound => ConfigError::Missing {
+                path: path.display().to_string(),
+            },
+            _ => ConfigError::Read {
+                path: path.display().to_string(),
+                source,
+            },
+        })?;
+        Config::parse(&text, path)
+    }
+
+    /// Parses `text` as if read from `path` (used to resolve relative paths and in messages).
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let shown = path.display().to_string();
+        let mut config: Config = toml::from_str(text).map_err(|e| {
+            let (line, column) = e.span().map_or((1, 1), |s| line_col(text, s.start));
+            ConfigError::Parse {
+                path: shown.clone(),
+                line,
+                column,
+                message: e.message().trim().to_owned(),
+            }
+        })?;
+        config.path = path.to_path_buf();
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let resolve = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        if let StorageConfig::Local { path } = &mut config.storage {
+            resolve(path);
+        }
+        if let Some(p) = &mut config.state.path {
+            resolve(p);
+        }
+        if let Some(p) = &mut config.backup.temp_dir {
+            resolve(p);
+        }
+        for s in &mut config.sources {
+            if let Some(p) = &mut s.path {
+                resolve(p);
+            }
+        }
+        config.validate().map_err(|message| ConfigError::Invalid {
+            path: shown,
+            message,
+        })?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let mut seen = HashSet::new();
+        for s in &self.sources {
+            validate_source_name(&s.name)?;
+            if !seen.insert(s.name.as_str()) {
+                return Err(format!("source {:?} is defined twice", s.name));
+            }
+            match s.engine {
+                EngineKind::Sqlite if s.path.is_none() => {
+                    return Err(format!("source {:?}: a sqlite source needs `path`", s.name));
+                }
+                EngineKind::Postgres => {
+                    return Err(format!(
+                        "source {:?}: PostgreSQL sources are not supported by this version yet",
+                        s.name
+                    ));
+                }
+                _ => {}
+            }
+        }
+        if !(1..=22).contains(&self.backup.compression_level) {
+            return Err("backup.compression_level must be between 1 and 22".into());
+        }
+        if let StorageConfig::S3 {
+            bucket,
+            part_size_mib,
+            upload_concurrency,
+            ..
+        } = &self.storage
+        {
+            if bucket.is_empty() {
+                return Err("storage.bucket is empty".into());
+            }
+            if *part_size_mib < 5 {
+                return Err("storage.part_size_mib must be at least 5 (an S3 limit)".into());
+            }
+            if *upload_concurrency == 0 {
+                return Err("storage.upload_concurrency must be at least 1".into());
+            }
+        }
+        Ok(())
+    }
+
+    pub fn source(&self, name: &str) -> Option<&SourceConfig> {
+        self.sources.iter().find(|s| s.name == name)
+    }
+
+    pub fn state_path(&self) -> PathBuf {
+        self.state.path.clone().unwrap_or_else(|| {
+            xdg_dir("XDG_DATA_HOME", ".local/share")
+                .join("lifeboat")
+                .join("state.db")
+        })
+    }
+}
+
+/// Source names become a path segment in the bucket, so they are kept plain.
+pub fn validate_source_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && !name.starts_with(['_', '.', '-'])
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "source name {name:?} must be 1-64 letters, digits, '_', '.' or '-', not starting with '_', '.' or '-'"
+        ))
+    }
+}
+
+fn xdg_dir(var: &str, fallback: &str) -> PathBuf {
+    match std::env::var_os(var) {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ => std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("."))
+            .join(fallback),
+    }
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+/// The commented config `lifeboat init` writes.
+pub fn template() -> &'static str {
+    include_str!("../assets/lifeboat.example.toml")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_errors_name_file_and_line() {
+        let text = "[storage]\ntype = \"local\"\npath = 3\n";
+        let err = Config::parse(text, Path::new("/etc/lb.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("/etc/lb.toml:3:"), "{err}");
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        let text = "[storage]\ntype = \"local\"\npath = \"b\"\ncompresion = 3\n";
+        let err = Config::parse(text, Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("compresion"), "{err}");
+        let text = "[storage]\ntype = \"local\"\npath = \"b\"\n[backup]\nlevel = 3\n";
+        assert!(Config::parse(text, Path::new("c.toml")).is_err());
+    }
+
+    #[test]
+    fn relative_paths_follow_the_file() {
+        let text = "[storage]\ntype = \"local\"\npath = \"bucket\"\n[[source]]\nname = \"shop\"\nengine = \"sqlite\"\npath = \"app.db\"\n";
+        let c = Config::parse(text, Path::new("/srv/lb/lifeboat.toml")).unwrap();
+        assert!(
+            matches!(&c.storage, StorageConfig::Local { path } if path == Path::new("/srv/lb/bucket"))
+        );
+        assert_eq!(
+            c.sources[0].path.as_deref(),
+            Some(Path::new("/srv/lb/app.db"))
+        );
+    }
+
+    #[test]
+    fn bad_source_names_are_refused() {
+        for name in ["", "_lifeboat", "../x", "a/b", "a b"] {
+            assert!(validate_source_name(name).is_err(), "{name:?}");
+        }
+        assert!(validate_source_name("billing-db.eu_1").is_ok());
+    }
+
+    #[test]
+    fn the_template_parses() {
+        Config::parse(template(), Path::new("/x/lifeboat.toml")).unwrap();
+    }
+}

@@ -1,0 +1,295 @@
+//! SQLite: snapshots through the online backup API, loads from a database file or SQL text.
+
+use std::ffi::CString;
+use std::io::{BufRead, Read, Write};
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::backup::{Backup, StepResult};
+use rusqlite::{Connection, OpenFlags};
+
+use super::{Snapshot, quote_ident};
+use crate::error::{Error, Result};
+use crate::manifest::{EngineKind, SourceInfo, TableCount};
+use crate::progress::{Phase, Progress};
+
+const PAGES_PER_STEP: i32 = 4096;
+
+/// Opens a database read-only, waiting for writers instead of failing on a lock.
+pub fn open_read_only(path: &Path) -> Result<Connection> {
+    if !path.is_file() {
+        return Err(Error::Io {
+            context: format!("cannot open SQLite database {}", path.display()),
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
+        });
+    }
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_URI,
+    )
+    .map_err(Error::sqlite(format!(
+        "cannot open SQLite database {}",
+        path.display()
+    )))?;
+    conn.busy_timeout(Duration::from_secs(30))
+        .map_err(Error::sqlite("busy timeout"))?;
+    Ok(conn)
+}
+
+/// Takes a consistent copy of the live database at `source` into a staging directory, counts
+/// every table in the copy, and hands the copy over as the dump.
+///
+/// The source connection holds one read transaction for the whole copy, so the copy is one
+/// point in time; in WAL mode the application keeps writing meanwhile. Copying in steps
+/// reports progress.
+pub fn snapshot(
+    name: &str,
+    source: &Path,
+    staging: &Path,
+    progress: &dyn Progress,
+) -> Result<Snapshot> {
+    let ctx = |what: &str| format!("snapshot of {}: {what}", source.display());
+    let src = open_read_only(source)?;
+    let dir = tempfile::Builder::new()
+        .prefix("lifeboat-snapshot-")
+        .tempdir_in(staging)
+        .map_err(Error::io(ctx("cannot create a staging directory")))?;
+    let copy_path = dir.path().join("snapshot.sqlite");
+    {
+        let mut dst = Connection::open(&copy_path).map_err(Error::sqlite(ctx("staging copy")))?;
+        // Pin one read snapshot on the source: the backup then never restarts on concurrent
+        // commits, and every step copies from the same point in time.
+        src.execute_batch("BEGIN; SELECT count(*) FROM sqlite_schema;")
+            .map_err(Error::sqlite(ctx("cannot start a read transaction")))?;
+        let backup = Backup::new(&src, &mut dst).map_err(Error::sqlite(ctx("backup API")))?;
+        let page_size = src
+            .query_row("PRAGMA page_size", [], |r| r.get::<_, i64>(0))
+            .map_err(Error::sqlite(ctx("page size")))? as u64;
+        let mut started = false;
+        loop {
+            match backup
+                .step(PAGES_PER_STEP)
+                .map_err(Error::sqlite(ctx("copy")))?
+            {
+                StepResult::Done => break,
+                StepResult::More => {}
+                StepResult::Busy | StepResult::Locked => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                _ => std::thread::sleep(Duration::from_millis(20)),
+            }
+            let p = backup.progress();
+            let total = p.pagecount.max(0) as u64 * page_size;
+            if !started {
+                progress.phase(Phase::Snapshot, Some(total));
+                started = true;
+            }
+            progress.advance(total.saturating_sub(p.remaining.max(0) as u64 * page_size));
+        }
+        drop(backup);
+        src.execute_batch("COMMIT")
+            .map_err(Error::sqlite(ctx("end read transaction")))?;
+        // A standalone file: no WAL beside it, whatever the source used.
+        dst.pragma_update(None, "journal_mode", "DELETE")
+            .map_err(Error::sqlite(ctx("journal mode")))?;
+    }
+    let copy = Connection::open_with_flags(&copy_path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(Error::sqlite(ctx("reopen copy")))?;
+    let tables = count_tables(&copy)?;
+    let version = sqlite_version(&copy)?;
+    drop(copy);
+    let file = std::fs::File::open(&copy_path).map_err(Error::io(ctx("reopen copy")))?;
+    let size = file.metadata().map_err(Error::io(ctx("stat copy")))?.len();
+    Ok(Snapshot {
+        reader: Box::new(file),
+        raw_size: Some(size),
+        source: SourceInfo {
+            name: name.to_owned(),
+            engine: EngineKind::Sqlite,
+            server_version: version,
+            database: source.display().to_string(),
+        },
+        tables,
+        _staging: Some(dir),
+    })
+}
+
+pub fn sqlite_version(conn: &Connection) -> Result<String> {
+    conn.query_row("SELECT sqlite_version()", [], |r| r.get(0))
+        .map_err(Error::sqlite("sqlite_version()"))
+}
+
+/// Row counts of every ordinary table, by name. Virtual tables are skipped: their data lives
+/// in shadow tables, which are counted.
+pub fn count_tables(conn: &Connection) -> Result<Vec<TableCount>> {
+    let mut stmt = conn
+        .prepare(
+            "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'
+             AND sql NOT LIKE 'CREATE VIRTUAL TABLE%' ORDER BY name",
+        )
+        .map_err(Error::sqlite("list tables"))?;
+    let names: Vec<String> = stmt
+        .query_map([], |r| r.get(0))
+        .and_then(|rows| rows.collect())
+        .map_err(Error::sqlite("list tables"))?;
+    names
+        .into_iter()
+        .map(|name| {
+            let rows: i64 = conn
+                .query_row(
+                    &format!("SELECT count(*) FROM {}", quote_ident(&name)),
+                    [],
+                    |r| r.get(0),
+                )
+                .map_err(Error::sqlite(format!("count rows of {name}")))?;
+            Ok(TableCount {
+                name,
+                rows: rows as u64,
+            })
+        })
+        .collect()
+}
+
+/// Counts the tables of the database file at `path`.
+pub fn count_file(path: &Path) -> Result<Vec<TableCount>> {
+    count_tables(&open_read_only(path)?)
+}
+
+/// Checks that a freshly restored database at `path` is sound (`PRAGMA quick_check`) and
+/// counts its tables. The connection may write, so that closing it folds any WAL back into
+/// the file and leaves no `-wal`/`-shm` beside it.
+pub fn check_and_count(path: &Path) -> Result<Vec<TableCount>> {
+    let ctx = format!("integrity check of {}", path.display());
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(Error::sqlite(ctx.clone()))?;
+    let result: String = conn
+        .query_row("PRAGMA quick_check", [], |r| r.get(0))
+        .map_err(Error::sqlite(ctx))?;
+    if result != "ok" {
+        return Err(Error::Invalid(format!(
+            "the restored database {} fails its integrity check: {result}",
+            path.display()
+        )));
+    }
+    let tables = count_tables(&conn)?;
+    conn.close()
+        .map_err(|(_, e)| Error::sqlite(format!("close {}", path.display()))(e))?;
+    Ok(tables)
+}
+
+/// Writes a database image from `reader` to `dest` (a new file).
+pub fn write_image(mut reader: impl Read, dest: &Path, progress: &dyn Progress) -> Result<u64> {
+    let file =
+        std::fs::File::create_new(dest).map_err(Error::io(format!("create {}", dest.display())))?;
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+    let mut buf = vec![0u8; 1 << 20];
+    let mut done = 0u64;
+    loop {
+        let n = reader
+            .read(&mut buf)
+            .map_err(Error::io("read the decompressed dump"))?;
+        if n == 0 {
+            break;
+        }
+        out.write_all(&buf[..n])
+            .map_err(Error::io(format!("write {}", dest.display())))?;
+        done += n as u64;
+        progress.advance(done);
+    }
+    let file = out
+        .into_inner()
+        .map_err(|e| Error::io(format!("write {}", dest.display()))(e.into_error()))?;
+    file.sync_all()
+        .map_err(Error::io(format!("fsync {}", dest.display())))?;
+    Ok(done)
+}
+
+/// Executes a SQL text dump (as `sqlite3 .dump` writes) into a new database at `dest`,
+/// statement by statement, never holding the whole dump in memory.
+pub fn load_sql(reader: impl BufRead, dest: &Path, progress: &dyn Progress) -> Result<u64> {
+    let conn = Connection::open_with_flags(
+        dest,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(Error::sqlite(format!("create {}", dest.display())))?;
+    // A scratch database being filled: durability only matters at the end.
+    conn.execute_batch("PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF;")
+        .map_err(Error::sqlite("prepare scratch database"))?;
+    let mut stmt = String::new();
+    let mut done = 0u64;
+    let mut line_no = 0u64;
+    let mut first_line = 0u64;
+    for line in reader.lines() {
+        let line = line.map_err(Error::io("read the SQL dump"))?;
+        line_no += 1;
+        done += line.len() as u64 + 1;
+        if stmt.is_empty() {
+            if line.trim().is_empty() {
+                continue;
+            }
+            first_line = line_no;
+        }
+        stmt.push_str(&line);
+        stmt.push('\n');
+        if is_complete(&stmt) {
+            conn.execute_batch(&stmt).map_err(Error::sqlite(format!(
+                "SQL dump, statement at line {first_line}"
+            )))?;
+            stmt.clear();
+            progress.advance(done);
+        }
+    }
+    if !stmt.trim().is_empty() {
+        return Err(Error::Invalid(format!(
+            "SQL dump ends inside a statement that starts at line {first_line}"
+        )));
+    }
+    // Dumps often wrap everything in a transaction; one left open would be rolled back.
+    if !conn.is_autocommit() {
+        return Err(Error::Invalid(
+            "SQL dump ends with a transaction still open (no COMMIT)".into(),
+        ));
+    }
+    conn.execute_batch("PRAGMA journal_mode = DELETE;")
+        .map_err(Error::sqlite("finish scratch database"))?;
+    drop(conn);
+    let file =
+        std::fs::File::open(dest).map_err(Error::io(format!("reopen {}", dest.display())))?;
+    file.sync_all()
+        .map_err(Error::io(format!("fsync {}", dest.display())))?;
+    Ok(done)
+}
+
+/// SQLite's own tokenizer decides whether `sql` ends with a complete statement, so
+/// semicolons inside strings, comments and trigger bodies are handled as SQLite does.
+fn is_complete(sql: &str) -> bool {
+    let Ok(c) = CString::new(sql) else {
+        return false;
+    };
+    // SAFETY: `c` is a valid NUL-terminated string that outlives the call.
+    unsafe { rusqlite::ffi::sqlite3_complete(c.as_ptr()) != 0 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statement_completeness_follows_sqlite() {
+        assert!(is_complete("CREATE TABLE t(a);\n"));
+        assert!(!is_complete("INSERT INTO t VALUES('a;\n"));
+        assert!(!is_complete(
+            "CREATE TRIGGER x AFTER INSERT ON t BEGIN SELECT 1;\n"
+        ));
+        assert!(is_complete(
+            "CREATE TRIGGER x AFTER INSERT ON t BEGIN SELECT 1; END;\n"
+        ));
+    }
+}

@@ -1,0 +1,81 @@
+use std::path::PathBuf;
+
+use crate::config::ConfigError;
+use crate::manifest::ManifestError;
+use crate::storage::{KeyError, StoreError};
+
+/// Everything the core can fail with. Each message is one line a person can act on.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    #[error("unknown source {name:?} (configured: {known})")]
+    UnknownSource { name: String, known: String },
+    #[error("no backup matches {0}")]
+    NoBackup(String),
+    #[error("{what} matches backups of several sources ({sources}); name one with --source")]
+    AmbiguousSource { what: String, sources: String },
+    #[error("backup {id} cannot be restored: {reason}")]
+    NotRestorable { id: String, reason: String },
+    #[error(
+        "checksum mismatch in {key}: the manifest says sha256 {expected}, the stored bytes hash to {actual}; nothing was restored"
+    )]
+    Checksum {
+        key: String,
+        expected: String,
+        actual: String,
+    },
+    #[error("size mismatch in {key}: the manifest says {expected} bytes, the store holds {actual}")]
+    Size {
+        key: String,
+        expected: u64,
+        actual: u64,
+    },
+    #[error(
+        "target {0} already exists; choose another path or pass --force-target with the same path to replace it"
+    )]
+    TargetExists(PathBuf),
+    #[error(
+        "target {0} is the source database itself; pass --force-target with the same path to replace it"
+    )]
+    TargetIsSource(PathBuf),
+    #[error("{context}: {source}")]
+    Sqlite {
+        context: String,
+        source: rusqlite::Error,
+    },
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
+    #[error("not supported yet: {0}")]
+    Unsupported(String),
+    /// Input that cannot be used as it is; the message says why and what to do.
+    #[error("{0}")]
+    Invalid(String),
+    #[error("restore finished but {} table(s) differ from the manifest", .0.diff.findings().count())]
+    RowCountMismatch(Box<crate::pipeline::restore::RestoreReport>),
+    #[error("cancelled")]
+    Cancelled,
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub(crate) fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
+        let context = context.into();
+        move |source| Error::Io { context, source }
+    }
+
+    pub(crate) fn sqlite(context: impl Into<String>) -> impl FnOnce(rusqlite::Error) -> Error {
+        let context = context.into();
+        move |source| Error::Sqlite { context, source }
+    }
+}

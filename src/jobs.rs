@@ -1,0 +1,200 @@
+//! Job records: every backup, verify, restore, prune and drill leaves one, locally and in the
+//! bucket, so every console sees the same history.
+
+use std::fmt;
+use std::sync::Mutex;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::clock::Clock;
+use crate::manifest::Trigger;
+use crate::storage::{KeyError, ObjectKey};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobKind {
+    Backup,
+    Verify,
+    Restore,
+    Prune,
+    Drill,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobStatus {
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+    /// The process running it died (found `running` with no live process behind it).
+    Interrupted,
+}
+
+impl fmt::Display for JobKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            JobKind::Backup => "backup",
+            JobKind::Verify => "verify",
+            JobKind::Restore => "restore",
+            JobKind::Prune => "prune",
+            JobKind::Drill => "drill",
+        })
+    }
+}
+
+impl fmt::Display for JobStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            JobStatus::Running => "running",
+            JobStatus::Succeeded => "ok",
+            JobStatus::Failed => "failed",
+            JobStatus::Cancelled => "cancelled",
+            JobStatus::Interrupted => "interrupted",
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogLine {
+    pub at: DateTime<Utc>,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobRecord {
+    pub id: String,
+    pub kind: JobKind,
+    pub source: Option<String>,
+    pub backup_id: Option<String>,
+    pub trigger: Trigger,
+    pub host: String,
+    pub pid: u32,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub status: JobStatus,
+    /// Bytes moved: stored bytes uploaded or downloaded.
+    pub bytes: u64,
+    pub error: Option<String>,
+    #[serde(default)]
+    pub log: Vec<LogLine>,
+}
+
+impl JobRecord {
+    pub fn duration(&self) -> Option<chrono::Duration> {
+        self.finished_at.map(|f| f - self.started_at)
+    }
+
+    /// Bytes per second over the whole job.
+    pub fn throughput(&self) -> Option<f64> {
+        let secs = self.duration()?.num_milliseconds() as f64 / 1000.0;
+        (secs > 0.0 && self.bytes > 0).then(|| self.bytes as f64 / secs)
+    }
+
+    /// Where the record lives in the bucket: `_lifeboat/jobs/{yyyy}/{mm}/{id}.json`.
+    pub fn object_key(&self) -> Result<ObjectKey, KeyError> {
+        ObjectKey::new(format!(
+            "_lifeboat/jobs/{}/{}.json",
+            self.started_at.format("%Y/%m"),
+            self.id
+        ))
+    }
+}
+
+/// The record of a job while it runs: its log collects here.
+#[derive(Debug)]
+pub struct Job {
+    record: Mutex<JobRecord>,
+    clock: Clock,
+}
+
+impl Job {
+    pub fn start(kind: JobKind, source: Option<&str>, trigger: Trigger, clock: &Clock) -> Self {
+        let now = clock.now();
+        let id = format!(
+            "{}-{kind}-{:04x}",
+            now.format("%Y%m%dT%H%M%SZ"),
+            fastrand::u16(..)
+        );
+        Job {
+            record: Mutex::new(JobRecord {
+                id,
+                kind,
+                source: source.map(str::to_owned),
+                backup_id: None,
+                trigger,
+                host: hostname(),
+                pid: std::process::id(),
+                started_at: now,
+                finished_at: None,
+                status: JobStatus::Running,
+                bytes: 0,
+                error: None,
+                log: Vec::new(),
+            }),
+            clock: clock.clone(),
+        }
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&mut JobRecord) -> R) -> R {
+        f(&mut self.record.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    pub fn id(&self) -> String {
+        self.with(|r| r.id.clone())
+    }
+
+    pub fn log(&self, message: impl Into<String>) {
+        let message = message.into();
+        tracing::info!(job = %self.id(), "{message}");
+        let at = self.clock.now();
+        self.with(|r| r.log.push(LogLine { at, message }));
+    }
+
+    pub fn set_backup(&self, id: &str) {
+        self.with(|r| r.backup_id = Some(id.to_owned()));
+    }
+
+    pub fn add_bytes(&self, n: u64) {
+        self.with(|r| r.bytes += n);
+    }
+
+    pub fn snapshot(&self) -> JobRecord {
+        self.with(|r| r.clone())
+    }
+
+    /// Closes the record with the outcome.
+    pub fn finish(&self, outcome: Result<(), &crate::Error>) -> JobRecord {
+        let now = self.clock.now();
+        self.with(|r| {
+            r.finished_at = Some(now.max(r.started_at));
+            match outcome {
+                Ok(()) => r.status = JobStatus::Succeeded,
+                Err(crate::Error::Cancelled) => r.status = JobStatus::Cancelled,
+                Err(e) => {
+                    r.status = JobStatus::Failed;
+                    r.error = Some(e.to_string());
+                }
+            }
+            let line = match &r.error {
+                Some(e) => format!("{} failed: {e}", r.kind),
+                None => format!("{} {}", r.kind, r.status),
+            };
+            r.log.push(LogLine {
+                at: now,
+                message: line,
+            });
+            r.clone()
+        })
+    }
+}
+
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "unknown".into())
+}

@@ -1,0 +1,296 @@
+//! The manifest: a versioned JSON document written last, as the commit point of a backup.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// The manifest format this build writes and the newest it reads.
+pub const FORMAT: u32 = 1;
+pub const MANIFEST_NAME: &str = "manifest.json";
+
+/// A backup id sorts by time: `20261122T020000Z-7f3a`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct BackupId(String);
+
+#[derive(Debug, thiserror::Error)]
+#[error("invalid backup id {0:?}: expected the form 20261122T020000Z-7f3a")]
+pub struct BackupIdError(String);
+
+impl BackupId {
+    pub fn generate(at: DateTime<Utc>) -> Self {
+        BackupId(format!(
+            "{}-{:04x}",
+            at.format("%Y%m%dT%H%M%SZ"),
+            fastrand::u16(..)
+        ))
+    }
+
+    pub fn time(&self) -> DateTime<Utc> {
+        NaiveDateTime::parse_from_str(&self.0[..16], "%Y%m%dT%H%M%SZ")
+            .expect("validated on construction")
+            .and_utc()
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for BackupId {
+    type Err = BackupIdError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let ok = s.len() == 21
+            && NaiveDateTime::parse_from_str(&s[..16], "%Y%m%dT%H%M%SZ").is_ok()
+            && s.as_bytes()[16] == b'-'
+            && s[17..]
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase());
+        if ok {
+            Ok(BackupId(s.to_owned()))
+        } else {
+            Err(BackupIdError(s.to_owned()))
+        }
+    }
+}
+
+impl TryFrom<String> for BackupId {
+    type Error = BackupIdError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+impl From<BackupId> for String {
+    fn from(id: BackupId) -> String {
+        id.0
+    }
+}
+
+impl fmt::Display for BackupId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EngineKind {
+    Sqlite,
+    Postgres,
+}
+
+impl EngineKind {
+    /// The extension of the dump inside the data object's name.
+    pub fn dump_extension(self) -> &'static str {
+        match self {
+            EngineKind::Sqlite => "sqlite",
+            EngineKind::Postgres => "pgdump",
+        }
+    }
+}
+
+impl fmt::Display for EngineKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            EngineKind::Sqlite => "sqlite",
+            EngineKind::Postgres => "postgres",
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Trigger {
+    #[default]
+    Manual,
+    Scheduled,
+    Drill,
+}
+
+impl fmt::Display for Trigger {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Trigger::Manual => "manual",
+            Trigger::Scheduled => "scheduled",
+            Trigger::Drill => "drill",
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceInfo {
+    pub name: String,
+    pub engine: EngineKind,
+    /// The engine's version, e.g. SQLite's library version or PostgreSQL's server version.
+    pub server_version: String,
+    /// The database: a file path for SQLite, a database name for PostgreSQL. Never a URL with
+    /// credentials.
+    pub database: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DataInfo {
+    /// Object name relative to the backup's directory, e.g. `data.sqlite.zst`.
+    pub key: String,
+    pub raw_bytes: u64,
+    pub stored_bytes: u64,
+    pub compression: String,
+    pub compression_level: i32,
+    /// SHA-256 of the stored bytes, lowercase hex.
+    pub sha256: String,
+}
+
+/// Recipients and scheme only; a manifest never carries key material.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EncryptionInfo {
+    pub scheme: String,
+    #[serde(default)]
+    pub recipients: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableCount {
+    pub name: String,
+    pub rows: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ToolInfo {
+    pub name: String,
+    pub version: String,
+}
+
+impl ToolInfo {
+    pub fn this() -> Self {
+        ToolInfo {
+            name: "lifeboat".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format: u32,
+    pub id: BackupId,
+    pub source: SourceInfo,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: DateTime<Utc>,
+    pub trigger: Trigger,
+    pub tool: ToolInfo,
+    pub host: String,
+    pub data: DataInfo,
+    pub encryption: Option<EncryptionInfo>,
+    pub tables: Vec<TableCount>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error("manifest {key} is not valid JSON for a lifeboat manifest: {detail}")]
+    Invalid { key: String, detail: String },
+    #[error(
+        "manifest {key} has format {found}; this lifeboat reads up to format {FORMAT}, upgrade it"
+    )]
+    TooNew { key: String, found: u32 },
+    #[error("manifest {key} is inconsistent: {detail}")]
+    Inconsistent { key: String, detail: String },
+}
+
+impl Manifest {
+    pub fn total_rows(&self) -> u64 {
+        self.tables.iter().map(|t| t.rows).sum()
+    }
+
+    pub fn duration(&self) -> chrono::Duration {
+        self.finished_at - self.started_at
+    }
+
+    pub fn to_json(&self) -> Vec<u8> {
+        let mut out = serde_json::to_vec_pretty(self).expect("a manifest always serializes");
+        out.push(b'\n');
+        out
+    }
+
+    /// Parses and checks a manifest read from `key` (`{source}/{id}/manifest.json`).
+    pub fn parse(key: &str, bytes: &[u8]) -> Result<Self, ManifestError> {
+        #[derive(Deserialize)]
+        struct Probe {
+            format: u32,
+        }
+        let invalid = |e: serde_json::Error| ManifestError::Invalid {
+            key: key.to_owned(),
+            detail: e.to_string(),
+        };
+        let probe: Probe = serde_json::from_slice(bytes).map_err(invalid)?;
+        if probe.format > FORMAT {
+            return Err(ManifestError::TooNew {
+                key: key.to_owned(),
+                found: probe.format,
+            });
+        }
+        let m: Manifest = serde_json::from_slice(bytes).map_err(invalid)?;
+        let inconsistent = |detail: String| ManifestError::Inconsistent {
+            key: key.to_owned(),
+            detail,
+        };
+        let mut segs = key.rsplit('/');
+        let (_, dir_id, dir_source) = (segs.next(), segs.next(), segs.next());
+        if dir_id != Some(m.id.as_str()) {
+            return Err(inconsistent(format!(
+                "it names backup {} but lives elsewhere",
+                m.id
+            )));
+        }
+        if dir_source != Some(m.source.name.as_str()) {
+            return Err(inconsistent(format!(
+                "it names source {} but lives elsewhere",
+                m.source.name
+            )));
+        }
+        let name_ok = m.data.key.starts_with("data.")
+            && !m.data.key.contains('/')
+            && !m.data.key.contains("..");
+        if !name_ok {
+            return Err(inconsistent(format!(
+                "data object name {:?} is not allowed",
+                m.data.key
+            )));
+        }
+        if m.data.sha256.len() != 64 || !m.data.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(inconsistent("sha256 is not 64 hex digits".into()));
+        }
+        Ok(m)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backup_ids_round_trip_and_sort_by_time() {
+        let t1 = DateTime::parse_from_rfc3339("2026-11-22T02:00:00Z")
+            .unwrap()
+            .to_utc();
+        let t2 = DateTime::parse_from_rfc3339("2026-11-22T02:00:01Z")
+            .unwrap()
+            .to_utc();
+        let a = BackupId::generate(t1);
+        let b = BackupId::generate(t2);
+        assert!(a < b);
+        assert_eq!(a.time(), t1);
+        assert_eq!(a.as_str().parse::<BackupId>().unwrap(), a);
+        for bad in [
+            "",
+            "20261122T020000Z",
+            "20261122T020000Z-7F3A",
+            "20261322T020000Z-7f3a",
+            "x0261122T020000Z-7f3a",
+        ] {
+            assert!(bad.parse::<BackupId>().is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,279 @@
+//! snapshot → zstd (multi-threaded) → SHA-256 → upload, then the manifest as commit point.
+//!
+//! The dump never sits in memory whole: a blocking thread compresses and hashes into a small
+//! bounded channel that the upload drains, so memory stays a few chunks plus the store's part
+//! buffers, whatever the database size.
+
+use std::io::{self, Read, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::sha256_hex;
+use crate::clock::Clock;
+use crate::config::SourceConfig;
+use crate::engine::{self, Snapshot};
+use crate::error::{Error, Result};
+use crate::jobs::{Job, hostname};
+use crate::manifest::{BackupId, DataInfo, EngineKind, MANIFEST_NAME, Manifest, ToolInfo, Trigger};
+use crate::progress::{Phase, Progress};
+use crate::storage::{ByteStream, ObjectKey, ObjectStore, ObjectStoreExt};
+
+const CHUNK: usize = 1 << 20;
+const CHANNEL_DEPTH: usize = 4;
+
+#[derive(Debug, Clone)]
+pub struct BackupOptions {
+    pub trigger: Trigger,
+    pub compression_level: i32,
+    /// zstd workers; 0 = one per core.
+    pub threads: u32,
+    pub staging: PathBuf,
+}
+
+pub(crate) struct BackupRun<'a> {
+    pub store: &'a Arc<dyn ObjectStore>,
+    pub source: &'a SourceConfig,
+    pub opts: &'a BackupOptions,
+    pub clock: &'a Clock,
+    pub progress: Arc<dyn Progress>,
+    pub cancel: CancellationToken,
+    pub job: &'a Job,
+}
+
+impl BackupRun<'_> {
+    pub async fn run(self) -> Result<Manifest> {
+        let started_at = self.clock.now();
+        let id = BackupId::generate(started_at);
+        self.job.set_backup(id.as_str());
+        let dir = ObjectKey::new(format!("{}/{id}", self.source.name))?;
+        let data_name = format!("data.{}.zst", self.source.engine.dump_extension());
+        let data_key = dir.join(&data_name)?;
+        self.job
+            .log(format!("backup {id} of {} started", self.source.name));
+
+        let snapshot = self.snapshot().await?;
+        self.job.log(format!(
+            "snapshot taken: {} tables, {} rows",
+            snapshot.tables.len(),
+            snapshot.tables.iter().map(|t| t.rows).sum::<u64>()
+        ));
+        if self.cancel.is_cancelled() {
+            return Err(Error::Cancelled);
+        }
+        let source_info = snapshot.source.clone();
+        let tables = snapshot.tables.clone();
+
+        self.progress.phase(Phase::Upload, snapshot.raw_size);
+        let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(CHANNEL_DEPTH);
+        let level = self.opts.compression_level;
+        let threads = match self.opts.threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
+            n => n,
+        };
+        let progress = self.progress.clone();
+        let cancel = self.cancel.clone();
+        let compressor = tokio::task::spawn_blocking(move || {
+            let result = compress(snapshot, level, threads, &tx, &*progress, &cancel);
+            if let Err(e) = &result {
+                // Poison the upload so the store aborts instead of committing a short object.
+                let _ = tx.blocking_send(Err(io::Error::other(e.to_string())));
+            }
+            result
+        });
+        let body: ByteStream = Box::pin(tokio_stream_from(rx));
+        let put = self.store.put(&data_key, body).await;
+        let compressed = compressor.await.expect("compression thread panicked");
+        let (sha256, stored_bytes, raw_bytes) = match (compressed, put) {
+            (Err(e), _) => return Err(e),
+            (Ok(_), Err(e)) => return Err(e.into()),
+            (Ok(c), Ok(put)) if put.size != c.1 => {
+                let _ = self
+                    .store
+                    .delete_many(std::slice::from_ref(&data_key))
+                    .await;
+                return Err(Error::Size {
+                    key: data_key.to_string(),
+                    expected: c.1,
+                    actual: put.size,
+                });
+            }
+            (Ok(c), Ok(put)) => {
+                self.job.log(format!(
+                    "uploaded {data_key}: {} bytes in {} part(s)",
+                    put.size, put.parts
+                ));
+                c
+            }
+        };
+        self.job.add_bytes(stored_bytes);
+
+        if self.cancel.is_cancelled() {
+            let _ = self
+                .store
+                .delete_many(std::slice::from_ref(&data_key))
+                .await;
+            return Err(Error::Cancelled);
+        }
+        self.progress.phase(Phase::Commit, None);
+        let manifest = Manifest {
+            format: crate::manifest::FORMAT,
+            id,
+            source: source_info,
+            started_at,
+            finished_at: self.clock.now().max(started_at),
+            trigger: self.opts.trigger,
+            tool: ToolInfo::this(),
+            host: hostname(),
+            data: DataInfo {
+                key: data_name,
+                raw_bytes,
+                stored_bytes,
+                compression: "zstd".into(),
+                compression_level: level,
+                sha256,
+            },
+            encryption: None,
+            tables,
+        };
+        let manifest_key = dir.join(MANIFEST_NAME)?;
+        if let Err(e) = self
+            .store
+            .put_bytes(&manifest_key, manifest.to_json().into())
+            .await
+        {
+            let _ = self
+                .store
+                .delete_many(std::slice::from_ref(&data_key))
+                .await;
+            return Err(e.into());
+        }
+        self.job.log(format!("manifest written: {manifest_key}"));
+        Ok(manifest)
+    }
+
+    async fn snapshot(&self) -> Result<Snapshot> {
+        let staging = self.opts.staging.clone();
+        std::fs::create_dir_all(&staging).map_err(Error::io(format!(
+            "staging directory {}",
+            staging.display()
+        )))?;
+        match self.source.engine {
+            EngineKind::Sqlite => {
+                let name = self.source.name.clone();
+                let path = self
+                    .source
+                    .path
+                    .clone()
+                    .expect("validated: sqlite sources have a path");
+                let progress = self.progress.clone();
+                tokio::task::spawn_blocking(move || {
+                    engine::sqlite::snapshot(&name, &path, &staging, &*progress)
+                })
+                .await
+                .expect("snapshot thread panicked")
+            }
+            EngineKind::Postgres => Err(Error::Unsupported("PostgreSQL sources".into())),
+        }
+    }
+}
+
+fn tokio_stream_from(
+    mut rx: mpsc::Receiver<io::Result<Bytes>>,
+) -> impl futures_util::Stream<Item = io::Result<Bytes>> {
+    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+/// Compresses the snapshot into the channel. Returns (sha256 of the stored bytes, stored
+/// bytes, raw bytes).
+fn compress(
+    mut snapshot: Snapshot,
+    level: i32,
+    threads: u32,
+    tx: &mpsc::Sender<io::Result<Bytes>>,
+    progress: &dyn Progress,
+    cancel: &CancellationToken,
+) -> Result<(String, u64, u64)> {
+    let sink = ChunkSender {
+        tx,
+        buf: Vec::with_capacity(CHUNK),
+        hasher: Sha256::new(),
+        stored: 0,
+    };
+    let mut enc = zstd::stream::write::Encoder::new(sink, level).map_err(Error::io("zstd"))?;
+    if threads > 1 {
+        enc.multithread(threads)
+            .map_err(Error::io("zstd workers"))?;
+    }
+    let mut buf = vec![0u8; CHUNK];
+    let mut raw = 0u64;
+    loop {
+        if cancel.is_cancelled() {
+            return Err(Error::Cancelled);
+        }
+        let n = snapshot
+            .reader
+            .read(&mut buf)
+            .map_err(Error::io("read the snapshot"))?;
+        if n == 0 {
+            break;
+        }
+        enc.write_all(&buf[..n]).map_err(upload_gone)?;
+        raw += n as u64;
+        progress.advance(raw);
+    }
+    let mut sink = enc.finish().map_err(upload_gone)?;
+    sink.flush_chunk().map_err(upload_gone)?;
+    Ok((sha256_hex(sink.hasher), sink.stored, raw))
+}
+
+fn upload_gone(e: io::Error) -> Error {
+    if e.kind() == io::ErrorKind::BrokenPipe {
+        Error::Io {
+            context: "upload stopped".into(),
+            source: e,
+        }
+    } else {
+        Error::io("compress")(e)
+    }
+}
+
+/// A blocking writer that hashes what passes and hands it to the upload in 1 MiB chunks.
+struct ChunkSender<'a> {
+    tx: &'a mpsc::Sender<io::Result<Bytes>>,
+    buf: Vec<u8>,
+    hasher: Sha256,
+    stored: u64,
+}
+
+impl ChunkSender<'_> {
+    fn flush_chunk(&mut self) -> io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK));
+        self.tx
+            .blocking_send(Ok(Bytes::from(chunk)))
+            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the upload stopped"))
+    }
+}
+
+impl Write for ChunkSender<'_> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.hasher.update(data);
+        self.stored += data.len() as u64;
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= CHUNK {
+            self.flush_chunk()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}

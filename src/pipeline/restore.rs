@@ -1,0 +1,408 @@
+//! download (hashing) → verify → decompress → load → count → diff.
+//!
+//! Nothing reaches the target before the stored bytes hash to the manifest's SHA-256. The
+//! database is built in a partial file beside the target and renamed into place only once it
+//! is complete and passes SQLite's integrity check.
+
+use std::io::{self, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use futures_util::TryStreamExt;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncWriteExt;
+use tokio_util::sync::CancellationToken;
+
+use super::sha256_hex;
+use crate::catalog::{BackupEntry, ForeignObject};
+use crate::diff::RowDiff;
+use crate::engine::sqlite;
+use crate::error::{Error, Result};
+use crate::manifest::{EngineKind, TableCount};
+use crate::progress::{Phase, Progress};
+use crate::sniff::{Compression, Content, Format, SNIFF_LEN, sniff};
+use crate::storage::{ObjectKey, ObjectStore};
+
+/// What to restore: a lifeboat backup or a foreign object.
+#[derive(Debug, Clone)]
+pub enum RestoreFrom {
+    Backup(Box<BackupEntry>),
+    Foreign(Box<ForeignObject>),
+}
+
+impl RestoreFrom {
+    pub fn label(&self) -> String {
+        match self {
+            RestoreFrom::Backup(b) => b.id.to_string(),
+            RestoreFrom::Foreign(f) => f.meta.key.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RestoreOptions {
+    pub target: PathBuf,
+    /// Replace an existing file (or the source itself). Front ends set this only when the
+    /// person typed the target's name again.
+    pub force_target: bool,
+    /// The live source database to count as a third column.
+    pub live: Option<PathBuf>,
+    pub staging: PathBuf,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RestoreReport {
+    pub restored: String,
+    pub source: Option<String>,
+    pub format: String,
+    pub target: PathBuf,
+    /// SHA-256 of the stored bytes as downloaded.
+    pub sha256: String,
+    /// Whether the hash was checked against a manifest (foreign objects have none).
+    pub checksum_verified: bool,
+    pub stored_bytes: u64,
+    pub raw_bytes: u64,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: DateTime<Utc>,
+    pub diff: RowDiff,
+}
+
+impl RestoreReport {
+    pub fn ok(&self) -> bool {
+        self.diff.all_match()
+    }
+}
+
+pub(crate) struct RestoreRun<'a> {
+    pub store: &'a Arc<dyn ObjectStore>,
+    pub from: &'a RestoreFrom,
+    pub opts: &'a RestoreOptions,
+    pub source_path: Option<PathBuf>,
+    pub progress: Arc<dyn Progress>,
+    pub cancel: CancellationToken,
+    pub log: &'a (dyn Fn(String) + Send + Sync),
+}
+
+impl RestoreRun<'_> {
+    pub async fn run(self, started_at: DateTime<Utc>) -> Result<(RestoreReport, DateTime<Utc>)> {
+        let target = self.check_target()?;
+        let (key, expected) = match self.from {
+            RestoreFrom::Backup(b) => {
+                let m = b
+                    .manifest
+                    .as_ref()
+                    .filter(|_| b.problem.is_none())
+                    .ok_or_else(|| Error::NotRestorable {
+                        id: b.id.to_string(),
+                        reason: b.problem.clone().unwrap_or_else(|| "no manifest".into()),
+                    })?;
+                if m.source.engine != EngineKind::Sqlite {
+                    return Err(Error::Unsupported(format!(
+                        "restoring {} backups",
+                        m.source.engine
+                    )));
+                }
+                if m.encryption.is_some() {
+                    return Err(Error::Unsupported("encrypted backups".into()));
+                }
+                let key = b.data_key().expect("a manifest names its data object");
+                (key, Some((m.data.sha256.clone(), m.data.stored_bytes)))
+            }
+            RestoreFrom::Foreign(f) => {
+                if !f.format.restorable_to_sqlite() {
+                    return Err(Error::Invalid(format!(
+                        "{} holds {}, which cannot be restored into SQLite",
+                        f.meta.key, f.format
+                    )));
+                }
+                (ObjectKey::new(f.meta.key.clone())?, None)
+            }
+        };
+
+        std::fs::create_dir_all(&self.opts.staging).map_err(Error::io(format!(
+            "staging directory {}",
+            self.opts.staging.display()
+        )))?;
+        let staged = tempfile::Builder::new()
+            .prefix("lifeboat-download-")
+            .tempfile_in(&self.opts.staging)
+            .map_err(Error::io("create a download file"))?;
+        self.progress
+            .phase(Phase::Download, expected.as_ref().map(|e| e.1));
+        let file = tokio::fs::File::from_std(
+            staged
+                .reopen()
+                .map_err(Error::io("open the download file"))?,
+        );
+        let (sha256, stored_bytes) = download(
+            self.store.as_ref(),
+            &key,
+            Some(file),
+            &*self.progress,
+            &self.cancel,
+        )
+        .await?;
+        if let Some((want_sha, want_size)) = &expected {
+            if stored_bytes != *want_size {
+                return Err(Error::Size {
+                    key: key.to_string(),
+                    expected: *want_size,
+                    actual: stored_bytes,
+                });
+            }
+            if &sha256 != want_sha {
+                return Err(Error::Checksum {
+                    key: key.to_string(),
+                    expected: want_sha.clone(),
+                    actual: sha256,
+                });
+            }
+            (self.log)(format!("checksum verified: sha256 {sha256}"));
+        } else {
+            (self.log)(format!(
+                "downloaded {key} ({stored_bytes} bytes, sha256 {sha256}); no manifest to verify against"
+            ));
+        }
+
+        let format = match self.from {
+            RestoreFrom::Backup(_) => Format {
+                compression: Some(Compression::Zstd),
+                content: Content::Sqlite,
+            },
+            RestoreFrom::Foreign(_) => {
+                // Judge by the bytes actually downloaded, not by the cached listing.
+                let mut head = Vec::new();
+                std::fs::File::open(staged.path())
+                    .and_then(|f| f.take(SNIFF_LEN).read_to_end(&mut head))
+                    .map_err(Error::io("read the download"))?;
+                sniff(&head)
+            }
+        };
+        let partial = PartialFile::beside(&target)?;
+        self.progress.phase(Phase::Decompress, None);
+        let (raw_bytes, tables) = {
+            let staged_path = staged.path().to_path_buf();
+            let partial_path = partial.path.clone();
+            let progress = self.progress.clone();
+            let cancel = self.cancel.clone();
+            tokio::task::spawn_blocking(move || {
+                load(&staged_path, format, &partial_path, &*progress, &cancel)
+            })
+            .await
+            .expect("restore thread panicked")?
+        };
+        drop(staged);
+        partial.commit(&target, self.opts.force_target)?;
+        (self.log)(format!(
+            "restored into {} ({raw_bytes} bytes)",
+            target.display()
+        ));
+
+        let live = match &self.opts.live {
+            Some(path) => {
+                self.progress.phase(Phase::CountLive, None);
+                let path = path.clone();
+                Some(
+                    tokio::task::spawn_blocking(move || sqlite::count_file(&path))
+                        .await
+                        .expect("count thread panicked")?,
+                )
+            }
+            None => None,
+        };
+        self.progress.phase(Phase::Diff, None);
+        let expected_tables = match self.from {
+            RestoreFrom::Backup(b) => b.manifest.as_ref().map(|m| m.tables.as_slice()),
+            RestoreFrom::Foreign(_) => None,
+        };
+        let diff = RowDiff::new(expected_tables, &tables, live.as_deref());
+        let finished_at = Utc::now();
+        let report = RestoreReport {
+            restored: self.from.label(),
+            source: match self.from {
+                RestoreFrom::Backup(b) => Some(b.source.clone()),
+                RestoreFrom::Foreign(_) => None,
+            },
+            format: format.to_string(),
+            target,
+            sha256,
+            checksum_verified: expected.is_some(),
+            stored_bytes,
+            raw_bytes,
+            started_at,
+            finished_at,
+            diff,
+        };
+        Ok((report, finished_at))
+    }
+
+    fn check_target(&self) -> Result<PathBuf> {
+        let target = &self.opts.target;
+        let parent = target
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        std::fs::create_dir_all(parent)
+            .map_err(Error::io(format!("create {}", parent.display())))?;
+        let name = target
+            .file_name()
+            .ok_or_else(|| Error::Invalid(format!("target {} names no file", target.display())))?;
+        let target = parent
+            .canonicalize()
+            .map_err(Error::io(format!("resolve {}", parent.display())))?
+            .join(name);
+        let is_source = self
+            .source_path
+            .as_ref()
+            .and_then(|s| s.canonicalize().ok())
+            .is_some_and(|s| s == target);
+        if is_source && !self.opts.force_target {
+            return Err(Error::TargetIsSource(target));
+        }
+        if target.exists() && !self.opts.force_target {
+            return Err(Error::TargetExists(target));
+        }
+        Ok(target)
+    }
+}
+
+/// Streams an object, hashing it and (optionally) writing it to `sink`. Returns the SHA-256
+/// and the size.
+pub(crate) async fn download(
+    store: &dyn ObjectStore,
+    key: &ObjectKey,
+    mut sink: Option<tokio::fs::File>,
+    progress: &dyn Progress,
+    cancel: &CancellationToken,
+) -> Result<(String, u64)> {
+    let mut stream = store.get(key).await?;
+    let mut hasher = Sha256::new();
+    let mut size = 0u64;
+    loop {
+        let chunk = tokio::select! {
+            _ = cancel.cancelled() => return Err(Error::Cancelled),
+            chunk = stream.try_next() => chunk.map_err(Error::io(format!("download {key}")))?,
+        };
+        let Some(chunk) = chunk else { break };
+        hasher.update(&chunk);
+        size += chunk.len() as u64;
+        if let Some(f) = sink.as_mut() {
+            f.write_all(&chunk)
+                .await
+                .map_err(Error::io("write the download file"))?;
+        }
+        progress.advance(size);
+    }
+    if let Some(mut f) = sink {
+        f.flush()
+            .await
+            .map_err(Error::io("write the download file"))?;
+    }
+    Ok((sha256_hex(hasher), size))
+}
+
+/// Decompresses and loads the staged download into `dest`, checks it and counts its tables.
+fn load(
+    staged: &Path,
+    format: Format,
+    dest: &Path,
+    progress: &dyn Progress,
+    cancel: &CancellationToken,
+) -> Result<(u64, Vec<TableCount>)> {
+    let file = std::fs::File::open(staged).map_err(Error::io("open the download"))?;
+    let reader: Box<dyn Read + Send> = match format.compression {
+        None => Box::new(file),
+        Some(Compression::Gzip) => {
+            Box::new(flate2::read::MultiGzDecoder::new(BufReader::new(file)))
+        }
+        Some(Compression::Zstd) => {
+            Box::new(zstd::stream::read::Decoder::new(file).map_err(Error::io("zstd"))?)
+        }
+    };
+    let reader = Cancellable {
+        inner: reader,
+        cancel: cancel.clone(),
+    };
+    let loaded = match format.content {
+        Content::Sqlite => sqlite::write_image(reader, dest, progress),
+        Content::Sql => sqlite::load_sql(BufReader::with_capacity(1 << 20, reader), dest, progress),
+        other => Err(Error::Unsupported(format!("loading {other:?} into SQLite"))),
+    };
+    let raw = loaded.map_err(|e| {
+        if cancel.is_cancelled() {
+            Error::Cancelled
+        } else {
+            e
+        }
+    })?;
+    progress.phase(Phase::Count, None);
+    let tables = sqlite::check_and_count(dest)?;
+    Ok((raw, tables))
+}
+
+/// A reader that stops with an error once the job is cancelled.
+struct Cancellable<R> {
+    inner: R,
+    cancel: CancellationToken,
+}
+
+impl<R: Read> Read for Cancellable<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.cancel.is_cancelled() {
+            return Err(io::Error::other("cancelled"));
+        }
+        self.inner.read(buf)
+    }
+}
+
+/// The database under construction, beside its final path; removed unless committed.
+struct PartialFile {
+    path: PathBuf,
+    committed: bool,
+}
+
+impl PartialFile {
+    fn beside(target: &Path) -> Result<Self> {
+        let name = target
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let path = target.with_file_name(format!(
+            ".{name}.lifeboat-partial-{:08x}",
+            fastrand::u32(..)
+        ));
+        Ok(PartialFile {
+            path,
+            committed: false,
+        })
+    }
+
+    fn commit(mut self, target: &Path, replacing: bool) -> Result<()> {
+        std::fs::rename(&self.path, target)
+            .map_err(Error::io(format!("move into {}", target.display())))?;
+        self.committed = true;
+        if replacing {
+            // A stale WAL beside the replaced database would be replayed into the restored one.
+            for ext in ["-wal", "-shm", "-journal"] {
+                let mut side = target.as_os_str().to_owned();
+                side.push(ext);
+                let _ = std::fs::remove_file(PathBuf::from(side));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for PartialFile {
+    fn drop(&mut self) {
+        if !self.committed {
+            for ext in ["", "-journal", "-wal", "-shm"] {
+                let mut p = self.path.as_os_str().to_owned();
+                p.push(ext);
+                let _ = std::fs::remove_file(PathBuf::from(p));
+            }
+        }
+    }
+}

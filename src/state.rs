@@ -1,0 +1,198 @@
+//! The local state database: job history and a cache of what the bucket holds, so the
+//! console opens instantly. The bucket stays the source of truth.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::error::{Error, Result};
+use crate::jobs::{JobRecord, JobStatus, hostname};
+
+#[derive(Debug, Clone)]
+pub struct State {
+    conn: Arc<Mutex<Connection>>,
+    path: PathBuf,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS jobs (
+    id         TEXT PRIMARY KEY,
+    started_at TEXT NOT NULL,
+    kind       TEXT NOT NULL,
+    source     TEXT,
+    backup_id  TEXT,
+    status     TEXT NOT NULL,
+    record     TEXT NOT NULL,
+    in_bucket  INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS jobs_backup ON jobs(backup_id);
+CREATE INDEX IF NOT EXISTS jobs_started ON jobs(started_at);
+CREATE TABLE IF NOT EXISTS object_cache (
+    key      TEXT NOT NULL,
+    kind     TEXT NOT NULL,
+    size     INTEGER NOT NULL,
+    modified TEXT NOT NULL,
+    body     BLOB NOT NULL,
+    PRIMARY KEY (key, kind)
+);
+";
+
+/// What is cached about an object: parsed manifests and detected formats.
+#[derive(Debug, Clone, Copy)]
+pub enum CacheKind {
+    Manifest,
+    Format,
+}
+
+impl CacheKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            CacheKind::Manifest => "manifest",
+            CacheKind::Format => "format",
+        }
+    }
+}
+
+impl State {
+    pub fn open(path: &Path) -> Result<State> {
+        let ctx = format!("state database {}", path.display());
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(Error::io(ctx.clone()))?;
+        }
+        let conn = Connection::open(path).map_err(Error::sqlite(ctx.clone()))?;
+        conn.busy_timeout(Duration::from_secs(10))
+            .map_err(Error::sqlite(ctx.clone()))?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(Error::sqlite(ctx.clone()))?;
+        conn.execute_batch(SCHEMA).map_err(Error::sqlite(ctx))?;
+        let state = State {
+            conn: Arc::new(Mutex::new(conn)),
+            path: path.to_path_buf(),
+        };
+        state.mark_interrupted()?;
+        Ok(state)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<R>) -> Result<R> {
+        let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        f(&conn).map_err(Error::sqlite(format!(
+            "state database {}",
+            self.path.display()
+        )))
+    }
+
+    /// Jobs left `running` by a process of this host that no longer exists died with it.
+    fn mark_interrupted(&self) -> Result<()> {
+        let host = hostname();
+        let running = self.jobs_where("status = 'running'", [])?;
+        for mut job in running {
+            let alive = Path::new(&format!("/proc/{}", job.pid)).exists();
+            if job.host == host && !alive {
+                job.status = JobStatus::Interrupted;
+                job.error = Some("the process running this job stopped before it finished".into());
+                self.put_job(&job, false)?;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn put_job(&self, job: &JobRecord, in_bucket: bool) -> Result<()> {
+        let record = serde_json::to_string(job).expect("job records serialize");
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO jobs (id, started_at, kind, source, backup_id, status, record, in_bucket)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                 ON CONFLICT(id) DO UPDATE SET status = ?6, backup_id = ?5, record = ?7,
+                   in_bucket = max(in_bucket, ?8)",
+                params![
+                    job.id,
+                    job.started_at.to_rfc3339(),
+                    job.kind.to_string(),
+                    job.source,
+                    job.backup_id,
+                    job.status.to_string(),
+                    record,
+                    in_bucket
+                ],
+            )
+            .map(drop)
+        })
+    }
+
+    pub fn has_job(&self, id: &str) -> Result<bool> {
+        self.with(|c| {
+            c.query_row("SELECT 1 FROM jobs WHERE id = ?1", [id], |_| Ok(()))
+                .optional()
+        })
+        .map(|r| r.is_some())
+    }
+
+    /// All jobs, newest first.
+    pub fn jobs(&self) -> Result<Vec<JobRecord>> {
+        self.jobs_where("1", [])
+    }
+
+    pub fn jobs_for_backup(&self, backup_id: &str) -> Result<Vec<JobRecord>> {
+        self.jobs_where("backup_id = ?1", [backup_id])
+    }
+
+    /// Finished jobs not yet copied to the bucket.
+    pub fn jobs_not_in_bucket(&self) -> Result<Vec<JobRecord>> {
+        self.jobs_where("in_bucket = 0 AND status != 'running'", [])
+    }
+
+    fn jobs_where<P: rusqlite::Params>(&self, filter: &str, params: P) -> Result<Vec<JobRecord>> {
+        let sql =
+            format!("SELECT record FROM jobs WHERE {filter} ORDER BY started_at DESC, id DESC");
+        let texts: Vec<String> = self.with(|c| {
+            let mut stmt = c.prepare(&sql)?;
+            let rows = stmt.query_map(params, |r| r.get(0))?;
+            rows.collect()
+        })?;
+        // A record this version cannot read is skipped, not fatal: history is informational.
+        Ok(texts
+            .iter()
+            .filter_map(|t| serde_json::from_str(t).ok())
+            .collect())
+    }
+
+    pub fn cache_get(
+        &self,
+        key: &str,
+        kind: CacheKind,
+        size: u64,
+        modified: &str,
+    ) -> Result<Option<Vec<u8>>> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT body FROM object_cache WHERE key = ?1 AND kind = ?2 AND size = ?3 AND modified = ?4",
+                params![key, kind.as_str(), size as i64, modified],
+                |r| r.get(0),
+            )
+            .optional()
+        })
+    }
+
+    pub fn cache_put(
+        &self,
+        key: &str,
+        kind: CacheKind,
+        size: u64,
+        modified: &str,
+        body: &[u8],
+    ) -> Result<()> {
+        self.with(|c| {
+            c.execute(
+                "INSERT OR REPLACE INTO object_cache (key, kind, size, modified, body) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![key, kind.as_str(), size as i64, modified, body],
+            )
+            .map(drop)
+        })
+    }
+}

@@ -1,0 +1,152 @@
+//! Object storage: one trait in front of S3 and a local directory.
+//!
+//! Keys given to a store are relative to its configured prefix and always pass through
+//! [`ObjectKey`], which refuses anything that could escape that prefix.
+
+mod key;
+mod local;
+mod s3;
+
+use std::fmt;
+use std::io;
+use std::pin::Pin;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use futures_util::Stream;
+
+pub use key::{KeyError, ObjectKey};
+pub use local::LocalStore;
+pub use s3::{S3Options, S3Store};
+
+/// A stream of byte chunks, used both for downloads and for uploads.
+pub type ByteStream = Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send>>;
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ObjectMeta {
+    pub key: String,
+    pub size: u64,
+    pub last_modified: Option<DateTime<Utc>>,
+}
+
+/// One page of a listing; `next` is the opaque token for the following page.
+#[derive(Debug, Clone, Default)]
+pub struct ListPage {
+    pub objects: Vec<ObjectMeta>,
+    pub next: Option<String>,
+}
+
+/// An upload that was started and never finished (an S3 multipart upload or a local temp file).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct IncompleteUpload {
+    pub key: String,
+    pub started: Option<DateTime<Utc>>,
+    /// What the store needs to clean it up (S3 upload id or temp file name).
+    pub handle: String,
+}
+
+/// What a finished upload wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PutOutcome {
+    pub size: u64,
+    /// Number of parts (1 for a single-request upload).
+    pub parts: u32,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    #[error("object {0} does not exist")]
+    NotFound(String),
+    #[error("cannot reach {endpoint}: {detail}")]
+    Unreachable { endpoint: String, detail: String },
+    #[error("no usable credentials for {endpoint}: {detail}")]
+    Credentials { endpoint: String, detail: String },
+    #[error("access denied by {endpoint}: {detail}")]
+    AccessDenied { endpoint: String, detail: String },
+    #[error("bucket {0} does not exist")]
+    NoSuchBucket(String),
+    #[error("{op} {key}: {detail}")]
+    Request {
+        op: &'static str,
+        key: String,
+        detail: String,
+    },
+    #[error("{op} {path}: {source}")]
+    Io {
+        op: &'static str,
+        path: String,
+        source: io::Error,
+    },
+    #[error("upload of {key} failed while reading its data: {source}")]
+    Body { key: String, source: io::Error },
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+#[async_trait]
+pub trait ObjectStore: Send + Sync + fmt::Debug {
+    /// Where the objects live, for people: `s3://bucket/prefix (endpoint)` or a directory.
+    fn location(&self) -> String;
+
+    /// One page of keys under `prefix` (relative to the store's own prefix), in key order.
+    async fn list_page(&self, prefix: &str, token: Option<String>) -> StoreResult<ListPage>;
+
+    async fn head(&self, key: &ObjectKey) -> StoreResult<Option<ObjectMeta>>;
+
+    async fn get(&self, key: &ObjectKey) -> StoreResult<ByteStream>;
+
+    /// The first bytes of an object (for format detection); shorter if the object is.
+    async fn get_prefix(&self, key: &ObjectKey, len: u64) -> StoreResult<Bytes>;
+
+    /// Stores `body` under `key`. The object becomes visible only when the whole body was
+    /// written; on any error nothing is left behind (partial uploads are aborted).
+    async fn put(&self, key: &ObjectKey, body: ByteStream) -> StoreResult<PutOutcome>;
+
+    async fn delete_many(&self, keys: &[ObjectKey]) -> StoreResult<()>;
+
+    /// Uploads that were started under `prefix` and never completed.
+    async fn list_incomplete(&self, prefix: &str) -> StoreResult<Vec<IncompleteUpload>>;
+}
+
+/// Convenience helpers over any store.
+#[async_trait]
+pub trait ObjectStoreExt: ObjectStore {
+    async fn put_bytes(&self, key: &ObjectKey, bytes: Bytes) -> StoreResult<PutOutcome> {
+        let body: ByteStream = Box::pin(futures_util::stream::iter([Ok(bytes)]));
+        self.put(key, body).await
+    }
+
+    /// Reads a small object whole. Only for manifests and job records.
+    async fn get_bytes(&self, key: &ObjectKey) -> StoreResult<Vec<u8>> {
+        use futures_util::TryStreamExt;
+        let mut stream = self.get(key).await?;
+        let mut out = Vec::new();
+        while let Some(chunk) = stream.try_next().await.map_err(|e| StoreError::Request {
+            op: "get",
+            key: key.to_string(),
+            detail: e.to_string(),
+        })? {
+            out.extend_from_slice(&chunk);
+        }
+        Ok(out)
+    }
+
+    /// Every object under `prefix`, page after page.
+    async fn list_all(&self, prefix: &str) -> StoreResult<Vec<ObjectMeta>> {
+        let mut out = Vec::new();
+        let mut token = None;
+        loop {
+            let page = self.list_page(prefix, token).await?;
+            out.extend(page.objects);
+            match page.next {
+                Some(t) => token = Some(t),
+                None => return Ok(out),
+            }
+        }
+    }
+}
+
+impl<T: ObjectStore + ?Sized> ObjectStoreExt for T {}

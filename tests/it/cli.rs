@@ -1,0 +1,407 @@
+//! The binary, as cron and people run it.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+use crate::common::{self, ACCESS_KEY, S3Server, SECRET_KEY};
+
+pub struct Out {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// The binary with a clean environment: no AWS settings but those a test gives.
+pub fn lifeboat(home: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_lifeboat"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("AWS_") || k.starts_with("LIFEBOAT_") || k.starts_with("XDG_") {
+            c.env_remove(k);
+        }
+    }
+    // Empty AWS files: no profile to fall back on, as on a fresh machine.
+    for f in ["aws-config", "aws-credentials"] {
+        std::fs::write(home.join(f), "").unwrap();
+    }
+    c.current_dir(home)
+        .env("HOME", home)
+        .env("NO_COLOR", "1")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_CONFIG_FILE", home.join("aws-config"))
+        .env("AWS_SHARED_CREDENTIALS_FILE", home.join("aws-credentials"));
+    c
+}
+
+pub async fn run(mut cmd: Command) -> Out {
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    Out {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn with_config(home: &Path, config: &Path, args: &[&str]) -> Command {
+    let mut c = lifeboat(home);
+    c.arg("--config").arg(config).args(args);
+    c
+}
+
+fn json(out: &Out) -> Value {
+    assert_eq!(
+        out.code, 0,
+        "stdout: {}\nstderr: {}",
+        out.stdout, out.stderr
+    );
+    serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", out.stdout))
+}
+
+/// One line on stderr, starting with `error:`, and exit code 1.
+fn assert_one_line_error(out: &Out, needle: &str) {
+    assert_eq!(out.code, 1, "stderr: {}", out.stderr);
+    let lines: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .collect();
+    assert_eq!(lines.len(), 1, "one line expected: {}", out.stderr);
+    assert!(
+        lines[0].starts_with("error: ") && lines[0].contains(needle),
+        "{}",
+        lines[0]
+    );
+}
+
+fn sqlite_world(dir: &Path, storage: &str) -> PathBuf {
+    common::make_sample_db(&dir.join("app.db"), 1);
+    common::config_for(dir, storage);
+    dir.join("lifeboat.toml")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_whole_cycle_through_s3_leaks_no_secret() {
+    let server = S3Server::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = sqlite_world(dir.path(), &server.config_toml("nightly"));
+    let home = dir.path();
+    let cmd = |args: &[&str]| {
+        let mut c = with_config(home, &config, args);
+        c.env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+            .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+            .env("LIFEBOAT_LOG", "debug");
+        c
+    };
+    let mut logs = String::new();
+
+    let out = run(cmd(&["backup", "--json"])).await;
+    logs += &out.stderr;
+    let v = json(&out);
+    let id = v[0]["manifest"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(v[0]["job"]["status"], "succeeded");
+
+    let out = run(cmd(&["list", "--json"])).await;
+    logs += &out.stderr;
+    let v = json(&out);
+    assert_eq!(v["backups"][0]["id"], id.as_str());
+    assert_eq!(v["backups"][0]["state"], "complete");
+    assert_eq!(
+        v["backups"][0]["manifest"]["tables"]
+            .as_array()
+            .unwrap()
+            .len(),
+        5
+    );
+
+    let out = run(cmd(&["list"])).await;
+    assert!(
+        out.stdout.contains(&id) && out.stdout.contains("complete"),
+        "{}",
+        out.stdout
+    );
+    let out = run(cmd(&["show", &id])).await;
+    assert!(
+        out.stdout.contains("sha256") && out.stdout.contains("orders"),
+        "{}",
+        out.stdout
+    );
+
+    let target = dir.path().join("restored.db");
+    let out = run(cmd(&[
+        "restore",
+        "latest",
+        "--to",
+        target.to_str().unwrap(),
+        "--compare-live",
+        "--json",
+    ]))
+    .await;
+    logs += &out.stderr;
+    let v = json(&out);
+    assert_eq!(v["ok"], true);
+    assert_eq!(v["report"]["diff"]["rows"].as_array().unwrap().len(), 5);
+
+    let out = run(cmd(&["verify", "--all"])).await;
+    logs += &out.stderr;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stdout.contains(&format!("ok      app  {id}")),
+        "{}",
+        out.stdout
+    );
+
+    let out = run(cmd(&["jobs", "--json"])).await;
+    logs += &out.stderr;
+    let kinds: Vec<String> = json(&out)
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["kind"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(kinds, ["verify", "restore", "backup"]);
+
+    assert!(
+        logs.contains("DEBUG") || logs.contains("INFO"),
+        "debug logging was on"
+    );
+    assert!(!logs.contains(SECRET_KEY), "the secret reached the logs");
+    for (path, bytes) in common::all_files(server.dir.path())
+        .into_iter()
+        .chain(common::all_files(dir.path()))
+    {
+        assert!(
+            !common::contains(&bytes, SECRET_KEY),
+            "secret found in {}",
+            path.display()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_input_gets_one_clear_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path();
+    let out = run(with_config(home, &home.join("missing.toml"), &["list"])).await;
+    assert_one_line_error(&out, "no config at");
+
+    let bad = home.join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[storage]\ntype = \"local\"\npath = \"b\"\n\n[backup]\ncompression_level = \"high\"\n",
+    )
+    .unwrap();
+    let out = run(with_config(home, &bad, &["list"])).await;
+    assert_one_line_error(&out, &format!("{}:6:", bad.display()));
+
+    std::fs::write(
+        &bad,
+        "[storage]\ntype = \"local\"\npath = \"b\"\nbukket = 1\n",
+    )
+    .unwrap();
+    let out = run(with_config(home, &bad, &["list"])).await;
+    assert_one_line_error(&out, "bukket");
+
+    let config = sqlite_world(home, "[storage]\ntype = \"local\"\npath = \"bucket\"");
+    let out = run(with_config(home, &config, &["backup", "nope"])).await;
+    assert_one_line_error(&out, "unknown source \"nope\" (configured: app)");
+    let out = run(with_config(
+        home,
+        &config,
+        &["restore", "latest", "--to", "x.db"],
+    ))
+    .await;
+    assert_one_line_error(&out, "no backup matches");
+    let out = run(with_config(
+        home,
+        &config,
+        &["restore", "--before", "last tuesday", "--to", "x.db"],
+    ))
+    .await;
+    assert_one_line_error(&out, "cannot read \"last tuesday\" as a time");
+    let out = run(with_config(
+        home,
+        &config,
+        &["show", "20991122T020000Z-7f3a"],
+    ))
+    .await;
+    assert_one_line_error(&out, "no backup matches");
+
+    // S3 without credentials, and S3 that is not there.
+    let s3 = home.join("s3.toml");
+    std::fs::write(&s3, "[storage]\ntype = \"s3\"\nbucket = \"b\"\nendpoint = \"http://127.0.0.1:9\"\nforce_path_style = true\nmax_attempts = 1\n").unwrap();
+    let out = run(with_config(home, &s3, &["list"])).await;
+    assert_one_line_error(&out, "no usable credentials");
+    let mut c = with_config(home, &s3, &["list"]);
+    c.env("AWS_ACCESS_KEY_ID", "a")
+        .env("AWS_SECRET_ACCESS_KEY", "b");
+    let out = run(c).await;
+    assert_one_line_error(&out, "cannot reach http://127.0.0.1:9");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn restore_exit_codes_follow_the_diff_and_targets_are_guarded() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path();
+    let config = sqlite_world(home, "[storage]\ntype = \"local\"\npath = \"bucket\"");
+    let out = run(with_config(home, &config, &["backup", "--all"])).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let id = out.stdout.split_whitespace().nth(2).unwrap().to_owned();
+
+    let out = run(with_config(
+        home,
+        &config,
+        &["restore", &id, "--to", "one.db"],
+    ))
+    .await;
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains("OK: all 5 tables match"),
+        "{}",
+        out.stdout
+    );
+
+    // Into the source itself: refused unless its path is typed again.
+    let src = home.join("app.db");
+    let out = run(with_config(
+        home,
+        &config,
+        &["restore", &id, "--to", src.to_str().unwrap()],
+    ))
+    .await;
+    assert_one_line_error(&out, "is the source database itself");
+    let out = run(with_config(
+        home,
+        &config,
+        &[
+            "restore",
+            &id,
+            "--to",
+            src.to_str().unwrap(),
+            "--force-target",
+            "other.db",
+        ],
+    ))
+    .await;
+    assert_one_line_error(&out, "does not repeat --to");
+
+    let manifest = home.join(format!("bucket/app/{id}/manifest.json"));
+    let text =
+        std::fs::read_to_string(&manifest)
+            .unwrap()
+            .replacen("\"rows\": 500", "\"rows\": 499", 1);
+    std::fs::write(&manifest, text).unwrap();
+    let out = run(with_config(
+        home,
+        &config,
+        &["restore", &id, "--to", "two.db"],
+    ))
+    .await;
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stdout.contains("FAILED: 1 of 5 tables differ"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .lines()
+            .any(|l| l.starts_with("customers") && l.contains("+1") && l.contains("MISMATCH")),
+        "{}",
+        out.stdout
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn init_writes_a_config_that_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("conf/lifeboat.toml");
+    let out = run(with_config(dir.path(), &path, &["init"])).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    lifeboat::config::Config::load(&path).unwrap();
+    let out = run(with_config(dir.path(), &path, &["init"])).await;
+    assert_one_line_error(&out, "already exists");
+    // Without --config, the XDG location.
+    let mut c = lifeboat(dir.path());
+    c.env("XDG_CONFIG_HOME", dir.path().join("xdg")).arg("init");
+    assert_eq!(run(c).await.code, 0);
+    assert!(dir.path().join("xdg/lifeboat/lifeboat.toml").exists());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_demo_builds_a_history_that_restores() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path();
+    let demo = home.join("demo");
+    let mut c = lifeboat(home);
+    c.args(["demo", "--scale", "0.1", "--dir"]).arg(&demo);
+    let out = run(c).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stdout.contains("next: lifeboat --config"),
+        "{}",
+        out.stdout
+    );
+    let config = demo.join("lifeboat.toml");
+
+    let v = json(&run(with_config(home, &config, &["list", "--json"])).await);
+    let backups = v["backups"].as_array().unwrap();
+    assert!(backups.len() >= 40, "{}", backups.len());
+    assert!(backups.iter().all(|b| b["state"] == "complete"));
+    let oldest = backups.last().unwrap()["time"].as_str().unwrap();
+    assert!(
+        oldest < "2026-08-01" || chrono::Utc::now().format("%Y").to_string() != "2026",
+        "history spans months: {oldest}"
+    );
+    let shop_tables = backups.iter().find(|b| b["source"] == "shop").unwrap()["manifest"]["tables"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert!(shop_tables >= 12, "{shop_tables}");
+    let formats: Vec<&str> = v["foreign"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["format"]["content"].as_str().unwrap())
+        .collect();
+    assert_eq!(formats.len(), 2, "{formats:?}");
+
+    let jobs = json(
+        &run(with_config(
+            home,
+            &config,
+            &["jobs", "--json", "--limit", "1000"],
+        ))
+        .await,
+    );
+    let jobs = jobs.as_array().unwrap();
+    assert!(
+        jobs.iter()
+            .any(|j| j["status"] == "failed" && j["source"] == "auth")
+    );
+    assert!(jobs.iter().any(|j| j["kind"] == "verify"));
+    assert!(jobs.iter().any(|j| j["kind"] == "restore"));
+
+    let out = run(with_config(
+        home,
+        &config,
+        &[
+            "restore",
+            "latest",
+            "--source",
+            "shop",
+            "--to",
+            "shop-check.db",
+            "--compare-live",
+        ],
+    ))
+    .await;
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+
+    // A second demo in the same place needs --force, and only replaces a demo.
+    let mut c = lifeboat(home);
+    c.args(["demo", "--scale", "0.05", "--dir"]).arg(&demo);
+    assert_one_line_error(&run(c).await, "--force");
+}

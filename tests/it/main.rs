@@ -1,0 +1,8 @@
+//! Integration tests: one binary, so the S3 SDK is linked once.
+
+mod backup_restore;
+mod cli;
+mod common;
+mod faults;
+mod foreign;
+mod storage;
