@@ -592,6 +592,7 @@ pub async fn create(opts: &DemoOptions) -> Result<DemoSummary> {
         target: scratch.path().join("auth-restore-check.db"),
         force_target: false,
         live: Some(auth.clone()),
+        integrity_check: true,
         staging: lb.staging(),
     };
     let (_, r) = lb

@@ -132,6 +132,9 @@ struct RestoreArgs {
     /// Also count the live source's tables.
     #[arg(long)]
     compare_live: bool,
+    /// Also run SQLite's integrity check on the result (reads the whole database once more).
+    #[arg(long)]
+    integrity_check: bool,
     #[arg(long)]
     json: bool,
 }
@@ -378,6 +381,7 @@ async fn restore(
         target: args.to.clone(),
         force_target,
         live,
+        integrity_check: args.integrity_check,
         staging: lb.staging(),
     };
     let progress = Arc::new(CliProgress::new(from.label(), quiet || args.json));

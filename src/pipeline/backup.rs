@@ -162,6 +162,7 @@ impl BackupRun<'_> {
             "staging directory {}",
             staging.display()
         )))?;
+        super::sweep_staging(&staging);
         match self.source.engine {
             EngineKind::Sqlite => {
                 let name = self.source.name.clone();

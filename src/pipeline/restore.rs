@@ -4,15 +4,16 @@
 //! database is built in a partial file beside the target and renamed into place only once it
 //! is complete and passes SQLite's integrity check.
 
-use std::io::{self, BufReader, Read};
+use std::io::{self, BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures_util::TryStreamExt;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use tokio::io::AsyncWriteExt;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::sha256_hex;
@@ -20,9 +21,11 @@ use crate::catalog::{BackupEntry, ForeignObject};
 use crate::diff::RowDiff;
 use crate::engine::sqlite;
 use crate::error::{Error, Result};
-use crate::manifest::{EngineKind, TableCount};
+use crate::manifest::EngineKind;
 use crate::progress::{Phase, Progress};
 use crate::sniff::{Compression, Content, Format, SNIFF_LEN, sniff};
+
+const CHANNEL_DEPTH: usize = 8;
 use crate::storage::{ObjectKey, ObjectStore};
 
 /// What to restore: a lifeboat backup or a foreign object.
@@ -49,6 +52,8 @@ pub struct RestoreOptions {
     pub force_target: bool,
     /// The live source database to count as a third column.
     pub live: Option<PathBuf>,
+    /// Also run SQLite's `PRAGMA quick_check` on the result (a full read of the database).
+    pub integrity_check: bool,
     pub staging: PathBuf,
 }
 
@@ -121,79 +126,51 @@ impl RestoreRun<'_> {
             }
         };
 
-        std::fs::create_dir_all(&self.opts.staging).map_err(Error::io(format!(
-            "staging directory {}",
-            self.opts.staging.display()
-        )))?;
-        let staged = tempfile::Builder::new()
-            .prefix("lifeboat-download-")
-            .tempfile_in(&self.opts.staging)
-            .map_err(Error::io("create a download file"))?;
-        self.progress
-            .phase(Phase::Download, expected.as_ref().map(|e| e.1));
-        let file = tokio::fs::File::from_std(
-            staged
-                .reopen()
-                .map_err(Error::io("open the download file"))?,
-        );
-        let (sha256, stored_bytes) = download(
-            self.store.as_ref(),
-            &key,
-            Some(file),
-            &*self.progress,
-            &self.cancel,
-        )
-        .await?;
+        let partial = PartialFile::beside(&target)?;
+        self.progress.phase(Phase::Download, expected.as_ref().map(|e| e.1));
+        // One pass: the download is hashed as it streams into the decoder, and the database
+        // grows in a hidden partial file. It is opened, checked and renamed into the target
+        // only after the hash has matched.
+        let (tx, rx) = mpsc::channel::<Bytes>(CHANNEL_DEPTH);
+        let loader = {
+            let partial_path = partial.path.clone();
+            let known = match self.from {
+                RestoreFrom::Backup(_) => Some(Format { compression: Some(Compression::Zstd), content: Content::Sqlite }),
+                RestoreFrom::Foreign(_) => None,
+            };
+            let cancel = self.cancel.clone();
+            tokio::task::spawn_blocking(move || load(ChannelReader { rx, buf: Bytes::new() }, known, &partial_path, &cancel))
+        };
+        let downloaded = download(self.store.as_ref(), &key, Some(tx), &*self.progress, &self.cancel).await;
+        // Wait for the loader even when the download failed: it must be done with the partial
+        // file before that is removed.
+        let loaded = loader.await.expect("restore thread panicked");
+        let (sha256, stored_bytes) = downloaded?;
         if let Some((want_sha, want_size)) = &expected {
+            // A damaged object usually also fails to decompress; the checksum names the cause.
             if stored_bytes != *want_size {
-                return Err(Error::Size {
-                    key: key.to_string(),
-                    expected: *want_size,
-                    actual: stored_bytes,
-                });
+                return Err(Error::Size { key: key.to_string(), expected: *want_size, actual: stored_bytes });
             }
             if &sha256 != want_sha {
-                return Err(Error::Checksum {
-                    key: key.to_string(),
-                    expected: want_sha.clone(),
-                    actual: sha256,
-                });
+                return Err(Error::Checksum { key: key.to_string(), expected: want_sha.clone(), actual: sha256 });
             }
             (self.log)(format!("checksum verified: sha256 {sha256}"));
         } else {
-            (self.log)(format!(
-                "downloaded {key} ({stored_bytes} bytes, sha256 {sha256}); no manifest to verify against"
-            ));
+            (self.log)(format!("downloaded {key} ({stored_bytes} bytes, sha256 {sha256}); no manifest to verify against"));
         }
+        let (format, raw_bytes) = loaded.map_err(|e| if self.cancel.is_cancelled() { Error::Cancelled } else { e })?;
 
-        let format = match self.from {
-            RestoreFrom::Backup(_) => Format {
-                compression: Some(Compression::Zstd),
-                content: Content::Sqlite,
-            },
-            RestoreFrom::Foreign(_) => {
-                // Judge by the bytes actually downloaded, not by the cached listing.
-                let mut head = Vec::new();
-                std::fs::File::open(staged.path())
-                    .and_then(|f| f.take(SNIFF_LEN).read_to_end(&mut head))
-                    .map_err(Error::io("read the download"))?;
-                sniff(&head)
-            }
+        self.progress.phase(Phase::Count, None);
+        let tables = {
+            let path = partial.path.clone();
+            let check = self.opts.integrity_check;
+            tokio::task::spawn_blocking(move || sqlite::check_and_count(&path, check))
+                .await
+                .expect("count thread panicked")?
         };
-        let partial = PartialFile::beside(&target)?;
-        self.progress.phase(Phase::Decompress, None);
-        let (raw_bytes, tables) = {
-            let staged_path = staged.path().to_path_buf();
-            let partial_path = partial.path.clone();
-            let progress = self.progress.clone();
-            let cancel = self.cancel.clone();
-            tokio::task::spawn_blocking(move || {
-                load(&staged_path, format, &partial_path, &*progress, &cancel)
-            })
-            .await
-            .expect("restore thread panicked")?
-        };
-        drop(staged);
+        if self.opts.integrity_check {
+            (self.log)("integrity check passed".into());
+        }
         partial.commit(&target, self.opts.force_target)?;
         (self.log)(format!(
             "restored into {} ({raw_bytes} bytes)",
@@ -268,12 +245,13 @@ impl RestoreRun<'_> {
     }
 }
 
-/// Streams an object, hashing it and (optionally) writing it to `sink`. Returns the SHA-256
-/// and the size.
+/// Streams an object, hashing it and (optionally) handing each chunk to `sink`. Returns the
+/// SHA-256 and the size. A sink that stops listening does not stop the download: the hash of
+/// the whole object is still wanted, to say whether the data was damaged.
 pub(crate) async fn download(
     store: &dyn ObjectStore,
     key: &ObjectKey,
-    mut sink: Option<tokio::fs::File>,
+    mut sink: Option<mpsc::Sender<Bytes>>,
     progress: &dyn Progress,
     cancel: &CancellationToken,
 ) -> Result<(String, u64)> {
@@ -288,58 +266,63 @@ pub(crate) async fn download(
         let Some(chunk) = chunk else { break };
         hasher.update(&chunk);
         size += chunk.len() as u64;
-        if let Some(f) = sink.as_mut() {
-            f.write_all(&chunk)
-                .await
-                .map_err(Error::io("write the download file"))?;
-        }
         progress.advance(size);
-    }
-    if let Some(mut f) = sink {
-        f.flush()
-            .await
-            .map_err(Error::io("write the download file"))?;
+        if let Some(tx) = &sink
+            && tx.send(chunk).await.is_err()
+        {
+            sink = None;
+        }
     }
     Ok((sha256_hex(hasher), size))
 }
 
-/// Decompresses and loads the staged download into `dest`, checks it and counts its tables.
+/// Decodes the downloaded stream into `dest`: a database image is written as it is, a SQL
+/// dump is executed. A foreign object's format is judged from its first bytes as they arrive.
+/// Returns the format and the decompressed size.
 fn load(
-    staged: &Path,
-    format: Format,
+    reader: ChannelReader,
+    known: Option<Format>,
     dest: &Path,
-    progress: &dyn Progress,
     cancel: &CancellationToken,
-) -> Result<(u64, Vec<TableCount>)> {
-    let file = std::fs::File::open(staged).map_err(Error::io("open the download"))?;
+) -> Result<(Format, u64)> {
+    let mut reader = BufReader::with_capacity(SNIFF_LEN as usize, reader);
+    let format = match known {
+        Some(f) => f,
+        None => sniff(reader.fill_buf().map_err(Error::io("read the download"))?),
+    };
     let reader: Box<dyn Read + Send> = match format.compression {
-        None => Box::new(file),
-        Some(Compression::Gzip) => {
-            Box::new(flate2::read::MultiGzDecoder::new(BufReader::new(file)))
-        }
-        Some(Compression::Zstd) => {
-            Box::new(zstd::stream::read::Decoder::new(file).map_err(Error::io("zstd"))?)
-        }
+        None => Box::new(reader),
+        Some(Compression::Gzip) => Box::new(flate2::read::MultiGzDecoder::new(reader)),
+        Some(Compression::Zstd) => Box::new(zstd::stream::read::Decoder::with_buffer(reader).map_err(Error::io("zstd"))?),
     };
-    let reader = Cancellable {
-        inner: reader,
-        cancel: cancel.clone(),
-    };
-    let loaded = match format.content {
-        Content::Sqlite => sqlite::write_image(reader, dest, progress),
-        Content::Sql => sqlite::load_sql(BufReader::with_capacity(1 << 20, reader), dest, progress),
-        other => Err(Error::Unsupported(format!("loading {other:?} into SQLite"))),
-    };
-    let raw = loaded.map_err(|e| {
-        if cancel.is_cancelled() {
-            Error::Cancelled
-        } else {
-            e
+    let reader = Cancellable { inner: reader, cancel: cancel.clone() };
+    let raw = match format.content {
+        Content::Sqlite => sqlite::write_image(reader, dest),
+        Content::Sql => sqlite::load_sql(BufReader::with_capacity(1 << 20, reader), dest),
+        _ => Err(Error::Invalid(format!("a {format} object cannot be restored into SQLite"))),
+    }?;
+    Ok((format, raw))
+}
+
+/// The blocking end of the download channel.
+struct ChannelReader {
+    rx: mpsc::Receiver<Bytes>,
+    buf: Bytes,
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        while self.buf.is_empty() {
+            match self.rx.blocking_recv() {
+                Some(chunk) => self.buf = chunk,
+                None => return Ok(0),
+            }
         }
-    })?;
-    progress.phase(Phase::Count, None);
-    let tables = sqlite::check_and_count(dest)?;
-    Ok((raw, tables))
+        let n = out.len().min(self.buf.len());
+        out[..n].copy_from_slice(&self.buf[..n]);
+        self.buf = self.buf.slice(n..);
+        Ok(n)
+    }
 }
 
 /// A reader that stops with an error once the job is cancelled.

@@ -19,6 +19,7 @@ fn opts(world: &World, target: &str) -> RestoreOptions {
         target: world.path(target),
         force_target: false,
         live: None,
+        integrity_check: false,
         staging: world.lb.staging(),
     }
 }

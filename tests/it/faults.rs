@@ -49,6 +49,7 @@ async fn a_killed_backup_never_looks_complete() {
                 target: home.join(format!("check-{}.db", b.id)),
                 force_target: false,
                 live: None,
+        integrity_check: false,
                 staging: lb.staging(),
             };
             let (_, r) = lb
@@ -87,4 +88,26 @@ async fn a_killed_backup_never_looks_complete() {
         "a succeeded job always left a complete backup"
     );
     assert!(interrupted > 0, "some trials were killed mid-way");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn staging_left_by_a_dead_process_is_swept() {
+    let world = crate::common::World::local();
+    let staging = world.lb.staging();
+    std::fs::create_dir_all(&staging).unwrap();
+    // pid 0 never names a live process: a leftover; our own pid is live: kept.
+    let dead = staging.join("lifeboat-snapshot-0-abc123");
+    let live = staging.join(format!("lifeboat-download-{}-xyz", std::process::id()));
+    let other = staging.join("unrelated-file");
+    std::fs::create_dir_all(&dead).unwrap();
+    std::fs::write(dead.join("snapshot.sqlite"), vec![0u8; 4096]).unwrap();
+    std::fs::write(&live, b"in use").unwrap();
+    std::fs::write(&other, b"not ours").unwrap();
+    let (_, r) = world
+        .lb
+        .backup("app", lifeboat::manifest::Trigger::Manual, std::sync::Arc::new(lifeboat::progress::NoProgress), Default::default())
+        .await;
+    r.unwrap();
+    assert!(!dead.exists());
+    assert!(live.exists() && other.exists());
 }
