@@ -92,6 +92,97 @@ pub struct ForeignObject {
     pub time_source: TimeSource,
 }
 
+/// What a catalog line shows, for backups and foreign objects alike. Small and flat, so a
+/// console can cache and draw a hundred thousand of them.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct CatalogRow {
+    pub kind: RowKind,
+    /// The backup id, or the key of a foreign object.
+    pub id: String,
+    pub source: Option<String>,
+    pub time: Option<DateTime<Utc>>,
+    pub raw_bytes: Option<u64>,
+    pub stored_bytes: u64,
+    pub duration_ms: Option<i64>,
+    pub tables: Option<u64>,
+    pub rows: Option<u64>,
+    pub encrypted: bool,
+    /// Why a backup is not complete, or a foreign object's format.
+    pub note: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RowKind {
+    Complete,
+    Orphan,
+    Damaged,
+    Foreign,
+}
+
+impl RowKind {
+    pub fn label(self) -> &'static str {
+        match self {
+            RowKind::Complete => "complete",
+            RowKind::Orphan => "orphan",
+            RowKind::Damaged => "damaged",
+            RowKind::Foreign => "foreign",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<RowKind> {
+        [
+            RowKind::Complete,
+            RowKind::Orphan,
+            RowKind::Damaged,
+            RowKind::Foreign,
+        ]
+        .into_iter()
+        .find(|k| k.label() == s)
+    }
+}
+
+impl From<&BackupEntry> for CatalogRow {
+    fn from(b: &BackupEntry) -> Self {
+        let m = b.manifest.as_ref();
+        CatalogRow {
+            kind: match b.state {
+                BackupState::Complete => RowKind::Complete,
+                BackupState::Orphan => RowKind::Orphan,
+                BackupState::Damaged => RowKind::Damaged,
+            },
+            id: b.id.to_string(),
+            source: Some(b.source.clone()),
+            time: Some(b.time()),
+            raw_bytes: m.map(|m| m.data.raw_bytes),
+            stored_bytes: b.stored_bytes(),
+            duration_ms: m.map(|m| m.duration().num_milliseconds()),
+            tables: m.map(|m| m.tables.len() as u64),
+            rows: m.map(Manifest::total_rows),
+            encrypted: m.is_some_and(|m| m.encryption.is_some()),
+            note: b.problem.clone(),
+        }
+    }
+}
+
+impl From<&ForeignObject> for CatalogRow {
+    fn from(f: &ForeignObject) -> Self {
+        CatalogRow {
+            kind: RowKind::Foreign,
+            id: f.meta.key.clone(),
+            source: None,
+            time: f.time,
+            raw_bytes: None,
+            stored_bytes: f.meta.size,
+            duration_ms: None,
+            tables: None,
+            rows: None,
+            encrypted: f.format.content == crate::sniff::Content::Age,
+            note: Some(f.format.to_string()),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Catalog {
     /// Newest first.
@@ -122,6 +213,18 @@ impl Catalog {
                 .cmp(&a.time)
                 .then_with(|| a.meta.key.cmp(&b.meta.key))
         });
+    }
+
+    /// Every backup and foreign object as a catalog line, newest first.
+    pub fn rows(&self) -> Vec<CatalogRow> {
+        let mut rows: Vec<CatalogRow> = self
+            .backups
+            .iter()
+            .map(CatalogRow::from)
+            .chain(self.foreign.iter().map(CatalogRow::from))
+            .collect();
+        rows.sort_by(|a, b| b.time.cmp(&a.time).then_with(|| a.id.cmp(&b.id)));
+        rows
     }
 
     pub fn complete(&self) -> impl Iterator<Item = &BackupEntry> {

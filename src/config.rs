@@ -21,6 +21,8 @@ pub struct Config {
     pub state: StateConfig,
     #[serde(default)]
     pub backup: BackupConfig,
+    #[serde(default)]
+    pub restore: RestoreConfig,
     #[serde(default, rename = "source")]
     pub sources: Vec<SourceConfig>,
     /// The file this was read from (set after parsing).
@@ -141,6 +143,14 @@ pub struct StateConfig {
     pub path: Option<PathBuf>,
 }
 
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RestoreConfig {
+    /// Where the console's restore wizard creates scratch databases. Default: the XDG data
+    /// dir's `lifeboat/restores`.
+    pub scratch_dir: Option<PathBuf>,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BackupConfig {
@@ -174,6 +184,30 @@ pub struct SourceConfig {
     pub engine: EngineKind,
     /// SQLite: the database file.
     pub path: Option<PathBuf>,
+    /// Recovery point objective: the newest good backup should never be older than this
+    /// (`26h`, `90m`, `1d12h`). Default: 26h, a daily backup with slack.
+    #[serde(default, deserialize_with = "de_duration")]
+    pub rpo: Option<chrono::Duration>,
+}
+
+impl SourceConfig {
+    pub fn rpo(&self) -> chrono::Duration {
+        self.rpo.unwrap_or_else(|| chrono::Duration::hours(26))
+    }
+}
+
+fn de_duration<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<chrono::Duration>, D::Error> {
+    let text = String::deserialize(d)?;
+    crate::when::parse_duration(&text)
+        .filter(|d| *d > chrono::Duration::zero())
+        .map(Some)
+        .ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "{text:?} is not a duration like \"26h\" or \"1d12h\""
+            ))
+        })
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -247,6 +281,9 @@ impl Config {
         if let Some(p) = &mut config.backup.temp_dir {
             resolve(p);
         }
+        if let Some(p) = &mut config.restore.scratch_dir {
+            resolve(p);
+        }
         for s in &mut config.sources {
             if let Some(p) = &mut s.path {
                 resolve(p);
@@ -304,6 +341,14 @@ impl Config {
 
     pub fn source(&self, name: &str) -> Option<&SourceConfig> {
         self.sources.iter().find(|s| s.name == name)
+    }
+
+    pub fn scratch_dir(&self) -> PathBuf {
+        self.restore.scratch_dir.clone().unwrap_or_else(|| {
+            xdg_dir("XDG_DATA_HOME", ".local/share")
+                .join("lifeboat")
+                .join("restores")
+        })
     }
 
     pub fn state_path(&self) -> PathBuf {

@@ -450,8 +450,9 @@ fn config_text() -> String {
      [storage]\ntype = \"local\"\npath = \"bucket\"\n\n\
      [state]\npath = \"state.db\"\n\n\
      [backup]\ncompression_level = 3\n\n\
-     [[source]]\nname = \"shop\"\nengine = \"sqlite\"\npath = \"shop.db\"\n\n\
-     [[source]]\nname = \"auth\"\nengine = \"sqlite\"\npath = \"auth.db\"\n"
+     [restore]\nscratch_dir = \"restores\"\n\n\
+     [[source]]\nname = \"shop\"\nengine = \"sqlite\"\npath = \"shop.db\"\nrpo = \"26h\"\n\n\
+     [[source]]\nname = \"auth\"\nengine = \"sqlite\"\npath = \"auth.db\"\nrpo = \"26h\"\n"
         .to_owned()
 }
 

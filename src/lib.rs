@@ -10,10 +10,12 @@ pub mod demo;
 pub mod diff;
 pub mod engine;
 mod error;
+pub mod health;
 pub mod jobs;
 pub mod manifest;
 pub mod pipeline;
 pub mod progress;
+pub mod report;
 pub mod sniff;
 pub mod state;
 pub mod storage;
@@ -208,9 +210,59 @@ impl Lifeboat {
         self.finish_job(job, result).await
     }
 
-    /// Reads the whole catalog, using the local cache for manifests already seen.
+    /// Reads the whole catalog, using the local cache for manifests already seen, and keeps
+    /// its lines for the next [`Lifeboat::cached_rows`].
     pub async fn catalog(&self) -> Result<Catalog> {
-        Catalog::load(self.store.as_ref(), Some(&self.state)).await
+        self.scan_catalog(|_| {}).await
+    }
+
+    /// Like [`Lifeboat::catalog`], handing each listing page's lines to `on_page` as it
+    /// arrives, so a console can show them before the whole bucket is read.
+    pub async fn scan_catalog(
+        &self,
+        mut on_page: impl FnMut(Vec<catalog::CatalogRow>),
+    ) -> Result<Catalog> {
+        let mut scanner = catalog::Scanner::new(self.store.as_ref(), Some(&self.state));
+        let mut catalog = Catalog::default();
+        while let Some(page) = scanner.next_page().await? {
+            on_page(
+                page.backups
+                    .iter()
+                    .map(Into::into)
+                    .chain(page.foreign.iter().map(Into::into))
+                    .collect(),
+            );
+            catalog.backups.extend(page.backups);
+            catalog.foreign.extend(page.foreign);
+        }
+        catalog.incomplete = self.store.list_incomplete("").await?;
+        catalog.sort();
+        if let Err(e) = self.state.save_catalog_rows(&catalog.rows()) {
+            tracing::warn!("cannot cache the catalog: {e}");
+        }
+        Ok(catalog)
+    }
+
+    /// The catalog lines as last listed, without asking the bucket.
+    pub fn cached_rows(&self) -> Result<Vec<catalog::CatalogRow>> {
+        self.state.load_catalog_rows()
+    }
+
+    /// A scratch database path for restoring `id` of `source`.
+    pub fn scratch_path(&self, source: &str, id: &str) -> PathBuf {
+        let safe: String = id
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        self.config
+            .scratch_dir()
+            .join(format!("{source}-{safe}.db"))
     }
 
     /// Finds what a selector names in a catalog.
@@ -413,10 +465,12 @@ impl Lifeboat {
                 (!self.state.has_job(&id).unwrap_or(true)).then(|| ObjectKey::new(o.key).ok())?
             })
             .collect();
-        let fetched: Vec<_> = stream::iter(missing.iter().map(|k| self.store.get_bytes(k)))
-            .buffer_unordered(16)
-            .collect()
-            .await;
+        // Owned keys and store handles keep these futures `Send` for any caller's task.
+        let fetches = missing.into_iter().map(|key| {
+            let store = self.store.clone();
+            async move { store.get_bytes(&key).await }
+        });
+        let fetched: Vec<_> = stream::iter(fetches).buffer_unordered(16).collect().await;
         for bytes in fetched {
             // One unreadable record must not hide the rest of the history.
             if let Ok(job) = serde_json::from_slice::<JobRecord>(&bytes?) {

@@ -2,6 +2,7 @@
 //! is a thin front end over the library.
 
 mod cli;
+mod tui;
 
 use std::process::ExitCode;
 

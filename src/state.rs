@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
+use crate::catalog::{CatalogRow, RowKind};
 use crate::error::{Error, Result};
 use crate::jobs::{JobRecord, JobStatus, hostname};
 
@@ -29,6 +30,19 @@ CREATE TABLE IF NOT EXISTS jobs (
 );
 CREATE INDEX IF NOT EXISTS jobs_backup ON jobs(backup_id);
 CREATE INDEX IF NOT EXISTS jobs_started ON jobs(started_at);
+CREATE TABLE IF NOT EXISTS catalog_rows (
+    id          TEXT PRIMARY KEY,
+    kind        TEXT NOT NULL,
+    source      TEXT,
+    time        INTEGER,
+    raw_bytes   INTEGER,
+    stored      INTEGER NOT NULL,
+    duration_ms INTEGER,
+    tables      INTEGER,
+    rows        INTEGER,
+    encrypted   INTEGER NOT NULL,
+    note        TEXT
+);
 CREATE TABLE IF NOT EXISTS object_cache (
     key      TEXT NOT NULL,
     kind     TEXT NOT NULL,
@@ -160,6 +174,62 @@ impl State {
             .iter()
             .filter_map(|t| serde_json::from_str(t).ok())
             .collect())
+    }
+
+    /// Replaces the cached catalog with the rows of a fresh listing.
+    pub fn save_catalog_rows(&self, rows: &[CatalogRow]) -> Result<()> {
+        self.with(|c| {
+            let tx = c.unchecked_transaction()?;
+            tx.execute("DELETE FROM catalog_rows", [])?;
+            {
+                let mut stmt = tx.prepare(
+                    "INSERT OR REPLACE INTO catalog_rows VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                )?;
+                for r in rows {
+                    stmt.execute(params![
+                        r.id,
+                        r.kind.label(),
+                        r.source,
+                        r.time.map(|t| t.timestamp_millis()),
+                        r.raw_bytes.map(|n| n as i64),
+                        r.stored_bytes as i64,
+                        r.duration_ms,
+                        r.tables.map(|n| n as i64),
+                        r.rows.map(|n| n as i64),
+                        r.encrypted,
+                        r.note
+                    ])?;
+                }
+            }
+            tx.commit()
+        })
+    }
+
+    /// The catalog as last listed, newest first: what a console shows before the bucket answers.
+    pub fn load_catalog_rows(&self) -> Result<Vec<CatalogRow>> {
+        self.with(|c| {
+            let mut stmt = c.prepare(
+                "SELECT id, kind, source, time, raw_bytes, stored, duration_ms, tables, rows, encrypted, note
+                 FROM catalog_rows ORDER BY time DESC, id",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                let u = |i: usize| r.get::<_, Option<i64>>(i).map(|v| v.map(|n| n as u64));
+                Ok(CatalogRow {
+                    id: r.get(0)?,
+                    kind: RowKind::parse(&r.get::<_, String>(1)?).unwrap_or(RowKind::Damaged),
+                    source: r.get(2)?,
+                    time: r.get::<_, Option<i64>>(3)?.and_then(chrono::DateTime::from_timestamp_millis),
+                    raw_bytes: u(4)?,
+                    stored_bytes: r.get::<_, i64>(5)? as u64,
+                    duration_ms: r.get(6)?,
+                    tables: u(7)?,
+                    rows: u(8)?,
+                    encrypted: r.get(9)?,
+                    note: r.get(10)?,
+                })
+            })?;
+            rows.collect()
+        })
     }
 
     pub fn cache_get(

@@ -144,9 +144,9 @@ pub async fn run() -> Result<ExitCode> {
     init_logging(cli.verbose);
     let config_path = cli.config.clone().unwrap_or_else(Config::default_path);
     let Some(command) = cli.command else {
-        bail!(
-            "the console is not part of this version yet; try `lifeboat list` or `lifeboat --help`"
-        );
+        let lb = open(&config_path).await?;
+        crate::tui::run(lb).await?;
+        return Ok(ExitCode::SUCCESS);
     };
     let cancel = CancellationToken::new();
     {
@@ -177,7 +177,16 @@ pub async fn run() -> Result<ExitCode> {
                 summary.failed,
                 summary.jobs
             );
-            println!("next: lifeboat --config {} list", summary.config.display());
+            if std::io::stdout().is_terminal() && std::io::stdin().is_terminal() {
+                let lb = open(&summary.config).await?;
+                crate::tui::run(lb).await?;
+            } else {
+                println!("next: lifeboat --config {} list", summary.config.display());
+                println!(
+                    "  or: lifeboat --config {}    (the console)",
+                    summary.config.display()
+                );
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Backup {

@@ -168,11 +168,14 @@ pub fn check_and_count(path: &Path, integrity_check: bool) -> Result<Vec<TableCo
     )
     .map_err(Error::sqlite(ctx.clone()))?;
     let result: String = if integrity_check {
-        conn.query_row("PRAGMA quick_check", [], |r| r.get(0)).map_err(Error::sqlite(ctx))?
+        conn.query_row("PRAGMA quick_check", [], |r| r.get(0))
+            .map_err(Error::sqlite(ctx))?
     } else {
         // Opening and reading the schema still proves the file is a database.
-        conn.query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok("ok".to_owned()))
-            .map_err(Error::sqlite(ctx))?
+        conn.query_row("SELECT count(*) FROM sqlite_schema", [], |_| {
+            Ok("ok".to_owned())
+        })
+        .map_err(Error::sqlite(ctx))?
     };
     if result != "ok" {
         return Err(Error::Invalid(format!(

@@ -127,7 +127,8 @@ impl RestoreRun<'_> {
         };
 
         let partial = PartialFile::beside(&target)?;
-        self.progress.phase(Phase::Download, expected.as_ref().map(|e| e.1));
+        self.progress
+            .phase(Phase::Download, expected.as_ref().map(|e| e.1));
         // One pass: the download is hashed as it streams into the decoder, and the database
         // grows in a hidden partial file. It is opened, checked and renamed into the target
         // only after the hash has matched.
@@ -135,13 +136,33 @@ impl RestoreRun<'_> {
         let loader = {
             let partial_path = partial.path.clone();
             let known = match self.from {
-                RestoreFrom::Backup(_) => Some(Format { compression: Some(Compression::Zstd), content: Content::Sqlite }),
+                RestoreFrom::Backup(_) => Some(Format {
+                    compression: Some(Compression::Zstd),
+                    content: Content::Sqlite,
+                }),
                 RestoreFrom::Foreign(_) => None,
             };
             let cancel = self.cancel.clone();
-            tokio::task::spawn_blocking(move || load(ChannelReader { rx, buf: Bytes::new() }, known, &partial_path, &cancel))
+            tokio::task::spawn_blocking(move || {
+                load(
+                    ChannelReader {
+                        rx,
+                        buf: Bytes::new(),
+                    },
+                    known,
+                    &partial_path,
+                    &cancel,
+                )
+            })
         };
-        let downloaded = download(self.store.as_ref(), &key, Some(tx), &*self.progress, &self.cancel).await;
+        let downloaded = download(
+            self.store.as_ref(),
+            &key,
+            Some(tx),
+            &*self.progress,
+            &self.cancel,
+        )
+        .await;
         // Wait for the loader even when the download failed: it must be done with the partial
         // file before that is removed.
         let loaded = loader.await.expect("restore thread panicked");
@@ -149,16 +170,32 @@ impl RestoreRun<'_> {
         if let Some((want_sha, want_size)) = &expected {
             // A damaged object usually also fails to decompress; the checksum names the cause.
             if stored_bytes != *want_size {
-                return Err(Error::Size { key: key.to_string(), expected: *want_size, actual: stored_bytes });
+                return Err(Error::Size {
+                    key: key.to_string(),
+                    expected: *want_size,
+                    actual: stored_bytes,
+                });
             }
             if &sha256 != want_sha {
-                return Err(Error::Checksum { key: key.to_string(), expected: want_sha.clone(), actual: sha256 });
+                return Err(Error::Checksum {
+                    key: key.to_string(),
+                    expected: want_sha.clone(),
+                    actual: sha256,
+                });
             }
             (self.log)(format!("checksum verified: sha256 {sha256}"));
         } else {
-            (self.log)(format!("downloaded {key} ({stored_bytes} bytes, sha256 {sha256}); no manifest to verify against"));
+            (self.log)(format!(
+                "downloaded {key} ({stored_bytes} bytes, sha256 {sha256}); no manifest to verify against"
+            ));
         }
-        let (format, raw_bytes) = loaded.map_err(|e| if self.cancel.is_cancelled() { Error::Cancelled } else { e })?;
+        let (format, raw_bytes) = loaded.map_err(|e| {
+            if self.cancel.is_cancelled() {
+                Error::Cancelled
+            } else {
+                e
+            }
+        })?;
 
         self.progress.phase(Phase::Count, None);
         let tables = {
@@ -293,13 +330,20 @@ fn load(
     let reader: Box<dyn Read + Send> = match format.compression {
         None => Box::new(reader),
         Some(Compression::Gzip) => Box::new(flate2::read::MultiGzDecoder::new(reader)),
-        Some(Compression::Zstd) => Box::new(zstd::stream::read::Decoder::with_buffer(reader).map_err(Error::io("zstd"))?),
+        Some(Compression::Zstd) => {
+            Box::new(zstd::stream::read::Decoder::with_buffer(reader).map_err(Error::io("zstd"))?)
+        }
     };
-    let reader = Cancellable { inner: reader, cancel: cancel.clone() };
+    let reader = Cancellable {
+        inner: reader,
+        cancel: cancel.clone(),
+    };
     let raw = match format.content {
         Content::Sqlite => sqlite::write_image(reader, dest),
         Content::Sql => sqlite::load_sql(BufReader::with_capacity(1 << 20, reader), dest),
-        _ => Err(Error::Invalid(format!("a {format} object cannot be restored into SQLite"))),
+        _ => Err(Error::Invalid(format!(
+            "a {format} object cannot be restored into SQLite"
+        ))),
     }?;
     Ok((format, raw))
 }

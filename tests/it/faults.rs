@@ -49,7 +49,7 @@ async fn a_killed_backup_never_looks_complete() {
                 target: home.join(format!("check-{}.db", b.id)),
                 force_target: false,
                 live: None,
-        integrity_check: false,
+                integrity_check: false,
                 staging: lb.staging(),
             };
             let (_, r) = lb
@@ -105,7 +105,12 @@ async fn staging_left_by_a_dead_process_is_swept() {
     std::fs::write(&other, b"not ours").unwrap();
     let (_, r) = world
         .lb
-        .backup("app", lifeboat::manifest::Trigger::Manual, std::sync::Arc::new(lifeboat::progress::NoProgress), Default::default())
+        .backup(
+            "app",
+            lifeboat::manifest::Trigger::Manual,
+            std::sync::Arc::new(lifeboat::progress::NoProgress),
+            Default::default(),
+        )
         .await;
     r.unwrap();
     assert!(!dead.exists());

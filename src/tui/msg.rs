@@ -1,0 +1,91 @@
+//! Requests from the console to the core, and the messages that come back. Every request that
+//! can be superseded carries a generation number, so a late answer to an old request is dropped.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use lifeboat::catalog::{Catalog, CatalogRow};
+use lifeboat::jobs::{JobKind, JobRecord};
+use lifeboat::manifest::Manifest;
+use lifeboat::pipeline::restore::RestoreReport;
+use lifeboat::progress::Phase;
+
+/// A running job started from the console.
+pub type TaskId = u64;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Request {
+    /// List the bucket again (generation `generation`).
+    RefreshCatalog {
+        generation: u64,
+    },
+    LoadJobs,
+    Backup {
+        task: TaskId,
+        source: String,
+    },
+    Verify {
+        task: TaskId,
+        id: String,
+    },
+    Restore(RestoreRequest),
+    Cancel {
+        task: TaskId,
+    },
+    /// Delete a scratch database the wizard created.
+    DropScratch {
+        path: PathBuf,
+    },
+    /// Put text on the clipboard (OSC 52).
+    Copy(String),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RestoreRequest {
+    pub task: TaskId,
+    pub id: String,
+    pub target: PathBuf,
+    pub force_target: bool,
+    pub compare_live: bool,
+    /// Save the report under `_lifeboat/drills/`.
+    pub drill: bool,
+}
+
+#[derive(Debug)]
+pub enum Msg {
+    /// Lines from one listing page of refresh `generation`.
+    CatalogPage {
+        generation: u64,
+        rows: Vec<CatalogRow>,
+    },
+    /// The whole listing of refresh `generation`, or why it failed.
+    CatalogDone {
+        generation: u64,
+        result: Result<Arc<Catalog>, String>,
+    },
+    Jobs(Result<Arc<Vec<JobRecord>>, String>),
+    Progress {
+        task: TaskId,
+        phase: Phase,
+        total: Option<u64>,
+        done: u64,
+    },
+    Finished {
+        task: TaskId,
+        kind: JobKind,
+        record: Box<JobRecord>,
+        outcome: Outcome,
+    },
+    /// A background action that is not a job failed or finished (copy, drop scratch).
+    Notice(Result<String, String>),
+}
+
+#[derive(Debug)]
+pub enum Outcome {
+    Backup(Result<Box<Manifest>, String>),
+    Verify(Result<(), String>),
+    Restore {
+        report: Result<Box<RestoreReport>, String>,
+        saved: Option<String>,
+    },
+}

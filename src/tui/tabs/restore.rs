@@ -1,0 +1,758 @@
+//! The restore wizard: choose, pre-flight (checksum), target, run, result. Keyboard-first
+//! and hard to get wrong: replacing an existing database needs its path typed twice, and a
+//! backup whose checksum fails cannot go further.
+
+use std::path::{Path, PathBuf};
+
+use crossterm::event::{KeyCode, KeyEvent};
+use lifeboat::catalog::{CatalogRow, RowKind};
+use lifeboat::diff::RowStatus;
+use lifeboat::jobs::{JobKind, JobRecord};
+use lifeboat::pipeline::restore::RestoreReport;
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::Style;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Gauge, Paragraph, Row, Table, Wrap};
+
+use crate::tui::app::{Ctx, Data, Effect, Outbox};
+use crate::tui::fmt;
+use crate::tui::keys::Action;
+use crate::tui::msg::{Outcome, Request, RestoreRequest, TaskId};
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    /// Pick a source.
+    #[default]
+    Source,
+    /// Type a point in time (empty: the newest good backup).
+    Point,
+    /// Manifest summary and checksum verification.
+    Preflight,
+    /// The scratch database to create.
+    Target,
+    Run,
+    Result,
+}
+
+#[derive(Debug, Default)]
+pub struct RestoreWizard {
+    step: Step,
+    drill: bool,
+    source: usize,
+    point: String,
+    /// The catalog line being restored.
+    chosen: Option<CatalogRow>,
+    verify_task: Option<TaskId>,
+    verified: Option<Result<(), String>>,
+    target: String,
+    confirm: String,
+    /// Whether the target needs its name typed again (it exists, or it is the source).
+    needs_confirm: bool,
+    confirming: bool,
+    run_task: Option<TaskId>,
+    report: Option<Result<Box<RestoreReport>, String>>,
+    saved: Option<String>,
+    finished: Option<String>,
+    error: Option<String>,
+    /// Scroll position in the result's diff table.
+    result_cursor: super::Cursor,
+}
+
+impl RestoreWizard {
+    pub fn typing(&self) -> bool {
+        matches!(self.step, Step::Point | Step::Target)
+    }
+
+    pub fn hints(&self) -> &'static [Action] {
+        match self.step {
+            Step::Source => &[Action::Up, Action::Down, Action::Enter],
+            Step::Point | Step::Target | Step::Preflight => &[Action::Enter, Action::Back],
+            Step::Run => &[Action::Cancel],
+            Step::Result => &[Action::Enter, Action::Drop, Action::Down],
+        }
+    }
+
+    /// Starts over, on a catalog line when one is given.
+    pub fn open(
+        &mut self,
+        id: Option<String>,
+        drill: bool,
+        data: &Data,
+        ctx: &Ctx,
+        outbox: &mut Outbox,
+    ) {
+        if self.step == Step::Run {
+            // A restore is under way; it keeps the wizard until it ends.
+            self.error = Some("a restore is running: cancel it (c) or wait for it".into());
+            return;
+        }
+        *self = RestoreWizard {
+            drill,
+            ..RestoreWizard::default()
+        };
+        if let Some(row) = id.and_then(|id| data.row(&id).cloned()) {
+            if let Some(s) = &row.source {
+                self.source = ctx
+                    .config
+                    .sources
+                    .iter()
+                    .position(|c| &c.name == s)
+                    .unwrap_or(0);
+            }
+            self.choose(row, data, ctx, outbox);
+        }
+    }
+
+    fn choose(&mut self, row: CatalogRow, data: &Data, ctx: &Ctx, outbox: &mut Outbox) {
+        let name = row.source.clone().unwrap_or_else(|| "foreign".into());
+        self.target = ctx
+            .config
+            .scratch_dir()
+            .join(format!("{name}-{}.db", safe(&row.id)))
+            .display()
+            .to_string();
+        self.verified = None;
+        self.verify_task = None;
+        if row.kind == RowKind::Complete {
+            self.verify_task = Some(outbox.verify(&row.id, data.now));
+        }
+        self.chosen = Some(row);
+        self.step = Step::Preflight;
+        self.error = None;
+    }
+
+    /// A job this wizard started has ended. Returns whether it was one of ours.
+    pub fn on_finished(&mut self, task: TaskId, record: &JobRecord, outcome: &Outcome) -> bool {
+        if Some(task) == self.verify_task {
+            self.verified = Some(match outcome {
+                Outcome::Verify(r) => r.clone(),
+                _ => Err("unexpected answer".into()),
+            });
+            return true;
+        }
+        if Some(task) == self.run_task {
+            if let Outcome::Restore { report, saved } = outcome {
+                self.report = Some(report.clone());
+                self.saved = saved.clone();
+            }
+            if record.kind == JobKind::Restore
+                && record.status == lifeboat::jobs::JobStatus::Cancelled
+            {
+                self.report = Some(Err("cancelled: the partial database was removed".into()));
+            }
+            self.step = Step::Result;
+            return true;
+        }
+        false
+    }
+
+    pub fn on_key(
+        &mut self,
+        action: Option<Action>,
+        key: KeyEvent,
+        data: &Data,
+        ctx: &Ctx,
+        outbox: &mut Outbox,
+    ) -> Vec<Effect> {
+        self.error = None;
+        match self.step {
+            Step::Source => match action {
+                Some(Action::Up) => self.source = self.source.saturating_sub(1),
+                Some(Action::Down) => {
+                    self.source = (self.source + 1).min(ctx.config.sources.len().saturating_sub(1))
+                }
+                Some(Action::Enter) if !ctx.config.sources.is_empty() => self.step = Step::Point,
+                _ => {}
+            },
+            Step::Point => match key.code {
+                KeyCode::Esc => self.step = Step::Source,
+                KeyCode::Backspace => {
+                    self.point.pop();
+                }
+                KeyCode::Enter => self.resolve_point(data, ctx, outbox),
+                KeyCode::Char(c) => self.point.push(c),
+                _ => {}
+            },
+            Step::Preflight => match action {
+                Some(Action::Back) => {
+                    self.step = if self.point.is_empty() && self.verify_task.is_none() {
+                        Step::Source
+                    } else {
+                        Step::Point
+                    }
+                }
+                Some(Action::Enter) => match (&self.verified, self.chosen.as_ref().map(|c| c.kind))
+                {
+                    (Some(Ok(())), _) | (None, Some(RowKind::Foreign)) => {
+                        self.step = Step::Target;
+                        self.check_target(ctx);
+                    }
+                    (Some(Err(_)), _) => {
+                        self.error = Some("this backup failed verification: choose another".into())
+                    }
+                    _ => self.error = Some("wait for the checksum verification".into()),
+                },
+                _ => {}
+            },
+            Step::Target => match key.code {
+                KeyCode::Esc => self.step = Step::Preflight,
+                KeyCode::Backspace => {
+                    if self.confirming {
+                        self.confirm.pop()
+                    } else {
+                        self.target.pop()
+                    };
+                    self.check_target(ctx);
+                }
+                KeyCode::Char(c) => {
+                    if self.confirming {
+                        self.confirm.push(c)
+                    } else {
+                        self.target.push(c)
+                    };
+                    self.check_target(ctx);
+                }
+                KeyCode::Enter => self.start(data, ctx, outbox),
+                _ => {}
+            },
+            Step::Run => {
+                if action == Some(Action::Cancel)
+                    && let Some(task) = self.run_task
+                {
+                    outbox.requests.push(Request::Cancel { task });
+                    return vec![Effect::Status("cancelling the restore".into())];
+                }
+            }
+            Step::Result => match action {
+                Some(
+                    Action::Up
+                    | Action::Down
+                    | Action::PageUp
+                    | Action::PageDown
+                    | Action::Top
+                    | Action::Bottom,
+                ) => {
+                    let len = self
+                        .report
+                        .as_ref()
+                        .and_then(|r| r.as_ref().ok())
+                        .map_or(0, |r| r.diff.rows.len());
+                    self.result_cursor.navigate(action, len);
+                }
+                Some(Action::Drop) => {
+                    if let Some(Ok(report)) = &self.report {
+                        outbox.requests.push(Request::DropScratch {
+                            path: report.target.clone(),
+                        });
+                        self.finished = Some(format!("dropped {}", report.target.display()));
+                        *self = RestoreWizard {
+                            finished: self.finished.take(),
+                            ..RestoreWizard::default()
+                        };
+                    }
+                }
+                Some(Action::Enter | Action::Back) => {
+                    let kept = match &self.report {
+                        Some(Ok(r)) => Some(format!("kept {}", r.target.display())),
+                        _ => None,
+                    };
+                    *self = RestoreWizard {
+                        finished: kept,
+                        ..RestoreWizard::default()
+                    };
+                }
+                _ => {}
+            },
+        }
+        Vec::new()
+    }
+
+    fn resolve_point(&mut self, data: &Data, ctx: &Ctx, outbox: &mut Outbox) {
+        let Some(source) = ctx.config.sources.get(self.source) else {
+            return;
+        };
+        let before = if self.point.trim().is_empty() {
+            None
+        } else {
+            match lifeboat::when::parse_point(&self.point, data.now) {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    self.error = Some(e.to_string());
+                    return;
+                }
+            }
+        };
+        let newest = data
+            .rows
+            .iter()
+            .filter(|r| {
+                r.kind == RowKind::Complete && r.source.as_deref() == Some(source.name.as_str())
+            })
+            .filter(|r| before.is_none_or(|t| r.time.is_some_and(|rt| rt <= t)))
+            .max_by_key(|r| r.time)
+            .cloned();
+        match newest {
+            Some(row) => self.choose(row, data, ctx, outbox),
+            None => {
+                self.error = Some(match before {
+                    Some(t) => format!(
+                        "no complete backup of {} at or before {}",
+                        source.name,
+                        t.format("%Y-%m-%d %H:%M UTC")
+                    ),
+                    None => format!("no complete backup of {}", source.name),
+                })
+            }
+        }
+    }
+
+    /// Whether the target is free, or must be confirmed; a stat, done on keys, never on draw.
+    fn check_target(&mut self, ctx: &Ctx) {
+        let path = Path::new(self.target.trim());
+        let source = self
+            .chosen
+            .as_ref()
+            .and_then(|c| c.source.as_ref())
+            .and_then(|s| ctx.config.source(s))
+            .and_then(|s| s.path.clone());
+        let is_source = source.is_some_and(|s| same_file(&s, path));
+        self.needs_confirm = is_source || path.exists();
+        if !self.needs_confirm {
+            self.confirming = false;
+            self.confirm.clear();
+        }
+    }
+
+    fn start(&mut self, data: &Data, _ctx: &Ctx, outbox: &mut Outbox) {
+        let target = self.target.trim().to_owned();
+        if target.is_empty() || target.ends_with('/') {
+            self.error = Some("the target must name a file".into());
+            return;
+        }
+        if self.needs_confirm && !self.confirming {
+            self.confirming = true;
+            return;
+        }
+        if self.needs_confirm && self.confirm.trim() != target {
+            self.error = Some("the confirmation does not match the target path".into());
+            return;
+        }
+        let Some(row) = &self.chosen else { return };
+        let task = outbox.task(format!("restore {}", row.id), data.now);
+        outbox.requests.push(Request::Restore(RestoreRequest {
+            task,
+            id: row.id.clone(),
+            target: PathBuf::from(&target),
+            force_target: self.needs_confirm,
+            compare_live: row.kind == RowKind::Complete,
+            drill: self.drill,
+        }));
+        self.run_task = Some(task);
+        self.step = Step::Run;
+    }
+
+    pub fn draw(&self, frame: &mut Frame, area: Rect, data: &Data, ctx: &Ctx) {
+        let t = &ctx.theme;
+        let steps = ["1 choose", "2 pre-flight", "3 target", "4 run", "5 result"];
+        let current = match self.step {
+            Step::Source | Step::Point => 0,
+            Step::Preflight => 1,
+            Step::Target => 2,
+            Step::Run => 3,
+            Step::Result => 4,
+        };
+        let mut crumbs = vec![Span::styled(
+            if self.drill { " DRILL " } else { " restore " },
+            t.title,
+        )];
+        for (i, s) in steps.iter().enumerate() {
+            let style = if i == current {
+                t.selected
+            } else if i < current {
+                t.ok
+            } else {
+                t.dim
+            };
+            crumbs.push(Span::styled(format!(" {s} "), style));
+            if i + 1 < steps.len() {
+                crumbs.push(Span::styled("›", t.dim));
+            }
+        }
+        let [top, body, bottom] = Layout::vertical([
+            Constraint::Length(1),
+            Constraint::Min(3),
+            Constraint::Length(2),
+        ])
+        .areas(area);
+        frame.render_widget(Paragraph::new(Line::from(crumbs)), top);
+        let block = Block::default().borders(Borders::ALL);
+        let inner = block.inner(body);
+        frame.render_widget(block, body);
+        match self.step {
+            Step::Source | Step::Point => self.draw_choose(frame, inner, data, ctx),
+            Step::Preflight => self.draw_preflight(frame, inner, data, ctx),
+            Step::Target => self.draw_target(frame, inner, ctx),
+            Step::Run => self.draw_run(frame, inner, data, ctx),
+            Step::Result => self.draw_result(frame, inner, ctx),
+        }
+        let status = match (&self.error, &self.finished) {
+            (Some(e), _) => Line::styled(e.clone(), t.bad),
+            (None, Some(f)) => Line::styled(f.clone(), t.ok),
+            _ => Line::raw(""),
+        };
+        frame.render_widget(Paragraph::new(status).wrap(Wrap { trim: true }), bottom);
+    }
+
+    fn draw_choose(&self, frame: &mut Frame, area: Rect, data: &Data, ctx: &Ctx) {
+        let t = &ctx.theme;
+        let mut lines = vec![Line::styled("Which database?", t.title)];
+        for (i, s) in ctx.config.sources.iter().enumerate() {
+            let health = data.health.iter().find(|h| h.source == s.name);
+            let newest = health.and_then(|h| h.newest);
+            let text = format!(
+                "  {:<12} newest good backup {} ago",
+                s.name,
+                fmt::ago(newest, data.now)
+            );
+            lines.push(if i == self.source {
+                Line::styled(text, t.selected)
+            } else {
+                Line::raw(text)
+            });
+        }
+        if ctx.config.sources.is_empty() {
+            lines.push(Line::styled("  no sources are configured", t.bad));
+        }
+        lines.push(Line::raw(""));
+        if self.step == Step::Point {
+            lines.push(Line::styled(
+                "Restore the newest good backup taken at or before:",
+                t.title,
+            ));
+            lines.push(Line::from(vec![
+                Span::raw("  > "),
+                Span::styled(format!("{}█", self.point), t.accent),
+            ]));
+            lines.push(Line::styled(
+                "  empty = the newest; or 2026-11-22 01:40 (UTC), -2h, 3d ago",
+                t.dim,
+            ));
+        } else {
+            lines.push(Line::styled(
+                "Enter to choose the point in time; or pick a line in the catalog and press r.",
+                t.dim,
+            ));
+        }
+        frame.render_widget(Paragraph::new(lines), area);
+    }
+
+    fn draw_preflight(&self, frame: &mut Frame, area: Rect, data: &Data, ctx: &Ctx) {
+        let t = &ctx.theme;
+        let Some(row) = &self.chosen else { return };
+        let entry = data.catalog.as_ref().and_then(|c| c.find(&row.id));
+        let mut lines = vec![
+            Line::from(vec![
+                Span::styled("backup     ", t.title),
+                Span::raw(row.id.clone()),
+            ]),
+            Line::raw(format!(
+                "source     {}",
+                row.source.as_deref().unwrap_or("(foreign object)")
+            )),
+            Line::raw(format!("taken      {}", fmt::time(row.time))),
+        ];
+        let rpo = ctx.config.sources.get(self.source).map(|s| s.rpo());
+        let age = row.time.map(|t| data.now - t);
+        let age_style = match (age, rpo) {
+            (Some(a), Some(r)) if a > r => t.warn,
+            _ => Style::new(),
+        };
+        lines.push(Line::styled(
+            format!(
+                "age        {} (data since then would be lost: RPO now)",
+                fmt::ago(row.time, data.now)
+            ),
+            age_style,
+        ));
+        lines.push(Line::raw(format!(
+            "size       {} stored, {} raw; {} tables, {} rows",
+            fmt::size(row.stored_bytes),
+            fmt::opt_size(row.raw_bytes),
+            fmt::count(row.tables),
+            fmt::count(row.rows)
+        )));
+        if let Some(m) = entry.and_then(|e| e.manifest.as_ref()) {
+            lines.push(Line::raw(format!(
+                "engine     {} {} on {}",
+                m.source.engine, m.source.server_version, m.host
+            )));
+        }
+        let expected = lifeboat::health::expected_restore(&data.jobs, row.stored_bytes);
+        lines.push(Line::raw(format!(
+            "expected   {}",
+            expected.map_or("no past restores to judge from".into(), |d| format!(
+                "about {} (from past restores)",
+                fmt::millis(Some(d.num_milliseconds()))
+            ))
+        )));
+        lines.push(Line::raw(""));
+        match (&self.verified, self.verify_task.and_then(|task| data.tasks.get(&task))) {
+            (Some(Ok(())), _) => lines.push(Line::styled("checksum   ✔ verified: the stored bytes match the manifest. Enter to continue.", t.ok)),
+            (Some(Err(e)), _) => lines.push(Line::styled(format!("checksum   ✖ {e}"), t.bad)),
+            (None, Some(task)) => {
+                let pct = task.total.filter(|&n| n > 0).map_or(0, |n| task.done * 100 / n);
+                lines.push(Line::styled(format!("checksum   verifying… {pct}%"), t.warn));
+            }
+            (None, None) if row.kind == RowKind::Foreign => {
+                lines.push(Line::styled("checksum   none: not written by lifeboat; row counts will be measured. Enter to continue.", t.warn))
+            }
+            (None, None) => lines.push(Line::styled("checksum   waiting…", t.dim)),
+        }
+        frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), area);
+    }
+
+    fn draw_target(&self, frame: &mut Frame, area: Rect, ctx: &Ctx) {
+        let t = &ctx.theme;
+        let mut lines = vec![
+            Line::styled(
+                "Restore into this new SQLite database (edit the path if you like):",
+                t.title,
+            ),
+            Line::from(vec![
+                Span::raw("  > "),
+                Span::styled(
+                    format!("{}{}", self.target, if self.confirming { "" } else { "█" }),
+                    t.accent,
+                ),
+            ]),
+            Line::raw(""),
+        ];
+        if self.needs_confirm {
+            lines.push(Line::styled(
+                "This file exists or is the live source database. Restoring replaces it.",
+                t.bad,
+            ));
+            if self.confirming {
+                lines.push(Line::styled("Type the path again to confirm:", t.title));
+                lines.push(Line::from(vec![
+                    Span::raw("  > "),
+                    Span::styled(format!("{}█", self.confirm), t.bad),
+                ]));
+            } else {
+                lines.push(Line::styled(
+                    "Enter to confirm by typing it again, or edit the path.",
+                    t.dim,
+                ));
+            }
+        } else {
+            lines.push(Line::styled(
+                "A new file: nothing existing is touched. Enter to start.",
+                t.ok,
+            ));
+        }
+        frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), area);
+    }
+
+    fn draw_run(&self, frame: &mut Frame, area: Rect, data: &Data, ctx: &Ctx) {
+        let t = &ctx.theme;
+        let task = self.run_task.and_then(|id| data.tasks.get(&id));
+        let [info, gauge, rest] = Layout::vertical([
+            Constraint::Length(4),
+            Constraint::Length(1),
+            Constraint::Min(0),
+        ])
+        .areas(area);
+        let phase = task.and_then(|t| t.phase).map_or("starting", |p| p.label());
+        let elapsed = task.map(|tk| data.now - tk.started).unwrap_or_default();
+        frame.render_widget(
+            Paragraph::new(vec![
+                Line::styled(
+                    format!(
+                        "restoring {} into {}",
+                        self.chosen.as_ref().map_or("", |c| c.id.as_str()),
+                        self.target
+                    ),
+                    t.title,
+                ),
+                Line::raw(format!(
+                    "phase: {phase}   elapsed {}",
+                    fmt::millis(Some(elapsed.num_milliseconds()))
+                )),
+            ])
+            .wrap(Wrap { trim: false }),
+            info,
+        );
+        let (ratio, label) = match task {
+            Some(tk) => match tk.total {
+                Some(n) if n > 0 => {
+                    let ratio = (tk.done as f64 / n as f64).min(1.0);
+                    let eta = if ratio > 0.0 {
+                        let left = elapsed.num_milliseconds() as f64 * (1.0 - ratio) / ratio;
+                        format!(" eta {}", fmt::millis(Some(left as i64)))
+                    } else {
+                        String::new()
+                    };
+                    (
+                        ratio,
+                        format!("{} of {}{eta}", fmt::size(tk.done), fmt::size(n)),
+                    )
+                }
+                _ => (0.0, fmt::size(tk.done)),
+            },
+            None => (0.0, "waiting".into()),
+        };
+        frame.render_widget(
+            Gauge::default()
+                .ratio(ratio)
+                .label(label)
+                .gauge_style(t.accent),
+            gauge,
+        );
+        frame.render_widget(
+            Paragraph::new(Line::styled(
+                "c cancels and removes the partial database",
+                t.dim,
+            )),
+            rest,
+        );
+    }
+
+    fn draw_result(&self, frame: &mut Frame, area: Rect, ctx: &Ctx) {
+        let t = &ctx.theme;
+        let report = match &self.report {
+            Some(Ok(r)) => r,
+            Some(Err(e)) => {
+                let lines = vec![
+                    Line::styled("RESTORE FAILED", t.bad),
+                    Line::raw(e.clone()),
+                    Line::raw(""),
+                    Line::styled("Enter to start over", t.dim),
+                ];
+                frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), area);
+                return;
+            }
+            None => return,
+        };
+        let findings = report.diff.findings().count();
+        let verdict = if !report.diff.has_expected {
+            Line::styled(
+                format!(
+                    "RESTORED: {} rows measured (a foreign dump has no expected counts)",
+                    fmt::count(Some(report.diff.total_restored()))
+                ),
+                t.warn,
+            )
+        } else if findings == 0 {
+            Line::styled(
+                format!(
+                    "OK: all {} tables match the manifest ({} rows)",
+                    report.diff.rows.len(),
+                    fmt::count(Some(report.diff.total_restored()))
+                ),
+                t.ok,
+            )
+        } else {
+            Line::styled(
+                format!(
+                    "MISMATCH: {findings} of {} tables differ from the manifest",
+                    report.diff.rows.len()
+                ),
+                t.bad,
+            )
+        };
+        let mut head = vec![
+            verdict,
+            Line::raw(format!(
+                "in {}  ·  {}",
+                fmt::millis(Some(
+                    (report.finished_at - report.started_at).num_milliseconds()
+                )),
+                report.target.display()
+            )),
+        ];
+        if let Some(saved) = &self.saved {
+            head.push(Line::styled(saved.clone(), t.accent));
+        }
+        let head_len = head.len() as u16;
+        let [top, table, keys] = Layout::vertical([
+            Constraint::Length(head_len),
+            Constraint::Min(3),
+            Constraint::Length(1),
+        ])
+        .areas(area);
+        frame.render_widget(Paragraph::new(head), top);
+        let n = |v: Option<u64>| fmt::count(v);
+        // Findings first: they are what a person is looking for.
+        let mut ordered: Vec<_> = report.diff.rows.iter().collect();
+        ordered.sort_by_key(|r| matches!(r.status, RowStatus::Match | RowStatus::Measured));
+        let window = self
+            .result_cursor
+            .window(ordered.len(), table.height.saturating_sub(1) as usize);
+        let rows: Vec<Row> = ordered[window]
+            .iter()
+            .map(|r| {
+                let bad = !matches!(r.status, RowStatus::Match | RowStatus::Measured);
+                let style = if bad { t.bad } else { Style::new() };
+                let live = match r.live_delta() {
+                    Some(d) if d != 0 => format!("{} ({d:+})", n(r.live)),
+                    _ => n(r.live),
+                };
+                Row::new(vec![
+                    r.table.clone(),
+                    n(r.expected),
+                    n(r.restored),
+                    live,
+                    r.delta().map_or("-".into(), |d| {
+                        if d == 0 { "0".into() } else { format!("{d:+}") }
+                    }),
+                    r.status.label().to_owned(),
+                ])
+                .style(style)
+            })
+            .collect();
+        let widths = [
+            Constraint::Length(20),
+            Constraint::Length(11),
+            Constraint::Length(11),
+            Constraint::Length(16),
+            Constraint::Length(7),
+            Constraint::Min(8),
+        ];
+        let header = Row::new([
+            "TABLE", "EXPECTED", "RESTORED", "LIVE NOW", "DELTA", "STATUS",
+        ])
+        .style(t.title);
+        frame.render_widget(Table::new(rows, widths).header(header), table);
+        frame.render_widget(
+            Paragraph::new(Line::styled(
+                format!(
+                    "Enter keeps {} · {} drops it",
+                    report.target.display(),
+                    ctx.keymap.key(Action::Drop)
+                ),
+                t.dim,
+            )),
+            keys,
+        );
+    }
+}
+
+fn safe(id: &str) -> String {
+    id.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
+}

@@ -1,0 +1,573 @@
+//! Console tests: whole screens as snapshots of a fixed-size `TestBackend`, and the wizard
+//! driven by keys with the core's answers injected as messages (no network, no disk).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, Utc};
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use lifeboat::catalog::{CatalogRow, RowKind};
+use lifeboat::clock::Clock;
+use lifeboat::config::Config;
+use lifeboat::diff::RowDiff;
+use lifeboat::jobs::{JobKind, JobRecord, JobStatus, LogLine};
+use lifeboat::manifest::{TableCount, Trigger};
+use lifeboat::pipeline::restore::RestoreReport;
+use lifeboat::progress::Phase;
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use ratatui::style::Color;
+
+use super::app::{App, Ctx};
+use super::keys::Keymap;
+use super::msg::{Msg, Outcome, Request};
+use super::theme::Theme;
+
+fn now() -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339("2026-11-23T12:00:00Z")
+        .unwrap()
+        .to_utc()
+}
+
+fn config() -> Config {
+    let text = "[storage]\ntype = \"local\"\npath = \"/srv/backups\"\n[restore]\nscratch_dir = \"/var/tmp/restores\"\n\
+                [[source]]\nname = \"shop\"\nengine = \"sqlite\"\npath = \"/srv/shop.db\"\n\
+                [[source]]\nname = \"auth\"\nengine = \"sqlite\"\npath = \"/srv/auth.db\"\nrpo = \"12h\"\n";
+    Config::parse(text, std::path::Path::new("/etc/lifeboat/lifeboat.toml")).unwrap()
+}
+
+fn row(id: &str, source: &str, hours_ago: i64, kind: RowKind, rows: u64) -> CatalogRow {
+    CatalogRow {
+        kind,
+        id: id.into(),
+        source: Some(source.into()),
+        time: Some(now() - Duration::hours(hours_ago)),
+        raw_bytes: Some(rows * 90),
+        stored_bytes: rows * 25,
+        duration_ms: Some(180 + hours_ago),
+        tables: Some(14),
+        rows: Some(rows),
+        encrypted: false,
+        note: match kind {
+            RowKind::Orphan => {
+                Some("no manifest: the backup never reached its commit point".into())
+            }
+            _ => None,
+        },
+    }
+}
+
+fn rows() -> Vec<CatalogRow> {
+    let mut rows = vec![
+        row(
+            "20261123T080000Z-aaaa",
+            "shop",
+            4,
+            RowKind::Complete,
+            111_031,
+        ),
+        row(
+            "20261123T020000Z-bbbb",
+            "shop",
+            10,
+            RowKind::Complete,
+            110_888,
+        ),
+        row(
+            "20261122T021500Z-cccc",
+            "auth",
+            34,
+            RowKind::Complete,
+            6_533,
+        ),
+        row("20261122T020000Z-dddd", "shop", 34, RowKind::Orphan, 0),
+        row(
+            "20261121T020000Z-eeee",
+            "shop",
+            58,
+            RowKind::Complete,
+            110_180,
+        ),
+    ];
+    rows.push(CatalogRow {
+        kind: RowKind::Foreign,
+        id: "legacy/auth-2026-07-06T02-00-00.sql.gz".into(),
+        source: None,
+        time: Some(now() - Duration::days(140)),
+        raw_bytes: None,
+        stored_bytes: 70_221,
+        duration_ms: None,
+        tables: None,
+        rows: None,
+        encrypted: false,
+        note: Some("sql.gz".into()),
+    });
+    rows
+}
+
+fn job(
+    id: &str,
+    kind: JobKind,
+    source: &str,
+    backup: &str,
+    hours_ago: i64,
+    status: JobStatus,
+) -> JobRecord {
+    let started = now() - Duration::hours(hours_ago);
+    JobRecord {
+        id: id.into(),
+        kind,
+        source: Some(source.into()),
+        backup_id: Some(backup.into()),
+        trigger: Trigger::Scheduled,
+        host: "db1".into(),
+        pid: 1,
+        started_at: started,
+        finished_at: Some(started + Duration::milliseconds(420)),
+        status,
+        bytes: if status == JobStatus::Succeeded {
+            3_100_000
+        } else {
+            0
+        },
+        error: (status == JobStatus::Failed)
+            .then(|| "cannot open SQLite database /srv/auth.db: no such file".into()),
+        log: vec![
+            LogLine {
+                at: started,
+                message: format!("{kind} started"),
+            },
+            LogLine {
+                at: started + Duration::milliseconds(420),
+                message: format!("{kind} {status}"),
+            },
+        ],
+    }
+}
+
+fn jobs() -> Vec<JobRecord> {
+    vec![
+        job(
+            "20261123T080000Z-backup-0001",
+            JobKind::Backup,
+            "shop",
+            "20261123T080000Z-aaaa",
+            4,
+            JobStatus::Succeeded,
+        ),
+        job(
+            "20261123T030000Z-verify-0002",
+            JobKind::Verify,
+            "shop",
+            "20261123T020000Z-bbbb",
+            9,
+            JobStatus::Succeeded,
+        ),
+        job(
+            "20261123T021500Z-backup-0003",
+            JobKind::Backup,
+            "auth",
+            "20261123T021500Z-ffff",
+            10,
+            JobStatus::Failed,
+        ),
+        job(
+            "20261123T020000Z-backup-0004",
+            JobKind::Backup,
+            "shop",
+            "20261123T020000Z-bbbb",
+            10,
+            JobStatus::Succeeded,
+        ),
+    ]
+}
+
+fn app() -> App {
+    let ctx = Ctx {
+        config: Arc::new(config()),
+        location: "/srv/backups".into(),
+        clock: Clock::starting_at(now()),
+        keymap: Keymap::load(None).unwrap(),
+        theme: Theme::colored(),
+    };
+    let mut app = App::new(ctx);
+    app.set_cached_rows(rows());
+    app.on_msg(Msg::Jobs(Ok(Arc::new(jobs()))));
+    app
+}
+
+fn key(app: &mut App, code: KeyCode) {
+    app.on_key(KeyEvent::new(code, KeyModifiers::NONE));
+}
+
+fn typed(app: &mut App, text: &str) {
+    for c in text.chars() {
+        key(app, KeyCode::Char(c));
+    }
+}
+
+fn screen(app: &App) -> String {
+    let mut terminal = Terminal::new(TestBackend::new(80, 24)).unwrap();
+    terminal.draw(|f| app.draw(f)).unwrap();
+    terminal.backend().to_string()
+}
+
+fn report(mismatch: bool) -> RestoreReport {
+    let expected = vec![
+        TableCount {
+            name: "customers".into(),
+            rows: 3_910,
+        },
+        TableCount {
+            name: "orders".into(),
+            rows: 11_730,
+        },
+        TableCount {
+            name: "payments".into(),
+            rows: 10_501,
+        },
+    ];
+    let mut restored = expected.clone();
+    if mismatch {
+        restored[1].rows -= 3;
+    }
+    let live: Vec<TableCount> = expected
+        .iter()
+        .map(|t| TableCount {
+            name: t.name.clone(),
+            rows: t.rows + 12,
+        })
+        .collect();
+    RestoreReport {
+        restored: "20261123T080000Z-aaaa".into(),
+        source: Some("shop".into()),
+        format: "sqlite.zst".into(),
+        target: PathBuf::from("/var/tmp/restores/shop-20261123T080000Z-aaaa.db"),
+        sha256: "ab".repeat(32),
+        checksum_verified: true,
+        stored_bytes: 3_100_000,
+        raw_bytes: 10_000_000,
+        started_at: now(),
+        finished_at: now() + Duration::milliseconds(1_250),
+        diff: RowDiff::new(Some(&expected), &restored, Some(&live)),
+    }
+}
+
+fn restore_record() -> Box<JobRecord> {
+    Box::new(job(
+        "20261123T120000Z-restore-0005",
+        JobKind::Restore,
+        "shop",
+        "20261123T080000Z-aaaa",
+        0,
+        JobStatus::Succeeded,
+    ))
+}
+
+#[test]
+fn catalog_tab() {
+    let mut app = app();
+    insta::assert_snapshot!("catalog", screen(&app));
+    key(&mut app, KeyCode::Down);
+    key(&mut app, KeyCode::Down);
+    key(&mut app, KeyCode::Enter);
+    let s = screen(&app);
+    assert!(s.contains("┌ 20261122T020000Z-dddd"), "{s}");
+    insta::assert_snapshot!("catalog_detail_orphan", s);
+}
+
+#[test]
+fn catalog_filter_and_sort() {
+    let mut app = app();
+    key(&mut app, KeyCode::Char('/'));
+    typed(&mut app, "source:auth");
+    key(&mut app, KeyCode::Enter);
+    let s = screen(&app);
+    assert!(
+        s.contains("20261122T021500Z-cccc") && !s.contains("20261123T080000Z-aaaa"),
+        "{s}"
+    );
+    assert!(s.contains("/source:auth → 1"), "{s}");
+    key(&mut app, KeyCode::Esc);
+    key(&mut app, KeyCode::Char('/'));
+    key(&mut app, KeyCode::Esc);
+    // Sort by source: auth lines first.
+    key(&mut app, KeyCode::Char('s'));
+    let s = screen(&app);
+    let first = s.lines().nth(6).unwrap();
+    assert!(first.contains("cccc"), "{s}");
+}
+
+#[test]
+fn jobs_and_retention_tabs() {
+    let mut app = app();
+    key(&mut app, KeyCode::Char('2'));
+    insta::assert_snapshot!("jobs", screen(&app));
+    key(&mut app, KeyCode::Char('3'));
+    insta::assert_snapshot!("retention", screen(&app));
+}
+
+#[test]
+fn help_and_errors_are_popups_that_close() {
+    let mut app = app();
+    key(&mut app, KeyCode::Char('?'));
+    insta::assert_snapshot!("help", screen(&app));
+    key(&mut app, KeyCode::Esc);
+    app.on_msg(Msg::Notice(Err(
+        "cannot reach http://minio:9000: Connection refused (os error 111)".into(),
+    )));
+    let s = screen(&app);
+    assert!(s.contains("Connection refused"), "{s}");
+    key(&mut app, KeyCode::Esc);
+    assert!(!screen(&app).contains("Connection refused"));
+    // A key while the popup was open did not reach the tab behind it.
+    assert!(!app.should_quit());
+}
+
+#[test]
+fn wizard_walks_from_choice_to_result() {
+    let mut app = app();
+    key(&mut app, KeyCode::Char('4'));
+    insta::assert_snapshot!("wizard_1_source", screen(&app));
+    key(&mut app, KeyCode::Enter);
+    typed(&mut app, "-5h");
+    insta::assert_snapshot!("wizard_1_point", screen(&app));
+    key(&mut app, KeyCode::Enter);
+    // The newest shop backup at or before 5 h ago, and its checksum verification started.
+    let requests = app.take_requests();
+    let Some(Request::Verify { task: verify, id }) = requests.first() else {
+        panic!("{requests:?}")
+    };
+    assert_eq!(id, "20261123T020000Z-bbbb");
+    app.on_msg(Msg::Progress {
+        task: *verify,
+        phase: Phase::Download,
+        total: Some(100),
+        done: 40,
+    });
+    insta::assert_snapshot!("wizard_2_preflight_verifying", screen(&app));
+    // Enter does nothing until the checksum is known.
+    key(&mut app, KeyCode::Enter);
+    assert!(screen(&app).contains("wait for the checksum"));
+    let record = Box::new(job(
+        "v",
+        JobKind::Verify,
+        "shop",
+        "20261123T020000Z-bbbb",
+        0,
+        JobStatus::Succeeded,
+    ));
+    app.on_msg(Msg::Finished {
+        task: *verify,
+        kind: JobKind::Verify,
+        record,
+        outcome: Outcome::Verify(Ok(())),
+    });
+    insta::assert_snapshot!("wizard_2_preflight_verified", screen(&app));
+    key(&mut app, KeyCode::Enter);
+    insta::assert_snapshot!("wizard_3_target", screen(&app));
+    key(&mut app, KeyCode::Enter);
+    let requests = app.take_requests();
+    let Some(Request::Restore(r)) = requests.iter().find(|r| matches!(r, Request::Restore(_)))
+    else {
+        panic!("{requests:?}")
+    };
+    assert_eq!(r.id, "20261123T020000Z-bbbb");
+    assert_eq!(
+        r.target,
+        PathBuf::from("/var/tmp/restores/shop-20261123T020000Z-bbbb.db")
+    );
+    assert!(!r.force_target && r.compare_live && !r.drill);
+    app.on_msg(Msg::Progress {
+        task: r.task,
+        phase: Phase::Download,
+        total: Some(3_100_000),
+        done: 1_550_000,
+    });
+    insta::assert_snapshot!("wizard_4_run", screen(&app));
+    app.on_msg(Msg::Finished {
+        task: r.task,
+        kind: JobKind::Restore,
+        record: restore_record(),
+        outcome: Outcome::Restore {
+            report: Ok(Box::new(report(true))),
+            saved: None,
+        },
+    });
+    insta::assert_snapshot!("wizard_5_result_mismatch", screen(&app));
+}
+
+#[test]
+fn mismatches_are_red_in_the_result() {
+    let mut app = app();
+    key(&mut app, KeyCode::Char('r')); // on the newest catalog line
+    let requests = app.take_requests();
+    let Some(Request::Verify { task, .. }) = requests.first() else {
+        panic!("{requests:?}")
+    };
+    let record = Box::new(job(
+        "v",
+        JobKind::Verify,
+        "shop",
+        "x",
+        0,
+        JobStatus::Succeeded,
+    ));
+    app.on_msg(Msg::Finished {
+        task: *task,
+        kind: JobKind::Verify,
+        record,
+        outcome: Outcome::Verify(Ok(())),
+    });
+    key(&mut app, KeyCode::Enter);
+    key(&mut app, KeyCode::Enter);
+    let Some(Request::Restore(r)) = app
+        .take_requests()
+        .into_iter()
+        .find(|r| matches!(r, Request::Restore(_)))
+    else {
+        panic!()
+    };
+    app.on_msg(Msg::Finished {
+        task: r.task,
+        kind: JobKind::Restore,
+        record: restore_record(),
+        outcome: Outcome::Restore {
+            report: Ok(Box::new(report(true))),
+            saved: None,
+        },
+    });
+    let mut terminal = Terminal::new(TestBackend::new(80, 24)).unwrap();
+    terminal.draw(|f| app.draw(f)).unwrap();
+    let buffer = terminal.backend().buffer();
+    let (y, _) = (0..24)
+        .map(|y| {
+            (
+                y,
+                (0..80)
+                    .map(|x| buffer[(x, y)].symbol().to_owned())
+                    .collect::<String>(),
+            )
+        })
+        .find(|(_, line)| line.contains("orders"))
+        .expect("the orders line is shown");
+    assert_eq!(
+        buffer[(2, y)].fg,
+        Color::Red,
+        "the mismatching table is red"
+    );
+    let ok_line = (0..24)
+        .find(|&y| {
+            (0..80)
+                .map(|x| buffer[(x, y)].symbol())
+                .collect::<String>()
+                .contains("customers")
+        })
+        .unwrap();
+    assert_ne!(buffer[(2, ok_line)].fg, Color::Red);
+}
+
+#[test]
+fn replacing_an_existing_file_needs_its_path_typed_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let existing = dir.path().join("taken.db");
+    std::fs::write(&existing, b"precious").unwrap();
+    let mut app = app();
+    key(&mut app, KeyCode::Char('r'));
+    let Some(Request::Verify { task, .. }) = app.take_requests().into_iter().next() else {
+        panic!()
+    };
+    let record = Box::new(job(
+        "v",
+        JobKind::Verify,
+        "shop",
+        "x",
+        0,
+        JobStatus::Succeeded,
+    ));
+    app.on_msg(Msg::Finished {
+        task,
+        kind: JobKind::Verify,
+        record,
+        outcome: Outcome::Verify(Ok(())),
+    });
+    key(&mut app, KeyCode::Enter);
+    for _ in 0..80 {
+        key(&mut app, KeyCode::Backspace);
+    }
+    typed(&mut app, existing.to_str().unwrap());
+    assert!(screen(&app).contains("exists or is the live source"));
+    key(&mut app, KeyCode::Enter);
+    typed(&mut app, "wrong");
+    key(&mut app, KeyCode::Enter);
+    assert!(
+        app.take_requests()
+            .iter()
+            .all(|r| !matches!(r, Request::Restore(_)))
+    );
+    assert!(screen(&app).contains("does not match"));
+    for _ in 0..5 {
+        key(&mut app, KeyCode::Backspace);
+    }
+    typed(&mut app, existing.to_str().unwrap());
+    key(&mut app, KeyCode::Enter);
+    let Some(Request::Restore(r)) = app
+        .take_requests()
+        .into_iter()
+        .find(|r| matches!(r, Request::Restore(_)))
+    else {
+        panic!()
+    };
+    assert!(r.force_target);
+    assert_eq!(r.target, existing);
+}
+
+#[test]
+fn stale_catalog_answers_are_dropped() {
+    let mut app = app();
+    app.start();
+    app.start(); // a second refresh supersedes the first
+    let gens: Vec<u64> = app
+        .take_requests()
+        .into_iter()
+        .filter_map(|r| match r {
+            Request::RefreshCatalog { generation } => Some(generation),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(gens.len(), 2);
+    let stale = row("20261123T110000Z-9999", "shop", 1, RowKind::Complete, 1);
+    app.on_msg(Msg::CatalogPage {
+        generation: gens[0],
+        rows: vec![stale.clone()],
+    });
+    assert!(!screen(&app).contains("9999"));
+    app.on_msg(Msg::CatalogPage {
+        generation: gens[1],
+        rows: vec![stale],
+    });
+    assert!(screen(&app).contains("20261123T110000Z-9999"));
+    assert!(screen(&app).contains("refreshing"));
+}
+
+#[test]
+fn quits_on_q_and_ctrl_c_but_q_types_in_a_filter() {
+    let mut app = app();
+    key(&mut app, KeyCode::Char('/'));
+    key(&mut app, KeyCode::Char('q'));
+    assert!(!app.should_quit());
+    app.on_key(KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL));
+    assert!(app.should_quit());
+    let mut app = self::app();
+    key(&mut app, KeyCode::Char('q'));
+    assert!(app.should_quit());
+}
+
+#[test]
+fn small_and_large_terminals_draw() {
+    let app = app();
+    for (w, h) in [(80, 24), (60, 16), (200, 60), (20, 8)] {
+        let mut terminal = Terminal::new(TestBackend::new(w, h)).unwrap();
+        terminal.draw(|f| app.draw(f)).unwrap();
+    }
+}
