@@ -243,9 +243,10 @@ impl Lifeboat {
         Ok(catalog)
     }
 
-    /// The catalog lines as last listed, without asking the bucket.
-    pub fn cached_rows(&self) -> Result<Vec<catalog::CatalogRow>> {
-        self.state.load_catalog_rows()
+    /// The catalog lines as last listed, newest first, without asking the bucket; `limit`
+    /// takes only the newest.
+    pub fn cached_rows(&self, limit: Option<usize>) -> Result<Vec<catalog::CatalogRow>> {
+        self.state.load_catalog_rows(limit)
     }
 
     /// A scratch database path for restoring `id` of `source`.

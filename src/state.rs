@@ -43,6 +43,7 @@ CREATE TABLE IF NOT EXISTS catalog_rows (
     encrypted   INTEGER NOT NULL,
     note        TEXT
 );
+CREATE INDEX IF NOT EXISTS catalog_rows_time ON catalog_rows(time DESC, id);
 CREATE TABLE IF NOT EXISTS object_cache (
     key      TEXT NOT NULL,
     kind     TEXT NOT NULL,
@@ -205,14 +206,16 @@ impl State {
         })
     }
 
-    /// The catalog as last listed, newest first: what a console shows before the bucket answers.
-    pub fn load_catalog_rows(&self) -> Result<Vec<CatalogRow>> {
+    /// The catalog as last listed, newest first: what a console shows before the bucket
+    /// answers. `limit` takes only the newest lines, enough for a first screen.
+    pub fn load_catalog_rows(&self, limit: Option<usize>) -> Result<Vec<CatalogRow>> {
         self.with(|c| {
             let mut stmt = c.prepare(
                 "SELECT id, kind, source, time, raw_bytes, stored, duration_ms, tables, rows, encrypted, note
-                 FROM catalog_rows ORDER BY time DESC, id",
+                 FROM catalog_rows ORDER BY time DESC, id LIMIT ?1",
             )?;
-            let rows = stmt.query_map([], |r| {
+            let limit = limit.map_or(-1, |n| n as i64);
+            let rows = stmt.query_map([limit], |r| {
                 let u = |i: usize| r.get::<_, Option<i64>>(i).map(|v| v.map(|n| n as u64));
                 Ok(CatalogRow {
                     id: r.get(0)?,

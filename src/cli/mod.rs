@@ -101,6 +101,16 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Measure the console on a large generated catalog (for docs/performance.md).
+    #[command(hide = true)]
+    BenchConsole {
+        #[arg(long, default_value_t = 100_000)]
+        rows: usize,
+        #[arg(long, default_value_t = 120)]
+        width: u16,
+        #[arg(long, default_value_t = 40)]
+        height: u16,
+    },
     /// Job history.
     Jobs {
         #[arg(long)]
@@ -321,6 +331,14 @@ pub async fn run() -> Result<ExitCode> {
             } else {
                 ExitCode::FAILURE
             })
+        }
+        Command::BenchConsole {
+            rows,
+            width,
+            height,
+        } => {
+            crate::tui::bench::run(rows, width, height)?;
+            Ok(ExitCode::SUCCESS)
         }
         Command::Jobs {
             source,

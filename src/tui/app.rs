@@ -414,6 +414,10 @@ impl App {
     pub fn on_msg(&mut self, msg: Msg) {
         self.dirty = true;
         match msg {
+            // The bucket's answer, if it came first, is newer than the cache.
+            Msg::CachedRows(Ok(rows)) if self.data.catalog.is_none() => self.set_cached_rows(rows),
+            Msg::CachedRows(Ok(_)) => {}
+            Msg::CachedRows(Err(e)) => self.show_error(format!("catalog cache: {e}")),
             Msg::CatalogPage { generation, rows } if generation == self.catalog_gen => {
                 // Stream pages over the cached list: replace lines we know, add new ones.
                 let index: HashMap<String, usize> = self

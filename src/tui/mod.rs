@@ -6,6 +6,7 @@
 //! messages.
 
 mod app;
+pub mod bench;
 mod fmt;
 mod keys;
 mod msg;
@@ -26,11 +27,22 @@ use lifeboat::Lifeboat;
 use tokio::sync::mpsc;
 
 pub use app::{App, Ctx};
+use msg::Msg;
+
+/// Cached catalog lines read before the first frame: more than any screen shows.
+pub const FIRST_SCREEN_ROWS: usize = 500;
 
 /// Runs the console until the user quits. The terminal is restored on every exit path,
 /// panics included (ratatui's init installs a hook that restores it first).
 pub async fn run(lb: Lifeboat) -> Result<()> {
     let ctx = Ctx::load(&lb)?;
+    // ratatui's own hook (installed by try_init, around this one) restores raw mode and the
+    // screen; mouse reporting must be switched off too, or the shell receives mouse codes.
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let _ = execute!(stdout(), DisableMouseCapture);
+        previous(info);
+    }));
     let mut terminal = ratatui::try_init().wrap_err("cannot open the terminal")?;
     let _ = execute!(stdout(), EnableMouseCapture);
     let result = event_loop(&mut terminal, lb, ctx).await;
@@ -43,9 +55,22 @@ async fn event_loop(terminal: &mut ratatui::DefaultTerminal, lb: Lifeboat, ctx: 
     let (tx, mut rx) = mpsc::unbounded_channel();
     let mut worker = worker::Worker::new(lb.clone(), tx);
     let mut app = App::new(ctx);
-    // The cached catalog first, so the first frame has content; the bucket is asked after.
-    match lb.cached_rows() {
-        Ok(rows) => app.set_cached_rows(rows),
+    // The newest cached lines make the first frame; the rest of the cache follows on a
+    // blocking thread, and the bucket is asked after that.
+    match lb.cached_rows(Some(FIRST_SCREEN_ROWS)) {
+        Ok(rows) => {
+            let complete = rows.len() < FIRST_SCREEN_ROWS;
+            app.set_cached_rows(rows);
+            if !complete {
+                let lb = lb.clone();
+                let tx = worker.sender();
+                tokio::task::spawn_blocking(move || {
+                    let _ = tx.send(Msg::CachedRows(
+                        lb.cached_rows(None).map_err(|e| e.to_string()),
+                    ));
+                });
+            }
+        }
         Err(e) => app.show_error(format!("catalog cache: {e}")),
     }
     app.start();

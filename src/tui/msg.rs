@@ -53,6 +53,8 @@ pub struct RestoreRequest {
 
 #[derive(Debug)]
 pub enum Msg {
+    /// The whole cached catalog, read after the first frame.
+    CachedRows(Result<Vec<CatalogRow>, String>),
     /// Lines from one listing page of refresh `generation`.
     CatalogPage {
         generation: u64,

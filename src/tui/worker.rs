@@ -30,6 +30,10 @@ impl Worker {
         }
     }
 
+    pub fn sender(&self) -> UnboundedSender<Msg> {
+        self.tx.clone()
+    }
+
     pub fn handle(&mut self, req: Request) {
         let lb = self.lb.clone();
         let tx = self.tx.clone();

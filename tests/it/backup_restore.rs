@@ -582,3 +582,42 @@ async fn orphans_and_damaged_backups_never_look_complete() {
     );
     assert!(!world.path("r.db").exists());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_drill_report_is_saved_as_evidence() {
+    let world = World::local();
+    let manifest = backup(&world).await;
+    let from = latest(&world).await;
+    let backup_time = match &from {
+        RestoreFrom::Backup(b) => Some(b.time()),
+        RestoreFrom::Foreign(_) => None,
+    };
+    let (job, report) = world
+        .lb
+        .restore(
+            from,
+            opts(&world, "drill.db"),
+            Arc::new(NoProgress),
+            CancellationToken::new(),
+        )
+        .await;
+    let report = report.unwrap();
+    let drill = lifeboat::report::DrillReport::new(&job, &report, backup_time);
+    let key = drill.save(world.lb.store().as_ref()).await.unwrap();
+    assert!(key.as_str().starts_with("_lifeboat/drills/"), "{key}");
+    let md = String::from_utf8(world.lb.store().get_bytes(&key).await.unwrap()).unwrap();
+    assert!(
+        md.contains("PASSED") && md.contains(manifest.id.as_str()),
+        "{md}"
+    );
+    assert!(md.contains("| orders | 2000 | 2000 | +0 | ok |"), "{md}");
+    let json_key = lifeboat::storage::ObjectKey::new(key.as_str().replace(".md", ".json")).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_slice(&world.lb.store().get_bytes(&json_key).await.unwrap()).unwrap();
+    assert_eq!(json["result"], "passed");
+    assert!(json["rpo_seconds"].as_i64().unwrap() >= 0);
+    // Drill reports are not backups and not foreign objects.
+    let catalog = world.lb.catalog().await.unwrap();
+    assert_eq!(catalog.backups.len(), 1);
+    assert!(catalog.foreign.is_empty());
+}

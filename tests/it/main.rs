@@ -3,6 +3,7 @@
 mod backup_restore;
 mod cli;
 mod common;
+mod console;
 mod faults;
 mod foreign;
 mod storage;

@@ -268,6 +268,7 @@ impl CatalogTab {
 
     fn draw_table(&self, frame: &mut Frame, area: Rect, data: &Data, ctx: &Ctx) {
         let t = &ctx.theme;
+        let mid = area.width >= 100;
         let wide = area.width >= 132;
         let complete = data
             .rows
@@ -297,7 +298,7 @@ impl CatalogTab {
         let inner_height = area.height.saturating_sub(3) as usize;
         let window = self.cursor.window(self.view.len(), inner_height);
         let mut header = vec!["ID / KEY", "SOURCE"];
-        if wide {
+        if mid {
             header.push("CREATED");
         }
         header.extend(["AGE", "STORED"]);
@@ -329,7 +330,7 @@ impl CatalogTab {
                     Cell::from(fit_tail(&r.id, 21)),
                     Cell::from(r.source.clone().unwrap_or_else(|| "-".into())),
                 ];
-                if wide {
+                if mid {
                     cells.push(Cell::from(fmt::time(r.time)));
                 }
                 cells.extend([
@@ -360,7 +361,7 @@ impl CatalogTab {
             })
             .collect();
         let mut widths = vec![Constraint::Length(21), Constraint::Length(7)];
-        if wide {
+        if mid {
             widths.push(Constraint::Length(16));
         }
         widths.extend([Constraint::Length(7), Constraint::Length(10)]);

@@ -1,0 +1,134 @@
+//! The console driven as a person would: in a real terminal (tmux), keys in, screen out.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn cmd(&self) -> Command {
+        let mut c = Command::new("tmux");
+        c.args(["-L", &self.socket]);
+        c
+    }
+
+    fn screen(&self) -> String {
+        let out = self
+            .cmd()
+            .args(["capture-pane", "-p", "-t", "lb"])
+            .output()
+            .expect("tmux runs");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        for k in keys {
+            assert!(
+                self.cmd()
+                    .args(["send-keys", "-t", "lb", k])
+                    .status()
+                    .unwrap()
+                    .success()
+            );
+            std::thread::sleep(Duration::from_millis(150));
+        }
+    }
+
+    fn wait_for(&self, text: &str, timeout: Duration) -> String {
+        let start = Instant::now();
+        loop {
+            let screen = self.screen();
+            if screen.contains(text) {
+                return screen;
+            }
+            assert!(
+                start.elapsed() < timeout,
+                "waited {timeout:?} for {text:?}; the screen shows:\n{screen}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.cmd().arg("kill-server").status();
+    }
+}
+
+#[test]
+fn demo_then_the_wizard_to_a_finished_restore() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo = dir.path().join("demo");
+    let tmux = Tmux {
+        socket: format!("lifeboat-test-{}", std::process::id()),
+    };
+    let script = format!(
+        "cd {dir} && HOME={dir} {bin} demo --scale 0.05 --dir {demo}; echo EXIT=$?; sleep 60",
+        dir = dir.path().display(),
+        bin = env!("CARGO_BIN_EXE_lifeboat"),
+        demo = demo.display()
+    );
+    let started = tmux
+        .cmd()
+        .args(["new-session", "-d", "-s", "lb", "-x", "100", "-y", "30"])
+        .arg(script)
+        .status()
+        .expect("tmux is installed (scripts/test installs it)");
+    assert!(started.success());
+
+    // `lifeboat demo` in a terminal ends in the console.
+    tmux.wait_for("1 Catalog", Duration::from_secs(180));
+    tmux.wait_for("complete", Duration::from_secs(30));
+
+    // Back up shop from the catalog: the new backup shows up at the top.
+    tmux.keys(&["b", "Enter"]);
+    tmux.wait_for(" of shop done", Duration::from_secs(60));
+
+    tmux.keys(&["4"]);
+    tmux.wait_for("Which database?", Duration::from_secs(5));
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("at or before", Duration::from_secs(5));
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("verified: the stored bytes match", Duration::from_secs(30));
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("A new file", Duration::from_secs(5));
+    tmux.keys(&["Enter"]);
+    let screen = tmux.wait_for("OK: all 14 tables match", Duration::from_secs(60));
+    for table in ["orders", "order_items", "customers"] {
+        let line = screen
+            .lines()
+            .find(|l| l.contains(&format!("│{table} ")))
+            .unwrap_or_else(|| panic!("{table} row missing:\n{screen}"));
+        assert!(line.contains(" ok"), "{line}");
+    }
+    // Keep the scratch database, then quit: the shell gets its terminal back.
+    tmux.keys(&["Enter", "q"]);
+    tmux.wait_for("EXIT=0", Duration::from_secs(10));
+
+    let restored: Vec<_> = std::fs::read_dir(demo.join("restores"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert_eq!(restored.len(), 1, "{restored:?}");
+    assert!(
+        restored[0]
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("shop-")
+    );
+    assert_restorable(&restored[0]);
+}
+
+fn assert_restorable(path: &Path) {
+    let c = rusqlite::Connection::open(path).unwrap();
+    let n: i64 = c
+        .query_row("SELECT count(*) FROM orders", [], |r| r.get(0))
+        .unwrap();
+    assert!(n > 0);
+}
