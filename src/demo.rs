@@ -594,6 +594,7 @@ pub async fn create(opts: &DemoOptions) -> Result<DemoSummary> {
         force_target: false,
         live: Some(auth.clone()),
         integrity_check: true,
+        drill: false,
         staging: lb.staging(),
     };
     let (_, r) = lb

@@ -331,7 +331,12 @@ impl Lifeboat {
             RestoreFrom::Backup(b) => (Some(b.source.clone()), Some(b.id.to_string())),
             RestoreFrom::Foreign(f) => (None, Some(f.meta.key.clone())),
         };
-        let job = self.start_job(JobKind::Restore, source.as_deref(), Trigger::Manual);
+        let (kind, trigger) = if opts.drill {
+            (JobKind::Drill, Trigger::Drill)
+        } else {
+            (JobKind::Restore, Trigger::Manual)
+        };
+        let job = self.start_job(kind, source.as_deref(), trigger);
         if let Some(id) = &backup_id {
             job.set_backup(id);
         }

@@ -409,6 +409,7 @@ async fn restore(
         force_target,
         live,
         integrity_check: args.integrity_check,
+        drill: false,
         staging: lb.staging(),
     };
     let progress = Arc::new(CliProgress::new(from.label(), quiet || args.json));

@@ -54,6 +54,8 @@ pub struct RestoreOptions {
     pub live: Option<PathBuf>,
     /// Also run SQLite's `PRAGMA quick_check` on the result (a full read of the database).
     pub integrity_check: bool,
+    /// Record the job as a drill (a rehearsal whose report is kept as evidence).
+    pub drill: bool,
     pub staging: PathBuf,
 }
 

@@ -571,3 +571,59 @@ fn small_and_large_terminals_draw() {
         terminal.draw(|f| app.draw(f)).unwrap();
     }
 }
+
+#[test]
+fn d_runs_the_wizard_as_a_drill() {
+    let mut app = app();
+    key(&mut app, KeyCode::Char('d'));
+    assert!(screen(&app).contains(" DRILL "));
+    let Some(Request::Verify { task, .. }) = app.take_requests().into_iter().next() else {
+        panic!()
+    };
+    let record = Box::new(job(
+        "v",
+        JobKind::Verify,
+        "shop",
+        "x",
+        0,
+        JobStatus::Succeeded,
+    ));
+    app.on_msg(Msg::Finished {
+        task,
+        kind: JobKind::Verify,
+        record,
+        outcome: Outcome::Verify(Ok(())),
+    });
+    key(&mut app, KeyCode::Enter);
+    key(&mut app, KeyCode::Enter);
+    let Some(Request::Restore(r)) = app
+        .take_requests()
+        .into_iter()
+        .find(|r| matches!(r, Request::Restore(_)))
+    else {
+        panic!()
+    };
+    assert!(r.drill);
+    app.on_msg(Msg::Finished {
+        task: r.task,
+        kind: JobKind::Drill,
+        record: restore_record(),
+        outcome: Outcome::Restore {
+            report: Ok(Box::new(report(false))),
+            saved: Some("report saved to _lifeboat/drills/2026/x.md".into()),
+        },
+    });
+    let s = screen(&app);
+    assert!(
+        s.contains("OK: all 3 tables match")
+            && s.contains("report saved to _lifeboat/drills/2026/x.md"),
+        "{s}"
+    );
+    // Enter keeps the scratch database; x would have dropped it.
+    key(&mut app, KeyCode::Char('x'));
+    assert!(
+        app.take_requests()
+            .iter()
+            .any(|r| matches!(r, Request::DropScratch { .. }))
+    );
+}

@@ -179,6 +179,7 @@ async fn restore(
                 force_target: r.force_target,
                 live,
                 integrity_check: true,
+                drill: r.drill,
                 staging: lb.staging(),
             };
             let (record, result) = lb.restore(from, opts, progress, cancel).await;

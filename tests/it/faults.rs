@@ -50,6 +50,7 @@ async fn a_killed_backup_never_looks_complete() {
                 force_target: false,
                 live: None,
                 integrity_check: false,
+                drill: false,
                 staging: lb.staging(),
             };
             let (_, r) = lb

@@ -44,6 +44,7 @@ fn opts(world: &World, target: &str) -> RestoreOptions {
         force_target: false,
         live: None,
         integrity_check: false,
+        drill: false,
         staging: world.lb.staging(),
     }
 }
