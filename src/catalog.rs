@@ -192,19 +192,6 @@ pub struct Catalog {
 }
 
 impl Catalog {
-    /// Reads the whole bucket.
-    pub async fn load(store: &dyn ObjectStore, cache: Option<&State>) -> Result<Catalog> {
-        let mut scanner = Scanner::new(store, cache);
-        let mut catalog = Catalog::default();
-        while let Some(page) = scanner.next_page().await? {
-            catalog.backups.extend(page.backups);
-            catalog.foreign.extend(page.foreign);
-        }
-        catalog.incomplete = store.list_incomplete("").await?;
-        catalog.sort();
-        Ok(catalog)
-    }
-
     pub fn sort(&mut self) {
         self.backups
             .sort_by(|a, b| b.time().cmp(&a.time()).then_with(|| b.id.cmp(&a.id)));

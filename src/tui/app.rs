@@ -70,6 +70,25 @@ pub struct TaskView {
     pub started: DateTime<Utc>,
 }
 
+impl TaskView {
+    /// The share done (0 when unknown) and the time left, judged from the pace so far.
+    pub fn progress(&self, now: DateTime<Utc>) -> (f64, Option<chrono::Duration>) {
+        match self.total {
+            Some(total) if total > 0 && self.done > 0 => {
+                let ratio = (self.done as f64 / total as f64).min(1.0);
+                let elapsed = (now - self.started).num_milliseconds().max(0) as f64;
+                (
+                    ratio,
+                    Some(chrono::Duration::milliseconds(
+                        (elapsed * (1.0 - ratio) / ratio) as i64,
+                    )),
+                )
+            }
+            _ => (0.0, None),
+        }
+    }
+}
+
 /// Data shared by the tabs.
 #[derive(Default)]
 pub struct Data {

@@ -264,6 +264,43 @@ fn restore_record() -> Box<JobRecord> {
     ))
 }
 
+/// Answers the wizard's checksum verification with success.
+fn verify_passes(app: &mut App) {
+    let requests = app.take_requests();
+    let Some(&Request::Verify { task, .. }) = requests
+        .iter()
+        .find(|r| matches!(r, Request::Verify { .. }))
+    else {
+        panic!("no verification was requested: {requests:?}")
+    };
+    let record = Box::new(job(
+        "v",
+        JobKind::Verify,
+        "shop",
+        "x",
+        0,
+        JobStatus::Succeeded,
+    ));
+    app.on_msg(Msg::Finished {
+        task,
+        kind: JobKind::Verify,
+        record,
+        outcome: Outcome::Verify(Ok(())),
+    });
+}
+
+/// The restore the wizard asked for.
+fn restore_request(app: &mut App) -> super::msg::RestoreRequest {
+    let requests = app.take_requests();
+    requests
+        .into_iter()
+        .find_map(|r| match r {
+            Request::Restore(r) => Some(r),
+            _ => None,
+        })
+        .expect("a restore was requested")
+}
+
 #[test]
 fn catalog_tab() {
     let mut app = app();
@@ -401,33 +438,10 @@ fn wizard_walks_from_choice_to_result() {
 fn mismatches_are_red_in_the_result() {
     let mut app = app();
     key(&mut app, KeyCode::Char('r')); // on the newest catalog line
-    let requests = app.take_requests();
-    let Some(Request::Verify { task, .. }) = requests.first() else {
-        panic!("{requests:?}")
-    };
-    let record = Box::new(job(
-        "v",
-        JobKind::Verify,
-        "shop",
-        "x",
-        0,
-        JobStatus::Succeeded,
-    ));
-    app.on_msg(Msg::Finished {
-        task: *task,
-        kind: JobKind::Verify,
-        record,
-        outcome: Outcome::Verify(Ok(())),
-    });
+    verify_passes(&mut app);
     key(&mut app, KeyCode::Enter);
     key(&mut app, KeyCode::Enter);
-    let Some(Request::Restore(r)) = app
-        .take_requests()
-        .into_iter()
-        .find(|r| matches!(r, Request::Restore(_)))
-    else {
-        panic!()
-    };
+    let r = restore_request(&mut app);
     app.on_msg(Msg::Finished {
         task: r.task,
         kind: JobKind::Restore,
@@ -474,23 +488,7 @@ fn replacing_an_existing_file_needs_its_path_typed_again() {
     std::fs::write(&existing, b"precious").unwrap();
     let mut app = app();
     key(&mut app, KeyCode::Char('r'));
-    let Some(Request::Verify { task, .. }) = app.take_requests().into_iter().next() else {
-        panic!()
-    };
-    let record = Box::new(job(
-        "v",
-        JobKind::Verify,
-        "shop",
-        "x",
-        0,
-        JobStatus::Succeeded,
-    ));
-    app.on_msg(Msg::Finished {
-        task,
-        kind: JobKind::Verify,
-        record,
-        outcome: Outcome::Verify(Ok(())),
-    });
+    verify_passes(&mut app);
     key(&mut app, KeyCode::Enter);
     for _ in 0..80 {
         key(&mut app, KeyCode::Backspace);
@@ -511,13 +509,7 @@ fn replacing_an_existing_file_needs_its_path_typed_again() {
     }
     typed(&mut app, existing.to_str().unwrap());
     key(&mut app, KeyCode::Enter);
-    let Some(Request::Restore(r)) = app
-        .take_requests()
-        .into_iter()
-        .find(|r| matches!(r, Request::Restore(_)))
-    else {
-        panic!()
-    };
+    let r = restore_request(&mut app);
     assert!(r.force_target);
     assert_eq!(r.target, existing);
 }
@@ -577,32 +569,10 @@ fn d_runs_the_wizard_as_a_drill() {
     let mut app = app();
     key(&mut app, KeyCode::Char('d'));
     assert!(screen(&app).contains(" DRILL "));
-    let Some(Request::Verify { task, .. }) = app.take_requests().into_iter().next() else {
-        panic!()
-    };
-    let record = Box::new(job(
-        "v",
-        JobKind::Verify,
-        "shop",
-        "x",
-        0,
-        JobStatus::Succeeded,
-    ));
-    app.on_msg(Msg::Finished {
-        task,
-        kind: JobKind::Verify,
-        record,
-        outcome: Outcome::Verify(Ok(())),
-    });
+    verify_passes(&mut app);
     key(&mut app, KeyCode::Enter);
     key(&mut app, KeyCode::Enter);
-    let Some(Request::Restore(r)) = app
-        .take_requests()
-        .into_iter()
-        .find(|r| matches!(r, Request::Restore(_)))
-    else {
-        panic!()
-    };
+    let r = restore_request(&mut app);
     assert!(r.drill);
     app.on_msg(Msg::Finished {
         task: r.task,

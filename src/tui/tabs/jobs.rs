@@ -86,21 +86,10 @@ impl JobsTab {
                 height: 1,
                 ..inner
             };
-            let elapsed = (data.now - task.started).max(Duration::zero());
-            let (ratio, eta) = match task.total {
-                Some(total) if total > 0 && task.done > 0 => {
-                    let ratio = (task.done as f64 / total as f64).min(1.0);
-                    let left = elapsed.num_milliseconds() as f64 * (1.0 - ratio) / ratio;
-                    (
-                        ratio,
-                        format!(
-                            " eta {}",
-                            lifeboat::when::short_age(Duration::milliseconds(left as i64))
-                        ),
-                    )
-                }
-                _ => (0.0, String::new()),
-            };
+            let (ratio, left) = task.progress(data.now);
+            let eta = left
+                .map(|d| format!(" eta {}", fmt::millis(Some(d.num_milliseconds()))))
+                .unwrap_or_default();
             let phase = task.phase.map_or("starting", |p| p.label());
             let label = format!("{}: {phase} {}{eta}", task.label, fmt::size(task.done));
             frame.render_widget(

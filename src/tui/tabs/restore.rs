@@ -584,22 +584,17 @@ impl RestoreWizard {
             info,
         );
         let (ratio, label) = match task {
-            Some(tk) => match tk.total {
-                Some(n) if n > 0 => {
-                    let ratio = (tk.done as f64 / n as f64).min(1.0);
-                    let eta = if ratio > 0.0 {
-                        let left = elapsed.num_milliseconds() as f64 * (1.0 - ratio) / ratio;
-                        format!(" eta {}", fmt::millis(Some(left as i64)))
-                    } else {
-                        String::new()
-                    };
-                    (
-                        ratio,
-                        format!("{} of {}{eta}", fmt::size(tk.done), fmt::size(n)),
-                    )
-                }
-                _ => (0.0, fmt::size(tk.done)),
-            },
+            Some(tk) => {
+                let (ratio, left) = tk.progress(data.now);
+                let eta = left
+                    .map(|d| format!(" eta {}", fmt::millis(Some(d.num_milliseconds()))))
+                    .unwrap_or_default();
+                let of = tk
+                    .total
+                    .map(|n| format!(" of {}", fmt::size(n)))
+                    .unwrap_or_default();
+                (ratio, format!("{}{of}{eta}", fmt::size(tk.done)))
+            }
             None => (0.0, "waiting".into()),
         };
         frame.render_widget(
