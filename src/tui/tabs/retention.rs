@@ -100,7 +100,15 @@ impl RetentionTab {
             if area.height < 3 {
                 break;
             }
-            let weeks = i64::from(area.width.saturating_sub(2)).min(104);
+            // From the oldest backup on, at most as many weeks as there are columns.
+            let oldest = data
+                .rows
+                .iter()
+                .filter(|r| r.kind == RowKind::Complete)
+                .filter_map(|r| r.time)
+                .min();
+            let span = oldest.map_or(1, |t| (data.now - t).num_weeks() + 1);
+            let weeks = i64::from(area.width.saturating_sub(2)).min(span).max(1);
             let counts: Vec<u64> = (0..weeks)
                 .rev()
                 .map(|w| {
@@ -117,7 +125,9 @@ impl RetentionTab {
                         .count() as u64
                 })
                 .collect();
-            let title = format!(" {s}: backups per week, last {weeks} weeks (newest right) ");
+            let plural = if weeks == 1 { "" } else { "s" };
+            let title =
+                format!(" {s}: backups per week, last {weeks} week{plural} (newest right) ");
             let spark = Sparkline::default()
                 .data(&counts)
                 .style(t.accent)
