@@ -16,6 +16,7 @@ pub mod manifest;
 pub mod pipeline;
 pub mod progress;
 pub mod report;
+pub mod retention;
 pub mod sniff;
 pub mod state;
 pub mod storage;
