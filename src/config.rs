@@ -25,6 +25,8 @@ pub struct Config {
     pub restore: RestoreConfig,
     #[serde(default, rename = "source")]
     pub sources: Vec<SourceConfig>,
+    #[serde(default)]
+    pub retention: crate::retention::RetentionConfig,
     /// The file this was read from (set after parsing).
     #[serde(skip)]
     pub path: PathBuf,
@@ -188,6 +190,8 @@ pub struct SourceConfig {
     /// (`26h`, `90m`, `1d12h`). Default: 26h, a daily backup with slack.
     #[serde(default, deserialize_with = "de_duration")]
     pub rpo: Option<chrono::Duration>,
+    /// Replaces the `[retention]` default policy as a whole for this source.
+    pub retention: Option<crate::retention::Policy>,
 }
 
 impl SourceConfig {
@@ -315,6 +319,10 @@ impl Config {
                 }
                 _ => {}
             }
+            if let Some(p) = &s.retention {
+                p.validate()
+                    .map_err(|e| format!("source {:?}: retention.{e}", s.name))?;
+            }
         }
         if !(1..=22).contains(&self.backup.compression_level) {
             return Err("backup.compression_level must be between 1 and 22".into());
@@ -341,6 +349,13 @@ impl Config {
 
     pub fn source(&self, name: &str) -> Option<&SourceConfig> {
         self.sources.iter().find(|s| s.name == name)
+    }
+
+    /// The retention policy of a source: its own, or the default.
+    pub fn policy(&self, source: &str) -> &crate::retention::Policy {
+        self.source(source)
+            .and_then(|s| s.retention.as_ref())
+            .unwrap_or(&self.retention.policy)
     }
 
     pub fn scratch_dir(&self) -> PathBuf {

@@ -15,6 +15,7 @@ pub mod jobs;
 pub mod manifest;
 pub mod pipeline;
 pub mod progress;
+pub mod prune;
 pub mod report;
 pub mod retention;
 pub mod sniff;

@@ -210,6 +210,52 @@ impl Policy {
     }
 }
 
+/// The `[retention]` table: the default policy, plus the calendar and the orphan grace period
+/// every source shares.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(try_from = "toml::Table")]
+pub struct RetentionConfig {
+    pub policy: Policy,
+    /// IANA zone whose calendar defines hours, days, weeks, months and years. Default: UTC.
+    pub timezone: Tz,
+    pub orphan_grace: Duration,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        RetentionConfig {
+            policy: Policy::default(),
+            timezone: chrono_tz::UTC,
+            orphan_grace: Duration::hours(24),
+        }
+    }
+}
+
+impl TryFrom<toml::Table> for RetentionConfig {
+    type Error = String;
+
+    fn try_from(mut table: toml::Table) -> Result<Self, String> {
+        let mut out = RetentionConfig::default();
+        if let Some(v) = table.remove("timezone") {
+            let name = v.as_str().ok_or("retention.timezone must be a string")?;
+            out.timezone = name.parse().map_err(|_| {
+                format!("retention.timezone {name:?} is not an IANA zone like \"Europe/Berlin\"")
+            })?;
+        }
+        if let Some(v) = table.remove("orphan_grace") {
+            let text = v.as_str().ok_or("retention.orphan_grace must be a string")?;
+            out.orphan_grace = crate::when::parse_duration(text)
+                .filter(|d| *d >= Duration::zero())
+                .ok_or_else(|| format!("retention.orphan_grace {text:?} is not a duration like \"24h\""))?;
+        }
+        out.policy = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| format!("retention: {}", e.message().trim()))?;
+        out.policy.validate()?;
+        Ok(out)
+    }
+}
+
 /// A calendar bucketing rule (and `last`, where every backup is its own bucket).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Rule {

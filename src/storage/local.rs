@@ -244,6 +244,19 @@ impl ObjectStore for LocalStore {
         Ok(())
     }
 
+    async fn abort_incomplete(&self, upload: &IncompleteUpload) -> StoreResult<()> {
+        // The handle is the temp file's own key; only temp files may go this way.
+        if !is_temp(&upload.handle) {
+            return Err(StoreError::Request {
+                op: "abort upload of",
+                key: upload.key.clone(),
+                detail: format!("{} is not an upload in progress", upload.handle),
+            });
+        }
+        self.delete_many(&[ObjectKey::new(upload.handle.clone())?])
+            .await
+    }
+
     async fn list_incomplete(&self, prefix: &str) -> StoreResult<Vec<IncompleteUpload>> {
         let this = self.clone();
         let prefix = prefix.to_owned();

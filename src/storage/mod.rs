@@ -109,6 +109,9 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
 
     /// Uploads that were started under `prefix` and never completed.
     async fn list_incomplete(&self, prefix: &str) -> StoreResult<Vec<IncompleteUpload>>;
+
+    /// Discards an upload [`ObjectStore::list_incomplete`] reported, and the space it holds.
+    async fn abort_incomplete(&self, upload: &IncompleteUpload) -> StoreResult<()>;
 }
 
 /// Convenience helpers over any store.

@@ -585,6 +585,19 @@ impl ObjectStore for S3Store {
         Ok(())
     }
 
+    async fn abort_incomplete(&self, upload: &IncompleteUpload) -> StoreResult<()> {
+        ObjectKey::new(upload.key.clone())?;
+        self.client
+            .abort_multipart_upload()
+            .bucket(&self.bucket)
+            .key(self.full(&upload.key))
+            .upload_id(&upload.handle)
+            .send()
+            .await
+            .map(drop)
+            .map_err(|e| self.error("abort upload of", &upload.key, e))
+    }
+
     async fn list_incomplete(&self, prefix: &str) -> StoreResult<Vec<IncompleteUpload>> {
         let mut out = Vec::new();
         let mut key_marker: Option<String> = None;
