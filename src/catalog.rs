@@ -189,6 +189,8 @@ pub struct Catalog {
     pub backups: Vec<BackupEntry>,
     pub foreign: Vec<ForeignObject>,
     pub incomplete: Vec<IncompleteUpload>,
+    /// Pinned backups as `source/id` (see [`crate::prune`]).
+    pub pins: std::collections::BTreeSet<String>,
 }
 
 impl Catalog {
@@ -218,6 +220,10 @@ impl Catalog {
         self.backups
             .iter()
             .filter(|b| b.state == BackupState::Complete)
+    }
+
+    pub fn pinned(&self, b: &BackupEntry) -> bool {
+        self.pins.contains(&b.dir())
     }
 
     pub fn find(&self, id: &str) -> Option<&BackupEntry> {

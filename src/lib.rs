@@ -238,6 +238,7 @@ impl Lifeboat {
             catalog.foreign.extend(page.foreign);
         }
         catalog.incomplete = self.store.list_incomplete("").await?;
+        catalog.pins = self.pins().await?;
         catalog.sort();
         if let Err(e) = self.state.save_catalog_rows(&catalog.rows()) {
             tracing::warn!("cannot cache the catalog: {e}");

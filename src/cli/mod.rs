@@ -2,6 +2,7 @@
 
 mod output;
 mod progress;
+mod prune;
 mod table;
 
 use std::io::IsTerminal;
@@ -101,6 +102,12 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Apply the retention policy: list every backup with keep/prune and why, then delete.
+    Prune(prune::PruneArgs),
+    /// Protect a backup from every prune.
+    Pin { id: String },
+    /// Let the retention policy decide about a pinned backup again.
+    Unpin { id: String },
     /// Measure the console on a large generated catalog (for docs/performance.md).
     #[command(hide = true)]
     BenchConsole {
@@ -275,9 +282,9 @@ pub async fn run() -> Result<ExitCode> {
                 return Err(Error::NoBackup(format!("{id:?}")).into());
             };
             if json {
-                output::print_json(&output::entry_json(&lb, entry))?;
+                output::print_json(&output::entry_json(&lb, entry, catalog.pinned(entry)))?;
             } else {
-                output::show(&lb, entry);
+                output::show(&lb, entry, catalog.pinned(entry));
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -332,6 +339,9 @@ pub async fn run() -> Result<ExitCode> {
                 ExitCode::FAILURE
             })
         }
+        Command::Prune(args) => prune::run(&open(&config_path).await?, args, cancel).await,
+        Command::Pin { id } => prune::pin(&open(&config_path).await?, &id, true).await,
+        Command::Unpin { id } => prune::pin(&open(&config_path).await?, &id, false).await,
         Command::BenchConsole {
             rows,
             width,

@@ -20,7 +20,7 @@ pub fn print_json<T: Serialize + ?Sized>(value: &T) -> Result<()> {
     Ok(())
 }
 
-fn size(bytes: u64) -> String {
+pub(super) fn size(bytes: u64) -> String {
     format_size(bytes, BINARY)
 }
 
@@ -103,6 +103,7 @@ pub fn catalog(lb: &Lifeboat, catalog: &Catalog, color: bool) {
         let verified = lb.verification(b.id.as_str());
         let (vtext, vcolor) = verified_text(verified.as_ref(), now);
         let state = match b.state {
+            BackupState::Complete if catalog.pinned(b) => colored("complete, pinned", GREEN),
             BackupState::Complete => colored("complete", GREEN),
             BackupState::Orphan => colored("orphan", YELLOW),
             BackupState::Damaged => colored("damaged", RED),
@@ -183,11 +184,12 @@ pub fn catalog(lb: &Lifeboat, catalog: &Catalog, color: bool) {
     }
 }
 
-pub fn entry_json(lb: &Lifeboat, b: &BackupEntry) -> serde_json::Value {
+pub fn entry_json(lb: &Lifeboat, b: &BackupEntry, pinned: bool) -> serde_json::Value {
     json!({
         "id": b.id,
         "source": b.source,
         "state": b.state,
+        "pinned": pinned,
         "problem": b.problem,
         "time": b.time(),
         "stored_bytes": b.stored_bytes(),
@@ -203,13 +205,13 @@ pub fn entry_json(lb: &Lifeboat, b: &BackupEntry) -> serde_json::Value {
 pub fn catalog_json(lb: &Lifeboat, catalog: &Catalog) -> serde_json::Value {
     json!({
         "location": lb.store().location(),
-        "backups": catalog.backups.iter().map(|b| entry_json(lb, b)).collect::<Vec<_>>(),
+        "backups": catalog.backups.iter().map(|b| entry_json(lb, b, catalog.pinned(b))).collect::<Vec<_>>(),
         "foreign": catalog.foreign,
         "incomplete": catalog.incomplete.iter().map(|u| json!({"key": u.key, "started": u.started})).collect::<Vec<_>>(),
     })
 }
 
-pub fn show(lb: &Lifeboat, b: &BackupEntry) {
+pub fn show(lb: &Lifeboat, b: &BackupEntry, pinned: bool) {
     let now = lb.clock().now();
     println!("backup    {}", b.id);
     println!("source    {}", b.source);
@@ -256,6 +258,9 @@ pub fn show(lb: &Lifeboat, b: &BackupEntry) {
     }
     let (v, _) = verified_text(lb.verification(b.id.as_str()).as_ref(), now);
     println!("verified  {v}");
+    if pinned {
+        println!("pinned    yes: `lifeboat prune` never deletes it (`lifeboat unpin` to release)");
+    }
     if let Some(m) = &b.manifest {
         let mut t = Table::new(&[("TABLE", Align::Left), ("ROWS", Align::Right)]);
         for table in &m.tables {

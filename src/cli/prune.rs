@@ -1,0 +1,162 @@
+//! `prune`, `pin` and `unpin`.
+
+use std::process::ExitCode;
+
+use clap::Args;
+use color_eyre::eyre::{Result, WrapErr};
+use lifeboat::Lifeboat;
+use lifeboat::manifest::Trigger;
+use lifeboat::prune::{PruneOptions, PrunePlan};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use super::output::{print_json, size};
+use super::table::{Align, GREEN, Table, YELLOW, colored};
+
+#[derive(Args)]
+pub struct PruneArgs {
+    /// Only this source.
+    #[arg(long)]
+    source: Option<String>,
+    /// Show the plan; delete nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Prune a source even though its newest backup failed.
+    #[arg(long)]
+    force: bool,
+    /// Record the job as scheduled (for cron and timers).
+    #[arg(long)]
+    scheduled: bool,
+    #[arg(long)]
+    json: bool,
+}
+
+pub async fn run(lb: &Lifeboat, args: PruneArgs, cancel: CancellationToken) -> Result<ExitCode> {
+    if let Some(s) = &args.source {
+        lb.source(s)?;
+    }
+    let opts = PruneOptions {
+        source: args.source.clone(),
+        force: args.force,
+        trigger: Some(if args.scheduled {
+            Trigger::Scheduled
+        } else {
+            Trigger::Manual
+        }),
+    };
+    if args.dry_run {
+        let plan = lb
+            .prune_plan(&opts)
+            .await
+            .wrap_err("cannot plan the prune")?;
+        if args.json {
+            print_json(&json!({ "dry_run": true, "plan": plan }))?;
+        } else {
+            print_plan(&plan, super::color());
+            println!(
+                "dry run: nothing deleted; {} backup(s) and {} upload(s) would go, freeing {}",
+                plan.pruned_count(),
+                plan.aborts().count(),
+                size(plan.freed_bytes())
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let (job, result) = lb.prune(&opts, cancel).await;
+    match result {
+        Ok(report) => {
+            if args.json {
+                print_json(&json!({ "dry_run": false, "job": job, "report": report }))?;
+            } else {
+                print_plan(&report.plan, super::color());
+                println!(
+                    "deleted {} backup(s), aborted {} upload(s), freed {} (job {})",
+                    report.deleted,
+                    report.aborted,
+                    size(report.freed_bytes),
+                    job.id
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            if args.json {
+                print_json(&json!({ "dry_run": false, "job": job, "error": e.to_string() }))?;
+            }
+            Err(e).wrap_err_with(|| format!("prune failed (job {})", job.id))
+        }
+    }
+}
+
+fn print_plan(plan: &PrunePlan, color: bool) {
+    let tz = plan.timezone.parse::<chrono_tz::Tz>().unwrap_or(chrono_tz::UTC);
+    for sp in &plan.sources {
+        println!("{}: {}", sp.source, sp.policy);
+        if let Some(why) = &sp.skipped {
+            println!("  SKIPPED: {why}");
+        }
+        let mut t = Table::new(&[
+            ("ID", Align::Left),
+            ("TIME", Align::Left),
+            ("STATE", Align::Left),
+            ("STORED", Align::Right),
+            ("ACTION", Align::Left),
+            ("REASONS", Align::Left),
+        ]);
+        for d in &sp.decisions {
+            let reasons: Vec<String> = d.reasons.iter().map(ToString::to_string).collect();
+            t.row(vec![
+                d.backup.id.as_str().into(),
+                d.backup
+                    .time
+                    .with_timezone(&tz)
+                    .format("%Y-%m-%d %H:%M %Z")
+                    .to_string()
+                    .into(),
+                d.backup.state.to_string().into(),
+                size(d.backup.stored_bytes).into(),
+                if d.keep {
+                    colored("keep", GREEN)
+                } else {
+                    colored("prune", YELLOW)
+                },
+                reasons.join(", ").into(),
+            ]);
+        }
+        if t.is_empty() {
+            println!("  no backups");
+        } else {
+            print!("{}", t.render(color));
+        }
+        println!(
+            "  {} kept, {} to prune, {} to free\n",
+            sp.decisions.len() - sp.pruned().count(),
+            sp.pruned().count(),
+            size(sp.freed_bytes())
+        );
+    }
+    for u in &plan.uploads {
+        println!(
+            "incomplete upload {}  started {}  {} ({})",
+            u.upload.key,
+            u.upload
+                .started
+                .map_or("-".into(), |t| t.format("%Y-%m-%d %H:%M UTC").to_string()),
+            if u.abort { "abort" } else { "keep" },
+            u.reason
+        );
+    }
+}
+
+pub async fn pin(lb: &Lifeboat, id: &str, on: bool) -> Result<ExitCode> {
+    let catalog = lb.catalog().await.wrap_err("cannot read the catalog")?;
+    if on {
+        let entry = lb.pin(&catalog, id).await?;
+        println!("pinned {}: no prune will delete it", entry.dir());
+    } else if lb.unpin(&catalog, id).await? {
+        println!("unpinned {id}: the retention policy decides about it again");
+    } else {
+        println!("{id} was not pinned");
+    }
+    Ok(ExitCode::SUCCESS)
+}
