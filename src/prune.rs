@@ -10,13 +10,13 @@ use chrono_tz::Tz;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
+use crate::Lifeboat;
 use crate::catalog::{BackupEntry, BackupState, Catalog};
 use crate::error::{Error, Result};
 use crate::jobs::{JobKind, JobRecord, JobStatus};
 use crate::manifest::{MANIFEST_NAME, Trigger};
 use crate::retention::{self, Candidate, Policy, Settings, SourcePlan};
 use crate::storage::{IncompleteUpload, ObjectKey, ObjectStoreExt};
-use crate::Lifeboat;
 
 pub const PINS_PREFIX: &str = "_lifeboat/pins/";
 
@@ -209,7 +209,12 @@ impl Lifeboat {
         }
         let pins = self.pins().await?;
         let jobs = self.state.jobs()?;
-        let mut names: BTreeSet<&str> = self.config.sources.iter().map(|s| s.name.as_str()).collect();
+        let mut names: BTreeSet<&str> = self
+            .config
+            .sources
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect();
         names.extend(catalog.backups.iter().map(|b| b.source.as_str()));
         let sources = names
             .into_iter()

@@ -151,7 +151,10 @@ impl Policy {
     pub fn is_empty(&self) -> bool {
         self.counts().iter().all(|(_, n)| *n == 0)
             && self.keep_within.is_none_or(|s| s.is_zero())
-            && self.spans().iter().all(|(_, s)| s.is_none_or(|s| s.is_zero()))
+            && self
+                .spans()
+                .iter()
+                .all(|(_, s)| s.is_none_or(|s| s.is_zero()))
     }
 
     pub fn validate(&self) -> Result<(), String> {
@@ -243,10 +246,14 @@ impl TryFrom<toml::Table> for RetentionConfig {
             })?;
         }
         if let Some(v) = table.remove("orphan_grace") {
-            let text = v.as_str().ok_or("retention.orphan_grace must be a string")?;
+            let text = v
+                .as_str()
+                .ok_or("retention.orphan_grace must be a string")?;
             out.orphan_grace = crate::when::parse_duration(text)
                 .filter(|d| *d >= Duration::zero())
-                .ok_or_else(|| format!("retention.orphan_grace {text:?} is not a duration like \"24h\""))?;
+                .ok_or_else(|| {
+                    format!("retention.orphan_grace {text:?} is not a duration like \"24h\"")
+                })?;
         }
         out.policy = toml::Value::Table(table)
             .try_into()
@@ -431,9 +438,8 @@ pub fn plan(
             reasons: Vec::new(),
         })
         .collect();
-    let skipped = (settings.newest_failed && !settings.force).then(|| {
-        "its newest backup failed; fix it or pass --force to prune anyway".to_owned()
-    });
+    let skipped = (settings.newest_failed && !settings.force)
+        .then(|| "its newest backup failed; fix it or pass --force to prune anyway".to_owned());
 
     let complete: Vec<usize> = (0..decisions.len())
         .filter(|&i| decisions[i].backup.state == BackupState::Complete)
@@ -689,7 +695,10 @@ mod tests {
     #[test]
     fn days_follow_the_configured_timezone() {
         // 23:30 UTC on 1 January is already 2 January in Berlin.
-        let b = [backup("2026-01-01T23:30:00Z"), backup("2026-01-01T22:30:00Z")];
+        let b = [
+            backup("2026-01-01T23:30:00Z"),
+            backup("2026-01-01T22:30:00Z"),
+        ];
         let p = Policy {
             keep_daily: 1,
             ..Policy::default()
@@ -844,9 +853,15 @@ mod tests {
         let plan = plan("s", &b, &p, now, settings(chrono_tz::UTC));
         let keep: Vec<bool> = plan.decisions.iter().map(|d| d.keep).collect();
         assert_eq!(keep, [true, true, false]);
-        assert_eq!(plan.decisions[1].reasons, [Reason::Within(Span::parse("7d").unwrap())]);
+        assert_eq!(
+            plan.decisions[1].reasons,
+            [Reason::Within(Span::parse("7d").unwrap())]
+        );
         // Exactly at the threshold is outside (restic: After, strictly).
-        let b = [backup("2025-06-10T00:00:00Z"), backup("2025-06-03T00:00:00Z")];
+        let b = [
+            backup("2025-06-10T00:00:00Z"),
+            backup("2025-06-03T00:00:00Z"),
+        ];
         assert_eq!(kept(&b, &p, chrono_tz::UTC).len(), 1);
     }
 
@@ -866,16 +881,16 @@ mod tests {
         // Within 3 days of the newest: the newest of 10 May and of 9 May; 1 May is outside.
         assert_eq!(
             kept(&b, &p, chrono_tz::UTC),
-            [
-                "2026-05-10T20:00:00+00:00",
-                "2026-05-09T20:00:00+00:00",
-            ]
+            ["2026-05-10T20:00:00+00:00", "2026-05-09T20:00:00+00:00",]
         );
     }
 
     #[test]
     fn every_reason_is_recorded() {
-        let b = [backup("2026-05-10T20:00:00Z"), backup("2026-05-09T20:00:00Z")];
+        let b = [
+            backup("2026-05-10T20:00:00Z"),
+            backup("2026-05-09T20:00:00Z"),
+        ];
         let p = Policy {
             keep_last: 1,
             keep_daily: 7,
@@ -895,7 +910,10 @@ mod tests {
 
     #[test]
     fn an_empty_policy_keeps_everything() {
-        let b = [backup("2026-05-10T20:00:00Z"), backup("2024-05-09T20:00:00Z")];
+        let b = [
+            backup("2026-05-10T20:00:00Z"),
+            backup("2024-05-09T20:00:00Z"),
+        ];
         let plan = plan("s", &b, &Policy::default(), b[0].time, settings(BERLIN));
         assert!(plan.decisions.iter().all(|d| d.keep));
         assert_eq!(plan.policy, "empty policy: keep everything");

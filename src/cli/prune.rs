@@ -89,7 +89,10 @@ pub async fn run(lb: &Lifeboat, args: PruneArgs, cancel: CancellationToken) -> R
 }
 
 fn print_plan(plan: &PrunePlan, color: bool) {
-    let tz = plan.timezone.parse::<chrono_tz::Tz>().unwrap_or(chrono_tz::UTC);
+    let tz = plan
+        .timezone
+        .parse::<chrono_tz::Tz>()
+        .unwrap_or(chrono_tz::UTC);
     for sp in &plan.sources {
         println!("{}: {}", sp.source, sp.policy);
         if let Some(why) = &sp.skipped {

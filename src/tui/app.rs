@@ -217,7 +217,7 @@ impl App {
             tab: TabId::Catalog,
             catalog: CatalogTab::default(),
             jobs: JobsTab::default(),
-            retention: RetentionTab,
+            retention: RetentionTab::default(),
             restore: RestoreWizard::default(),
             popup: None,
             status: None,
@@ -366,7 +366,7 @@ impl App {
                 .catalog
                 .on_key(action, key, &self.data, &mut self.outbox),
             TabId::Jobs => self.jobs.on_key(action, &self.data, &mut self.outbox),
-            TabId::Retention => Vec::new(),
+            TabId::Retention => self.retention.on_key(action, &self.data, &mut self.outbox),
             TabId::Restore => {
                 self.restore
                     .on_key(action, key, &self.data, &self.ctx, &mut self.outbox)
@@ -473,6 +473,8 @@ impl App {
                 self.rows_changed();
             }
             Msg::Jobs(Err(e)) => self.show_error(format!("job history: {e}")),
+            Msg::PlanInputs(Ok(inputs)) => self.retention.set_inputs(inputs),
+            Msg::PlanInputs(Err(e)) => self.show_error(format!("retention plan: {e}")),
             Msg::Progress {
                 task,
                 phase,
@@ -507,14 +509,24 @@ impl App {
                         _ if record.status == JobStatus::Cancelled => {
                             self.status = Some(format!("{kind} cancelled"))
                         }
-                        (Outcome::Backup(Err(e)) | Outcome::Verify(Err(e)), _) => {
-                            self.show_error(format!("{kind} failed: {e}"))
+                        (Outcome::Prune(Ok((n, bytes))), _) => {
+                            self.status = Some(format!(
+                                "pruned {n} backup{}, freed {}",
+                                if *n == 1 { "" } else { "s" },
+                                fmt::size(*bytes)
+                            ))
                         }
+                        (
+                            Outcome::Backup(Err(e))
+                            | Outcome::Verify(Err(e))
+                            | Outcome::Prune(Err(e)),
+                            _,
+                        ) => self.show_error(format!("{kind} failed: {e}")),
                         _ => {}
                     }
                 }
                 self.outbox.requests.push(Request::LoadJobs);
-                if kind == JobKind::Backup {
+                if matches!(kind, JobKind::Backup | JobKind::Prune) {
                     self.refresh();
                 }
             }
@@ -662,7 +674,7 @@ impl App {
         let actions: &[Action] = match self.tab {
             TabId::Catalog => self.catalog.hints(),
             TabId::Jobs => JobsTab::hints(),
-            TabId::Retention => &[],
+            TabId::Retention => self.retention.hints(),
             TabId::Restore => self.restore.hints(),
         };
         let mut spans = Vec::new();

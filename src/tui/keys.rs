@@ -34,6 +34,11 @@ pub enum Action {
     Copy,
     Cancel,
     Drop,
+    NextSource,
+    WhatIf,
+    More,
+    Less,
+    Prune,
 }
 
 /// (action, config name, default keys, help text)
@@ -70,6 +75,11 @@ const TABLE: &[(Action, &str, &[&str], &str)] = &[
     (Action::Copy, "copy", &["y"], "copy id"),
     (Action::Cancel, "cancel", &["c"], "cancel job"),
     (Action::Drop, "drop", &["x"], "drop scratch db"),
+    (Action::NextSource, "next_source", &["n"], "next source"),
+    (Action::WhatIf, "what_if", &["e"], "what-if editor"),
+    (Action::More, "more", &["+", "="], "keep more"),
+    (Action::Less, "less", &["-"], "keep less"),
+    (Action::Prune, "prune", &["p"], "prune"),
 ];
 
 #[derive(Debug, Clone)]

@@ -9,6 +9,7 @@ use lifeboat::jobs::{JobKind, JobRecord};
 use lifeboat::manifest::Manifest;
 use lifeboat::pipeline::restore::RestoreReport;
 use lifeboat::progress::Phase;
+use lifeboat::prune::PlanInputs;
 
 /// A running job started from the console.
 pub type TaskId = u64;
@@ -31,6 +32,11 @@ pub enum Request {
     Restore(RestoreRequest),
     Cancel {
         task: TaskId,
+    },
+    /// Prune one source by its configured policy.
+    Prune {
+        task: TaskId,
+        source: String,
     },
     /// Delete a scratch database the wizard created.
     DropScratch {
@@ -66,6 +72,8 @@ pub enum Msg {
         result: Result<Arc<Catalog>, String>,
     },
     Jobs(Result<Arc<Vec<JobRecord>>, String>),
+    /// What the retention planner needs, read after each catalog refresh.
+    PlanInputs(Result<Arc<PlanInputs>, String>),
     Progress {
         task: TaskId,
         phase: Phase,
@@ -90,4 +98,6 @@ pub enum Outcome {
         report: Result<Box<RestoreReport>, String>,
         saved: Option<String>,
     },
+    /// Backups deleted and bytes freed.
+    Prune(Result<(usize, u64), String>),
 }

@@ -20,6 +20,8 @@ use ratatui::style::Color;
 
 use super::app::{App, Ctx};
 use super::keys::Keymap;
+use lifeboat::prune::{PlanInputs, SourceInputs};
+
 use super::msg::{Msg, Outcome, Request};
 use super::theme::Theme;
 
@@ -340,8 +342,120 @@ fn jobs_and_retention_tabs() {
     let mut app = app();
     key(&mut app, KeyCode::Char('2'));
     insta::assert_snapshot!("jobs", screen(&app));
+}
+
+fn plan_inputs() -> PlanInputs {
+    use lifeboat::catalog::BackupState;
+    use lifeboat::retention::{Candidate, Policy};
+    let candidate = |hours_ago: i64, state: BackupState, pinned: bool| {
+        let time = now() - Duration::hours(hours_ago);
+        Candidate {
+            id: format!("{}-{hours_ago:04}", time.format("%Y%m%dT%H%M%SZ")),
+            time,
+            state,
+            stored_bytes: 3_000_000,
+            pinned,
+            verified: false,
+        }
+    };
+    // shop: two backups a day for ten days, one orphan, one pinned old backup.
+    let mut shop: Vec<Candidate> = (0..20)
+        .map(|i| candidate(4 + 12 * i, BackupState::Complete, false))
+        .collect();
+    shop.push(candidate(30, BackupState::Orphan, false));
+    shop.push(candidate(24 * 40, BackupState::Complete, true));
+    PlanInputs {
+        now: now(),
+        timezone: chrono_tz::Europe::Berlin,
+        orphan_grace: Duration::hours(24),
+        sources: vec![
+            SourceInputs {
+                source: "shop".into(),
+                policy: Policy {
+                    keep_last: 2,
+                    keep_daily: 3,
+                    ..Policy::default()
+                },
+                newest_failed: false,
+                backups: shop,
+            },
+            SourceInputs {
+                source: "auth".into(),
+                policy: Policy {
+                    keep_last: 1,
+                    ..Policy::default()
+                },
+                newest_failed: true,
+                backups: vec![
+                    candidate(34, BackupState::Complete, false),
+                    candidate(58, BackupState::Complete, false),
+                ],
+            },
+        ],
+        incomplete: Vec::new(),
+    }
+}
+
+#[test]
+fn retention_tab_plans_edits_what_if_and_prunes_on_confirmation() {
+    let mut app = app();
     key(&mut app, KeyCode::Char('3'));
-    insta::assert_snapshot!("retention", screen(&app));
+    assert!(screen(&app).contains("Reading the bucket"));
+    app.on_msg(Msg::PlanInputs(Ok(Arc::new(plan_inputs()))));
+    let s = screen(&app);
+    insta::assert_snapshot!("retention", s);
+    assert!(s.contains("4 kept, 18 to prune"), "{s}");
+
+    // What-if: keep_daily 3 -> 5 keeps two more days; nothing is asked of the core.
+    key(&mut app, KeyCode::Char('e'));
+    key(&mut app, KeyCode::Down);
+    key(&mut app, KeyCode::Down);
+    key(&mut app, KeyCode::Char('+'));
+    key(&mut app, KeyCode::Char('+'));
+    let s = screen(&app);
+    insta::assert_snapshot!("retention_what_if", s);
+    assert!(s.contains("keep_last=2 keep_daily=5"), "{s}");
+    assert!(s.contains("6 kept, 16 to prune"), "{s}");
+    assert!(
+        app.take_requests()
+            .iter()
+            .all(|r| !matches!(r, Request::Prune { .. }))
+    );
+
+    // Leaving the editor returns to the configured policy; `p` prunes by it.
+    key(&mut app, KeyCode::Esc);
+    key(&mut app, KeyCode::Char('p'));
+    let s = screen(&app);
+    insta::assert_snapshot!("retention_confirm", s);
+    assert!(s.contains("delete 18 backups"), "{s}");
+    key(&mut app, KeyCode::Esc);
+    assert!(
+        app.take_requests()
+            .iter()
+            .all(|r| !matches!(r, Request::Prune { .. }))
+    );
+    key(&mut app, KeyCode::Char('p'));
+    key(&mut app, KeyCode::Enter);
+    let prunes: Vec<Request> = app
+        .take_requests()
+        .into_iter()
+        .filter(|r| matches!(r, Request::Prune { .. }))
+        .collect();
+    assert!(
+        matches!(&prunes[..], [Request::Prune { source, .. }] if source == "shop"),
+        "{prunes:?}"
+    );
+
+    // auth's newest backup failed: `p` explains instead of asking.
+    key(&mut app, KeyCode::Char('n'));
+    key(&mut app, KeyCode::Char('p'));
+    let s = screen(&app);
+    assert!(s.contains("auth is not pruned"), "{s}");
+    assert!(
+        app.take_requests()
+            .iter()
+            .all(|r| !matches!(r, Request::Prune { .. }))
+    );
 }
 
 #[test]

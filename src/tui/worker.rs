@@ -47,10 +47,19 @@ impl Worker {
                             drop(pages.send(Msg::CatalogPage { generation, rows }))
                         })
                         .await;
+                    let plan = match &result {
+                        Ok(catalog) => Some(lb.plan_inputs(catalog, None).await),
+                        Err(_) => None,
+                    };
                     let _ = tx.send(Msg::CatalogDone {
                         generation,
                         result: result.map(Arc::new).map_err(|e| e.to_string()),
                     });
+                    if let Some(plan) = plan {
+                        let _ = tx.send(Msg::PlanInputs(
+                            plan.map(Arc::new).map_err(|e| e.to_string()),
+                        ));
+                    }
                 });
             }
             Request::LoadJobs => {
@@ -113,6 +122,27 @@ impl Worker {
             Request::Restore(r) => {
                 let cancel = self.start(r.task);
                 tokio::spawn(async move { restore(lb, tx, r, cancel).await });
+            }
+            Request::Prune { task, source } => {
+                let cancel = self.start(task);
+                tokio::spawn(async move {
+                    let opts = lifeboat::prune::PruneOptions {
+                        source: Some(source),
+                        ..Default::default()
+                    };
+                    let (record, result) = lb.prune(&opts, cancel).await;
+                    let outcome = Outcome::Prune(
+                        result
+                            .map(|r| (r.deleted, r.freed_bytes))
+                            .map_err(|e| e.to_string()),
+                    );
+                    let _ = tx.send(Msg::Finished {
+                        task,
+                        kind: JobKind::Prune,
+                        record: Box::new(record),
+                        outcome,
+                    });
+                });
             }
             Request::Cancel { task } => {
                 if let Some(c) = self.running.get(&task) {

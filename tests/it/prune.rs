@@ -143,7 +143,10 @@ async fn prune_story(store: Arc<dyn ObjectStore>) {
     verified.unwrap();
     lb.pin(&catalog, &ids[1]).await.unwrap();
     // An orphan, as a killed backup leaves one: data without a manifest, written now.
-    let orphan_id = format!("{}-dead", (first - Duration::days(3)).format("%Y%m%dT%H%M%SZ"));
+    let orphan_id = format!(
+        "{}-dead",
+        (first - Duration::days(3)).format("%Y%m%dT%H%M%SZ")
+    );
     let orphan = ObjectKey::new(format!("app/{orphan_id}/data.sqlite.zst")).unwrap();
     recording
         .put_bytes(&orphan, vec![7u8; 100].into())
@@ -171,7 +174,11 @@ async fn prune_story(store: Arc<dyn ObjectStore>) {
         plan.freed_bytes(),
         catalog.find(&ids[2]).unwrap().stored_bytes()
     );
-    assert_eq!(keys(recording.as_ref()).await, before, "planning deletes nothing");
+    assert_eq!(
+        keys(recording.as_ref()).await,
+        before,
+        "planning deletes nothing"
+    );
     assert!(recording.deletes.lock().unwrap().is_empty());
 
     // Two days on, the orphan is past the 24 h grace period.
@@ -186,7 +193,9 @@ async fn prune_story(store: Arc<dyn ObjectStore>) {
     assert_eq!(job.bytes, report.freed_bytes);
     for gone in [&ids[2], &orphan_id] {
         assert!(
-            job.log.iter().any(|l| l.message.contains(&format!("deleted app/{gone}"))),
+            job.log
+                .iter()
+                .any(|l| l.message.contains(&format!("deleted app/{gone}"))),
             "{:#?}",
             job.log
         );
@@ -209,7 +218,12 @@ async fn prune_story(store: Arc<dyn ObjectStore>) {
     let left: Vec<&str> = after.backups.iter().map(|b| b.id.as_str()).collect();
     assert_eq!(
         left,
-        [ids[4].as_str(), ids[3].as_str(), ids[1].as_str(), ids[0].as_str()]
+        [
+            ids[4].as_str(),
+            ids[3].as_str(),
+            ids[1].as_str(),
+            ids[0].as_str()
+        ]
     );
     assert!(after.pins.contains(&format!("app/{}", ids[1])));
 
@@ -231,7 +245,10 @@ async fn prune_story(store: Arc<dyn ObjectStore>) {
 #[tokio::test(flavor = "multi_thread")]
 async fn prune_on_a_local_store() {
     let dir = tempfile::tempdir().unwrap();
-    prune_story(Arc::new(LocalStore::open(dir.path().join("bucket")).unwrap())).await;
+    prune_story(Arc::new(
+        LocalStore::open(dir.path().join("bucket")).unwrap(),
+    ))
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -247,7 +264,12 @@ async fn a_failed_newest_backup_stops_the_prune_unless_forced() {
         Arc::new(LocalStore::open(dir.path().join("bucket")).unwrap());
     let first = Utc::now() - Duration::days(5);
     let clock = Clock::starting_at(first);
-    let lb = world(dir.path(), store.clone(), "[retention]\nkeep_last = 1", clock.clone());
+    let lb = world(
+        dir.path(),
+        store.clone(),
+        "[retention]\nkeep_last = 1",
+        clock.clone(),
+    );
     let ids = history(&lb, 3, first).await;
     // A backup job that failed after the newest complete backup.
     let failed = JobRecord {
@@ -274,7 +296,11 @@ async fn a_failed_newest_backup_stops_the_prune_unless_forced() {
     let report = report.unwrap();
     assert_eq!(report.deleted, 0);
     assert!(report.plan.sources[0].skipped.is_some());
-    assert!(job.log.iter().any(|l| l.message.contains("newest backup failed")));
+    assert!(
+        job.log
+            .iter()
+            .any(|l| l.message.contains("newest backup failed"))
+    );
     assert_eq!(lb.catalog().await.unwrap().backups.len(), 3);
 
     let forced = PruneOptions {
@@ -311,8 +337,15 @@ async fn stale_incomplete_uploads_are_aborted_on_a_local_store() {
     assert_eq!(store.list_incomplete("").await.unwrap().len(), 1);
 
     let plan = lb.prune_plan(&PruneOptions::default()).await.unwrap();
-    assert_eq!(plan.aborts().count(), 0, "a fresh upload may still be running");
-    assert!(plan.sources[0].decisions.iter().all(|d| d.keep), "empty policy");
+    assert_eq!(
+        plan.aborts().count(),
+        0,
+        "a fresh upload may still be running"
+    );
+    assert!(
+        plan.sources[0].decisions.iter().all(|d| d.keep),
+        "empty policy"
+    );
 
     clock.set(Utc::now() + Duration::hours(25));
     let (_, report) = lb
@@ -379,11 +412,20 @@ async fn the_cli_plans_pins_and_prunes_through_s3() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|d| (d["id"].as_str().unwrap().to_owned(), d["keep"].as_bool().unwrap()))
+        .map(|d| {
+            (
+                d["id"].as_str().unwrap().to_owned(),
+                d["keep"].as_bool().unwrap(),
+            )
+        })
         .collect();
     assert_eq!(
         actions,
-        [(ids[2].clone(), true), (ids[1].clone(), false), (ids[0].clone(), true)]
+        [
+            (ids[2].clone(), true),
+            (ids[1].clone(), false),
+            (ids[0].clone(), true)
+        ]
     );
 
     let out = run(cmd(&["prune", "--json"])).await;
@@ -403,7 +445,11 @@ async fn the_cli_plans_pins_and_prunes_through_s3() {
     ] {
         let out = run(cmd(&args)).await;
         assert_eq!(out.code, 1, "{args:?}: {}", out.stderr);
-        let lines: Vec<&str> = out.stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+        let lines: Vec<&str> = out
+            .stderr
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .collect();
         assert_eq!(lines.len(), 1, "{}", out.stderr);
         assert!(lines[0].contains(needle), "{}", lines[0]);
     }
