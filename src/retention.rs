@@ -942,6 +942,45 @@ mod tests {
         assert_eq!(plan.decisions[2].reasons, [Reason::OrphanExpired]);
     }
 
+    #[test]
+    fn config_tables_and_their_errors() {
+        use crate::config::Config;
+        let base = "[storage]\ntype = \"local\"\npath = \"b\"\n";
+        let text = format!(
+            "{base}[retention]\ntimezone = \"Europe/Berlin\"\norphan_grace = \"36h\"\nkeep_daily = 7\n\
+             [[source]]\nname = \"a\"\nengine = \"sqlite\"\npath = \"a.db\"\n\
+             [source.retention]\nkeep_within = \"1y5m7d2h\"\n\
+             [[source]]\nname = \"b\"\nengine = \"sqlite\"\npath = \"b.db\"\n"
+        );
+        let c = Config::parse(&text, std::path::Path::new("/x/l.toml")).unwrap();
+        assert_eq!(c.retention.timezone, BERLIN);
+        assert_eq!(c.retention.orphan_grace, Duration::hours(36));
+        // A source's own policy replaces the default as a whole.
+        assert_eq!(c.policy("a").summary(), "keep_within=1y5m7d2h");
+        assert_eq!(c.policy("b").summary(), "keep_daily=7");
+        assert_eq!(
+            Config::parse(base, std::path::Path::new("/x/l.toml"))
+                .unwrap()
+                .retention,
+            RetentionConfig::default()
+        );
+        for (bad, needle) in [
+            ("timezone = \"Mars/Olympus\"", "Mars/Olympus"),
+            ("keep_dayly = 3", "keep_dayly"),
+            ("keep_daily = -2", "keep_daily = -2"),
+            ("keep_within = \"3w\"", "3w"),
+            ("orphan_grace = \"soon\"", "soon"),
+        ] {
+            let err = Config::parse(
+                &format!("{base}[retention]\n{bad}\n"),
+                std::path::Path::new("/x/l.toml"),
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(err.contains(needle), "{bad}: {err}");
+        }
+    }
+
     fn arb_history() -> impl Strategy<Value = Vec<Candidate>> {
         // Up to 60 backups over about three years, some pinned, verified, orphaned, damaged.
         prop::collection::vec(
