@@ -316,6 +316,41 @@ fn catalog_tab() {
 }
 
 #[test]
+fn pinned_backups_say_so_in_the_catalog() {
+    use lifeboat::catalog::{BackupEntry, BackupState, Catalog};
+    let mut app = app();
+    let entry = |id: &str| BackupEntry {
+        source: "shop".into(),
+        id: id.parse().unwrap(),
+        state: BackupState::Complete,
+        manifest: None,
+        objects: Vec::new(),
+        problem: None,
+    };
+    let mut catalog = Catalog {
+        backups: vec![
+            entry("20261123T080000Z-aaaa"),
+            entry("20261123T020000Z-bbbb"),
+        ],
+        ..Catalog::default()
+    };
+    catalog.pins.insert("shop/20261123T020000Z-bbbb".into());
+    app.on_msg(Msg::CatalogDone {
+        generation: 0,
+        result: Ok(Arc::new(catalog)),
+    });
+    let s = screen(&app);
+    let line = |id: &str| {
+        s.lines()
+            .find(|l| l.contains(id))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert!(line("bbbb").contains("pinned"), "{s}");
+    assert!(line("aaaa").contains("complete"), "{s}");
+}
+
+#[test]
 fn catalog_filter_and_sort() {
     let mut app = app();
     key(&mut app, KeyCode::Char('/'));

@@ -313,7 +313,14 @@ impl CatalogTab {
             .clone()
             .map(|pos| {
                 let r = &data.rows[self.view[pos]];
+                let pinned = || {
+                    let (Some(c), Some(s)) = (&data.catalog, &r.source) else {
+                        return false;
+                    };
+                    c.pins.contains(&format!("{s}/{}", r.id))
+                };
                 let (state_text, state_style) = match r.kind {
+                    RowKind::Complete if pinned() => ("pinned".to_owned(), t.ok),
                     RowKind::Complete => ("complete".to_owned(), t.ok),
                     RowKind::Orphan => ("orphan".to_owned(), t.warn),
                     RowKind::Damaged => ("DAMAGED".to_owned(), t.bad),
