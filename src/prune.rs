@@ -289,6 +289,9 @@ impl Lifeboat {
 
     /// The plan a prune would carry out now.
     pub async fn prune_plan(&self, opts: &PruneOptions) -> Result<PrunePlan> {
+        if let Err(e) = self.sync_jobs().await {
+            tracing::warn!("planning with local job history only: {e}");
+        }
         let catalog = self.catalog().await?;
         Ok(self
             .plan_inputs(&catalog, opts.source.as_deref())
@@ -310,6 +313,10 @@ impl Lifeboat {
             opts.trigger.unwrap_or(Trigger::Manual),
         );
         let result = async {
+            // Failures and verifications recorded by other machines count too.
+            if let Err(e) = self.sync_jobs().await {
+                job.log(format!("planning with local job history only: {e}"));
+            }
             let catalog = self.catalog().await?;
             let plan = self
                 .plan_inputs(&catalog, opts.source.as_deref())

@@ -462,3 +462,55 @@ async fn the_cli_plans_pins_and_prunes_through_s3() {
     assert_eq!(out.code, 1);
     assert!(out.stderr.contains("keep_daily = -5"), "{}", out.stderr);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn s3_incomplete_uploads_can_be_aborted() {
+    use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+    let server = S3Server::start().await;
+    let store = server.store("lb").await;
+    let client = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .endpoint_url(&server.endpoint)
+            .force_path_style(true)
+            .region(Region::new("us-east-1"))
+            .credentials_provider(Credentials::new(ACCESS_KEY, SECRET_KEY, None, None, "t"))
+            .build(),
+    );
+    let key = "app/20200101T000000Z-abcd/data.sqlite.zst";
+    let created = client
+        .create_multipart_upload()
+        .bucket(common::BUCKET)
+        .key(format!("lb/{key}"))
+        .send()
+        .await
+        .unwrap();
+    let id = created.upload_id().unwrap().to_owned();
+    let part = |n: i32| {
+        client
+            .upload_part()
+            .bucket(common::BUCKET)
+            .key(format!("lb/{key}"))
+            .upload_id(&id)
+            .part_number(n)
+            .body(vec![1u8; 1024].into())
+            .send()
+    };
+    part(1).await.unwrap();
+    store
+        .abort_incomplete(&IncompleteUpload {
+            key: key.into(),
+            started: None,
+            handle: id.clone(),
+        })
+        .await
+        .unwrap();
+    assert!(part(2).await.is_err(), "the upload is gone");
+    // An upload that does not exist is an error, not a panic.
+    let bogus = IncompleteUpload {
+        key: key.into(),
+        started: None,
+        handle: "not-an-upload".into(),
+    };
+    assert!(store.abort_incomplete(&bogus).await.is_err());
+}
