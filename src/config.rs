@@ -25,6 +25,14 @@ pub struct Config {
     pub restore: RestoreConfig,
     #[serde(default, rename = "source")]
     pub sources: Vec<SourceConfig>,
+    #[serde(default)]
+    pub schedule: crate::schedule::ScheduleConfig,
+    #[serde(default)]
+    pub check: crate::health::CheckConfig,
+    #[serde(default, rename = "webhook")]
+    pub webhooks: Vec<crate::alert::WebhookConfig>,
+    #[serde(default)]
+    pub metrics: crate::metrics::MetricsConfig,
     /// The file this was read from (set after parsing).
     #[serde(skip)]
     pub path: PathBuf,
@@ -188,6 +196,17 @@ pub struct SourceConfig {
     /// (`26h`, `90m`, `1d12h`). Default: 26h, a daily backup with slack.
     #[serde(default, deserialize_with = "de_duration")]
     pub rpo: Option<chrono::Duration>,
+    /// Past this age `check` is CRITICAL rather than WARNING. Default: twice the RPO.
+    #[serde(default, deserialize_with = "de_duration")]
+    pub rpo_critical: Option<chrono::Duration>,
+    /// How often a restore drill should prove this source's backups (`90d`).
+    #[serde(default, deserialize_with = "de_duration")]
+    pub drill_interval: Option<chrono::Duration>,
+    /// Storage this source may use in the bucket (`50GiB`, `500MB`).
+    #[serde(default, deserialize_with = "crate::health::de_size")]
+    pub quota: Option<u64>,
+    #[serde(default)]
+    pub schedule: crate::schedule::SourceSchedule,
 }
 
 impl SourceConfig {
@@ -284,6 +303,9 @@ impl Config {
         if let Some(p) = &mut config.restore.scratch_dir {
             resolve(p);
         }
+        if let Some(p) = &mut config.metrics.textfile {
+            resolve(p);
+        }
         for s in &mut config.sources {
             if let Some(p) = &mut s.path {
                 resolve(p);
@@ -315,6 +337,10 @@ impl Config {
                 }
                 _ => {}
             }
+        }
+        crate::schedule::Schedules::from_config(self)?;
+        for hook in &self.webhooks {
+            hook.validate()?;
         }
         if !(1..=22).contains(&self.backup.compression_level) {
             return Err("backup.compression_level must be between 1 and 22".into());
