@@ -357,3 +357,130 @@ pub fn expected_restore(jobs: &[JobRecord], stored_bytes: u64) -> Option<Duratio
         (stored_bytes as f64 / rate * 1000.0) as i64,
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use chrono::TimeZone;
+
+    use super::*;
+    use crate::manifest::Trigger;
+
+    fn config(source_extra: &str, tables: &str) -> Config {
+        let text = format!(
+            "[storage]\ntype = \"local\"\npath = \"b\"\n{tables}\n\
+             [[source]]\nname = \"shop\"\nengine = \"sqlite\"\npath = \"a.db\"\nrpo = \"1d\"\n{source_extra}\n"
+        );
+        Config::parse(&text, Path::new("/x/lifeboat.toml")).unwrap()
+    }
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 24, 12, 0, 0).unwrap()
+    }
+
+    fn backup_row(age_hours: i64, stored: u64) -> CatalogRow {
+        CatalogRow {
+            id: format!("b{age_hours}"),
+            kind: RowKind::Complete,
+            source: Some("shop".into()),
+            time: Some(now() - Duration::hours(age_hours)),
+            raw_bytes: None,
+            stored_bytes: stored,
+            duration_ms: None,
+            tables: None,
+            rows: None,
+            encrypted: false,
+            note: None,
+        }
+    }
+
+    fn job(kind: JobKind, age_hours: i64, status: JobStatus) -> JobRecord {
+        let start = now() - Duration::hours(age_hours);
+        JobRecord {
+            id: format!("{kind}{age_hours}"),
+            kind,
+            source: Some("shop".into()),
+            backup_id: None,
+            trigger: Trigger::Scheduled,
+            host: "h".into(),
+            pid: 1,
+            started_at: start,
+            finished_at: Some(start + Duration::minutes(1)),
+            status,
+            bytes: 0,
+            error: (status == JobStatus::Failed).then(|| "disk full\nmore".into()),
+            log: vec![],
+        }
+    }
+
+    fn one(config: &Config, rows: &[CatalogRow], jobs: &[JobRecord]) -> SourceHealth {
+        assess(config, rows, jobs, now()).remove(0)
+    }
+
+    #[test]
+    fn age_against_rpo_and_its_critical_threshold() {
+        let c = config("rpo_critical = \"3d\"", "");
+        assert_eq!(one(&c, &[backup_row(2, 1)], &[]).level, Level::Ok);
+        let h = one(&c, &[backup_row(30, 1)], &[]);
+        assert_eq!(h.level, Level::Warning);
+        assert!(h.findings[0].message.contains("RPO 1d 0h"), "{:?}", h.findings);
+        assert_eq!(one(&c, &[backup_row(50, 1)], &[]).level, Level::Warning);
+        assert_eq!(one(&c, &[backup_row(80, 1)], &[]).level, Level::Critical);
+        assert_eq!(one(&c, &[], &[]).level, Level::Critical);
+    }
+
+    #[test]
+    fn a_failed_last_backup_warns_and_a_high_failure_rate_is_critical() {
+        let c = config("", "[check]\nfailure_window = \"2d\"\nfailure_rate_warning = 0.3\nfailure_rate_critical = 0.6");
+        let rows = [backup_row(2, 1)];
+        let mut jobs = vec![
+            job(JobKind::Backup, 1, JobStatus::Failed),
+            job(JobKind::Backup, 2, JobStatus::Succeeded),
+            job(JobKind::Verify, 3, JobStatus::Succeeded),
+            // Outside the window: not counted.
+            job(JobKind::Backup, 100, JobStatus::Failed),
+        ];
+        let h = one(&c, &rows, &jobs);
+        assert_eq!((h.failed_in_window, h.finished_in_window), (1, 3));
+        assert_eq!(h.level, Level::Warning);
+        let text: Vec<&str> = h.findings.iter().map(|f| f.message.as_str()).collect();
+        assert_eq!(
+            text,
+            ["last backup failed: disk full", "1 of 3 jobs failed in the last 2d 0h"]
+        );
+        jobs.push(job(JobKind::Verify, 4, JobStatus::Failed));
+        let h = one(&c, &rows, &jobs);
+        assert_eq!(h.level, Level::Warning, "2 of 4 is under 0.6");
+        jobs.push(job(JobKind::Verify, 5, JobStatus::Interrupted));
+        assert_eq!(one(&c, &rows, &jobs).level, Level::Critical, "3 of 5");
+    }
+
+    #[test]
+    fn drills_and_quota() {
+        let c = config("drill_interval = \"30d\"\nquota = \"1KiB\"", "");
+        let drill = |days: i64| job(JobKind::Drill, days * 24, JobStatus::Succeeded);
+        let rows = [backup_row(2, 100)];
+        let h = one(&c, &rows, &[]);
+        assert_eq!(h.level, Level::Warning);
+        assert_eq!(h.findings[0].message, "no restore drill yet");
+        assert_eq!(one(&c, &rows, &[drill(10)]).level, Level::Ok);
+        assert_eq!(one(&c, &rows, &[drill(40)]).level, Level::Warning);
+        assert_eq!(one(&c, &rows, &[drill(70)]).level, Level::Critical);
+        let h = one(&c, &[backup_row(2, 950)], &[drill(1)]);
+        assert_eq!(h.level, Level::Warning);
+        assert!(h.findings[0].message.contains("93% of its 1 KiB quota"), "{:?}", h.findings);
+        let h = one(&c, &[backup_row(2, 600), backup_row(3, 600)], &[drill(1)]);
+        assert_eq!(h.level, Level::Critical);
+    }
+
+    #[test]
+    fn sizes_parse() {
+        assert_eq!(parse_size("50GiB"), Some(50 * 1024 * 1024 * 1024));
+        assert_eq!(parse_size("500 MB"), Some(500_000_000));
+        assert_eq!(parse_size("1024"), Some(1024));
+        assert_eq!(parse_size("1.5KiB"), Some(1536));
+        assert_eq!(parse_size("lots"), None);
+        assert_eq!(parse_size("0GB"), None);
+    }
+}
