@@ -54,8 +54,8 @@ impl WebhookConfig {
         match (&self.url, &self.url_env) {
             (Some(url), _) => Ok(url.clone()),
             (None, Some(var)) => {
-                let url = std::env::var(var)
-                    .map_err(|_| format!("webhook url_env {var} is not set"))?;
+                let url =
+                    std::env::var(var).map_err(|_| format!("webhook url_env {var} is not set"))?;
                 check_url(&url).map(|_| url)
             }
             (None, None) => Err("webhook without a url".into()),
@@ -120,11 +120,7 @@ impl Alert {
     }
 
     pub fn threshold(health: &SourceHealth, now: DateTime<Utc>) -> Alert {
-        let reasons: Vec<&str> = health
-            .findings
-            .iter()
-            .map(|f| f.message.as_str())
-            .collect();
+        let reasons: Vec<&str> = health.findings.iter().map(|f| f.message.as_str()).collect();
         Alert {
             event: AlertEvent::Threshold,
             source: Some(health.source.clone()),
@@ -156,7 +152,9 @@ impl Alert {
                     .map(|n| format!(" after {n} attempts"))
                     .unwrap_or_default()
             ),
-            AlertEvent::Threshold => format!("lifeboat: {source} is {}", self.status.to_uppercase()),
+            AlertEvent::Threshold => {
+                format!("lifeboat: {source} is {}", self.status.to_uppercase())
+            }
         };
         let why = self
             .error
@@ -203,7 +201,11 @@ impl Default for Delivery {
 }
 
 /// Sends `alert` to every webhook; returns how many took it. Failures are logged (by host).
-pub async fn notify(hooks: &[crate::alert::WebhookConfig], alert: &Alert, delivery: Delivery) -> usize {
+pub async fn notify(
+    hooks: &[crate::alert::WebhookConfig],
+    alert: &Alert,
+    delivery: Delivery,
+) -> usize {
     let mut delivered = 0;
     for hook in hooks {
         let url = match hook.resolve() {
@@ -237,10 +239,22 @@ async fn post(url: &str, body: Vec<u8>, delivery: Delivery) -> Result<(), String
             .https_only()
             .enable_http1()
             .build();
-        post_with(Client::builder(TokioExecutor::new()).build(https), url, body, delivery).await
+        post_with(
+            Client::builder(TokioExecutor::new()).build(https),
+            url,
+            body,
+            delivery,
+        )
+        .await
     } else {
         let http = HttpConnector::new();
-        post_with(Client::builder(TokioExecutor::new()).build(http), url, body, delivery).await
+        post_with(
+            Client::builder(TokioExecutor::new()).build(http),
+            url,
+            body,
+            delivery,
+        )
+        .await
     }
 }
 
@@ -275,7 +289,10 @@ where
             Err(_) => last = format!("no answer in {:?}", delivery.timeout),
         }
     }
-    Err(format!("{last} (after {} attempts)", delivery.attempts.max(1)))
+    Err(format!(
+        "{last} (after {} attempts)",
+        delivery.attempts.max(1)
+    ))
 }
 
 #[cfg(test)]
@@ -314,7 +331,11 @@ mod tests {
             url_env: env.map(Into::into),
             format: WebhookFormat::Json,
         };
-        assert!(hook(Some("https://hooks.example.com/T/B/x"), None).validate().is_ok());
+        assert!(
+            hook(Some("https://hooks.example.com/T/B/x"), None)
+                .validate()
+                .is_ok()
+        );
         assert!(hook(None, Some("SLACK_URL")).validate().is_ok());
         assert!(hook(None, None).validate().is_err());
         assert!(hook(Some("ftp://x"), None).validate().is_err());

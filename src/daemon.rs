@@ -24,9 +24,16 @@ use crate::{Lifeboat, Selector};
 /// What the daemon tells its front end as it goes.
 #[derive(Debug, Clone)]
 pub enum Event {
-    Started { schedules: usize },
-    Next { at: DateTime<Utc> },
-    JobDone { record: Box<JobRecord>, attempt: u32 },
+    Started {
+        schedules: usize,
+    },
+    Next {
+        at: DateTime<Utc>,
+    },
+    JobDone {
+        record: Box<JobRecord>,
+        attempt: u32,
+    },
     /// An attempt that could not even start (source locked, nothing to verify, ...).
     NotStarted {
         source: String,
@@ -34,8 +41,17 @@ pub enum Event {
         attempt: u32,
         error: String,
     },
-    Retry { source: String, kind: JobKind, attempt: u32, after: Duration },
-    Alerted { event: AlertEvent, source: Option<String>, delivered: usize },
+    Retry {
+        source: String,
+        kind: JobKind,
+        attempt: u32,
+        after: Duration,
+    },
+    Alerted {
+        event: AlertEvent,
+        source: Option<String>,
+        delivered: usize,
+    },
     Stopped,
 }
 
@@ -226,7 +242,9 @@ impl Daemon {
         let cancel = cancel.child_token();
         match kind {
             JobKind::Backup => {
-                let (record, result) = lb.backup(source, Trigger::Scheduled, progress, cancel).await;
+                let (record, result) = lb
+                    .backup(source, Trigger::Scheduled, progress, cancel)
+                    .await;
                 (Some(record), result.map(drop))
             }
             JobKind::Verify => {
@@ -253,7 +271,9 @@ impl Daemon {
             ),
             JobKind::Restore => (
                 None,
-                Err(Error::Unsupported("restores are not scheduled; use drill".into())),
+                Err(Error::Unsupported(
+                    "restores are not scheduled; use drill".into(),
+                )),
             ),
         }
     }
@@ -285,7 +305,10 @@ impl Daemon {
         if let Some(dir) = target.parent()
             && let Err(e) = std::fs::create_dir_all(dir)
         {
-            return (None, Err(Error::io(format!("scratch dir {}", dir.display()))(e)));
+            return (
+                None,
+                Err(Error::io(format!("scratch dir {}", dir.display()))(e)),
+            );
         }
         let opts = RestoreOptions {
             target: target.clone(),
@@ -334,7 +357,9 @@ impl Daemon {
         };
         let now = lb.clock().now();
         for h in health::assess(lb.config(), &rows, &jobs, now) {
-            let before = levels.insert(h.source.clone(), h.level).unwrap_or(Level::Ok);
+            let before = levels
+                .insert(h.source.clone(), h.level)
+                .unwrap_or(Level::Ok);
             if h.level > before {
                 self.send(&Alert::threshold(&h, now)).await;
             }

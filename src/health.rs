@@ -69,7 +69,9 @@ fn de_window<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Erro
 /// A size like `50GiB`, `500MB` or `1048576` (bytes).
 pub fn parse_size(text: &str) -> Option<u64> {
     let t = text.trim();
-    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
     let n: f64 = num.parse().ok()?;
     let mult: f64 = match unit.trim().to_ascii_lowercase().as_str() {
@@ -84,13 +86,15 @@ pub fn parse_size(text: &str) -> Option<u64> {
         "tib" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
         _ => return None,
     };
-    (n > 0.0).then(|| (n * mult) as u64)
+    (n > 0.0).then_some((n * mult) as u64)
 }
 
 pub(crate) fn de_size<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
     let text = String::deserialize(d)?;
     parse_size(&text).map(Some).ok_or_else(|| {
-        serde::de::Error::custom(format!("{text:?} is not a size like \"50GiB\" or \"500MB\""))
+        serde::de::Error::custom(format!(
+            "{text:?} is not a size like \"50GiB\" or \"500MB\""
+        ))
     })
 }
 
@@ -424,7 +428,11 @@ mod tests {
         assert_eq!(one(&c, &[backup_row(2, 1)], &[]).level, Level::Ok);
         let h = one(&c, &[backup_row(30, 1)], &[]);
         assert_eq!(h.level, Level::Warning);
-        assert!(h.findings[0].message.contains("RPO 1d 0h"), "{:?}", h.findings);
+        assert!(
+            h.findings[0].message.contains("RPO 1d 0h"),
+            "{:?}",
+            h.findings
+        );
         assert_eq!(one(&c, &[backup_row(50, 1)], &[]).level, Level::Warning);
         assert_eq!(one(&c, &[backup_row(80, 1)], &[]).level, Level::Critical);
         assert_eq!(one(&c, &[], &[]).level, Level::Critical);
@@ -432,7 +440,10 @@ mod tests {
 
     #[test]
     fn a_failed_last_backup_warns_and_a_high_failure_rate_is_critical() {
-        let c = config("", "[check]\nfailure_window = \"2d\"\nfailure_rate_warning = 0.3\nfailure_rate_critical = 0.6");
+        let c = config(
+            "",
+            "[check]\nfailure_window = \"2d\"\nfailure_rate_warning = 0.3\nfailure_rate_critical = 0.6",
+        );
         let rows = [backup_row(2, 1)];
         let mut jobs = vec![
             job(JobKind::Backup, 1, JobStatus::Failed),
@@ -447,7 +458,10 @@ mod tests {
         let text: Vec<&str> = h.findings.iter().map(|f| f.message.as_str()).collect();
         assert_eq!(
             text,
-            ["last backup failed: disk full", "1 of 3 jobs failed in the last 2d 0h"]
+            [
+                "last backup failed: disk full",
+                "1 of 3 jobs failed in the last 2d 0h"
+            ]
         );
         jobs.push(job(JobKind::Verify, 4, JobStatus::Failed));
         let h = one(&c, &rows, &jobs);
@@ -469,7 +483,11 @@ mod tests {
         assert_eq!(one(&c, &rows, &[drill(70)]).level, Level::Critical);
         let h = one(&c, &[backup_row(2, 950)], &[drill(1)]);
         assert_eq!(h.level, Level::Warning);
-        assert!(h.findings[0].message.contains("93% of its 1 KiB quota"), "{:?}", h.findings);
+        assert!(
+            h.findings[0].message.contains("93% of its 1 KiB quota"),
+            "{:?}",
+            h.findings
+        );
         let h = one(&c, &[backup_row(2, 600), backup_row(3, 600)], &[drill(1)]);
         assert_eq!(h.level, Level::Critical);
     }

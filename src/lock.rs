@@ -77,7 +77,9 @@ mod tests {
     fn a_second_holder_is_refused_with_the_pid_until_the_first_lets_go() {
         let dir = tempfile::tempdir().unwrap();
         let first = SourceLock::acquire(dir.path(), "shop").unwrap();
-        let err = SourceLock::acquire(dir.path(), "shop").unwrap_err().to_string();
+        let err = SourceLock::acquire(dir.path(), "shop")
+            .unwrap_err()
+            .to_string();
         assert_eq!(
             err,
             format!(

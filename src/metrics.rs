@@ -53,19 +53,20 @@ pub fn render(jobs: &[JobRecord]) -> String {
         }
     }
     let mut out = String::new();
-    let mut family = |name: &str, help: &str, kind: &str, value: &dyn Fn(&Series) -> Option<String>| {
-        let _ = writeln!(out, "# HELP {name} {help}");
-        let _ = writeln!(out, "# TYPE {name} {kind}");
-        for ((source, job_kind), s) in &series {
-            if let Some(v) = value(s) {
-                let _ = writeln!(
-                    out,
-                    "{name}{{source=\"{}\",kind=\"{job_kind}\"}} {v}",
-                    escape(source)
-                );
+    let mut family =
+        |name: &str, help: &str, kind: &str, value: &dyn Fn(&Series) -> Option<String>| {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} {kind}");
+            for ((source, job_kind), s) in &series {
+                if let Some(v) = value(s) {
+                    let _ = writeln!(
+                        out,
+                        "{name}{{source=\"{}\",kind=\"{job_kind}\"}} {v}",
+                        escape(source)
+                    );
+                }
             }
-        }
-    };
+        };
     family(
         "lifeboat_last_success_timestamp_seconds",
         "When the last successful job of this source and kind finished (Unix time).",
@@ -131,8 +132,7 @@ pub fn write_atomic(path: &Path, text: &str) -> Result<()> {
         std::os::unix::fs::PermissionsExt::from_mode(0o644),
     )
     .map_err(Error::io(ctx()))?;
-    tmp.persist(path)
-        .map_err(|e| Error::io(ctx())(e.error))?;
+    tmp.persist(path).map_err(|e| Error::io(ctx())(e.error))?;
     Ok(())
 }
 
@@ -190,7 +190,9 @@ mod tests {
             assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");
         }
         assert!(
-            !text.contains("lifeboat_last_success_timestamp_seconds{source=\"shop\",kind=\"verify\"}")
+            !text.contains(
+                "lifeboat_last_success_timestamp_seconds{source=\"shop\",kind=\"verify\"}"
+            )
         );
     }
 

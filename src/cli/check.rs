@@ -30,7 +30,10 @@ pub async fn run(config_path: &Path, source: Option<String>, json: bool) -> Exit
                     "summary": summary,
                     "sources": sources,
                 });
-                println!("{}", serde_json::to_string_pretty(&body).unwrap_or_default());
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&body).unwrap_or_default()
+                );
             } else {
                 println!(
                     "LIFEBOAT {} - {summary} | {}",
@@ -44,7 +47,10 @@ pub async fn run(config_path: &Path, source: Option<String>, json: bool) -> Exit
             let line = e.to_string().replace('\n', " ");
             if json {
                 let body = json!({ "status": "UNKNOWN", "code": UNKNOWN, "summary": line });
-                println!("{}", serde_json::to_string_pretty(&body).unwrap_or_default());
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&body).unwrap_or_default()
+                );
             } else {
                 println!("LIFEBOAT UNKNOWN - {line}");
             }

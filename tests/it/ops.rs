@@ -73,38 +73,42 @@ impl Drop for Receiver {
 impl Receiver {
     async fn start(fail_first: usize) -> Receiver {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/hooks/T0KEN-abc123", listener.local_addr().unwrap());
+        let url = format!(
+            "http://{}/hooks/T0KEN-abc123",
+            listener.local_addr().unwrap()
+        );
         let bodies = Arc::new(Mutex::new(Vec::new()));
         let seen = Arc::new(Mutex::new(0usize));
         let kept = bodies.clone();
         let task = tokio::spawn(async move {
             while let Ok((socket, _)) = listener.accept().await {
                 let (kept, seen) = (kept.clone(), seen.clone());
-                let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-                    let (kept, seen) = (kept.clone(), seen.clone());
-                    async move {
-                        let n = {
-                            let mut s = seen.lock().unwrap();
-                            *s += 1;
-                            *s
-                        };
-                        let body = req.into_body().collect().await.unwrap().to_bytes();
-                        let status = if n <= fail_first {
-                            500
-                        } else {
-                            kept.lock()
-                                .unwrap()
-                                .push(serde_json::from_slice(&body).unwrap_or(Value::Null));
-                            200
-                        };
-                        Ok::<_, Infallible>(
-                            Response::builder()
-                                .status(status)
-                                .body(Full::new(Bytes::new()))
-                                .unwrap(),
-                        )
-                    }
-                });
+                let service =
+                    hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                        let (kept, seen) = (kept.clone(), seen.clone());
+                        async move {
+                            let n = {
+                                let mut s = seen.lock().unwrap();
+                                *s += 1;
+                                *s
+                            };
+                            let body = req.into_body().collect().await.unwrap().to_bytes();
+                            let status = if n <= fail_first {
+                                500
+                            } else {
+                                kept.lock()
+                                    .unwrap()
+                                    .push(serde_json::from_slice(&body).unwrap_or(Value::Null));
+                                200
+                            };
+                            Ok::<_, Infallible>(
+                                Response::builder()
+                                    .status(status)
+                                    .body(Full::new(Bytes::new()))
+                                    .unwrap(),
+                            )
+                        }
+                    });
                 tokio::spawn(async move {
                     let _ = ConnBuilder::new(TokioExecutor::new())
                         .serve_connection(TokioIo::new(socket), service)
@@ -170,10 +174,8 @@ async fn the_daemon_runs_the_daily_full_at_two_and_a_missed_run_once() {
     });
     let mut seen = Vec::new();
 
-    let Event::JobDone { record, attempt } = wait_for(&mut rx, &mut seen, |e| {
-        matches!(e, Event::JobDone { .. })
-    })
-    .await
+    let Event::JobDone { record, attempt } =
+        wait_for(&mut rx, &mut seen, |e| matches!(e, Event::JobDone { .. })).await
     else {
         unreachable!()
     };
@@ -181,17 +183,25 @@ async fn the_daemon_runs_the_daily_full_at_two_and_a_missed_run_once() {
     assert_eq!(record.kind, JobKind::Backup);
     assert_eq!(record.status, JobStatus::Succeeded, "{:?}", record.error);
     assert_eq!(record.trigger, Trigger::Scheduled);
-    assert!(record.started_at >= utc(2026, 11, 24, 2, 0, 0), "{}", record.started_at);
-    wait_for(&mut rx, &mut seen, |e| {
-        matches!(e, Event::Next { at } if *at == utc(2026, 11, 25, 2, 0, 0))
-    })
+    assert!(
+        record.started_at >= utc(2026, 11, 24, 2, 0, 0),
+        "{}",
+        record.started_at
+    );
+    wait_for(
+        &mut rx,
+        &mut seen,
+        |e| matches!(e, Event::Next { at } if *at == utc(2026, 11, 25, 2, 0, 0)),
+    )
     .await;
 
     // Three days pass unseen (a suspended VM): three 02:00 runs were missed; one runs.
     clock.set(utc(2026, 11, 27, 9, 30, 0));
-    wait_for(&mut rx, &mut seen, |e| {
-        matches!(e, Event::Next { at } if *at == utc(2026, 11, 28, 2, 0, 0))
-    })
+    wait_for(
+        &mut rx,
+        &mut seen,
+        |e| matches!(e, Event::Next { at } if *at == utc(2026, 11, 28, 2, 0, 0)),
+    )
     .await;
     let backups: Vec<_> = lb
         .jobs()
@@ -242,8 +252,14 @@ async fn a_job_failing_every_attempt_is_retried_then_alerted_once() {
     assert_eq!(alert["status"], "failed");
     assert_eq!(alert["attempts"], 3);
     assert_eq!(alert["job"], jobs[0].id.as_str());
-    assert!(alert["error"].as_str().unwrap().contains("app.db"), "{alert}");
-    assert!(!alert.to_string().contains("T0KEN"), "no secret in the alert");
+    assert!(
+        alert["error"].as_str().unwrap().contains("app.db"),
+        "{alert}"
+    );
+    assert!(
+        !alert.to_string().contains("T0KEN"),
+        "no secret in the alert"
+    );
 
     // A scheduled prune waits for the retention planner: a clear error, not a silent pass.
     let done = daemon
@@ -283,7 +299,10 @@ async fn a_scheduled_drill_restores_the_newest_backup_and_drops_the_scratch_copy
         .collect();
     assert!(scratch.is_empty(), "{scratch:?}");
     let reports = lb.store().list_all("_lifeboat/drills/").await.unwrap();
-    assert!(!reports.is_empty(), "the drill report is kept in the bucket");
+    assert!(
+        !reports.is_empty(),
+        "the drill report is kept in the bucket"
+    );
     // The drill shows in health: the interval is met.
     let out = run(cmd(dir.path(), &config, &["check"])).await;
     assert_eq!(out.code, 0, "{}", out.stdout);
@@ -292,7 +311,13 @@ async fn a_scheduled_drill_restores_the_newest_backup_and_drops_the_scratch_copy
 
 fn status_line(out: &Out) -> &str {
     let lines: Vec<&str> = out.stdout.lines().collect();
-    assert_eq!(lines.len(), 1, "one status line: {}{}", out.stdout, out.stderr);
+    assert_eq!(
+        lines.len(),
+        1,
+        "one status line: {}{}",
+        out.stdout,
+        out.stderr
+    );
     lines[0]
 }
 
@@ -304,7 +329,11 @@ async fn check_follows_nagios_exit_codes() {
     // UNKNOWN: no config at all.
     let out = run(cmd(home, &home.join("missing.toml"), &["check"])).await;
     assert_eq!(out.code, 3);
-    assert!(status_line(&out).starts_with("LIFEBOAT UNKNOWN - no config at"), "{}", out.stdout);
+    assert!(
+        status_line(&out).starts_with("LIFEBOAT UNKNOWN - no config at"),
+        "{}",
+        out.stdout
+    );
 
     let config = world(
         home,
@@ -318,7 +347,11 @@ async fn check_follows_nagios_exit_codes() {
         "{}",
         out.stdout
     );
-    assert!(out.stdout.contains("'app_backup_age'=U;86400;172800;0;"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("'app_backup_age'=U;86400;172800;0;"),
+        "{}",
+        out.stdout
+    );
 
     // OK after a backup, with perfdata.
     let out = run(cmd(home, &config, &["backup"])).await;
@@ -326,9 +359,16 @@ async fn check_follows_nagios_exit_codes() {
     let out = run(cmd(home, &config, &["check"])).await;
     assert_eq!(out.code, 0, "{}", out.stdout);
     let line = status_line(&out);
-    assert!(line.starts_with("LIFEBOAT OK - 1 source(s) ok: app newest "), "{line}");
+    assert!(
+        line.starts_with("LIFEBOAT OK - 1 source(s) ok: app newest "),
+        "{line}"
+    );
     let perf = line.split(" | ").nth(1).unwrap();
-    for label in ["'app_backup_age'=", "'app_failure_rate'=0%;;;0;100", "'app_backups'=1;;;0;"] {
+    for label in [
+        "'app_backup_age'=",
+        "'app_failure_rate'=0%;;;0;100",
+        "'app_backups'=1;;;0;",
+    ] {
         assert!(perf.contains(label), "{label} in {perf}");
     }
 
@@ -358,7 +398,11 @@ async fn check_follows_nagios_exit_codes() {
     // UNKNOWN: a source that does not exist.
     let out = run(cmd(home, &config, &["check", "--source", "nope"])).await;
     assert_eq!(out.code, 3);
-    assert!(status_line(&out).contains("unknown source \"nope\""), "{}", out.stdout);
+    assert!(
+        status_line(&out).contains("unknown source \"nope\""),
+        "{}",
+        out.stdout
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -386,7 +430,11 @@ async fn check_is_unknown_when_the_bucket_is_unreachable_and_critical_over_quota
     assert_eq!(out.code, 0, "{}", out.stderr);
     let out = run(cmd(home, &config, &["check"])).await;
     assert_eq!(out.code, 2, "{}", out.stdout);
-    assert!(status_line(&out).contains("of its 1 KiB quota"), "{}", out.stdout);
+    assert!(
+        status_line(&out).contains("of its 1 KiB quota"),
+        "{}",
+        out.stdout
+    );
     assert!(out.stdout.contains(";0;1024 "), "{}", out.stdout);
 }
 
@@ -422,10 +470,19 @@ async fn a_failed_cli_backup_alerts_slack_and_every_job_rewrites_the_metrics() {
     let bodies = receiver.bodies();
     assert_eq!(bodies.len(), 1, "{bodies:?}");
     let text = bodies[0]["text"].as_str().unwrap();
-    assert!(text.starts_with("lifeboat: backup of app failed: "), "{text}");
+    assert!(
+        text.starts_with("lifeboat: backup of app failed: "),
+        "{text}"
+    );
     let prom = std::fs::read_to_string(home.join("textfile/lifeboat.prom")).unwrap();
-    assert!(prom.contains("lifeboat_failures_total{source=\"app\",kind=\"backup\"} 1"), "{prom}");
-    assert!(prom.contains("lifeboat_last_success{source=\"app\",kind=\"backup\"} 0"), "{prom}");
+    assert!(
+        prom.contains("lifeboat_failures_total{source=\"app\",kind=\"backup\"} 1"),
+        "{prom}"
+    );
+    assert!(
+        prom.contains("lifeboat_last_success{source=\"app\",kind=\"backup\"} 0"),
+        "{prom}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -466,13 +523,19 @@ async fn the_daemon_binary_stops_cleanly_on_sigterm() {
     let stdout = child.stdout.take().unwrap();
     let (tx, mut rx) = mpsc::unbounded_channel();
     std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
             let _ = tx.send(line);
         }
     });
     let mut lines = Vec::new();
     let deadline = tokio::time::Instant::now() + StdDuration::from_secs(60);
-    while !lines.iter().any(|l: &String| l.starts_with("backup of app ok")) {
+    while !lines
+        .iter()
+        .any(|l: &String| l.starts_with("backup of app ok"))
+    {
         let line = tokio::time::timeout_at(deadline, rx.recv())
             .await
             .unwrap_or_else(|_| panic!("no backup: {lines:?}"))
@@ -488,7 +551,11 @@ async fn the_daemon_binary_stops_cleanly_on_sigterm() {
         lines.push(line);
     }
     assert_eq!(status.code(), Some(0), "{lines:#?}");
-    assert_eq!(lines.last().map(String::as_str), Some("daemon stopped"), "{lines:#?}");
+    assert_eq!(
+        lines.last().map(String::as_str),
+        Some("daemon stopped"),
+        "{lines:#?}"
+    );
     let lb = open(&config, Clock::system()).await;
     let jobs = lb.jobs().unwrap();
     assert!(!jobs.is_empty());
