@@ -96,7 +96,7 @@ fn status_word(level: Option<Level>) -> &'static str {
 /// The worst sources' findings first; all-OK says how fresh each source is.
 fn summary(sources: &[SourceHealth]) -> String {
     let mut bad: Vec<&SourceHealth> = sources.iter().filter(|h| h.level > Level::Ok).collect();
-    bad.sort_by(|a, b| b.level.cmp(&a.level));
+    bad.sort_by_key(|h| std::cmp::Reverse(h.level));
     if bad.is_empty() {
         let fresh: Vec<String> = sources
             .iter()
