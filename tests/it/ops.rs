@@ -157,8 +157,15 @@ async fn wait_for(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_daemon_runs_the_daily_full_at_two_and_a_missed_run_once() {
+    let receiver = Receiver::start(0).await;
     let dir = tempfile::tempdir().unwrap();
-    let config = world(dir.path(), "[source.schedule]\nbackup = \"0 2 * * *\"");
+    let config = world(
+        dir.path(),
+        &format!(
+            "[source.schedule]\nbackup = \"0 2 * * *\"\n[[webhook]]\nurl = \"{}\"\n",
+            receiver.url
+        ),
+    );
     // A simulated clock just before 02:00: the daemon sleeps until 02:00 by it.
     let clock = Clock::starting_at(utc(2026, 11, 24, 1, 59, 59));
     let lb = open(&config, clock.clone()).await;
@@ -173,6 +180,14 @@ async fn the_daemon_runs_the_daily_full_at_two_and_a_missed_run_once() {
         async move { daemon.run(shutdown).await }
     });
     let mut seen = Vec::new();
+
+    // No backup yet: the source is CRITICAL, and the webhook hears so at once.
+    wait_for(&mut rx, &mut seen, |e| matches!(e, Event::Alerted { .. })).await;
+    let alerts = receiver.bodies();
+    assert_eq!(alerts.len(), 1, "{alerts:#?}");
+    assert_eq!(alerts[0]["event"], "threshold");
+    assert_eq!(alerts[0]["status"], "critical");
+    assert_eq!(alerts[0]["error"], "no good backup");
 
     let Event::JobDone { record, attempt } =
         wait_for(&mut rx, &mut seen, |e| matches!(e, Event::JobDone { .. })).await
@@ -216,6 +231,8 @@ async fn the_daemon_runs_the_daily_full_at_two_and_a_missed_run_once() {
     task.await.unwrap().unwrap();
     wait_for(&mut rx, &mut seen, |e| matches!(e, Event::Stopped)).await;
     assert_eq!(lb.catalog().await.unwrap().complete().count(), 2);
+    // Healthy since the first backup: no further alert.
+    assert_eq!(receiver.bodies().len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -564,4 +581,45 @@ async fn the_daemon_binary_stops_cleanly_on_sigterm() {
             .all(|j| matches!(j.status, JobStatus::Succeeded | JobStatus::Cancelled)),
         "no job left running or half-done: {jobs:#?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_daemon_waits_its_turn_when_a_cli_job_holds_the_source() {
+    let receiver = Receiver::start(0).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = world(
+        dir.path(),
+        &format!(
+            "[schedule]\nattempts = 2\nretry_delay = \"0\"\n[[webhook]]\nurl = \"{}\"\n",
+            receiver.url
+        ),
+    );
+    let lb = open(&config, Clock::system()).await;
+    let held = lb.lock_source("app").unwrap();
+    let mut daemon = Daemon::new(lb.clone()).unwrap();
+    daemon.delivery = quick_delivery();
+    let done = daemon
+        .run_entry("app", JobKind::Backup, &CancellationToken::new())
+        .await;
+    assert_eq!(done.attempts, 2);
+    assert!(
+        matches!(done.result, Err(lifeboat::Error::Locked { .. })),
+        "{:?}",
+        done.result
+    );
+    assert!(lb.jobs().unwrap().is_empty(), "nothing ran");
+    let alerts = receiver.bodies();
+    assert_eq!(alerts.len(), 1);
+    assert!(
+        alerts[0]["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("another lifeboat job holds the lock for source app"),
+        "{alerts:?}"
+    );
+    drop(held);
+    let done = daemon
+        .run_entry("app", JobKind::Backup, &CancellationToken::new())
+        .await;
+    done.result.unwrap();
 }
