@@ -83,6 +83,15 @@ pub enum AlertEvent {
     Threshold,
 }
 
+impl AlertEvent {
+    pub fn label(self) -> &'static str {
+        match self {
+            AlertEvent::JobFailed => "job_failed",
+            AlertEvent::Threshold => "threshold",
+        }
+    }
+}
+
 /// What an alert says. Built only from names, times, statuses and error lines.
 #[derive(Debug, Clone, Serialize)]
 pub struct Alert {

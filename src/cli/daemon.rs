@@ -76,10 +76,7 @@ fn print_event(event: Event) {
             delivered,
         } => format!(
             "alert {} for {} delivered to {delivered} webhook(s)",
-            serde_json::to_value(event)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .unwrap_or_default(),
+            event.label(),
             source.as_deref().unwrap_or("-")
         ),
         Event::Stopped => "daemon stopped".into(),

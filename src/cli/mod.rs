@@ -170,7 +170,14 @@ struct RestoreArgs {
 }
 
 pub async fn run() -> Result<ExitCode> {
-    let cli = Cli::parse();
+    let cli = Cli::try_parse().unwrap_or_else(|e| {
+        // Monitoring reads 2 as CRITICAL: a mistyped `check` command line is UNKNOWN (3).
+        if e.use_stderr() && std::env::args().any(|a| a == "check") {
+            let _ = e.print();
+            std::process::exit(3);
+        }
+        e.exit()
+    });
     init_logging(cli.verbose);
     let config_path = cli.config.clone().unwrap_or_else(Config::default_path);
     let Some(command) = cli.command else {

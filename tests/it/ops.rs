@@ -412,6 +412,10 @@ async fn check_follows_nagios_exit_codes() {
     assert_eq!(v["sources"][0]["last_job_failed"], true);
     assert_eq!(v["sources"][0]["rpo"], 86400);
 
+    // UNKNOWN: a mistyped command line.
+    let out = run(cmd(home, &config, &["check", "--sauce", "app"])).await;
+    assert_eq!(out.code, 3, "{}", out.stderr);
+
     // UNKNOWN: a source that does not exist.
     let out = run(cmd(home, &config, &["check", "--source", "nope"])).await;
     assert_eq!(out.code, 3);
