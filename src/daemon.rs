@@ -27,6 +27,11 @@ pub enum Event {
     Started {
         schedules: usize,
     },
+    JobStarted {
+        source: String,
+        kind: JobKind,
+        attempt: u32,
+    },
     Next {
         at: DateTime<Utc>,
     },
@@ -170,6 +175,11 @@ impl Daemon {
         let mut last = (None, Err(Error::Cancelled));
         while attempt < attempts && !shutdown.is_cancelled() {
             attempt += 1;
+            (self.on_event)(Event::JobStarted {
+                source: source.to_owned(),
+                kind,
+                attempt,
+            });
             last = self.attempt(source, kind, shutdown).await;
             match &last {
                 (Some(record), _) => (self.on_event)(Event::JobDone {

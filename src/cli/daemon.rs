@@ -40,6 +40,11 @@ fn print_event(event: Event) {
     let line = match event {
         Event::Started { schedules } => format!("daemon started with {schedules} schedule(s)"),
         Event::Next { at } => format!("next run at {}", at.format("%Y-%m-%d %H:%M:%S UTC")),
+        Event::JobStarted {
+            source,
+            kind,
+            attempt,
+        } => format!("{kind} of {source} started (attempt {attempt})"),
         Event::JobDone { record, attempt } => {
             let took = record.duration().map(short_age).unwrap_or_default();
             let why = record

@@ -627,3 +627,53 @@ async fn the_daemon_waits_its_turn_when_a_cli_job_holds_the_source() {
         .await;
     done.result.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stopping_the_daemon_mid_job_cancels_it_and_leaves_no_backup() {
+    let receiver = Receiver::start(0).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = world(
+        dir.path(),
+        &format!(
+            "[source.schedule]\nbackup = \"0 2 * * *\"\n[[webhook]]\nurl = \"{}\"\n",
+            receiver.url
+        ),
+    );
+    common::add_random_blobs(&dir.path().join("app.db"), 8);
+    let lb = open(&config, Clock::starting_at(utc(2026, 11, 24, 1, 59, 59))).await;
+    let shutdown = CancellationToken::new();
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let stop = shutdown.clone();
+    // SIGTERM arrives the moment the backup starts.
+    let daemon = Daemon::new(lb.clone()).unwrap().on_event(move |e| {
+        if matches!(e, Event::JobStarted { .. }) {
+            stop.cancel();
+        }
+        let _ = tx.send(e);
+    });
+    daemon.run(shutdown).await.unwrap();
+    let mut events = Vec::new();
+    while let Ok(e) = rx.try_recv() {
+        events.push(e);
+    }
+    assert!(matches!(events.last(), Some(Event::Stopped)), "{events:#?}");
+    let jobs = lb.jobs().unwrap();
+    assert_eq!(jobs.len(), 1, "{jobs:#?}");
+    assert_eq!(jobs[0].status, JobStatus::Cancelled);
+    let catalog = lb.catalog().await.unwrap();
+    assert_eq!(
+        catalog.complete().count(),
+        0,
+        "a cancelled backup never looks complete"
+    );
+    // Only the start-up health alert; a cancelled job is not a failure.
+    let alerts = receiver.bodies();
+    assert!(
+        alerts.iter().all(|a| a["event"] == "threshold"),
+        "{alerts:#?}"
+    );
+    let staging: Vec<_> = std::fs::read_dir(dir.path().join("staging"))
+        .map(|d| d.collect())
+        .unwrap_or_default();
+    assert!(staging.is_empty(), "staging files left: {staging:?}");
+}
