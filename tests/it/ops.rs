@@ -27,14 +27,22 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::{Out, lifeboat, run};
-use crate::common::{self, ACCESS_KEY, SECRET_KEY};
+use crate::common::{self, ACCESS_KEY, S3Server, SECRET_KEY};
 
 /// A sample SQLite source `app`, a local bucket and `extra` config appended (it may start
 /// with `[source.schedule]`, which then belongs to `app`).
 fn world(dir: &Path, extra: &str) -> PathBuf {
+    world_in(
+        dir,
+        "[storage]\ntype = \"local\"\npath = \"bucket\"\n",
+        extra,
+    )
+}
+
+fn world_in(dir: &Path, storage: &str, extra: &str) -> PathBuf {
     common::make_sample_db(&dir.join("app.db"), 1);
     let text = format!(
-        "[storage]\ntype = \"local\"\npath = \"bucket\"\n[state]\npath = \"state.db\"\n\
+        "{storage}[state]\npath = \"state.db\"\n\
          [backup]\ntemp_dir = \"staging\"\n[restore]\nscratch_dir = \"scratch\"\n\
          [[source]]\nname = \"app\"\nengine = \"sqlite\"\npath = \"app.db\"\n{extra}\n"
     );
@@ -446,10 +454,18 @@ async fn check_is_unknown_when_the_bucket_is_unreachable_and_critical_over_quota
     assert!(line.starts_with("LIFEBOAT UNKNOWN - "), "{line}");
     assert!(!out.stdout.contains(SECRET_KEY));
 
-    let config = world(home, "quota = \"1KiB\"");
-    let out = run(cmd(home, &config, &["backup"])).await;
+    // Through a real S3 server: OK after a backup, CRITICAL over the quota.
+    let server = S3Server::start().await;
+    let config = world_in(home, &server.config_toml("ops"), "quota = \"1KiB\"");
+    let s3 = |args: &[&str]| {
+        let mut c = cmd(home, &config, args);
+        c.env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+            .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY);
+        c
+    };
+    let out = run(s3(&["backup"])).await;
     assert_eq!(out.code, 0, "{}", out.stderr);
-    let out = run(cmd(home, &config, &["check"])).await;
+    let out = run(s3(&["check"])).await;
     assert_eq!(out.code, 2, "{}", out.stdout);
     assert!(
         status_line(&out).contains("of its 1 KiB quota"),
