@@ -27,6 +27,14 @@ pub struct Config {
     pub sources: Vec<SourceConfig>,
     #[serde(default)]
     pub retention: crate::retention::RetentionConfig,
+    #[serde(default)]
+    pub schedule: crate::schedule::ScheduleConfig,
+    #[serde(default)]
+    pub check: crate::health::CheckConfig,
+    #[serde(default, rename = "webhook")]
+    pub webhooks: Vec<crate::alert::WebhookConfig>,
+    #[serde(default)]
+    pub metrics: crate::metrics::MetricsConfig,
     /// The file this was read from (set after parsing).
     #[serde(skip)]
     pub path: PathBuf,
@@ -192,6 +200,17 @@ pub struct SourceConfig {
     pub rpo: Option<chrono::Duration>,
     /// Replaces the `[retention]` default policy as a whole for this source.
     pub retention: Option<crate::retention::Policy>,
+    /// Past this age `check` is CRITICAL rather than WARNING. Default: twice the RPO.
+    #[serde(default, deserialize_with = "de_duration")]
+    pub rpo_critical: Option<chrono::Duration>,
+    /// How often a restore drill should prove this source's backups (`90d`).
+    #[serde(default, deserialize_with = "de_duration")]
+    pub drill_interval: Option<chrono::Duration>,
+    /// Storage this source may use in the bucket (`50GiB`, `500MB`).
+    #[serde(default, deserialize_with = "crate::health::de_size")]
+    pub quota: Option<u64>,
+    #[serde(default)]
+    pub schedule: crate::schedule::SourceSchedule,
 }
 
 impl SourceConfig {
@@ -288,6 +307,9 @@ impl Config {
         if let Some(p) = &mut config.restore.scratch_dir {
             resolve(p);
         }
+        if let Some(p) = &mut config.metrics.textfile {
+            resolve(p);
+        }
         for s in &mut config.sources {
             if let Some(p) = &mut s.path {
                 resolve(p);
@@ -323,6 +345,10 @@ impl Config {
                 p.validate()
                     .map_err(|e| format!("source {:?}: retention.{e}", s.name))?;
             }
+        }
+        crate::schedule::Schedules::from_config(self)?;
+        for hook in &self.webhooks {
+            hook.validate()?;
         }
         if !(1..=22).contains(&self.backup.compression_level) {
             return Err("backup.compression_level must be between 1 and 22".into());

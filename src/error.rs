@@ -62,6 +62,8 @@ pub enum Error {
     Invalid(String),
     #[error("restore finished but {} table(s) differ from the manifest", .0.diff.findings().count())]
     RowCountMismatch(Box<crate::pipeline::restore::RestoreReport>),
+    #[error("another lifeboat job holds the lock for source {name} (pid {pid})")]
+    Locked { name: String, pid: String },
     #[error("cancelled")]
     Cancelled,
 }

@@ -1,8 +1,9 @@
 //! Per-source health: how old the newest good backup is against the RPO target, when a
-//! restore was last proven, how much storage the source uses.
+//! restore was last proven, how often jobs fail, how much storage the source uses. `check`
+//! is its face for monitoring.
 
 use chrono::{DateTime, Duration, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::catalog::{CatalogRow, RowKind};
 use crate::config::Config;
@@ -16,17 +17,140 @@ pub enum Level {
     Critical,
 }
 
+/// The `[check]` table: thresholds that apply to every source.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckConfig {
+    /// The window the failure rate is measured over.
+    #[serde(default = "default_window", deserialize_with = "de_window")]
+    pub failure_window: Duration,
+    /// Failed share of a source's finished jobs in the window that makes it WARNING ...
+    #[serde(default = "default_rate_warning")]
+    pub failure_rate_warning: f64,
+    /// ... and CRITICAL.
+    #[serde(default = "default_rate_critical")]
+    pub failure_rate_critical: f64,
+    /// Share of a source's quota at which it is WARNING (CRITICAL at the quota).
+    #[serde(default = "default_quota_warning")]
+    pub quota_warning: f64,
+}
+
+impl Default for CheckConfig {
+    fn default() -> Self {
+        CheckConfig {
+            failure_window: default_window(),
+            failure_rate_warning: default_rate_warning(),
+            failure_rate_critical: default_rate_critical(),
+            quota_warning: default_quota_warning(),
+        }
+    }
+}
+
+fn default_window() -> Duration {
+    Duration::days(7)
+}
+fn default_rate_warning() -> f64 {
+    0.25
+}
+fn default_rate_critical() -> f64 {
+    0.5
+}
+fn default_quota_warning() -> f64 {
+    0.9
+}
+
+fn de_window<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let text = String::deserialize(d)?;
+    crate::when::parse_duration(&text)
+        .filter(|d| *d > Duration::zero())
+        .ok_or_else(|| serde::de::Error::custom(format!("{text:?} is not a duration like \"7d\"")))
+}
+
+/// A size like `50GiB`, `500MB` or `1048576` (bytes).
+pub fn parse_size(text: &str) -> Option<u64> {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num.parse().ok()?;
+    let mult: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "kb" => 1e3,
+        "mb" => 1e6,
+        "gb" => 1e9,
+        "tb" => 1e12,
+        "kib" => 1024.0,
+        "mib" => 1024.0 * 1024.0,
+        "gib" => 1024.0 * 1024.0 * 1024.0,
+        "tib" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
+        _ => return None,
+    };
+    (n > 0.0).then_some((n * mult) as u64)
+}
+
+pub(crate) fn de_size<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    let text = String::deserialize(d)?;
+    parse_size(&text).map(Some).ok_or_else(|| {
+        serde::de::Error::custom(format!(
+            "{text:?} is not a size like \"50GiB\" or \"500MB\""
+        ))
+    })
+}
+
+/// One reason a source is not OK, in words a person on call understands.
+#[derive(Debug, Clone, Serialize)]
+pub struct Finding {
+    pub level: Level,
+    pub message: String,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct SourceHealth {
     pub source: String,
     pub level: Level,
     pub newest: Option<DateTime<Utc>>,
+    #[serde(serialize_with = "secs_opt")]
     pub age: Option<Duration>,
+    #[serde(serialize_with = "secs")]
     pub rpo: Duration,
+    #[serde(serialize_with = "secs")]
+    pub rpo_critical: Duration,
     pub last_restore_test: Option<DateTime<Utc>>,
+    pub last_drill: Option<DateTime<Utc>>,
+    #[serde(serialize_with = "secs_opt")]
+    pub drill_age: Option<Duration>,
+    #[serde(serialize_with = "secs_opt")]
+    pub drill_interval: Option<Duration>,
     pub last_job_failed: bool,
+    /// Failed and finished jobs of this source in the failure window.
+    pub failed_in_window: usize,
+    pub finished_in_window: usize,
     pub stored_bytes: u64,
+    pub quota: Option<u64>,
     pub backups: usize,
+    pub findings: Vec<Finding>,
+}
+
+impl SourceHealth {
+    pub fn failure_rate(&self) -> f64 {
+        if self.finished_in_window == 0 {
+            0.0
+        } else {
+            self.failed_in_window as f64 / self.finished_in_window as f64
+        }
+    }
+}
+
+fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_i64(d.num_seconds())
+}
+
+fn secs_opt<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => s.serialize_some(&d.num_seconds()),
+        None => s.serialize_none(),
+    }
 }
 
 /// One line per configured source (and per source found in the bucket but not configured).
@@ -46,55 +170,179 @@ pub fn assess(
     }
     names
         .into_iter()
-        .map(|name| {
-            let rpo = config
-                .source(&name)
-                .map_or(Duration::hours(26), |s| s.rpo());
-            let mine = rows
-                .iter()
-                .filter(|r| r.source.as_deref() == Some(name.as_str()));
-            let newest = mine
-                .clone()
-                .filter(|r| r.kind == RowKind::Complete)
-                .filter_map(|r| r.time)
-                .max();
-            let stored_bytes = mine.clone().map(|r| r.stored_bytes).sum();
-            let backups = mine.filter(|r| r.kind == RowKind::Complete).count();
-            let source_jobs = jobs
-                .iter()
-                .filter(|j| j.source.as_deref() == Some(name.as_str()));
-            let last_restore_test = source_jobs
-                .clone()
-                .filter(|j| {
-                    matches!(j.kind, JobKind::Restore | JobKind::Drill)
-                        && j.status == JobStatus::Succeeded
-                })
-                .filter_map(|j| j.finished_at)
-                .max();
-            let last_job_failed = source_jobs
-                .filter(|j| j.kind == JobKind::Backup && j.status != JobStatus::Running)
-                .max_by_key(|j| j.started_at)
-                .is_some_and(|j| j.status != JobStatus::Succeeded);
-            let age = newest.map(|t| now - t);
-            let level = match age {
-                None => Level::Critical,
-                Some(a) if a > rpo * 2 => Level::Critical,
-                Some(a) if a > rpo || last_job_failed => Level::Warning,
-                Some(_) => Level::Ok,
-            };
-            SourceHealth {
-                source: name,
-                level,
-                newest,
-                age,
-                rpo,
-                last_restore_test,
-                last_job_failed,
-                stored_bytes,
-                backups,
-            }
-        })
+        .map(|name| assess_source(config, name, rows, jobs, now))
         .collect()
+}
+
+fn assess_source(
+    config: &Config,
+    name: String,
+    rows: &[CatalogRow],
+    jobs: &[JobRecord],
+    now: DateTime<Utc>,
+) -> SourceHealth {
+    use crate::when::short_age;
+    let source = config.source(&name);
+    let rpo = source.map_or(Duration::hours(26), |s| s.rpo());
+    let rpo_critical = source.and_then(|s| s.rpo_critical).unwrap_or(rpo * 2);
+    let drill_interval = source.and_then(|s| s.drill_interval);
+    let quota = source.and_then(|s| s.quota);
+    let mine = rows
+        .iter()
+        .filter(|r| r.source.as_deref() == Some(name.as_str()));
+    let newest = mine
+        .clone()
+        .filter(|r| r.kind == RowKind::Complete)
+        .filter_map(|r| r.time)
+        .max();
+    let stored_bytes = mine.clone().map(|r| r.stored_bytes).sum();
+    let backups = mine.filter(|r| r.kind == RowKind::Complete).count();
+    let source_jobs = jobs
+        .iter()
+        .filter(|j| j.source.as_deref() == Some(name.as_str()));
+    let succeeded = |kinds: &[JobKind]| {
+        source_jobs
+            .clone()
+            .filter(|j| kinds.contains(&j.kind) && j.status == JobStatus::Succeeded)
+            .filter_map(|j| j.finished_at)
+            .max()
+    };
+    let last_restore_test = succeeded(&[JobKind::Restore, JobKind::Drill]);
+    let last_drill = succeeded(&[JobKind::Drill]);
+    let last_backup = source_jobs
+        .clone()
+        .filter(|j| j.kind == JobKind::Backup && j.status != JobStatus::Running)
+        .max_by_key(|j| j.started_at);
+    let last_job_failed = last_backup.is_some_and(|j| j.status != JobStatus::Succeeded);
+    let window_start = now - config.check.failure_window;
+    let finished: Vec<&JobRecord> = source_jobs
+        .filter(|j| j.started_at >= window_start)
+        .filter(|j| !matches!(j.status, JobStatus::Running | JobStatus::Cancelled))
+        .collect();
+    let failed_in_window = finished
+        .iter()
+        .filter(|j| j.status != JobStatus::Succeeded)
+        .count();
+    let age = newest.map(|t| now - t);
+
+    let mut findings = Vec::new();
+    let mut find = |level: Level, message: String| findings.push(Finding { level, message });
+    match age {
+        None => find(Level::Critical, "no good backup".into()),
+        Some(a) if a > rpo_critical => find(
+            Level::Critical,
+            format!(
+                "newest good backup is {} old (critical over {})",
+                short_age(a),
+                short_age(rpo_critical)
+            ),
+        ),
+        Some(a) if a > rpo => find(
+            Level::Warning,
+            format!(
+                "newest good backup is {} old (RPO {})",
+                short_age(a),
+                short_age(rpo)
+            ),
+        ),
+        Some(_) => {}
+    }
+    if let Some(j) = last_backup.filter(|_| last_job_failed) {
+        let why = j.error.as_deref().unwrap_or("no error recorded");
+        find(
+            Level::Warning,
+            format!("last backup {}: {}", j.status, first_line(why)),
+        );
+    }
+    let rate = if finished.is_empty() {
+        0.0
+    } else {
+        failed_in_window as f64 / finished.len() as f64
+    };
+    let rate_level = if failed_in_window > 0 && rate >= config.check.failure_rate_critical {
+        Some(Level::Critical)
+    } else if failed_in_window > 0 && rate >= config.check.failure_rate_warning {
+        Some(Level::Warning)
+    } else {
+        None
+    };
+    if let Some(level) = rate_level {
+        find(
+            level,
+            format!(
+                "{failed_in_window} of {} jobs failed in the last {}",
+                finished.len(),
+                short_age(config.check.failure_window)
+            ),
+        );
+    }
+    let drill_age = last_drill.map(|t| now - t);
+    if let Some(interval) = drill_interval {
+        match drill_age {
+            None => find(Level::Warning, "no restore drill yet".into()),
+            Some(a) if a > interval * 2 => find(
+                Level::Critical,
+                format!(
+                    "last drill {} ago (interval {})",
+                    short_age(a),
+                    short_age(interval)
+                ),
+            ),
+            Some(a) if a > interval => find(
+                Level::Warning,
+                format!(
+                    "last drill {} ago (interval {})",
+                    short_age(a),
+                    short_age(interval)
+                ),
+            ),
+            Some(_) => {}
+        }
+    }
+    if let Some(q) = quota {
+        let used = stored_bytes as f64 / q as f64;
+        let level = if stored_bytes >= q {
+            Some(Level::Critical)
+        } else if used >= config.check.quota_warning {
+            Some(Level::Warning)
+        } else {
+            None
+        };
+        if let Some(level) = level {
+            find(
+                level,
+                format!(
+                    "uses {:.0}% of its {} quota",
+                    used * 100.0,
+                    humansize::format_size(q, humansize::BINARY)
+                ),
+            );
+        }
+    }
+    let level = findings.iter().map(|f| f.level).max().unwrap_or(Level::Ok);
+    SourceHealth {
+        source: name,
+        level,
+        newest,
+        age,
+        rpo,
+        rpo_critical,
+        last_restore_test,
+        last_drill,
+        drill_age,
+        drill_interval,
+        last_job_failed,
+        failed_in_window,
+        finished_in_window: finished.len(),
+        stored_bytes,
+        quota,
+        backups,
+        findings,
+    }
+}
+
+fn first_line(s: &str) -> &str {
+    s.lines().next().unwrap_or("")
 }
 
 /// Expected restore time for `stored_bytes`, from the throughput of past restores.
@@ -112,4 +360,145 @@ pub fn expected_restore(jobs: &[JobRecord], stored_bytes: u64) -> Option<Duratio
     Some(Duration::milliseconds(
         (stored_bytes as f64 / rate * 1000.0) as i64,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use chrono::TimeZone;
+
+    use super::*;
+    use crate::manifest::Trigger;
+
+    fn config(source_extra: &str, tables: &str) -> Config {
+        let text = format!(
+            "[storage]\ntype = \"local\"\npath = \"b\"\n{tables}\n\
+             [[source]]\nname = \"shop\"\nengine = \"sqlite\"\npath = \"a.db\"\nrpo = \"1d\"\n{source_extra}\n"
+        );
+        Config::parse(&text, Path::new("/x/lifeboat.toml")).unwrap()
+    }
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 24, 12, 0, 0).unwrap()
+    }
+
+    fn backup_row(age_hours: i64, stored: u64) -> CatalogRow {
+        CatalogRow {
+            id: format!("b{age_hours}"),
+            kind: RowKind::Complete,
+            source: Some("shop".into()),
+            time: Some(now() - Duration::hours(age_hours)),
+            raw_bytes: None,
+            stored_bytes: stored,
+            duration_ms: None,
+            tables: None,
+            rows: None,
+            encrypted: false,
+            note: None,
+        }
+    }
+
+    fn job(kind: JobKind, age_hours: i64, status: JobStatus) -> JobRecord {
+        let start = now() - Duration::hours(age_hours);
+        JobRecord {
+            id: format!("{kind}{age_hours}"),
+            kind,
+            source: Some("shop".into()),
+            backup_id: None,
+            trigger: Trigger::Scheduled,
+            host: "h".into(),
+            pid: 1,
+            started_at: start,
+            finished_at: Some(start + Duration::minutes(1)),
+            status,
+            bytes: 0,
+            error: (status == JobStatus::Failed).then(|| "disk full\nmore".into()),
+            log: vec![],
+        }
+    }
+
+    fn one(config: &Config, rows: &[CatalogRow], jobs: &[JobRecord]) -> SourceHealth {
+        assess(config, rows, jobs, now()).remove(0)
+    }
+
+    #[test]
+    fn age_against_rpo_and_its_critical_threshold() {
+        let c = config("rpo_critical = \"3d\"", "");
+        assert_eq!(one(&c, &[backup_row(2, 1)], &[]).level, Level::Ok);
+        let h = one(&c, &[backup_row(30, 1)], &[]);
+        assert_eq!(h.level, Level::Warning);
+        assert!(
+            h.findings[0].message.contains("RPO 1d 0h"),
+            "{:?}",
+            h.findings
+        );
+        assert_eq!(one(&c, &[backup_row(50, 1)], &[]).level, Level::Warning);
+        assert_eq!(one(&c, &[backup_row(80, 1)], &[]).level, Level::Critical);
+        assert_eq!(one(&c, &[], &[]).level, Level::Critical);
+    }
+
+    #[test]
+    fn a_failed_last_backup_warns_and_a_high_failure_rate_is_critical() {
+        let c = config(
+            "",
+            "[check]\nfailure_window = \"2d\"\nfailure_rate_warning = 0.3\nfailure_rate_critical = 0.6",
+        );
+        let rows = [backup_row(2, 1)];
+        let mut jobs = vec![
+            job(JobKind::Backup, 1, JobStatus::Failed),
+            job(JobKind::Backup, 2, JobStatus::Succeeded),
+            job(JobKind::Verify, 3, JobStatus::Succeeded),
+            // Outside the window: not counted.
+            job(JobKind::Backup, 100, JobStatus::Failed),
+        ];
+        let h = one(&c, &rows, &jobs);
+        assert_eq!((h.failed_in_window, h.finished_in_window), (1, 3));
+        assert_eq!(h.level, Level::Warning);
+        let text: Vec<&str> = h.findings.iter().map(|f| f.message.as_str()).collect();
+        assert_eq!(
+            text,
+            [
+                "last backup failed: disk full",
+                "1 of 3 jobs failed in the last 2d 0h"
+            ]
+        );
+        jobs.push(job(JobKind::Verify, 4, JobStatus::Failed));
+        let h = one(&c, &rows, &jobs);
+        assert_eq!(h.level, Level::Warning, "2 of 4 is under 0.6");
+        jobs.push(job(JobKind::Verify, 5, JobStatus::Interrupted));
+        assert_eq!(one(&c, &rows, &jobs).level, Level::Critical, "3 of 5");
+    }
+
+    #[test]
+    fn drills_and_quota() {
+        let c = config("drill_interval = \"30d\"\nquota = \"1KiB\"", "");
+        let drill = |days: i64| job(JobKind::Drill, days * 24, JobStatus::Succeeded);
+        let rows = [backup_row(2, 100)];
+        let h = one(&c, &rows, &[]);
+        assert_eq!(h.level, Level::Warning);
+        assert_eq!(h.findings[0].message, "no restore drill yet");
+        assert_eq!(one(&c, &rows, &[drill(10)]).level, Level::Ok);
+        assert_eq!(one(&c, &rows, &[drill(40)]).level, Level::Warning);
+        assert_eq!(one(&c, &rows, &[drill(70)]).level, Level::Critical);
+        let h = one(&c, &[backup_row(2, 950)], &[drill(1)]);
+        assert_eq!(h.level, Level::Warning);
+        assert!(
+            h.findings[0].message.contains("93% of its 1 KiB quota"),
+            "{:?}",
+            h.findings
+        );
+        let h = one(&c, &[backup_row(2, 600), backup_row(3, 600)], &[drill(1)]);
+        assert_eq!(h.level, Level::Critical);
+    }
+
+    #[test]
+    fn sizes_parse() {
+        assert_eq!(parse_size("50GiB"), Some(50 * 1024 * 1024 * 1024));
+        assert_eq!(parse_size("500 MB"), Some(500_000_000));
+        assert_eq!(parse_size("1024"), Some(1024));
+        assert_eq!(parse_size("1.5KiB"), Some(1536));
+        assert_eq!(parse_size("lots"), None);
+        assert_eq!(parse_size("0GB"), None);
+    }
 }

@@ -3,21 +3,26 @@
 //!
 //! This library holds all behaviour; the CLI and the console are front ends over [`Lifeboat`].
 
+pub mod alert;
 pub mod catalog;
 pub mod clock;
 pub mod config;
+pub mod daemon;
 pub mod demo;
 pub mod diff;
 pub mod engine;
 mod error;
 pub mod health;
 pub mod jobs;
+pub mod lock;
 pub mod manifest;
+pub mod metrics;
 pub mod pipeline;
 pub mod progress;
 pub mod prune;
 pub mod report;
 pub mod retention;
+pub mod schedule;
 pub mod sniff;
 pub mod state;
 pub mod storage;
@@ -177,6 +182,13 @@ impl Lifeboat {
                         .join(", ")
                 },
             })
+    }
+
+    /// Takes the per-source job lock (see [`lock`]); hold it for the whole job.
+    pub fn lock_source(&self, source: &str) -> Result<lock::SourceLock> {
+        let state = self.config.state_path();
+        let dir = state.parent().unwrap_or(std::path::Path::new("."));
+        lock::SourceLock::acquire(&dir.join("locks"), source)
     }
 
     /// Backs up one source. The job record comes back whatever the outcome.
@@ -490,6 +502,14 @@ impl Lifeboat {
         Ok(summary)
     }
 
+    /// Rewrites the metrics textfile, if one is configured, from the whole job history.
+    pub fn write_metrics(&self) -> Result<()> {
+        match &self.config.metrics.textfile {
+            Some(path) => metrics::write_atomic(path, &metrics::render(&self.state.jobs()?)),
+            None => Ok(()),
+        }
+    }
+
     fn start_job(&self, kind: JobKind, source: Option<&str>, trigger: Trigger) -> Job {
         let job = Job::start(kind, source, trigger, &self.clock);
         if let Err(e) = self.state.put_job(&job.snapshot(), false) {
@@ -515,6 +535,9 @@ impl Lifeboat {
         };
         if let Err(e) = self.state.put_job(&record, in_bucket) {
             tracing::warn!("cannot record job {}: {e}", record.id);
+        }
+        if let Err(e) = self.write_metrics() {
+            tracing::warn!("cannot write metrics: {e}");
         }
         (record, result)
     }

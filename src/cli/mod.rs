@@ -1,5 +1,7 @@
 //! Subcommands, their arguments and their output.
 
+mod check;
+mod daemon;
 mod output;
 mod progress;
 mod prune;
@@ -118,6 +120,24 @@ enum Command {
         #[arg(long, default_value_t = 40)]
         height: u16,
     },
+    /// Run the configured schedules until stopped (SIGTERM or Ctrl-C).
+    Daemon,
+    /// Print the upcoming scheduled runs.
+    Schedule {
+        /// How many runs to show.
+        #[arg(long, short = 'n', default_value_t = 10)]
+        count: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Health for monitoring: Nagios/Icinga exit codes (0 OK, 1 WARNING, 2 CRITICAL,
+    /// 3 UNKNOWN) and one status line with perfdata.
+    Check {
+        #[arg(long)]
+        source: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Job history.
     Jobs {
         #[arg(long)]
@@ -157,7 +177,14 @@ struct RestoreArgs {
 }
 
 pub async fn run() -> Result<ExitCode> {
-    let cli = Cli::parse();
+    let cli = Cli::try_parse().unwrap_or_else(|e| {
+        // Monitoring reads 2 as CRITICAL: a mistyped `check` command line is UNKNOWN (3).
+        if e.use_stderr() && std::env::args().any(|a| a == "check") {
+            let _ = e.print();
+            std::process::exit(3);
+        }
+        e.exit()
+    });
     init_logging(cli.verbose);
     let config_path = cli.config.clone().unwrap_or_else(Config::default_path);
     let Some(command) = cli.command else {
@@ -236,6 +263,15 @@ pub async fn run() -> Result<ExitCode> {
             let mut failed = 0;
             let mut results = Vec::new();
             for name in names {
+                // Another job on this source (the daemon, another cron line) goes first.
+                let _lock = match lb.lock_source(&name) {
+                    Ok(lock) => lock,
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        failed += 1;
+                        continue;
+                    }
+                };
                 let progress = Arc::new(CliProgress::new(name.clone(), cli.quiet || json));
                 let (job, result) = lb
                     .backup(&name, trigger, progress.clone(), cancel.clone())
@@ -243,6 +279,11 @@ pub async fn run() -> Result<ExitCode> {
                 progress.finish();
                 if result.is_err() {
                     failed += 1;
+                    if !matches!(result, Err(Error::Cancelled)) {
+                        let alert = lifeboat::alert::Alert::job_failed(&job, 1);
+                        let hooks = &lb.config().webhooks;
+                        lifeboat::alert::notify(hooks, &alert, Default::default()).await;
+                    }
                 }
                 if !json {
                     output::backup_line(&name, &job, result.as_ref());
@@ -350,6 +391,9 @@ pub async fn run() -> Result<ExitCode> {
             crate::tui::bench::run(rows, width, height)?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Daemon => daemon::daemon(&config_path, cancel).await,
+        Command::Schedule { count, json } => daemon::schedule(&config_path, count, json),
+        Command::Check { source, json } => Ok(check::run(&config_path, source, json).await),
         Command::Jobs {
             source,
             limit,
@@ -442,7 +486,7 @@ async fn restore(
     })
 }
 
-async fn open(config_path: &std::path::Path) -> Result<Lifeboat> {
+pub(crate) async fn open(config_path: &std::path::Path) -> Result<Lifeboat> {
     let config = Config::load(config_path)?;
     Ok(Lifeboat::open(config).await?)
 }

@@ -6,5 +6,6 @@ mod common;
 mod console;
 mod faults;
 mod foreign;
+mod ops;
 mod prune;
 mod storage;

@@ -1,0 +1,153 @@
+//! `lifeboat check`: health as a Nagios/Icinga plugin. Exit 0 OK, 1 WARNING, 2 CRITICAL,
+//! 3 UNKNOWN (no config, bucket unreachable), one status line with perfdata.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::process::ExitCode;
+
+use lifeboat::Lifeboat;
+use lifeboat::config::Config;
+use lifeboat::health::{self, Level, SourceHealth};
+use lifeboat::when::short_age;
+use serde_json::json;
+
+const UNKNOWN: u8 = 3;
+
+pub async fn run(config_path: &Path, source: Option<String>, json: bool) -> ExitCode {
+    match assess(config_path, source).await {
+        Ok(sources) => {
+            let level = sources.iter().map(|h| h.level).max().unwrap_or(Level::Ok);
+            let code = match level {
+                Level::Ok => 0,
+                Level::Warning => 1,
+                Level::Critical => 2,
+            };
+            let summary = summary(&sources);
+            if json {
+                let body = json!({
+                    "status": status_word(Some(level)),
+                    "code": code,
+                    "summary": summary,
+                    "sources": sources,
+                });
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&body).unwrap_or_default()
+                );
+            } else {
+                println!(
+                    "LIFEBOAT {} - {summary} | {}",
+                    status_word(Some(level)),
+                    perfdata(&sources)
+                );
+            }
+            ExitCode::from(code)
+        }
+        Err(e) => {
+            let line = e.to_string().replace('\n', " ");
+            if json {
+                let body = json!({ "status": "UNKNOWN", "code": UNKNOWN, "summary": line });
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&body).unwrap_or_default()
+                );
+            } else {
+                println!("LIFEBOAT UNKNOWN - {line}");
+            }
+            ExitCode::from(UNKNOWN)
+        }
+    }
+}
+
+async fn assess(
+    config_path: &Path,
+    source: Option<String>,
+) -> Result<Vec<SourceHealth>, lifeboat::Error> {
+    let config = Config::load(config_path)?;
+    let lb = Lifeboat::open(config).await?;
+    if let Some(s) = &source {
+        lb.source(s)?;
+    }
+    let catalog = lb.catalog().await?;
+    // Backups may run on another machine: their job records reach us through the bucket.
+    lb.sync_jobs().await?;
+    let jobs = lb.jobs()?;
+    let mut sources = health::assess(lb.config(), &catalog.rows(), &jobs, lb.clock().now());
+    if let Some(s) = &source {
+        sources.retain(|h| &h.source == s);
+    }
+    if sources.is_empty() {
+        return Err(lifeboat::Error::Invalid(
+            "no sources configured and none found in the bucket".into(),
+        ));
+    }
+    Ok(sources)
+}
+
+fn status_word(level: Option<Level>) -> &'static str {
+    match level {
+        Some(Level::Ok) => "OK",
+        Some(Level::Warning) => "WARNING",
+        Some(Level::Critical) => "CRITICAL",
+        None => "UNKNOWN",
+    }
+}
+
+/// The worst sources' findings first; all-OK says how fresh each source is.
+fn summary(sources: &[SourceHealth]) -> String {
+    let mut bad: Vec<&SourceHealth> = sources.iter().filter(|h| h.level > Level::Ok).collect();
+    bad.sort_by_key(|h| std::cmp::Reverse(h.level));
+    if bad.is_empty() {
+        let fresh: Vec<String> = sources
+            .iter()
+            .map(|h| match h.age {
+                Some(age) => format!("{} newest {}", h.source, short_age(age)),
+                None => h.source.clone(),
+            })
+            .collect();
+        return format!("{} source(s) ok: {}", sources.len(), fresh.join(", "));
+    }
+    bad.iter()
+        .map(|h| {
+            let reasons: Vec<&str> = h.findings.iter().map(|f| f.message.as_str()).collect();
+            format!("{}: {}", h.source, reasons.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// `'label'=value[UOM];warn;crit;min;max` per measure and source.
+fn perfdata(sources: &[SourceHealth]) -> String {
+    let mut out = String::new();
+    for h in sources {
+        let s = &h.source;
+        let secs = |d: Option<chrono::Duration>| {
+            d.map_or("U".to_owned(), |d| format!("{}s", d.num_seconds().max(0)))
+        };
+        let _ = write!(
+            out,
+            "'{s}_backup_age'={};{};{};0; ",
+            secs(h.age),
+            h.rpo.num_seconds(),
+            h.rpo_critical.num_seconds()
+        );
+        let _ = write!(
+            out,
+            "'{s}_failure_rate'={:.0}%;;;0;100 ",
+            h.failure_rate() * 100.0
+        );
+        let quota = h.quota.map_or(String::new(), |q| q.to_string());
+        let _ = write!(out, "'{s}_stored'={}B;;;0;{quota} ", h.stored_bytes);
+        let _ = write!(out, "'{s}_backups'={};;;0; ", h.backups);
+        if let Some(interval) = h.drill_interval {
+            let _ = write!(
+                out,
+                "'{s}_drill_age'={};{};{};0; ",
+                secs(h.drill_age),
+                interval.num_seconds(),
+                interval.num_seconds() * 2
+            );
+        }
+    }
+    out.trim_end().to_owned()
+}
