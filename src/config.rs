@@ -25,6 +25,7 @@ pub struct Config {
     pub restore: RestoreConfig,
     #[serde(default, rename = "source")]
     pub sources: Vec<SourceConfig>,
+    pub encryption: Option<crate::pipeline::crypt::EncryptionConfig>,
     /// The file this was read from (set after parsing).
     #[serde(skip)]
     pub path: PathBuf,
@@ -188,6 +189,9 @@ pub struct SourceConfig {
     /// (`26h`, `90m`, `1d12h`). Default: 26h, a daily backup with slack.
     #[serde(default, deserialize_with = "de_duration")]
     pub rpo: Option<chrono::Duration>,
+    /// How often a restore drill should prove this source (`90d`); unset: no drill is due.
+    #[serde(default, deserialize_with = "de_duration")]
+    pub drill_interval: Option<chrono::Duration>,
 }
 
 impl SourceConfig {
@@ -284,6 +288,13 @@ impl Config {
         if let Some(p) = &mut config.restore.scratch_dir {
             resolve(p);
         }
+        if let Some(p) = config
+            .encryption
+            .as_mut()
+            .and_then(|e| e.identity_file.as_mut())
+        {
+            resolve(p);
+        }
         for s in &mut config.sources {
             if let Some(p) = &mut s.path {
                 resolve(p);
@@ -315,6 +326,9 @@ impl Config {
                 }
                 _ => {}
             }
+        }
+        if let Some(e) = &self.encryption {
+            e.validate()?;
         }
         if !(1..=22).contains(&self.backup.compression_level) {
             return Err("backup.compression_level must be between 1 and 22".into());

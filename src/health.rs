@@ -24,6 +24,10 @@ pub struct SourceHealth {
     pub age: Option<Duration>,
     pub rpo: Duration,
     pub last_restore_test: Option<DateTime<Utc>>,
+    /// The newest finished drill: when, and whether it passed.
+    pub last_drill: Option<(DateTime<Utc>, bool)>,
+    /// When the next drill is due, if the source has a `drill_interval`.
+    pub next_drill_due: Option<DateTime<Utc>>,
     pub last_job_failed: bool,
     pub stored_bytes: u64,
     pub backups: usize,
@@ -71,6 +75,26 @@ pub fn assess(
                 })
                 .filter_map(|j| j.finished_at)
                 .max();
+            let last_drill = source_jobs
+                .clone()
+                .filter(|j| {
+                    j.kind == JobKind::Drill
+                        && matches!(j.status, JobStatus::Succeeded | JobStatus::Failed)
+                })
+                .filter_map(|j| Some((j.finished_at?, j.status == JobStatus::Succeeded)))
+                .max_by_key(|d| d.0);
+            // A source never drilled is due now; a failed drill does not reset the clock.
+            let next_drill_due = config
+                .source(&name)
+                .and_then(|s| s.drill_interval)
+                .map(|every| {
+                    source_jobs
+                        .clone()
+                        .filter(|j| j.kind == JobKind::Drill && j.status == JobStatus::Succeeded)
+                        .filter_map(|j| j.finished_at)
+                        .max()
+                        .map_or(now, |t| t + every)
+                });
             let last_job_failed = source_jobs
                 .filter(|j| j.kind == JobKind::Backup && j.status != JobStatus::Running)
                 .max_by_key(|j| j.started_at)
@@ -89,12 +113,36 @@ pub fn assess(
                 age,
                 rpo,
                 last_restore_test,
+                last_drill,
+                next_drill_due,
                 last_job_failed,
                 stored_bytes,
                 backups,
             }
         })
         .collect()
+}
+
+impl SourceHealth {
+    /// The drill part of a source's status line; empty when no drill interval is set.
+    pub fn drill_note(&self, now: DateTime<Utc>) -> String {
+        let Some(due) = self.next_drill_due else {
+            return String::new();
+        };
+        let last = match self.last_drill {
+            Some((_, true)) => "last drill passed, ",
+            Some((_, false)) => "last drill FAILED, ",
+            None => "never drilled, ",
+        };
+        if due <= now {
+            format!("  {last}drill due now")
+        } else {
+            format!(
+                "  {last}next drill in {}",
+                crate::when::short_age(due - now)
+            )
+        }
+    }
 }
 
 /// Expected restore time for `stored_bytes`, from the throughput of past restores.

@@ -8,6 +8,7 @@ pub mod clock;
 pub mod config;
 pub mod demo;
 pub mod diff;
+pub mod drill;
 pub mod engine;
 mod error;
 pub mod health;
@@ -193,6 +194,8 @@ impl Lifeboat {
                 compression_level: self.config.backup.compression_level,
                 threads: self.config.backup.threads,
                 staging: self.staging(),
+                seal: pipeline::crypt::Seal::from_config(self.config.encryption.as_ref())?
+                    .map(Arc::new),
             };
             BackupRun {
                 store: &self.store,
@@ -354,6 +357,7 @@ impl Lifeboat {
             progress,
             cancel,
             log: &log,
+            keys: self.config.encryption.as_ref(),
         }
         .run(started)
         .await;

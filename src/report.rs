@@ -14,6 +14,8 @@ use crate::storage::{ObjectKey, ObjectStore, ObjectStoreExt};
 #[derive(Debug, Clone, Serialize)]
 pub struct DrillReport<'a> {
     pub job: &'a JobRecord,
+    /// Who ran it: the login name of the process.
+    pub operator: String,
     pub host: String,
     pub restore: &'a RestoreReport,
     /// Seconds from the start of the restore to a verified, counted result.
@@ -31,6 +33,7 @@ impl<'a> DrillReport<'a> {
     ) -> Self {
         DrillReport {
             job,
+            operator: operator(),
             host: hostname(),
             restore,
             rto_seconds: (restore.finished_at - restore.started_at).num_milliseconds() as f64
@@ -56,6 +59,7 @@ impl<'a> DrillReport<'a> {
             "| source | {} |",
             r.source.as_deref().unwrap_or("(foreign object)")
         );
+        let _ = writeln!(md, "| operator | {} |", self.operator);
         let _ = writeln!(md, "| host | {} |", self.host);
         let _ = writeln!(
             md,
@@ -131,4 +135,107 @@ impl<'a> DrillReport<'a> {
             .await?;
         Ok(md)
     }
+}
+
+fn operator() -> String {
+    ["USER", "LOGNAME", "USERNAME"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok().filter(|s| !s.is_empty()))
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// One stored drill report, as `report drills` lists it.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct DrillSummary {
+    pub id: String,
+    pub source: Option<String>,
+    pub backup: String,
+    pub started_at: chrono::DateTime<chrono::Utc>,
+    pub operator: Option<String>,
+    pub host: String,
+    pub rto_seconds: f64,
+    pub rpo_seconds: Option<i64>,
+    pub tables: usize,
+    pub findings: usize,
+    pub result: String,
+    /// The Markdown report beside the JSON.
+    pub report: String,
+}
+
+impl DrillSummary {
+    fn from_json(key: &str, bytes: &[u8]) -> Option<DrillSummary> {
+        let v: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+        let restore = &v["restore"];
+        let rows = restore["diff"]["rows"].as_array()?;
+        Some(DrillSummary {
+            id: v["job"]["id"].as_str()?.to_owned(),
+            source: restore["source"].as_str().map(str::to_owned),
+            backup: restore["restored"].as_str()?.to_owned(),
+            started_at: serde_json::from_value(restore["started_at"].clone()).ok()?,
+            operator: v["operator"].as_str().map(str::to_owned),
+            host: v["host"].as_str().unwrap_or("?").to_owned(),
+            rto_seconds: v["rto_seconds"].as_f64()?,
+            rpo_seconds: v["rpo_seconds"].as_i64(),
+            tables: rows.len(),
+            findings: rows
+                .iter()
+                .filter(|r| !matches!(r["status"].as_str(), Some("match" | "measured")))
+                .count(),
+            result: v["result"].as_str()?.to_owned(),
+            report: key.strip_suffix(".json").map(|k| format!("{k}.md"))?,
+        })
+    }
+}
+
+/// Every drill report in the bucket, oldest first, from `since` on. A report that cannot be
+/// read is named in the returned warnings rather than hiding the rest.
+pub async fn drill_history(
+    store: &dyn ObjectStore,
+    since: Option<chrono::DateTime<chrono::Utc>>,
+) -> Result<(Vec<DrillSummary>, Vec<String>)> {
+    let mut drills = Vec::new();
+    let mut warnings = Vec::new();
+    for obj in store.list_all("_lifeboat/drills/").await? {
+        if !obj.key.ends_with(".json") {
+            continue;
+        }
+        let key = ObjectKey::new(obj.key.clone())?;
+        let bytes = store.get_bytes(&key).await?;
+        match DrillSummary::from_json(&obj.key, &bytes) {
+            Some(d) if since.is_none_or(|t| d.started_at >= t) => drills.push(d),
+            Some(_) => {}
+            None => warnings.push(format!("{} is not a readable drill report", obj.key)),
+        }
+    }
+    drills.sort_by_key(|d| d.started_at);
+    Ok((drills, warnings))
+}
+
+/// The drill history as a Markdown table for an audit.
+pub fn drills_markdown(drills: &[DrillSummary]) -> String {
+    let mut md = String::from(
+        "# Restore drills\n\n| started (UTC) | source | backup | result | tables | findings | RTO | RPO | operator@host | report |\n|---|---|---|---|---:|---:|---:|---:|---|---|\n",
+    );
+    for d in drills {
+        let _ = writeln!(
+            md,
+            "| {} | {} | `{}` | {} | {} | {} | {:.1} s | {} | {}@{} | `{}` |",
+            d.started_at.format("%Y-%m-%d %H:%M:%S"),
+            d.source.as_deref().unwrap_or("-"),
+            d.backup,
+            d.result.to_uppercase(),
+            d.tables,
+            d.findings,
+            d.rto_seconds,
+            d.rpo_seconds.map_or("-".into(), |s| crate::when::short_age(
+                chrono::Duration::seconds(s)
+            )),
+            d.operator.as_deref().unwrap_or("?"),
+            d.host,
+            d.report
+        );
+    }
+    let passed = drills.iter().filter(|d| d.result == "passed").count();
+    let _ = writeln!(md, "\n{} drill(s), {passed} passed.", drills.len());
+    md
 }
