@@ -5,5 +5,8 @@ mod cli;
 mod common;
 mod console;
 mod faults;
+mod faults_s3;
 mod foreign;
+mod fuzz;
 mod storage;
+mod trust;
