@@ -17,18 +17,40 @@ async fn a_killed_backup_never_looks_complete() {
     common::config_for(home, "[storage]\ntype = \"local\"\npath = \"bucket\"");
     let config = home.join("lifeboat.toml");
 
+    // One backup run to the end tells how long a whole one takes; kills land anywhere in it.
+    let started = std::time::Instant::now();
+    let mut cmd = lifeboat(home);
+    cmd.arg("--config").arg(&config).arg("backup").arg("app");
+    assert_eq!(run(cmd).await.code, 0);
+    let whole = started.elapsed().as_millis().max(50) as u64;
     let mut rng = fastrand::Rng::with_seed(42);
-    let trials = 20;
+    let trials = 24;
+    let mut phases = std::collections::BTreeMap::<&str, usize>::new();
+    let mut seen: Vec<std::path::PathBuf> = std::fs::read_dir(home.join("bucket/app"))
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
     for _ in 0..trials {
         let mut cmd = lifeboat(home);
         cmd.arg("--config").arg(&config).arg("backup").arg("app");
         cmd.stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null());
         let mut child = cmd.spawn().unwrap();
-        tokio::time::sleep(Duration::from_millis(rng.u64(20..900))).await;
+        tokio::time::sleep(Duration::from_millis(rng.u64(10..whole))).await;
         // SIGKILL: no cleanup runs.
         let _ = child.kill();
         let _ = child.wait();
+        // Where the kill landed, from what it left in the bucket.
+        let dirs: Vec<_> = std::fs::read_dir(home.join("bucket/app"))
+            .map(|d| d.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        let new: Vec<_> = dirs.iter().filter(|d| !seen.contains(*d)).collect();
+        let phase = match new.first() {
+            None => "snapshot (nothing uploaded)",
+            Some(d) if d.join("manifest.json").exists() => "after the manifest",
+            Some(_) => "upload or manifest write (orphan data)",
+        };
+        *phases.entry(phase).or_default() += 1;
+        seen = dirs;
     }
 
     // Open the state afresh, as the next run of lifeboat would.
@@ -70,7 +92,7 @@ async fn a_killed_backup_never_looks_complete() {
     // (A kill in the first milliseconds may come before the job was even recorded.)
     let mut jobs = lb.jobs().unwrap();
     jobs.retain(|j| j.kind == lifeboat::jobs::JobKind::Backup);
-    assert!(jobs.len() <= trials);
+    assert!(jobs.len() <= trials + 1);
     assert!(
         jobs.iter().all(|j| j.status != JobStatus::Running),
         "{jobs:?}"
@@ -88,6 +110,7 @@ async fn a_killed_backup_never_looks_complete() {
         succeeded <= catalog.complete().count(),
         "a succeeded job always left a complete backup"
     );
+    eprintln!("SIGKILL: kills by phase {phases:?}");
     eprintln!(
         "SIGKILL: {trials} trials, {interrupted} interrupted jobs, {succeeded} succeeded, {} complete backups (all restored), {} incomplete/orphaned detected",
         catalog.complete().count(),

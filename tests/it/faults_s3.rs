@@ -226,12 +226,28 @@ async fn serve(
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn backups_through_a_flaky_endpoint_succeed_or_fail_cleanly() {
+async fn backups_through_a_flaky_endpoint_succeed_through_retries() {
+    let ok = flaky_trials(7, 0.35, 6, 8).await;
+    assert!(
+        ok > 0,
+        "retries carry backups through a partly failing endpoint"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn backups_through_a_failing_endpoint_fail_cleanly() {
+    let ok = flaky_trials(11, 0.9, 2, 4).await;
+    assert!(ok < 4, "most requests fail: so do some backups");
+}
+
+/// Runs `trials` backups (and restores of the good ones) through a proxy failing `share` of
+/// requests; returns how many backups succeeded.
+async fn flaky_trials(seed: u64, share: f64, attempts: u32, trials: usize) -> usize {
     let server = S3Server::start().await;
-    let proxy = FlakyProxy::start(&server.endpoint, 7, 0.35).await;
+    let proxy = FlakyProxy::start(&server.endpoint, seed, share).await;
     let mut opts = server.options("");
     opts.endpoint = Some(proxy.endpoint.clone());
-    opts.max_attempts = 6;
+    opts.max_attempts = attempts;
     let flaky: Arc<dyn ObjectStore> = Arc::new(S3Store::connect(opts).await);
     let world = World::new(flaky);
     common::add_random_blobs(&world.path("app.db"), 6);
@@ -239,7 +255,6 @@ async fn backups_through_a_flaky_endpoint_succeed_or_fail_cleanly() {
     // The truth, read without faults.
     let direct = World::new(server.store("").await);
 
-    let trials = 8;
     let (mut ok, mut failed, mut restores_ok, mut restores_failed) = (0, 0, 0, 0);
     for i in 0..trials {
         let (job, result) = world
@@ -291,6 +306,7 @@ async fn backups_through_a_flaky_endpoint_succeed_or_fail_cleanly() {
             Err(e) => {
                 failed += 1;
                 let msg = e.to_string();
+                eprintln!("  backup failed cleanly: {msg}");
                 assert!(!msg.contains('\n') && !msg.is_empty(), "{msg}");
                 assert!(
                     !matches!(e, Error::Cancelled),
@@ -324,7 +340,7 @@ async fn backups_through_a_flaky_endpoint_succeed_or_fail_cleanly() {
     }
     let c = &proxy.counts;
     eprintln!(
-        "flaky S3: {trials} backups, {ok} succeeded, {failed} failed cleanly; restores {restores_ok} ok, {restores_failed} failed cleanly; {} connections, faults: {} x 503, {} resets, {} cuts, {} slow",
+        "flaky S3 (share {share}, {attempts} attempts): {trials} backups, {ok} succeeded, {failed} failed cleanly; restores {restores_ok} ok, {restores_failed} failed cleanly; {} connections, faults: {} x 503, {} resets, {} cuts, {} slow",
         c.connections.load(Ordering::Relaxed),
         c.unavailable.load(Ordering::Relaxed),
         c.resets.load(Ordering::Relaxed),
@@ -332,11 +348,8 @@ async fn backups_through_a_flaky_endpoint_succeed_or_fail_cleanly() {
         c.slow.load(Ordering::Relaxed),
     );
     assert!(c.injected() >= trials, "faults were injected");
-    assert!(
-        ok > 0,
-        "retries carry backups through a partly failing endpoint"
-    );
     assert_eq!(catalog.complete().count(), ok);
+    ok
 }
 
 fn restore_opts(world: &World, target: &std::path::Path) -> RestoreOptions {
