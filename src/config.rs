@@ -162,6 +162,10 @@ pub struct BackupConfig {
     pub threads: u32,
     /// Where snapshots and downloads are staged. Default: the system temp dir.
     pub temp_dir: Option<PathBuf>,
+    /// Also record a per-table content checksum (reads every row once more; see
+    /// docs/reliability.md for the cost).
+    #[serde(default)]
+    pub content_checksums: bool,
 }
 
 impl Default for BackupConfig {
@@ -170,6 +174,7 @@ impl Default for BackupConfig {
             compression_level: default_level(),
             threads: 0,
             temp_dir: None,
+            content_checksums: false,
         }
     }
 }

@@ -6,6 +6,7 @@
 pub mod catalog;
 pub mod clock;
 pub mod config;
+pub mod content;
 pub mod demo;
 pub mod diff;
 pub mod drill;
@@ -194,6 +195,7 @@ impl Lifeboat {
                 compression_level: self.config.backup.compression_level,
                 threads: self.config.backup.threads,
                 staging: self.staging(),
+                content_checksums: self.config.backup.content_checksums,
                 seal: pipeline::crypt::Seal::from_config(self.config.encryption.as_ref())?
                     .map(Arc::new),
             };

@@ -34,6 +34,8 @@ pub struct BackupOptions {
     /// zstd workers; 0 = one per core.
     pub threads: u32,
     pub staging: PathBuf,
+    /// Hash every row of the snapshot into per-table content checksums.
+    pub content_checksums: bool,
     /// Encrypt the compressed stream with age.
     pub seal: Option<Arc<Seal>>,
 }
@@ -68,6 +70,7 @@ impl BackupRun<'_> {
             snapshot.tables.len(),
             snapshot.tables.iter().map(|t| t.rows).sum::<u64>()
         ));
+        let (snapshot, content) = self.content_checksums(snapshot).await?;
         if self.cancel.is_cancelled() {
             return Err(Error::Cancelled);
         }
@@ -154,6 +157,7 @@ impl BackupRun<'_> {
             },
             encryption: self.opts.seal.as_ref().map(|s| s.info()),
             tables,
+            content_checksums: content.unwrap_or_default(),
         };
         let manifest_key = dir.join(MANIFEST_NAME)?;
         if let Err(e) = self
@@ -169,6 +173,27 @@ impl BackupRun<'_> {
         }
         self.job.log(format!("manifest written: {manifest_key}"));
         Ok(manifest)
+    }
+
+    async fn content_checksums(
+        &self,
+        snapshot: Snapshot,
+    ) -> Result<(Snapshot, Option<crate::content::ContentChecksums>)> {
+        if !self.opts.content_checksums {
+            return Ok((snapshot, None));
+        }
+        let (snapshot, sums) = tokio::task::spawn_blocking(move || {
+            let sums = crate::content::of_snapshot(&snapshot);
+            (snapshot, sums)
+        })
+        .await
+        .expect("checksum thread panicked");
+        let sums = sums?;
+        if let Some(s) = &sums {
+            self.job
+                .log(format!("content checksums computed for {} tables", s.len()));
+        }
+        Ok((snapshot, sums))
     }
 
     async fn snapshot(&self) -> Result<Snapshot> {

@@ -216,6 +216,24 @@ impl RestoreRun<'_> {
         if self.opts.integrity_check {
             (self.log)("integrity check passed".into());
         }
+        let want_content = match self.from {
+            RestoreFrom::Backup(b) => b
+                .manifest
+                .as_ref()
+                .map(|m| m.content_checksums.clone())
+                .unwrap_or_default(),
+            RestoreFrom::Foreign(_) => Default::default(),
+        };
+        let content = if want_content.is_empty() {
+            None
+        } else {
+            let path = partial.path.clone();
+            Some(
+                tokio::task::spawn_blocking(move || crate::content::sqlite_file(&path))
+                    .await
+                    .expect("checksum thread panicked")?,
+            )
+        };
         partial.commit(&target, self.opts.force_target)?;
         (self.log)(format!(
             "restored into {} ({raw_bytes} bytes)",
@@ -239,7 +257,11 @@ impl RestoreRun<'_> {
             RestoreFrom::Backup(b) => b.manifest.as_ref().map(|m| m.tables.as_slice()),
             RestoreFrom::Foreign(_) => None,
         };
-        let diff = RowDiff::new(expected_tables, &tables, live.as_deref());
+        let mut diff = RowDiff::new(expected_tables, &tables, live.as_deref());
+        if let Some(content) = &content {
+            let n = diff.check_content(&want_content, content);
+            (self.log)(format!("content checksums compared for {n} tables"));
+        }
         let finished_at = Utc::now();
         let report = RestoreReport {
             restored: self.from.label(),

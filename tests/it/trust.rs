@@ -394,3 +394,84 @@ async fn the_console_header_says_when_the_next_drill_is_due() {
     let v = world.lb.verification(&id).unwrap();
     assert!(v.ok && v.kind == lifeboat::jobs::JobKind::Drill);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn content_checksums_catch_changed_rows_with_the_right_counts() {
+    use lifeboat::diff::RowStatus;
+    use std::sync::Arc;
+
+    let dir = tempfile::tempdir().unwrap();
+    common::make_sample_db(&dir.path().join("app.db"), 1);
+    let text = "[storage]\ntype = \"local\"\npath = \"bucket\"\n[state]\npath = \"state.db\"\n[backup]\ncontent_checksums = true\n[[source]]\nname = \"app\"\nengine = \"sqlite\"\npath = \"app.db\"\n";
+    let config = lifeboat::config::Config::parse(text, &dir.path().join("lifeboat.toml")).unwrap();
+    let lb = lifeboat::Lifeboat::open(config).await.unwrap();
+    let (_, m) = lb
+        .backup(
+            "app",
+            lifeboat::manifest::Trigger::Manual,
+            Arc::new(lifeboat::progress::NoProgress),
+            Default::default(),
+        )
+        .await;
+    let m = m.unwrap();
+    assert_eq!(m.content_checksums.len(), 5, "{:?}", m.content_checksums);
+    let restore = async |name: &str| {
+        let catalog = lb.catalog().await.unwrap();
+        let from = lb
+            .select(&catalog, &lifeboat::Selector::Id(m.id.to_string()))
+            .unwrap();
+        let opts = lifeboat::pipeline::restore::RestoreOptions {
+            target: dir.path().join(name),
+            force_target: false,
+            live: None,
+            integrity_check: false,
+            drill: false,
+            staging: lb.staging(),
+        };
+        lb.restore(
+            from,
+            opts,
+            Arc::new(lifeboat::progress::NoProgress),
+            Default::default(),
+        )
+        .await
+    };
+    let (job, r) = restore("good.db").await;
+    assert!(r.unwrap().ok());
+    assert!(
+        job.log
+            .iter()
+            .any(|l| l.message == "content checksums compared for 5 tables")
+    );
+
+    // Change one value, keep every count, and re-seal the object and its manifest so that
+    // the checksum of the stored bytes matches: only the content checksum can tell.
+    let backup_dir = dir.path().join(format!("bucket/app/{}", m.id));
+    let object = backup_dir.join(&m.data.key);
+    let raw = zstd::decode_all(std::fs::File::open(&object).unwrap()).unwrap();
+    let scratch = dir.path().join("edit.db");
+    std::fs::write(&scratch, raw).unwrap();
+    rusqlite::Connection::open(&scratch)
+        .unwrap()
+        .execute("UPDATE customers SET name = 'mallory' WHERE id = 7", [])
+        .unwrap();
+    let sealed = zstd::encode_all(std::fs::File::open(&scratch).unwrap(), 3).unwrap();
+    std::fs::write(&object, &sealed).unwrap();
+    let manifest_path = backup_dir.join("manifest.json");
+    let mut v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&manifest_path).unwrap()).unwrap();
+    use sha2::Digest;
+    v["data"]["sha256"] = format!("{:x}", sha2::Sha256::digest(&sealed)).into();
+    v["data"]["stored_bytes"] = sealed.len().into();
+    std::fs::write(&manifest_path, serde_json::to_vec(&v).unwrap()).unwrap();
+
+    let (_, r) = restore("changed.db").await;
+    let Err(lifeboat::Error::RowCountMismatch(report)) = r else {
+        panic!("a content change must fail the restore: {r:?}");
+    };
+    let findings: Vec<_> = report.diff.findings().collect();
+    assert_eq!(findings.len(), 1, "{findings:?}");
+    assert_eq!(findings[0].table, "customers");
+    assert_eq!(findings[0].status, RowStatus::ContentMismatch);
+    assert_eq!(findings[0].expected, findings[0].restored, "counts match");
+}
