@@ -19,33 +19,57 @@ use crate::manifest::EngineKind;
 /// Table name → checksum (16 hex digits).
 pub type ContentChecksums = BTreeMap<String, String>;
 
-/// Accumulates one table's checksum, row by row.
-#[derive(Debug, Default, Clone, Copy)]
+/// Accumulates one table's checksum, row by row, reusing one line buffer.
+#[derive(Debug, Default, Clone)]
 pub struct TableHasher {
     sum: u64,
+    line: String,
+    columns: usize,
 }
 
 impl TableHasher {
     /// Adds a row given as its columns' text forms (`None` for NULL).
     pub fn add_row<'a>(&mut self, columns: impl IntoIterator<Item = Option<&'a str>>) {
-        let mut line = String::new();
-        for (i, col) in columns.into_iter().enumerate() {
-            if i > 0 {
-                line.push('\t');
-            }
+        for col in columns {
             match col {
-                None => line.push_str("\\N"),
-                Some(text) => escape_into(&mut line, text),
+                None => self.null(),
+                Some(text) => self.text(text),
             }
         }
-        self.add_line(&line);
+        self.end_row();
     }
 
-    fn add_line(&mut self, line: &str) {
-        let digest = Sha256::digest(line.as_bytes());
+    pub fn null(&mut self) {
+        self.separate();
+        self.line.push_str("\\N");
+    }
+
+    pub fn text(&mut self, text: &str) {
+        self.separate();
+        escape_into(&mut self.line, text);
+    }
+
+    /// A value whose text form needs no escaping (numbers, hex).
+    pub fn plain(&mut self, value: impl std::fmt::Display) {
+        use std::fmt::Write;
+        self.separate();
+        let _ = write!(self.line, "{value}");
+    }
+
+    fn separate(&mut self) {
+        if self.columns > 0 {
+            self.line.push('\t');
+        }
+        self.columns += 1;
+    }
+
+    pub fn end_row(&mut self) {
+        let digest = Sha256::digest(self.line.as_bytes());
         let mut first = [0u8; 8];
         first.copy_from_slice(&digest[..8]);
         self.sum = self.sum.wrapping_add(u64::from_be_bytes(first));
+        self.line.clear();
+        self.columns = 0;
     }
 
     pub fn finish(self) -> String {
@@ -93,19 +117,19 @@ pub fn sqlite_file(path: &Path) -> Result<ContentChecksums> {
         let n = stmt.column_count();
         let mut rows = stmt.query([]).map_err(Error::sqlite(ctx()))?;
         let mut hasher = TableHasher::default();
-        let mut texts: Vec<Option<String>> = Vec::with_capacity(n);
         while let Some(row) = rows.next().map_err(Error::sqlite(ctx()))? {
-            texts.clear();
             for i in 0..n {
-                texts.push(match row.get_ref(i).map_err(Error::sqlite(ctx()))? {
-                    ValueRef::Null => None,
-                    ValueRef::Integer(v) => Some(v.to_string()),
-                    ValueRef::Real(v) => Some(format!("{v:?}")),
-                    ValueRef::Text(b) => Some(String::from_utf8_lossy(b).into_owned()),
-                    ValueRef::Blob(b) => Some(format!("\\x{}", crate::pipeline::hex(b))),
-                });
+                match row.get_ref(i).map_err(Error::sqlite(ctx()))? {
+                    ValueRef::Null => hasher.null(),
+                    ValueRef::Integer(v) => hasher.plain(v),
+                    ValueRef::Real(v) => hasher.plain(format_args!("{v:?}")),
+                    ValueRef::Text(b) => hasher.text(&String::from_utf8_lossy(b)),
+                    ValueRef::Blob(b) => {
+                        hasher.plain(format_args!("\\x{}", crate::pipeline::hex(b)))
+                    }
+                }
             }
-            hasher.add_row(texts.iter().map(Option::as_deref));
+            hasher.end_row();
         }
         out.insert(t.name, hasher.finish());
     }
