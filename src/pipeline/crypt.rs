@@ -238,10 +238,7 @@ impl Unseal {
     }
 
     /// A reader of the plaintext under `input`.
-    pub fn open<R: BufRead + 'static>(&self, input: R) -> Result<Box<dyn Read + Send>>
-    where
-        R: Send,
-    {
+    pub fn open<R: BufRead + Send + 'static>(&self, input: R) -> Result<Box<dyn Read + Send>> {
         let decryptor = age::Decryptor::new_buffered(input).map_err(|e| {
             Error::Invalid(format!("the data object is not a readable age file: {e}"))
         })?;
