@@ -91,6 +91,18 @@ impl Lifeboat {
             Err(Error::RowCountMismatch(r)) => *r,
             Err(e) => {
                 remove_db(&target);
+                if opts.save_report
+                    && let Err(save) = crate::report::save_failed_drill(
+                        self.store.as_ref(),
+                        &record,
+                        &id,
+                        backup_time.map(|_| source.as_str()),
+                        &e.to_string(),
+                    )
+                    .await
+                {
+                    tracing::warn!("the failed drill's report could not be stored: {save}");
+                }
                 return Ok((record, Err(e)));
             }
         };

@@ -115,26 +115,70 @@ impl<'a> DrillReport<'a> {
 
     /// Stores the report as `_lifeboat/drills/{yyyy}/{job_id}.md` and `.json`.
     pub async fn save(&self, store: &dyn ObjectStore) -> Result<ObjectKey> {
-        let base = format!(
-            "_lifeboat/drills/{}/{}",
-            self.job.started_at.format("%Y"),
-            self.job.id
-        );
-        let md = ObjectKey::new(format!("{base}.md"))?;
-        let json = ObjectKey::new(format!("{base}.json"))?;
-        store
-            .put_bytes(
-                &json,
-                serde_json::to_vec_pretty(self)
-                    .expect("reports serialize")
-                    .into(),
-            )
-            .await?;
-        store
-            .put_bytes(&md, self.markdown().into_bytes().into())
-            .await?;
-        Ok(md)
+        let json = serde_json::to_vec_pretty(self).expect("reports serialize");
+        store_evidence(store, self.job, json, self.markdown()).await
     }
+}
+
+async fn store_evidence(
+    store: &dyn ObjectStore,
+    job: &JobRecord,
+    json: Vec<u8>,
+    markdown: String,
+) -> Result<ObjectKey> {
+    let base = format!(
+        "_lifeboat/drills/{}/{}",
+        job.started_at.format("%Y"),
+        job.id
+    );
+    let md = ObjectKey::new(format!("{base}.md"))?;
+    let json_key = ObjectKey::new(format!("{base}.json"))?;
+    store.put_bytes(&json_key, json.into()).await?;
+    store.put_bytes(&md, markdown.into_bytes().into()).await?;
+    Ok(md)
+}
+
+/// A drill that could not restore (a damaged object, a missing key, a full disk) is evidence
+/// too: it is stored beside the passed ones with its one-line reason.
+pub async fn save_failed_drill(
+    store: &dyn ObjectStore,
+    job: &JobRecord,
+    backup: &str,
+    source: Option<&str>,
+    error: &str,
+) -> Result<ObjectKey> {
+    let operator = operator();
+    let host = hostname();
+    let json = serde_json::json!({
+        "job": job,
+        "operator": operator,
+        "host": host,
+        "backup": backup,
+        "source": source,
+        "error": error,
+        "result": "failed",
+    });
+    let mut md = String::new();
+    let _ = writeln!(md, "# Restore drill {}: FAILED\n", job.id);
+    let _ = writeln!(md, "| | |\n|---|---|");
+    let _ = writeln!(md, "| backup | `{backup}` |");
+    let _ = writeln!(md, "| source | {} |", source.unwrap_or("(foreign object)"));
+    let _ = writeln!(md, "| operator | {operator} |");
+    let _ = writeln!(md, "| host | {host} |");
+    let _ = writeln!(
+        md,
+        "| started | {} |",
+        job.started_at.format("%Y-%m-%d %H:%M:%S UTC")
+    );
+    let _ = writeln!(md, "| result | FAILED |");
+    let _ = writeln!(md, "\nThe restore did not complete: {error}");
+    store_evidence(
+        store,
+        job,
+        serde_json::to_vec_pretty(&json).expect("reports serialize"),
+        md,
+    )
+    .await
 }
 
 fn operator() -> String {
@@ -153,7 +197,8 @@ pub struct DrillSummary {
     pub started_at: chrono::DateTime<chrono::Utc>,
     pub operator: Option<String>,
     pub host: String,
-    pub rto_seconds: f64,
+    /// None when the drill failed before a verified restore.
+    pub rto_seconds: Option<f64>,
     pub rpo_seconds: Option<i64>,
     pub tables: usize,
     pub findings: usize,
@@ -165,7 +210,25 @@ pub struct DrillSummary {
 impl DrillSummary {
     fn from_json(key: &str, bytes: &[u8]) -> Option<DrillSummary> {
         let v: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+        let report = key.strip_suffix(".json").map(|k| format!("{k}.md"))?;
         let restore = &v["restore"];
+        if restore.is_null() {
+            // A drill that failed before a restore completed.
+            return Some(DrillSummary {
+                id: v["job"]["id"].as_str()?.to_owned(),
+                source: v["source"].as_str().map(str::to_owned),
+                backup: v["backup"].as_str()?.to_owned(),
+                started_at: serde_json::from_value(v["job"]["started_at"].clone()).ok()?,
+                operator: v["operator"].as_str().map(str::to_owned),
+                host: v["host"].as_str().unwrap_or("?").to_owned(),
+                rto_seconds: None,
+                rpo_seconds: None,
+                tables: 0,
+                findings: 0,
+                result: v["result"].as_str()?.to_owned(),
+                report,
+            });
+        }
         let rows = restore["diff"]["rows"].as_array()?;
         Some(DrillSummary {
             id: v["job"]["id"].as_str()?.to_owned(),
@@ -174,7 +237,7 @@ impl DrillSummary {
             started_at: serde_json::from_value(restore["started_at"].clone()).ok()?,
             operator: v["operator"].as_str().map(str::to_owned),
             host: v["host"].as_str().unwrap_or("?").to_owned(),
-            rto_seconds: v["rto_seconds"].as_f64()?,
+            rto_seconds: Some(v["rto_seconds"].as_f64()?),
             rpo_seconds: v["rpo_seconds"].as_i64(),
             tables: rows.len(),
             findings: rows
@@ -182,7 +245,7 @@ impl DrillSummary {
                 .filter(|r| !matches!(r["status"].as_str(), Some("match" | "measured")))
                 .count(),
             result: v["result"].as_str()?.to_owned(),
-            report: key.strip_suffix(".json").map(|k| format!("{k}.md"))?,
+            report,
         })
     }
 }
@@ -219,14 +282,14 @@ pub fn drills_markdown(drills: &[DrillSummary]) -> String {
     for d in drills {
         let _ = writeln!(
             md,
-            "| {} | {} | `{}` | {} | {} | {} | {:.1} s | {} | {}@{} | `{}` |",
+            "| {} | {} | `{}` | {} | {} | {} | {} | {} | {}@{} | `{}` |",
             d.started_at.format("%Y-%m-%d %H:%M:%S"),
             d.source.as_deref().unwrap_or("-"),
             d.backup,
             d.result.to_uppercase(),
             d.tables,
             d.findings,
-            d.rto_seconds,
+            d.rto_seconds.map_or("-".into(), |s| format!("{s:.1} s")),
             d.rpo_seconds.map_or("-".into(), |s| crate::when::short_age(
                 chrono::Duration::seconds(s)
             )),

@@ -224,24 +224,30 @@ async fn encrypted_backups_restore_with_the_key_only_and_drills_leave_evidence()
         out.stdout
     );
 
+    // A drill that cannot restore fails in one line and is kept as evidence too.
+    let out = go(&without_key, &["drill"]).await;
+    fails_with(&out, "encryption.identity_file");
+
     let out = go(&with_key, &["report", "drills", "--json"]).await;
     let drills = json(&out);
-    assert_eq!(drills.as_array().unwrap().len(), 2, "{drills}");
-    assert!(
-        drills
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|d| d["result"] == "passed")
-    );
+    let drills = drills.as_array().unwrap();
+    assert_eq!(drills.len(), 3, "{drills:?}");
+    let results: Vec<&str> = drills
+        .iter()
+        .map(|d| d["result"].as_str().unwrap())
+        .collect();
+    assert_eq!(results, ["passed", "passed", "failed"]);
+    assert_eq!(drills[2]["backup"], id.as_str());
+    assert!(drills[2]["rto_seconds"].is_null());
     let out = go(&with_key, &["report", "drills", "--since", "2999-01-01"]).await;
     assert!(out.stdout.contains("0 drill(s)"), "{}", out.stdout);
     let out = go(&with_key, &["report", "drills"]).await;
     assert!(
-        out.stdout.contains("2 drill(s), 2 passed"),
+        out.stdout.contains("3 drill(s), 2 passed"),
         "{}",
         out.stdout
     );
+    assert!(out.stdout.contains("FAILED"), "{}", out.stdout);
 
     // The catalog says the backup is proven restorable, by a drill.
     let v = json(&go(&with_key, &["list", "--json"]).await);
