@@ -35,6 +35,7 @@ pub struct Config {
     pub webhooks: Vec<crate::alert::WebhookConfig>,
     #[serde(default)]
     pub metrics: crate::metrics::MetricsConfig,
+    pub encryption: Option<crate::pipeline::crypt::EncryptionConfig>,
     /// The file this was read from (set after parsing).
     #[serde(skip)]
     pub path: PathBuf,
@@ -171,6 +172,10 @@ pub struct BackupConfig {
     pub threads: u32,
     /// Where snapshots and downloads are staged. Default: the system temp dir.
     pub temp_dir: Option<PathBuf>,
+    /// Also record a per-table content checksum (reads every row once more; see
+    /// docs/reliability.md for the cost).
+    #[serde(default)]
+    pub content_checksums: bool,
 }
 
 impl Default for BackupConfig {
@@ -179,6 +184,7 @@ impl Default for BackupConfig {
             compression_level: default_level(),
             threads: 0,
             temp_dir: None,
+            content_checksums: false,
         }
     }
 }
@@ -310,6 +316,13 @@ impl Config {
         if let Some(p) = &mut config.metrics.textfile {
             resolve(p);
         }
+        if let Some(p) = config
+            .encryption
+            .as_mut()
+            .and_then(|e| e.identity_file.as_mut())
+        {
+            resolve(p);
+        }
         for s in &mut config.sources {
             if let Some(p) = &mut s.path {
                 resolve(p);
@@ -349,6 +362,9 @@ impl Config {
         crate::schedule::Schedules::from_config(self)?;
         for hook in &self.webhooks {
             hook.validate()?;
+        }
+        if let Some(e) = &self.encryption {
+            e.validate()?;
         }
         if !(1..=22).contains(&self.backup.compression_level) {
             return Err("backup.compression_level must be between 1 and 22".into());

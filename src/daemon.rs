@@ -15,11 +15,9 @@ use crate::error::{Error, Result};
 use crate::health::{self, Level};
 use crate::jobs::{JobKind, JobRecord, JobStatus, hostname};
 use crate::manifest::Trigger;
-use crate::pipeline::restore::RestoreOptions;
 use crate::progress::NoProgress;
-use crate::report::DrillReport;
 use crate::schedule::{self, Entry, Schedules};
-use crate::{Lifeboat, Selector};
+use crate::Lifeboat;
 
 /// What the daemon tells its front end as it goes.
 #[derive(Debug, Clone)]
@@ -290,64 +288,22 @@ impl Daemon {
         }
     }
 
-    /// A drill: restore the newest backup into a scratch file, diff its row counts, keep the
-    /// report in the bucket as evidence, drop the scratch file.
+    /// A drill: the newest backup restored into a scratch database, diffed, its report kept
+    /// in the bucket as evidence, the scratch database dropped.
     async fn drill(
         &self,
         source: &str,
         cancel: CancellationToken,
     ) -> (Option<JobRecord>, Result<()>) {
-        let lb = &self.lb;
-        let from = match lb.catalog().await.and_then(|c| {
-            lb.select(
-                &c,
-                &Selector::Latest {
-                    source: Some(source.to_owned()),
-                },
-            )
-        }) {
-            Ok(from) => from,
-            Err(e) => return (None, Err(e)),
+        let opts = crate::drill::DrillOptions {
+            source: Some(source.to_owned()),
+            save_report: true,
+            ..Default::default()
         };
-        let (id, backup_time) = match &from {
-            crate::pipeline::restore::RestoreFrom::Backup(b) => (b.id.to_string(), Some(b.time())),
-            crate::pipeline::restore::RestoreFrom::Foreign(f) => (f.meta.key.clone(), f.time),
-        };
-        let target = lb.scratch_path(source, &format!("drill-{id}"));
-        if let Some(dir) = target.parent()
-            && let Err(e) = std::fs::create_dir_all(dir)
-        {
-            return (
-                None,
-                Err(Error::io(format!("scratch dir {}", dir.display()))(e)),
-            );
+        match self.lb.drill(&opts, Arc::new(NoProgress), cancel).await {
+            Ok((record, result)) => (Some(record), result.map(drop)),
+            Err(e) => (None, Err(e)),
         }
-        let opts = RestoreOptions {
-            target: target.clone(),
-            force_target: true,
-            live: None,
-            integrity_check: true,
-            drill: true,
-            staging: lb.staging(),
-        };
-        let (record, result) = lb.restore(from, opts, Arc::new(NoProgress), cancel).await;
-        let report = match &result {
-            Ok(r) => Some(r),
-            Err(Error::RowCountMismatch(r)) => Some(&**r),
-            Err(_) => None,
-        };
-        if let Some(report) = report {
-            let drill = DrillReport::new(&record, report, backup_time);
-            if let Err(e) = drill.save(lb.store().as_ref()).await {
-                tracing::warn!("drill report of {source} not saved: {e}");
-            }
-        }
-        for suffix in ["", "-wal", "-shm", "-journal"] {
-            let mut p = target.clone().into_os_string();
-            p.push(suffix);
-            let _ = std::fs::remove_file(p);
-        }
-        (Some(record), result.map(drop))
     }
 
     /// Alerts for each source whose health got worse since the last look.

@@ -31,6 +31,8 @@ pub enum RowStatus {
     Unexpected,
     /// Nothing to compare against (foreign dump).
     Measured,
+    /// The counts match but the rows' content checksum does not.
+    ContentMismatch,
 }
 
 impl RowStatus {
@@ -41,6 +43,7 @@ impl RowStatus {
             RowStatus::Missing => "MISSING",
             RowStatus::Unexpected => "UNEXPECTED",
             RowStatus::Measured => "measured",
+            RowStatus::ContentMismatch => "CONTENT DIFFERS",
         }
     }
 }
@@ -108,6 +111,25 @@ impl RowDiff {
         self.rows
             .iter()
             .filter(|r| !matches!(r.status, RowStatus::Match | RowStatus::Measured))
+    }
+
+    /// Marks tables whose counts match but whose content checksum differs. Tables without
+    /// an expected checksum are left as they are. Returns how many were compared.
+    pub fn check_content(
+        &mut self,
+        expected: &std::collections::BTreeMap<String, String>,
+        restored: &std::collections::BTreeMap<String, String>,
+    ) -> usize {
+        let mut compared = 0;
+        for row in &mut self.rows {
+            if let Some(want) = expected.get(&row.table) {
+                compared += 1;
+                if row.status == RowStatus::Match && restored.get(&row.table) != Some(want) {
+                    row.status = RowStatus::ContentMismatch;
+                }
+            }
+        }
+        compared
     }
 
     pub fn total_restored(&self) -> u64 {

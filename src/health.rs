@@ -117,7 +117,12 @@ pub struct SourceHealth {
     #[serde(serialize_with = "secs")]
     pub rpo_critical: Duration,
     pub last_restore_test: Option<DateTime<Utc>>,
+    /// The newest passed drill.
     pub last_drill: Option<DateTime<Utc>>,
+    /// Whether the newest finished drill passed (a failed one does not reset the clock).
+    pub last_drill_passed: Option<bool>,
+    /// When the next drill is due, if the source has a `drill_interval`; never drilled: now.
+    pub next_drill_due: Option<DateTime<Utc>>,
     #[serde(serialize_with = "secs_opt")]
     pub drill_age: Option<Duration>,
     #[serde(serialize_with = "secs_opt")]
@@ -133,6 +138,26 @@ pub struct SourceHealth {
 }
 
 impl SourceHealth {
+    /// The drill part of a source's status line; empty when no drill interval is set.
+    pub fn drill_note(&self, now: DateTime<Utc>) -> String {
+        let Some(due) = self.next_drill_due else {
+            return String::new();
+        };
+        let last = match self.last_drill_passed {
+            Some(true) => "last drill passed, ",
+            Some(false) => "last drill FAILED, ",
+            None => "never drilled, ",
+        };
+        if due <= now {
+            format!("  {last}drill due now")
+        } else {
+            format!(
+                "  {last}next drill in {}",
+                crate::when::short_age(due - now)
+            )
+        }
+    }
+
     pub fn failure_rate(&self) -> f64 {
         if self.finished_in_window == 0 {
             0.0
@@ -209,6 +234,14 @@ fn assess_source(
     };
     let last_restore_test = succeeded(&[JobKind::Restore, JobKind::Drill]);
     let last_drill = succeeded(&[JobKind::Drill]);
+    let last_drill_passed = source_jobs
+        .clone()
+        .filter(|j| {
+            j.kind == JobKind::Drill && matches!(j.status, JobStatus::Succeeded | JobStatus::Failed)
+        })
+        .max_by_key(|j| j.finished_at)
+        .map(|j| j.status == JobStatus::Succeeded);
+    let next_drill_due = drill_interval.map(|every| last_drill.map_or(now, |t| t + every));
     let last_backup = source_jobs
         .clone()
         .filter(|j| j.kind == JobKind::Backup && j.status != JobStatus::Running)
@@ -299,6 +332,9 @@ fn assess_source(
             Some(_) => {}
         }
     }
+    if last_drill_passed == Some(false) {
+        find(Level::Warning, "the last restore drill failed".into());
+    }
     if let Some(q) = quota {
         let used = stored_bytes as f64 / q as f64;
         let level = if stored_bytes >= q {
@@ -329,6 +365,8 @@ fn assess_source(
         rpo_critical,
         last_restore_test,
         last_drill,
+        last_drill_passed,
+        next_drill_due,
         drill_age,
         drill_interval,
         last_job_failed,

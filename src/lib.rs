@@ -7,9 +7,11 @@ pub mod alert;
 pub mod catalog;
 pub mod clock;
 pub mod config;
+pub mod content;
 pub mod daemon;
 pub mod demo;
 pub mod diff;
+pub mod drill;
 pub mod engine;
 mod error;
 pub mod health;
@@ -207,6 +209,9 @@ impl Lifeboat {
                 compression_level: self.config.backup.compression_level,
                 threads: self.config.backup.threads,
                 staging: self.staging(),
+                content_checksums: self.config.backup.content_checksums,
+                seal: pipeline::crypt::Seal::from_config(self.config.encryption.as_ref())?
+                    .map(Arc::new),
             };
             BackupRun {
                 store: &self.store,
@@ -369,6 +374,7 @@ impl Lifeboat {
             progress,
             cancel,
             log: &log,
+            keys: self.config.encryption.as_ref(),
         }
         .run(started)
         .await;

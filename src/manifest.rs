@@ -185,6 +185,9 @@ pub struct Manifest {
     pub data: DataInfo,
     pub encryption: Option<EncryptionInfo>,
     pub tables: Vec<TableCount>,
+    /// Per-table content checksums (see `content`), when the backup computed them.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub content_checksums: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, thiserror::Error)]

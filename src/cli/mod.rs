@@ -2,6 +2,7 @@
 
 mod check;
 mod daemon;
+mod drill;
 mod output;
 mod progress;
 mod prune;
@@ -92,6 +93,13 @@ enum Command {
     },
     /// Restore a backup into a new SQLite file and diff its row counts.
     Restore(RestoreArgs),
+    /// Restore a backup into a scratch database, diff it, measure RTO/RPO, store the report.
+    Drill(drill::DrillArgs),
+    /// Reports for an audit.
+    Report {
+        #[command(subcommand)]
+        what: drill::ReportWhat,
+    },
     /// Re-download backups and check their SHA-256.
     Verify {
         /// A backup id.
@@ -101,6 +109,9 @@ enum Command {
         all: bool,
         #[arg(long)]
         source: Option<String>,
+        /// Also decrypt, restore into a scratch database and diff the row counts.
+        #[arg(long)]
+        deep: bool,
         #[arg(long)]
         json: bool,
     },
@@ -330,10 +341,15 @@ pub async fn run() -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Restore(args) => restore(&config_path, args, cli.quiet, cancel).await,
+        Command::Drill(args) => {
+            drill::drill(&open(&config_path).await?, args, cli.quiet, cancel).await
+        }
+        Command::Report { what } => drill::report(&open(&config_path).await?, what).await,
         Command::Verify {
             id,
             all,
             source,
+            deep,
             json,
         } => {
             let lb = open(&config_path).await?;
@@ -352,6 +368,9 @@ pub async fn run() -> Result<ExitCode> {
                     .collect(),
                 (None, false) => bail!("name a backup id, or pass --all"),
             };
+            if deep {
+                return drill::verify_deep(&lb, &entries, cli.quiet, json, cancel).await;
+            }
             let mut failed = 0;
             let mut results = Vec::new();
             for entry in &entries {

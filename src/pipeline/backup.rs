@@ -13,6 +13,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::crypt::{Seal, Sealed};
 use super::sha256_hex;
 use crate::clock::Clock;
 use crate::config::SourceConfig;
@@ -33,6 +34,10 @@ pub struct BackupOptions {
     /// zstd workers; 0 = one per core.
     pub threads: u32,
     pub staging: PathBuf,
+    /// Hash every row of the snapshot into per-table content checksums.
+    pub content_checksums: bool,
+    /// Encrypt the compressed stream with age.
+    pub seal: Option<Arc<Seal>>,
 }
 
 pub(crate) struct BackupRun<'a> {
@@ -51,7 +56,10 @@ impl BackupRun<'_> {
         let id = BackupId::generate(started_at);
         self.job.set_backup(id.as_str());
         let dir = ObjectKey::new(format!("{}/{id}", self.source.name))?;
-        let data_name = format!("data.{}.zst", self.source.engine.dump_extension());
+        let mut data_name = format!("data.{}.zst", self.source.engine.dump_extension());
+        if self.opts.seal.is_some() {
+            data_name.push_str(".age");
+        }
         let data_key = dir.join(&data_name)?;
         self.job
             .log(format!("backup {id} of {} started", self.source.name));
@@ -62,6 +70,7 @@ impl BackupRun<'_> {
             snapshot.tables.len(),
             snapshot.tables.iter().map(|t| t.rows).sum::<u64>()
         ));
+        let (snapshot, content) = self.content_checksums(snapshot).await?;
         if self.cancel.is_cancelled() {
             return Err(Error::Cancelled);
         }
@@ -77,8 +86,17 @@ impl BackupRun<'_> {
         };
         let progress = self.progress.clone();
         let cancel = self.cancel.clone();
+        let seal = self.opts.seal.clone();
         let compressor = tokio::task::spawn_blocking(move || {
-            let result = compress(snapshot, level, threads, &tx, &*progress, &cancel);
+            let result = compress(
+                snapshot,
+                level,
+                threads,
+                seal.as_deref(),
+                &tx,
+                &*progress,
+                &cancel,
+            );
             if let Err(e) = &result {
                 // Poison the upload so the store aborts instead of committing a short object.
                 let _ = tx.blocking_send(Err(io::Error::other(e.to_string())));
@@ -137,8 +155,9 @@ impl BackupRun<'_> {
                 compression_level: level,
                 sha256,
             },
-            encryption: None,
+            encryption: self.opts.seal.as_ref().map(|s| s.info()),
             tables,
+            content_checksums: content.unwrap_or_default(),
         };
         let manifest_key = dir.join(MANIFEST_NAME)?;
         if let Err(e) = self
@@ -154,6 +173,27 @@ impl BackupRun<'_> {
         }
         self.job.log(format!("manifest written: {manifest_key}"));
         Ok(manifest)
+    }
+
+    async fn content_checksums(
+        &self,
+        snapshot: Snapshot,
+    ) -> Result<(Snapshot, Option<crate::content::ContentChecksums>)> {
+        if !self.opts.content_checksums {
+            return Ok((snapshot, None));
+        }
+        let (snapshot, sums) = tokio::task::spawn_blocking(move || {
+            let sums = crate::content::of_snapshot(&snapshot);
+            (snapshot, sums)
+        })
+        .await
+        .expect("checksum thread panicked");
+        let sums = sums?;
+        if let Some(s) = &sums {
+            self.job
+                .log(format!("content checksums computed for {} tables", s.len()));
+        }
+        Ok((snapshot, sums))
     }
 
     async fn snapshot(&self) -> Result<Snapshot> {
@@ -195,6 +235,7 @@ fn compress(
     mut snapshot: Snapshot,
     level: i32,
     threads: u32,
+    seal: Option<&Seal>,
     tx: &mpsc::Sender<io::Result<Bytes>>,
     progress: &dyn Progress,
     cancel: &CancellationToken,
@@ -205,6 +246,8 @@ fn compress(
         hasher: Sha256::new(),
         stored: 0,
     };
+    // The hash is over the stored (encrypted) bytes, so `verify` works without the key.
+    let sink = Sealed::new(sink, seal)?;
     let mut enc = zstd::stream::write::Encoder::new(sink, level).map_err(Error::io("zstd"))?;
     if threads > 1 {
         enc.multithread(threads)
@@ -227,7 +270,7 @@ fn compress(
         raw += n as u64;
         progress.advance(raw);
     }
-    let mut sink = enc.finish().map_err(upload_gone)?;
+    let mut sink = enc.finish().and_then(Sealed::finish).map_err(upload_gone)?;
     sink.flush_chunk().map_err(upload_gone)?;
     Ok((sha256_hex(sink.hasher), sink.stored, raw))
 }

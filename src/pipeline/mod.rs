@@ -1,6 +1,7 @@
 //! The streaming stages of a backup and a restore.
 
 pub mod backup;
+pub mod crypt;
 pub mod restore;
 
 use std::path::Path;

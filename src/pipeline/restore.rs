@@ -16,6 +16,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::crypt::{EncryptionConfig, Unseal};
 use super::sha256_hex;
 use crate::catalog::{BackupEntry, ForeignObject};
 use crate::diff::RowDiff;
@@ -90,11 +91,13 @@ pub(crate) struct RestoreRun<'a> {
     pub progress: Arc<dyn Progress>,
     pub cancel: CancellationToken,
     pub log: &'a (dyn Fn(String) + Send + Sync),
+    /// Where the keys for encrypted backups are found.
+    pub keys: Option<&'a EncryptionConfig>,
 }
 
 impl RestoreRun<'_> {
     pub async fn run(self, started_at: DateTime<Utc>) -> Result<(RestoreReport, DateTime<Utc>)> {
-        let target = self.check_target()?;
+        let mut unseal = None;
         let (key, expected) = match self.from {
             RestoreFrom::Backup(b) => {
                 let m = b
@@ -111,8 +114,9 @@ impl RestoreRun<'_> {
                         m.source.engine
                     )));
                 }
-                if m.encryption.is_some() {
-                    return Err(Error::Unsupported("encrypted backups".into()));
+                if let Some(info) = &m.encryption {
+                    // Before the target is created: a missing key must touch nothing.
+                    unseal = Some(Unseal::for_backup(b.id.as_str(), info, self.keys)?);
                 }
                 let key = b.data_key().expect("a manifest names its data object");
                 (key, Some((m.data.sha256.clone(), m.data.stored_bytes)))
@@ -128,6 +132,7 @@ impl RestoreRun<'_> {
             }
         };
 
+        let target = self.check_target()?;
         let partial = PartialFile::beside(&target)?;
         self.progress
             .phase(Phase::Download, expected.as_ref().map(|e| e.1));
@@ -152,6 +157,7 @@ impl RestoreRun<'_> {
                         buf: Bytes::new(),
                     },
                     known,
+                    unseal.as_ref(),
                     &partial_path,
                     &cancel,
                 )
@@ -210,6 +216,24 @@ impl RestoreRun<'_> {
         if self.opts.integrity_check {
             (self.log)("integrity check passed".into());
         }
+        let want_content = match self.from {
+            RestoreFrom::Backup(b) => b
+                .manifest
+                .as_ref()
+                .map(|m| m.content_checksums.clone())
+                .unwrap_or_default(),
+            RestoreFrom::Foreign(_) => Default::default(),
+        };
+        let content = if want_content.is_empty() {
+            None
+        } else {
+            let path = partial.path.clone();
+            Some(
+                tokio::task::spawn_blocking(move || crate::content::sqlite_file(&path))
+                    .await
+                    .expect("checksum thread panicked")?,
+            )
+        };
         partial.commit(&target, self.opts.force_target)?;
         (self.log)(format!(
             "restored into {} ({raw_bytes} bytes)",
@@ -233,7 +257,11 @@ impl RestoreRun<'_> {
             RestoreFrom::Backup(b) => b.manifest.as_ref().map(|m| m.tables.as_slice()),
             RestoreFrom::Foreign(_) => None,
         };
-        let diff = RowDiff::new(expected_tables, &tables, live.as_deref());
+        let mut diff = RowDiff::new(expected_tables, &tables, live.as_deref());
+        if let Some(content) = &content {
+            let n = diff.check_content(&want_content, content);
+            (self.log)(format!("content checksums compared for {n} tables"));
+        }
         let finished_at = Utc::now();
         let report = RestoreReport {
             restored: self.from.label(),
@@ -321,6 +349,7 @@ pub(crate) async fn download(
 fn load(
     reader: ChannelReader,
     known: Option<Format>,
+    unseal: Option<&Unseal>,
     dest: &Path,
     cancel: &CancellationToken,
 ) -> Result<(Format, u64)> {
@@ -328,6 +357,10 @@ fn load(
     let format = match known {
         Some(f) => f,
         None => sniff(reader.fill_buf().map_err(Error::io("read the download"))?),
+    };
+    let reader: Box<dyn BufRead + Send> = match unseal {
+        Some(u) => Box::new(BufReader::with_capacity(1 << 16, u.open(reader)?)),
+        None => Box::new(reader),
     };
     let reader: Box<dyn Read + Send> = match format.compression {
         None => Box::new(reader),

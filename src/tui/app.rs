@@ -623,8 +623,9 @@ impl App {
                 Span::styled(format!("{:<8} ", h.source), t.title),
                 Span::styled(newest, style),
                 Span::raw(format!(
-                    "  tested {}",
-                    fmt::ago(h.last_restore_test, self.data.now)
+                    "  tested {}{}",
+                    fmt::ago(h.last_restore_test, self.data.now),
+                    h.drill_note(self.data.now)
                 )),
                 Span::styled(
                     format!(

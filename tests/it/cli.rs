@@ -45,13 +45,13 @@ pub async fn run(mut cmd: Command) -> Out {
     }
 }
 
-fn with_config(home: &Path, config: &Path, args: &[&str]) -> Command {
+pub fn with_config(home: &Path, config: &Path, args: &[&str]) -> Command {
     let mut c = lifeboat(home);
     c.arg("--config").arg(config).args(args);
     c
 }
 
-fn json(out: &Out) -> Value {
+pub fn json(out: &Out) -> Value {
     assert_eq!(
         out.code, 0,
         "stdout: {}\nstderr: {}",
@@ -61,7 +61,7 @@ fn json(out: &Out) -> Value {
 }
 
 /// One line on stderr, starting with `error:`, and exit code 1.
-fn assert_one_line_error(out: &Out, needle: &str) {
+pub fn assert_one_line_error(out: &Out, needle: &str) {
     assert_eq!(out.code, 1, "stderr: {}", out.stderr);
     let lines: Vec<&str> = out
         .stderr
