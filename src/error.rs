@@ -55,6 +55,11 @@ pub enum Error {
         context: String,
         source: std::io::Error,
     },
+    #[error("PostgreSQL: {context}: {detail}")]
+    Postgres { context: String, detail: String },
+    /// A PostgreSQL client tool is missing, too old, or failed.
+    #[error("{0}")]
+    Tool(String),
     #[error("not supported yet: {0}")]
     Unsupported(String),
     /// Input that cannot be used as it is; the message says why and what to do.

@@ -56,17 +56,17 @@ impl BackupRun<'_> {
         self.job
             .log(format!("backup {id} of {} started", self.source.name));
 
-        let snapshot = self.snapshot().await?;
-        self.job.log(format!(
-            "snapshot taken: {} tables, {} rows",
-            snapshot.tables.len(),
-            snapshot.tables.iter().map(|t| t.rows).sum::<u64>()
-        ));
+        let mut snapshot = self.snapshot().await?;
+        let finish = snapshot.finish.take();
+        if finish.is_none() {
+            log_counts(self.job, &snapshot.tables);
+        }
         if self.cancel.is_cancelled() {
             return Err(Error::Cancelled);
         }
         let source_info = snapshot.source.clone();
-        let tables = snapshot.tables.clone();
+        let mut tables = snapshot.tables.clone();
+        let postgres = snapshot.postgres.clone();
 
         self.progress.phase(Phase::Upload, snapshot.raw_size);
         let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(CHANNEL_DEPTH);
@@ -111,6 +111,21 @@ impl BackupRun<'_> {
             }
         };
         self.job.add_bytes(stored_bytes);
+        if let Some(finish) = finish {
+            match finish.await {
+                Ok(done) => {
+                    tables = done.tables;
+                    log_counts(self.job, &tables);
+                }
+                Err(e) => {
+                    let _ = self
+                        .store
+                        .delete_many(std::slice::from_ref(&data_key))
+                        .await;
+                    return Err(e);
+                }
+            }
+        }
 
         if self.cancel.is_cancelled() {
             let _ = self
@@ -139,6 +154,7 @@ impl BackupRun<'_> {
             },
             encryption: None,
             tables,
+            postgres,
         };
         let manifest_key = dir.join(MANIFEST_NAME)?;
         if let Err(e) = self
@@ -178,9 +194,20 @@ impl BackupRun<'_> {
                 .await
                 .expect("snapshot thread panicked")
             }
-            EngineKind::Postgres => Err(Error::Unsupported("PostgreSQL sources".into())),
+            EngineKind::Postgres => {
+                self.progress.phase(Phase::Snapshot, None);
+                engine::postgres::snapshot(&self.source.name, self.source, &self.cancel).await
+            }
         }
     }
+}
+
+fn log_counts(job: &Job, tables: &[crate::manifest::TableCount]) {
+    job.log(format!(
+        "snapshot taken: {} tables, {} rows",
+        tables.len(),
+        tables.iter().map(|t| t.rows).sum::<u64>()
+    ));
 }
 
 fn tokio_stream_from(
