@@ -45,6 +45,14 @@ pub enum Error {
         "target {0} is the source database itself; pass --force-target with the same path to replace it"
     )]
     TargetIsSource(PathBuf),
+    #[error(
+        "database {0} already exists on the scratch server; choose another name or pass --force-target {0} to restore into it"
+    )]
+    DatabaseExists(String),
+    #[error(
+        "database {0} is the source database itself; pass --force-target {0} to restore over it"
+    )]
+    DatabaseIsSource(String),
     #[error("{context}: {source}")]
     Sqlite {
         context: String,

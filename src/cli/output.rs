@@ -358,7 +358,7 @@ pub fn restore_report(r: &RestoreReport, job: &JobRecord, color: bool) {
             "(no manifest to check against)"
         }
     );
-    println!("target     {}", r.target.display());
+    println!("target     {}", r.target);
     println!(
         "size       {} downloaded, {} restored, in {}",
         size(r.stored_bytes),

@@ -2,6 +2,7 @@
 
 pub mod backup;
 pub mod restore;
+mod restore_pg;
 
 use std::path::Path;
 

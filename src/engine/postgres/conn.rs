@@ -344,8 +344,9 @@ mod tests {
 
     #[test]
     fn urls_lose_their_tls_options_to_the_environment() {
-        let (rest, ssl) =
-            split_ssl("postgres://u@db:6432/app?sslmode=verify-full&sslrootcert=/ca.pem&connect_timeout=5");
+        let (rest, ssl) = split_ssl(
+            "postgres://u@db:6432/app?sslmode=verify-full&sslrootcert=/ca.pem&connect_timeout=5",
+        );
         assert_eq!(rest, "postgres://u@db:6432/app?connect_timeout=5");
         assert_eq!(
             ssl,
@@ -359,10 +360,24 @@ mod tests {
             ..ConnSpec::default()
         };
         let c = Conn::new(&spec).unwrap();
-        assert_eq!((c.hosts[0].as_str(), c.port, c.user.as_str(), c.dbname.as_str()), ("db", 6432, "u", "app"));
+        assert_eq!(
+            (
+                c.hosts[0].as_str(),
+                c.port,
+                c.user.as_str(),
+                c.dbname.as_str()
+            ),
+            ("db", 6432, "u", "app")
+        );
         let cmd = c.command(Path::new("pg_dump"));
-        let envs: Vec<_> = cmd.get_envs().map(|(k, v)| (k.to_owned(), v.map(|v| v.to_owned()))).collect();
-        assert!(envs.iter().any(|(k, v)| k == "PGSSLMODE" && v.as_deref() == Some("require".as_ref())));
+        let envs: Vec<_> = cmd
+            .get_envs()
+            .map(|(k, v)| (k.to_owned(), v.map(|v| v.to_owned())))
+            .collect();
+        assert!(
+            envs.iter()
+                .any(|(k, v)| k == "PGSSLMODE" && v.as_deref() == Some("require".as_ref()))
+        );
     }
 
     #[test]
@@ -374,6 +389,9 @@ mod tests {
 
     #[test]
     fn pgpass_lines_split_at_unescaped_colons() {
-        assert_eq!(pgpass_fields(r"db:5432:*:u:pa\:ss\\"), ["db", "5432", "*", "u", r"pa:ss\"]);
+        assert_eq!(
+            pgpass_fields(r"db:5432:*:u:pa\:ss\\"),
+            ["db", "5432", "*", "u", r"pa:ss\"]
+        );
     }
 }

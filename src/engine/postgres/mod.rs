@@ -185,7 +185,10 @@ pub async fn count_tables(client: &Client) -> Result<Vec<TableCount>> {
         }));
     }
     let lo: i64 = client
-        .query_one("SELECT count(*) FROM pg_catalog.pg_largeobject_metadata", &[])
+        .query_one(
+            "SELECT count(*) FROM pg_catalog.pg_largeobject_metadata",
+            &[],
+        )
         .await
         .map_err(pg_error("count large objects"))?
         .get(0);
@@ -221,7 +224,10 @@ async fn schemas_and_extensions(client: &Client) -> Result<(Vec<String>, Vec<Ext
         .map(|r| r.get(0))
         .collect();
     let extensions = client
-        .query("SELECT extname, extversion FROM pg_extension ORDER BY 1", &[])
+        .query(
+            "SELECT extname, extversion FROM pg_extension ORDER BY 1",
+            &[],
+        )
         .await
         .map_err(pg_error("list extensions"))?
         .iter()
@@ -319,7 +325,12 @@ pub(crate) fn tool_failure(tool: &str, status: ExitStatus, stderr: &str) -> Erro
         .take(3)
         .collect();
     let said = if errors.is_empty() {
-        stderr.lines().map(str::trim).rfind(|l| !l.is_empty()).unwrap_or("no message").to_owned()
+        stderr
+            .lines()
+            .map(str::trim)
+            .rfind(|l| !l.is_empty())
+            .unwrap_or("no message")
+            .to_owned()
     } else {
         errors.join(" / ")
     };
@@ -330,7 +341,11 @@ pub(crate) fn tool_failure(tool: &str, status: ExitStatus, stderr: &str) -> Erro
 /// streams the database as of that snapshot, and the same transaction counts every table
 /// while the dump runs. The transaction stays open until `pg_dump` has exited; the snapshot's
 /// `finish` reports pg_dump's failure, so a failed dump never gets a manifest.
-pub async fn snapshot(name: &str, source: &SourceConfig, cancel: &CancellationToken) -> Result<Snapshot> {
+pub async fn snapshot(
+    name: &str,
+    source: &SourceConfig,
+    cancel: &CancellationToken,
+) -> Result<Snapshot> {
     let conn = source_conn(source)?;
     let client = conn.connect().await?;
     let (server_version, major) = server_version(&client).await?;
@@ -464,11 +479,17 @@ pub async fn run_psql(
     cancel: &CancellationToken,
 ) -> Result<()> {
     let mut cmd = target.command(psql);
-    cmd.args(["--no-psqlrc", "--quiet", "--no-password", "-v", "ON_ERROR_STOP=1"])
-        .arg(format!("--dbname={}", target.dbname))
-        .arg("--file")
-        .arg(file)
-        .stdout(Stdio::null());
+    cmd.args([
+        "--no-psqlrc",
+        "--quiet",
+        "--no-password",
+        "-v",
+        "ON_ERROR_STOP=1",
+    ])
+    .arg(format!("--dbname={}", target.dbname))
+    .arg("--file")
+    .arg(file)
+    .stdout(Stdio::null());
     let (status, stderr) = ChildGuard::spawn(cmd, "psql")?.wait(cancel).await?;
     if !status.success() {
         return Err(tool_failure("psql", status, &stderr));

@@ -106,12 +106,15 @@ impl RestoreWizard {
 
     fn choose(&mut self, row: CatalogRow, data: &Data, ctx: &Ctx, outbox: &mut Outbox) {
         let name = row.source.clone().unwrap_or_else(|| "foreign".into());
-        self.target = ctx
-            .config
-            .scratch_dir()
-            .join(format!("{name}-{}.db", safe(&row.id)))
-            .display()
-            .to_string();
+        self.target = if postgres_source(ctx, &row).is_some() {
+            lifeboat::engine::postgres::scratch_name(&row.id)
+        } else {
+            ctx.config
+                .scratch_dir()
+                .join(format!("{name}-{}.db", safe(&row.id)))
+                .display()
+                .to_string()
+        };
         self.verified = None;
         self.verify_task = None;
         if row.kind == RowKind::Complete {
@@ -243,9 +246,9 @@ impl RestoreWizard {
                 Some(Action::Drop) => {
                     if let Some(Ok(report)) = &self.report {
                         outbox.requests.push(Request::DropScratch {
-                            path: report.target.clone(),
+                            target: report.target.clone(),
                         });
-                        self.finished = Some(format!("dropped {}", report.target.display()));
+                        self.finished = Some(format!("dropped {}", report.target));
                         *self = RestoreWizard {
                             finished: self.finished.take(),
                             ..RestoreWizard::default()
@@ -254,7 +257,7 @@ impl RestoreWizard {
                 }
                 Some(Action::Enter | Action::Back) => {
                     let kept = match &self.report {
-                        Some(Ok(r)) => Some(format!("kept {}", r.target.display())),
+                        Some(Ok(r)) => Some(format!("kept {}", r.target)),
                         _ => None,
                     };
                     *self = RestoreWizard {
@@ -309,6 +312,16 @@ impl RestoreWizard {
 
     /// Whether the target is free, or must be confirmed; a stat, done on keys, never on draw.
     fn check_target(&mut self, ctx: &Ctx) {
+        if let Some(source) = self.chosen.as_ref().and_then(|c| postgres_source(ctx, c)) {
+            // Other existing databases are refused by the restore itself, with the reason.
+            let source_db = lifeboat::engine::postgres::source_conn(source).map(|c| c.dbname);
+            self.needs_confirm = source_db.is_ok_and(|db| db == self.target.trim());
+            if !self.needs_confirm {
+                self.confirming = false;
+                self.confirm.clear();
+            }
+            return;
+        }
         let path = Path::new(self.target.trim());
         let source = self
             .chosen
@@ -324,9 +337,19 @@ impl RestoreWizard {
         }
     }
 
-    fn start(&mut self, data: &Data, _ctx: &Ctx, outbox: &mut Outbox) {
+    fn start(&mut self, data: &Data, ctx: &Ctx, outbox: &mut Outbox) {
         let target = self.target.trim().to_owned();
-        if target.is_empty() || target.ends_with('/') {
+        let postgres = self
+            .chosen
+            .as_ref()
+            .and_then(|c| postgres_source(ctx, c))
+            .is_some();
+        if postgres {
+            if let Err(e) = lifeboat::engine::postgres::validate_db_name(&target) {
+                self.error = Some(e.to_string());
+                return;
+            }
+        } else if target.is_empty() || target.ends_with('/') {
             self.error = Some("the target must name a file".into());
             return;
         }
@@ -663,7 +686,7 @@ impl RestoreWizard {
                 fmt::millis(Some(
                     (report.finished_at - report.started_at).num_milliseconds()
                 )),
-                report.target.display()
+                report.target
             )),
         ];
         if let Some(saved) = &self.saved {
@@ -723,7 +746,7 @@ impl RestoreWizard {
             Paragraph::new(Line::styled(
                 format!(
                     "Enter keeps {} · {} drops it",
-                    report.target.display(),
+                    report.target,
                     ctx.keymap.key(Action::Drop)
                 ),
                 t.dim,
@@ -750,4 +773,15 @@ fn same_file(a: &Path, b: &Path) -> bool {
         (Ok(a), Ok(b)) => a == b,
         _ => a == b,
     }
+}
+
+/// The configured PostgreSQL source a catalog line belongs to, if it is one.
+fn postgres_source<'a>(
+    ctx: &'a Ctx,
+    row: &CatalogRow,
+) -> Option<&'a lifeboat::config::SourceConfig> {
+    row.source
+        .as_deref()
+        .and_then(|s| ctx.config.source(s))
+        .filter(|s| s.engine == lifeboat::manifest::EngineKind::Postgres)
 }
