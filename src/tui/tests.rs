@@ -242,7 +242,7 @@ fn report(mismatch: bool) -> RestoreReport {
         restored: "20261123T080000Z-aaaa".into(),
         source: Some("shop".into()),
         format: "sqlite.zst".into(),
-        target: PathBuf::from("/var/tmp/restores/shop-20261123T080000Z-aaaa.db"),
+        target: PathBuf::from("/var/tmp/restores/shop-20261123T080000Z-aaaa.db").into(),
         sha256: "ab".repeat(32),
         checksum_verified: true,
         stored_bytes: 3_100_000,

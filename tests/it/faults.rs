@@ -46,7 +46,7 @@ async fn a_killed_backup_never_looks_complete() {
                 .select(&catalog, &lifeboat::Selector::Id(b.id.to_string()))
                 .unwrap();
             let opts = lifeboat::pipeline::restore::RestoreOptions {
-                target: home.join(format!("check-{}.db", b.id)),
+                target: home.join(format!("check-{}.db", b.id)).into(),
                 force_target: false,
                 live: None,
                 integrity_check: false,

@@ -6,4 +6,5 @@ mod common;
 mod console;
 mod faults;
 mod foreign;
+mod pg;
 mod storage;
