@@ -249,7 +249,7 @@ INSERT INTO billing.customers (name, tags, attrs, profile, avatar)
          jsonb_build_object('i', i, 'nested', jsonb_build_array(i, 'x')), decode(md5(i::text), 'hex')
   FROM generate_series(1, 5000) i;
 INSERT INTO billing.invoices (customer_id, status, total)
-  SELECT 1 + i % 5000, (ARRAY['new','paid','void'])[1 + i % 3]::billing.status, ROW(i * 1.25, 'EUR')
+  SELECT 1 + i % 5000, (ARRAY['new','paid','void'])[1 + i % 3]::billing.status, ROW(i * 1.25, 'EUR')::billing.amount
   FROM generate_series(1, 40000) i;
 INSERT INTO billing.events (at, payload)
   SELECT DATE '2025-06-01' + (i % 400), jsonb_build_object('n', i, 'text', repeat('event ', 10))
@@ -309,7 +309,7 @@ async fn pg_backup_under_writes_restores_with_exact_counts() {
                 client
                     .batch_execute(
                         "BEGIN; INSERT INTO public.writes (body) VALUES ('during');
-                         INSERT INTO billing.invoices (customer_id, status, total) VALUES (1, 'paid', ROW(1, 'EUR'));
+                         INSERT INTO billing.invoices (customer_id, status, total) VALUES (1, 'paid', ROW(1, 'EUR')::billing.amount);
                          INSERT INTO billing.events (at, payload) VALUES ('2026-02-01', '{}'); COMMIT;",
                     )
                     .await
@@ -437,7 +437,10 @@ async fn pg_backup_under_writes_restores_with_exact_counts() {
         "1|x|it's; fine|t"
     );
     assert_eq!(
-        cluster.psql(&database, "SELECT sum(n) = (SELECT count(*) FROM billing.invoices WHERE id < 41000) FROM billing.per_customer"),
+        cluster.psql(
+            &database,
+            "SELECT sum(n) = (SELECT count(*) FROM billing.invoices) FROM billing.per_customer"
+        ),
         "t"
     );
     assert_eq!(
