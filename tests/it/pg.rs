@@ -673,3 +673,117 @@ async fn latest_of(lb: &Lifeboat, source: &str) -> RestoreFrom {
     )
     .unwrap()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_cli_restores_backups_and_foreign_dumps() {
+    use crate::cli::{lifeboat as binary, run};
+    use lifeboat::storage::{ObjectKey, ObjectStoreExt};
+
+    let cluster = Cluster::start();
+    cluster.psql("postgres", "CREATE DATABASE app");
+    cluster.psql(
+        "app",
+        "CREATE SCHEMA s; CREATE TABLE s.items (id int PRIMARY KEY, tags text[], doc jsonb);
+         INSERT INTO s.items SELECT i, ARRAY['a;b'], '{\"k\": 1}' FROM generate_series(1, 321) i;
+         SELECT lo_from_bytea(0, 'blob');",
+    );
+    let home = tempfile::tempdir().unwrap();
+    let config = home.path().join("lifeboat.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[storage]\ntype = \"local\"\npath = \"bucket\"\n[state]\npath = \"state.db\"\n{}",
+            cluster.source_toml("app", "app", "")
+        ),
+    )
+    .unwrap();
+    let cmd = |args: &[&str]| {
+        let mut c = binary(home.path());
+        c.arg("--config").arg(&config).arg("--quiet").args(args);
+        c
+    };
+
+    let out = run(cmd(&["backup", "app"])).await;
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    let out = run(cmd(&[
+        "restore", "latest", "--source", "app", "--json", "--drop",
+    ]))
+    .await;
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    let report: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let text = report.to_string();
+    assert!(text.contains("lifeboat_restore_"), "{text}");
+    assert!(text.contains("s.items") && text.contains("321"), "{text}");
+    assert!(
+        cluster
+            .databases()
+            .iter()
+            .all(|d| !d.starts_with("lifeboat_restore_")),
+        "--drop dropped the scratch database"
+    );
+
+    // Dumps another script wrote: custom format, and plain SQL gzipped.
+    let dump = |args: &[&str]| {
+        let out = Command::new(cluster.bin.join("pg_dump"))
+            .args([
+                "-h",
+                cluster.dir.to_str().unwrap(),
+                "-U",
+                "postgres",
+                "-d",
+                "app",
+            ])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    };
+    let custom = dump(&["-Fc"]);
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, &dump(&["-Fp"])).unwrap();
+    let plain_gz = gz.finish().unwrap();
+    let store = LocalStore::open(home.path().join("bucket")).unwrap();
+    for (key, bytes) in [
+        ("imports/app-20261120.dump", custom),
+        ("imports/app-20261120.sql.gz", plain_gz),
+    ] {
+        store
+            .put_bytes(&ObjectKey::new(key.to_owned()).unwrap(), bytes.into())
+            .await
+            .unwrap();
+    }
+    let out = run(cmd(&["restore", "imports/app-20261120.dump", "--to", "x"])).await;
+    assert_ne!(out.code, 0);
+    assert!(out.stderr.contains("--source"), "{}", out.stderr);
+    for (key, db) in [
+        ("imports/app-20261120.dump", "from_custom"),
+        ("imports/app-20261120.sql.gz", "from_plain"),
+    ] {
+        let out = run(cmd(&["restore", key, "--source", "app", "--to", db])).await;
+        assert_eq!(out.code, 0, "{key}: {}{}", out.stdout, out.stderr);
+        assert_eq!(cluster.psql(db, "SELECT count(*) FROM s.items"), "321");
+        assert_eq!(
+            cluster.psql(db, "SELECT count(*) FROM pg_largeobject_metadata"),
+            "1"
+        );
+        assert!(out.stdout.contains("s.items"), "{}", out.stdout);
+    }
+    // Injection in a typed name is refused before anything runs.
+    let out = run(cmd(&[
+        "restore",
+        "latest",
+        "--source",
+        "app",
+        "--to",
+        "x; DROP DATABASE app",
+    ]))
+    .await;
+    assert_ne!(out.code, 0);
+    assert!(out.stderr.contains("not allowed"), "{}", out.stderr);
+    assert!(cluster.databases().contains(&"app".to_owned()));
+}
