@@ -441,7 +441,7 @@ async fn restore(
         None => false,
         Some(p) if p == &target_name => true,
         Some(p) => bail!(
-            "--force-target {p} does not repeat the target {target_name}; nothing was touched"
+            "--force-target {p} does not repeat --to {target_name}; nothing was touched"
         ),
     };
     let live = if args.compare_live {
