@@ -517,8 +517,9 @@ async fn pg_refuses_what_it_must_and_says_why() {
     fake(old.path(), "14.9");
     let broken = tempfile::tempdir().unwrap();
     fake(broken.path(), "15.99");
-    // SAFETY: a variable only this test reads.
-    unsafe { std::env::set_var("LIFEBOAT_TEST_WRONG_PW", "wrong-password") };
+    // A wrong password from a variable that is always set (setting one would race with the
+    // other tests' threads reading the environment).
+    let wrong_password = std::env::var("PATH").unwrap();
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn ObjectStore> =
         Arc::new(LocalStore::open(dir.path().join("bucket")).unwrap());
@@ -528,7 +529,7 @@ async fn pg_refuses_what_it_must_and_says_why() {
             .source_toml(
                 "wrongpw",
                 "app",
-                "password_env = \"LIFEBOAT_TEST_WRONG_PW\"",
+                "password_env = \"PATH\"",
             )
             .replace("user = \"postgres\"", "user = \"lifeboat_pw\""),
         cluster.source_toml(
@@ -563,7 +564,9 @@ async fn pg_refuses_what_it_must_and_says_why() {
         err.contains("password authentication failed for user \"lifeboat_pw\""),
         "{err}"
     );
-    assert!(!err.contains("wrong-password"), "{err}");
+    assert!(!err.contains(&wrong_password), "{err}");
+    let record = serde_json::to_string(&job).unwrap();
+    assert!(!record.contains(&wrong_password), "{record}");
     assert_eq!(job.status, JobStatus::Failed);
 
     let err = backup("old").await.1.unwrap_err().to_string();
