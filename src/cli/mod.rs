@@ -440,9 +440,9 @@ async fn restore(
     let force_target = match &args.force_target {
         None => false,
         Some(p) if p == &target_name => true,
-        Some(p) => bail!(
-            "--force-target {p} does not repeat --to {target_name}; nothing was touched"
-        ),
+        Some(p) => {
+            bail!("--force-target {p} does not repeat --to {target_name}; nothing was touched")
+        }
     };
     let live = if args.compare_live {
         let RestoreFrom::Backup(b) = &from else {

@@ -526,11 +526,7 @@ async fn pg_refuses_what_it_must_and_says_why() {
     let sources = [
         cluster.source_toml("app", "app", ""),
         cluster
-            .source_toml(
-                "wrongpw",
-                "app",
-                "password_env = \"PATH\"",
-            )
+            .source_toml("wrongpw", "app", "password_env = \"PATH\"")
             .replace("user = \"postgres\"", "user = \"lifeboat_pw\""),
         cluster.source_toml(
             "old",

@@ -50,6 +50,8 @@ pub struct RestoreWizard {
     /// Whether the target needs its name typed again (it exists, or it is the source).
     needs_confirm: bool,
     confirming: bool,
+    /// A PostgreSQL database the scratch server said already exists.
+    existing: Option<String>,
     run_task: Option<TaskId>,
     report: Option<Result<Box<RestoreReport>, String>>,
     saved: Option<String>,
@@ -135,6 +137,21 @@ impl RestoreWizard {
             return true;
         }
         if Some(task) == self.run_task {
+            if let Outcome::Restore { report: Err(e), .. } = outcome
+                && e.contains("already exists on the scratch server")
+            {
+                // Restoring into an existing database needs its name typed again.
+                self.existing = Some(self.target.trim().to_owned());
+                self.needs_confirm = true;
+                self.confirming = true;
+                self.confirm.clear();
+                self.run_task = None;
+                self.error = Some(format!(
+                    "{e}: type its name to restore into it (its objects are replaced), or Esc"
+                ));
+                self.step = Step::Target;
+                return true;
+            }
             if let Outcome::Restore { report, saved } = outcome {
                 self.report = Some(report.clone());
                 self.saved = saved.clone();
@@ -314,8 +331,10 @@ impl RestoreWizard {
     fn check_target(&mut self, ctx: &Ctx) {
         if let Some(source) = self.chosen.as_ref().and_then(|c| postgres_source(ctx, c)) {
             // Other existing databases are refused by the restore itself, with the reason.
+            let name = self.target.trim();
             let source_db = lifeboat::engine::postgres::source_conn(source).map(|c| c.dbname);
-            self.needs_confirm = source_db.is_ok_and(|db| db == self.target.trim());
+            self.needs_confirm =
+                source_db.is_ok_and(|db| db == name) || self.existing.as_deref() == Some(name);
             if !self.needs_confirm {
                 self.confirming = false;
                 self.confirm.clear();
