@@ -224,6 +224,19 @@ pub fn show(lb: &Lifeboat, b: &BackupEntry) {
     if let Some(m) = &b.manifest {
         println!("engine    {} {}", m.source.engine, m.source.server_version);
         println!("database  {}", m.source.database);
+        if let Some(pg) = &m.postgres {
+            println!(
+                "pg_dump   {} ({} format)",
+                pg.pg_dump_version, pg.dump_format
+            );
+            println!("schemas   {}", pg.schemas.join(", "));
+            let ext: Vec<String> = pg
+                .extensions
+                .iter()
+                .map(|e| format!("{} {}", e.name, e.version))
+                .collect();
+            println!("extensions {}", ext.join(", "));
+        }
         println!(
             "taken     {} -> {} ({}), {} ago",
             m.started_at.format("%Y-%m-%d %H:%M:%S UTC"),
