@@ -119,6 +119,17 @@ impl RestoreRun<'_> {
             _ => "pg_restore",
         };
         let tool = tools::find(tool, bin_dir, min_major)?;
+        if format.content == Content::PgCustom {
+            let path = staged.path().to_path_buf();
+            match tokio::task::spawn_blocking(move || postgres::toc::add_offsets(&path)).await {
+                Ok(Ok(n)) if n > 0 => {
+                    (self.log)(format!("recorded data offsets of {n} archive entries"))
+                }
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => (self.log)(format!("archive offsets not recorded: {e}")),
+                Err(e) => (self.log)(format!("archive offsets not recorded: {e}")),
+            }
+        }
 
         self.progress.phase(Phase::Load, None);
         if !exists {

@@ -702,8 +702,24 @@ async fn pg_cli_restores_backups_and_foreign_dumps() {
         c
     };
 
-    let out = run(cmd(&["backup", "app"])).await;
+    let out = run(cmd(&["backup", "app", "--json"])).await;
     assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    let backups: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let id = backups.to_string();
+    let id = id
+        .split('"')
+        .find(|s| s.len() == 21 && s.as_bytes()[8] == b'T')
+        .expect("a backup id in the JSON")
+        .to_owned();
+    let out = run(cmd(&["show", &id])).await;
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains("engine    postgres 15"),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("pg_dump   15"), "{}", out.stdout);
+    assert!(out.stdout.contains("extensions plpgsql"), "{}", out.stdout);
     let out = run(cmd(&[
         "restore", "latest", "--source", "app", "--json", "--drop",
     ]))
@@ -785,4 +801,62 @@ async fn pg_cli_restores_backups_and_foreign_dumps() {
     assert_ne!(out.code, 0);
     assert!(out.stderr.contains("not allowed"), "{}", out.stderr);
     assert!(cluster.databases().contains(&"app".to_owned()));
+}
+
+#[test]
+fn pg_archive_offsets_are_recorded_like_pg_dump_does_for_files() {
+    let cluster = Cluster::start();
+    cluster.psql("postgres", "CREATE DATABASE o");
+    cluster.psql(
+        "o",
+        "CREATE TABLE a (x int, t text); INSERT INTO a SELECT i, repeat('x', i % 50) FROM generate_series(1, 20000) i;
+         CREATE TABLE b (y jsonb); INSERT INTO b SELECT jsonb_build_object('i', i) FROM generate_series(1, 5000) i;
+         CREATE TABLE empty (z int); SELECT lo_from_bytea(0, 'lo');",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let dump = |extra: &[&str]| {
+        let out = Command::new(cluster.bin.join("pg_dump"))
+            .args([
+                "-h",
+                cluster.dir.to_str().unwrap(),
+                "-U",
+                "postgres",
+                "-d",
+                "o",
+            ])
+            .args(["-Fc", "-Z0"])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    };
+    // Written to a pipe (stdout), and to a file, where pg_dump records the offsets itself.
+    let piped = dir.path().join("piped.dump");
+    std::fs::write(&piped, dump(&[])).unwrap();
+    let file = dir.path().join("file.dump");
+    dump(&["-f", file.to_str().unwrap()]);
+    let before = std::fs::read(&piped).unwrap();
+    let n = lifeboat::engine::postgres::toc::add_offsets(&piped).unwrap();
+    assert_eq!(n, 4, "a, b, empty and the large objects have data blocks");
+    let (patched, reference) = (
+        std::fs::read(&piped).unwrap(),
+        std::fs::read(&file).unwrap(),
+    );
+    assert_eq!(patched.len(), reference.len());
+    // Identical but for the creation time in the header.
+    let differ: Vec<usize> = (0..patched.len())
+        .filter(|&i| patched[i] != reference[i])
+        .collect();
+    assert!(differ.iter().all(|&i| i < 64), "{differ:?}");
+    assert_ne!(before, patched);
+    // A file that already has them is left alone.
+    assert_eq!(
+        lifeboat::engine::postgres::toc::add_offsets(&file).unwrap(),
+        0
+    );
 }

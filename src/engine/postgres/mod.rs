@@ -6,6 +6,7 @@
 //! single-threaded compression and compresses better (docs/performance.md).
 
 pub mod conn;
+pub mod toc;
 pub mod tools;
 
 use std::io::Read;
