@@ -720,6 +720,43 @@ async fn pg_cli_restores_backups_and_foreign_dumps() {
     );
     assert!(out.stdout.contains("pg_dump   15"), "{}", out.stdout);
     assert!(out.stdout.contains("extensions plpgsql"), "{}", out.stdout);
+
+    // By hand, as docs/restore-by-hand.md says: zstd -d, pg_restore.
+    let data = home.path().join(format!("bucket/app/{id}/data.pgdump.zst"));
+    let plain = home.path().join("by-hand.dump");
+    let ok = Command::new("zstd")
+        .args(["-q", "-d"])
+        .arg(&data)
+        .arg("-o")
+        .arg(&plain)
+        .status()
+        .expect("the zstd CLI (scripts/test installs it)")
+        .success();
+    assert!(ok);
+    cluster.psql("postgres", "CREATE DATABASE by_hand");
+    let out = Command::new(cluster.bin.join("pg_restore"))
+        .args([
+            "-h",
+            cluster.dir.to_str().unwrap(),
+            "-U",
+            "postgres",
+            "-d",
+            "by_hand",
+        ])
+        .args(["--no-owner", "--no-acl", "-j", "2"])
+        .arg(&plain)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        cluster.psql("by_hand", "SELECT count(*) FROM s.items"),
+        "321"
+    );
+
     let out = run(cmd(&[
         "restore", "latest", "--source", "app", "--json", "--drop",
     ]))
