@@ -101,8 +101,11 @@ impl<R: Read + Seek> Archive<R> {
     }
 }
 
+/// Bytes to write at a file position.
+type Patch = (u64, Vec<u8>);
+
 /// Where to write which bytes, or `None` when the archive is not one to patch.
-fn plan<R: Read + Seek>(r: R) -> std::io::Result<Option<Vec<(u64, Vec<u8>)>>> {
+fn plan<R: Read + Seek>(r: R) -> std::io::Result<Option<Vec<Patch>>> {
     let mut a = Archive {
         r,
         pos: 0,
