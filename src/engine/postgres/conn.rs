@@ -80,6 +80,12 @@ impl Serialize for Conn {
     }
 }
 
+/// Whether a URL or conninfo names a database.
+pub fn names_database(url: &str) -> bool {
+    let (rest, _) = split_ssl(url);
+    tokio_postgres::Config::from_str(&rest).is_ok_and(|c| c.get_dbname().is_some())
+}
+
 /// Checks a URL or conninfo from a config file: it must parse and must not carry a password.
 pub fn check_url(url: &str) -> std::result::Result<(), String> {
     let (rest, _) = split_ssl(url);
@@ -374,6 +380,13 @@ mod tests {
             envs.iter()
                 .any(|(k, v)| k == "PGSSLMODE" && v.as_deref() == Some("require".as_ref()))
         );
+    }
+
+    #[test]
+    fn scratch_urls_may_leave_out_the_database() {
+        assert!(names_database("postgres://u@db/app"));
+        assert!(!names_database("postgres://u@db"));
+        assert!(!names_database("host=db user=u"));
     }
 
     #[test]

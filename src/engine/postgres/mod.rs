@@ -71,13 +71,19 @@ pub fn source_conn(source: &SourceConfig) -> Result<Conn> {
 /// (connecting to `postgres`).
 pub fn scratch_server(source: &SourceConfig) -> Result<Conn> {
     match &source.scratch_url {
-        Some(url) => Conn::new(&ConnSpec {
-            url: Some(url),
-            sslmode: source.sslmode.as_deref(),
-            password_env: source.password_env.as_deref(),
-            database: None,
-            ..ConnSpec::default()
-        }),
+        Some(url) => {
+            let conn = Conn::new(&ConnSpec {
+                url: Some(url),
+                sslmode: source.sslmode.as_deref(),
+                password_env: source.password_env.as_deref(),
+                ..ConnSpec::default()
+            })?;
+            Ok(if conn::names_database(url) {
+                conn
+            } else {
+                conn.with_dbname("postgres")
+            })
+        }
         None => Ok(source_conn(source)?.with_dbname("postgres")),
     }
 }
@@ -317,6 +323,14 @@ impl Drop for ChildGuard {
     }
 }
 
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// The tool's own words, on one line: its `error:` lines, else its last line.
 pub(crate) fn tool_failure(tool: &str, status: ExitStatus, stderr: &str) -> Error {
     let errors: Vec<&str> = stderr
@@ -376,13 +390,14 @@ pub async fn snapshot(
         .stdout()
         .ok_or_else(|| Error::Invalid("pg_dump has no stdout".into()))?;
 
-    let counting = tokio::spawn(async move {
+    // Aborted with the snapshot, so a cancelled backup does not go on counting.
+    let mut counting = AbortOnDrop(tokio::spawn(async move {
         let tables = count_tables(&client).await;
         (client, tables)
-    });
+    }));
     let cancel = cancel.clone();
     let finish = Box::pin(async move {
-        let (client, tables) = counting
+        let (client, tables) = (&mut counting.0)
             .await
             .map_err(|e| Error::Invalid(format!("row counting stopped: {e}")))?;
         let (status, stderr) = child.wait(&cancel).await?;
