@@ -50,10 +50,19 @@ fn is_root() -> bool {
 pub struct Cluster {
     pub dir: PathBuf,
     pub bin: PathBuf,
+    pub port: u16,
+    /// With TLS: the CA that signed the server's certificate (for `localhost` only).
+    pub cert: Option<PathBuf>,
 }
 
 impl Cluster {
     pub fn start() -> Cluster {
+        Cluster::start_with(false)
+    }
+
+    /// `tls`: also listen on 127.0.0.1 (a free port), TLS required there, with a self-signed
+    /// certificate for `localhost`.
+    pub fn start_with(tls: bool) -> Cluster {
         let bin = bin_dir();
         let dir = tempfile::Builder::new()
             .prefix("lifeboat-pgtest.")
@@ -69,7 +78,21 @@ impl Cluster {
                 .success();
             assert!(ok, "chown {} to postgres", dir.display());
         }
-        let cluster = Cluster { dir, bin };
+        let port = if tls {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port()
+        } else {
+            PORT
+        };
+        let mut cluster = Cluster {
+            dir,
+            bin,
+            port,
+            cert: None,
+        };
         let data = cluster.dir.join("data");
         cluster.server(
             "initdb",
@@ -89,13 +112,96 @@ impl Cluster {
         // One role must type its password; everyone else is trusted on the socket.
         std::fs::write(
             data.join("pg_hba.conf"),
-            "local all lifeboat_pw scram-sha-256\nlocal all all trust\n",
+            "local all lifeboat_pw scram-sha-256\nlocal all all trust\n\
+             hostssl all all 127.0.0.1/32 trust\nhostnossl all all 127.0.0.1/32 reject\n",
         )
         .unwrap();
-        let opts = format!(
-            "-p {PORT} -k {} -c listen_addresses='' -c fsync=off -c max_connections=40",
+        let mut opts = format!(
+            "-p {port} -k {} -c listen_addresses='' -c fsync=off -c max_connections=40",
             cluster.dir.display()
         );
+        if tls {
+            // A CA, and a server certificate for `localhost` signed by it.
+            let (crt, key) = (data.join("server.crt"), data.join("server.key"));
+            let (ca, ca_key) = (cluster.dir.join("root.crt"), cluster.dir.join("ca.key"));
+            let csr = cluster.dir.join("server.csr");
+            let ext = cluster.dir.join("server.ext");
+            std::fs::write(
+                &ext,
+                "subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
+            )
+            .unwrap();
+            let openssl = |args: &[&std::ffi::OsStr]| {
+                let out = Command::new("openssl")
+                    .args(args)
+                    .output()
+                    .expect("the openssl CLI (scripts/test installs it)");
+                assert!(
+                    out.status.success(),
+                    "{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            };
+            let os = |s: &'static str| std::ffi::OsStr::new(s);
+            openssl(&[
+                os("req"),
+                os("-x509"),
+                os("-newkey"),
+                os("rsa:2048"),
+                os("-nodes"),
+                os("-days"),
+                os("2"),
+                os("-subj"),
+                os("/CN=lifeboat test CA"),
+                os("-keyout"),
+                ca_key.as_os_str(),
+                os("-out"),
+                ca.as_os_str(),
+            ]);
+            openssl(&[
+                os("req"),
+                os("-newkey"),
+                os("rsa:2048"),
+                os("-nodes"),
+                os("-subj"),
+                os("/CN=localhost"),
+                os("-keyout"),
+                key.as_os_str(),
+                os("-out"),
+                csr.as_os_str(),
+            ]);
+            openssl(&[
+                os("x509"),
+                os("-req"),
+                os("-in"),
+                csr.as_os_str(),
+                os("-CA"),
+                ca.as_os_str(),
+                os("-CAkey"),
+                ca_key.as_os_str(),
+                os("-CAcreateserial"),
+                os("-days"),
+                os("2"),
+                os("-extfile"),
+                ext.as_os_str(),
+                os("-out"),
+                crt.as_os_str(),
+            ]);
+            if is_root() {
+                Command::new("chown")
+                    .arg("postgres:postgres")
+                    .args([&crt, &key])
+                    .status()
+                    .unwrap();
+            }
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+            cluster.cert = Some(ca);
+            opts = format!(
+                "-p {port} -k {} -c listen_addresses=127.0.0.1 -c ssl=on -c ssl_cert_file=server.crt -c ssl_key_file=server.key -c fsync=off -c max_connections=40",
+                cluster.dir.display()
+            );
+        }
         let log = cluster.dir.join("server.log");
         cluster.server(
             "pg_ctl",
@@ -141,7 +247,12 @@ impl Cluster {
     pub fn psql(&self, db: &str, sql: &str) -> String {
         let out = Command::new(self.bin.join("psql"))
             .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1"])
-            .args(["-h", self.dir.to_str().unwrap(), "-p", &PORT.to_string()])
+            .args([
+                "-h",
+                self.dir.to_str().unwrap(),
+                "-p",
+                &self.port.to_string(),
+            ])
             .args(["-U", "postgres", "-d", db, "-c", sql])
             .output()
             .unwrap();
@@ -162,16 +273,18 @@ impl Cluster {
 
     pub fn client_conn(&self, db: &str) -> String {
         format!(
-            "host={} port={PORT} user=postgres dbname={db}",
-            self.dir.display()
+            "host={} port={} user=postgres dbname={db}",
+            self.dir.display(),
+            self.port
         )
     }
 
     /// A `[[source]]` table for database `db`; `extra` adds lines.
     pub fn source_toml(&self, name: &str, db: &str, extra: &str) -> String {
         format!(
-            "[[source]]\nname = \"{name}\"\nengine = \"postgres\"\nhost = \"{}\"\nport = {PORT}\nuser = \"postgres\"\ndatabase = \"{db}\"\n{extra}\n",
-            self.dir.display()
+            "[[source]]\nname = \"{name}\"\nengine = \"postgres\"\nhost = \"{}\"\nport = {}\nuser = \"postgres\"\ndatabase = \"{db}\"\n{extra}\n",
+            self.dir.display(),
+            self.port
         )
     }
 }
@@ -896,4 +1009,83 @@ fn pg_archive_offsets_are_recorded_like_pg_dump_does_for_files() {
         lifeboat::engine::postgres::toc::add_offsets(&file).unwrap(),
         0
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_tls_follows_sslmode_for_lifeboat_and_the_tools() {
+    let cluster = Cluster::start_with(true);
+    cluster.psql("postgres", "CREATE DATABASE app");
+    cluster.psql(
+        "app",
+        "CREATE TABLE t (id int); INSERT INTO t SELECT generate_series(1, 77);",
+    );
+    let cert = cluster.cert.clone().unwrap();
+    let tcp = |name: &str, host: &str, mode: &str, root: bool| {
+        let root = if root {
+            format!("&sslrootcert={}", cert.display())
+        } else {
+            String::new()
+        };
+        format!(
+            "[[source]]\nname = \"{name}\"\nengine = \"postgres\"\nurl = \"postgres://postgres@{host}:{}/app?sslmode={mode}{root}\"\n",
+            cluster.port
+        )
+    };
+    let sources = [
+        tcp("full", "localhost", "verify-full", true),
+        tcp("ca", "127.0.0.1", "verify-ca", true),
+        tcp("wrongname", "127.0.0.1", "verify-full", true),
+        tcp("require", "localhost", "require", false),
+        tcp("plain", "localhost", "disable", false),
+    ]
+    .concat();
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn ObjectStore> =
+        Arc::new(LocalStore::open(dir.path().join("bucket")).unwrap());
+    let lb = lifeboat(dir.path(), store, &sources);
+    let backup = |name: &'static str| {
+        let lb = lb.clone();
+        async move {
+            lb.backup(
+                name,
+                Trigger::Manual,
+                Arc::new(NoProgress),
+                CancellationToken::new(),
+            )
+            .await
+            .1
+        }
+    };
+    // Encrypted and verified, by lifeboat and by pg_dump alike.
+    for name in ["full", "ca", "require"] {
+        let m = backup(name).await.unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(count_map(&m.tables)["public.t"], 77, "{name}");
+    }
+    let err = backup("wrongname").await.unwrap_err().to_string();
+    assert!(
+        err.contains("cannot connect") && err.to_lowercase().contains("name"),
+        "{err}"
+    );
+    let err = backup("plain").await.unwrap_err().to_string();
+    assert!(
+        err.contains("no encryption") || err.contains("pg_hba.conf"),
+        "{err}"
+    );
+
+    // A restore over TLS: the scratch database on the same server.
+    let from = latest_of(&lb, "full").await;
+    let RestoreFrom::Backup(b) = &from else {
+        panic!("a backup")
+    };
+    let target = lb.postgres_target("full", None, b.id.as_str()).unwrap();
+    let (job, result) = lb
+        .restore(
+            from,
+            pg_opts(&lb, target),
+            Arc::new(NoProgress),
+            CancellationToken::new(),
+        )
+        .await;
+    assert_eq!(job.status, JobStatus::Succeeded, "{:?}", job.error);
+    assert!(result.unwrap().diff.all_match());
 }

@@ -13,6 +13,9 @@ use std::str::FromStr;
 
 use serde::{Serialize, Serializer};
 
+use tokio_postgres::config::SslMode;
+
+use super::tls::Verify;
 use crate::error::{Error, Result};
 
 /// Connection settings of one server and database. Debug output and Display never show the
@@ -187,13 +190,6 @@ impl Conn {
         self.hosts == other.hosts && self.port == other.port
     }
 
-    fn sslmode(&self) -> Option<&str> {
-        self.ssl
-            .iter()
-            .find(|(k, _)| k == "PGSSLMODE")
-            .map(|(_, v)| v.as_str())
-    }
-
     /// Opens lifeboat's own connection; the connection task runs until the client is dropped.
     pub async fn connect(&self) -> Result<tokio_postgres::Client> {
         let mut config = tokio_postgres::Config::new();
@@ -210,30 +206,47 @@ impl Conn {
             .dbname(&self.dbname)
             .application_name("lifeboat")
             .connect_timeout(std::time::Duration::from_secs(30));
-        let mode = self
-            .sslmode()
-            .map(str::to_owned)
-            .or_else(|| std::env::var("PGSSLMODE").ok());
-        match mode.as_deref() {
-            None | Some("disable" | "allow" | "prefer") => {}
-            Some(other) => {
-                return Err(Error::Unsupported(format!(
-                    "sslmode={other} for lifeboat's own connection (pg_dump and pg_restore honour it; lifeboat connects without TLS)"
+        let setting = |var: &str| {
+            self.ssl
+                .iter()
+                .find(|(k, _)| k == var)
+                .map(|(_, v)| v.clone())
+                .or_else(|| std::env::var(var).ok().filter(|v| !v.is_empty()))
+        };
+        let mode = setting("PGSSLMODE").unwrap_or_else(|| "prefer".into());
+        // libpq never uses TLS on Unix sockets, whatever sslmode says.
+        let socket_only = self.hosts.iter().all(|h| h.starts_with('/'));
+        let (ssl_mode, verify) = match mode.as_str() {
+            _ if socket_only => (SslMode::Disable, Verify::Nothing),
+            "disable" => (SslMode::Disable, Verify::Nothing),
+            "allow" | "prefer" => (SslMode::Prefer, Verify::Nothing),
+            "require" => (SslMode::Require, Verify::Nothing),
+            "verify-ca" => (SslMode::Require, Verify::Chain),
+            "verify-full" => (SslMode::Require, Verify::Full),
+            other => {
+                return Err(Error::Invalid(format!(
+                    "sslmode={other:?} is not one of disable, allow, prefer, require, verify-ca, verify-full"
                 )));
             }
-        }
+        };
+        config.ssl_mode(ssl_mode);
         if let Some(p) = self.password.clone().or_else(|| self.pgpass_password()) {
             config.password(p);
         }
-        let (client, connection) = config
-            .connect(tokio_postgres::NoTls)
-            .await
-            .map_err(super::pg_error(format!("cannot connect to {self}")))?;
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!("PostgreSQL connection ended: {e}");
-            }
-        });
+        let failed = super::pg_error(format!("cannot connect to {self}"));
+        let client = if ssl_mode == SslMode::Disable {
+            let (client, connection) = config
+                .connect(tokio_postgres::NoTls)
+                .await
+                .map_err(failed)?;
+            tokio::spawn(drive(connection));
+            client
+        } else {
+            let tls = super::tls::connector(verify, setting("PGSSLROOTCERT").as_deref())?;
+            let (client, connection) = config.connect(tls).await.map_err(failed)?;
+            tokio::spawn(drive(connection));
+            client
+        };
         Ok(client)
     }
 
@@ -284,6 +297,15 @@ impl Conn {
                         .all(|(f, w)| f == "*" || f == w))
                 .then(|| fields[4].clone())
             })
+    }
+}
+
+/// Runs a connection until its client is dropped.
+async fn drive(
+    connection: impl std::future::Future<Output = std::result::Result<(), tokio_postgres::Error>>,
+) {
+    if let Err(e) = connection.await {
+        tracing::debug!("PostgreSQL connection ended: {e}");
     }
 }
 

@@ -6,6 +6,7 @@
 //! single-threaded compression and compresses better (docs/performance.md).
 
 pub mod conn;
+pub mod tls;
 pub mod toc;
 pub mod tools;
 
