@@ -89,7 +89,7 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Restore a backup into a new SQLite file and diff its row counts.
+    /// Restore a backup into a new SQLite file or PostgreSQL database and diff its row counts.
     Restore(RestoreArgs),
     /// Re-download backups and check their SHA-256.
     Verify {

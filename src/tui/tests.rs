@@ -635,6 +635,7 @@ fn retype(app: &mut App, text: &str) {
 fn postgres_targets_are_database_names_and_the_source_needs_typing() {
     let mut app = postgres_app();
     assert!(screen(&app).contains("lifeboat_restore_20261123t080000z_bbbb"));
+    assert!(screen(&app).contains("new PostgreSQL database"));
     retype(&mut app, "x;drop");
     key(&mut app, KeyCode::Enter);
     assert!(

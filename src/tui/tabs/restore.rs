@@ -377,7 +377,7 @@ impl RestoreWizard {
             return;
         }
         if self.needs_confirm && self.confirm.trim() != target {
-            self.error = Some("the confirmation does not match the target path".into());
+            self.error = Some("the confirmation does not match the target".into());
             return;
         }
         let Some(row) = &self.chosen else { return };
@@ -556,11 +556,30 @@ impl RestoreWizard {
 
     fn draw_target(&self, frame: &mut Frame, area: Rect, ctx: &Ctx) {
         let t = &ctx.theme;
-        let mut lines = vec![
-            Line::styled(
+        let pg = self
+            .chosen
+            .as_ref()
+            .and_then(|c| postgres_source(ctx, c))
+            .is_some();
+        let [what, new_one, exists, again, edit] = if pg {
+            [
+                "Restore into this new PostgreSQL database on the scratch server (edit the name if you like):",
+                "A new database: nothing existing is touched. Enter to start.",
+                "This database exists or is the live source database. Restoring replaces its objects.",
+                "Type the name again to confirm:",
+                "Enter to confirm by typing it again, or edit the name.",
+            ]
+        } else {
+            [
                 "Restore into this new SQLite database (edit the path if you like):",
-                t.title,
-            ),
+                "A new file: nothing existing is touched. Enter to start.",
+                "This file exists or is the live source database. Restoring replaces it.",
+                "Type the path again to confirm:",
+                "Enter to confirm by typing it again, or edit the path.",
+            ]
+        };
+        let mut lines = vec![
+            Line::styled(what, t.title),
             Line::from(vec![
                 Span::raw("  > "),
                 Span::styled(
@@ -571,27 +590,18 @@ impl RestoreWizard {
             Line::raw(""),
         ];
         if self.needs_confirm {
-            lines.push(Line::styled(
-                "This file exists or is the live source database. Restoring replaces it.",
-                t.bad,
-            ));
+            lines.push(Line::styled(exists, t.bad));
             if self.confirming {
-                lines.push(Line::styled("Type the path again to confirm:", t.title));
+                lines.push(Line::styled(again, t.title));
                 lines.push(Line::from(vec![
                     Span::raw("  > "),
                     Span::styled(format!("{}█", self.confirm), t.bad),
                 ]));
             } else {
-                lines.push(Line::styled(
-                    "Enter to confirm by typing it again, or edit the path.",
-                    t.dim,
-                ));
+                lines.push(Line::styled(edit, t.dim));
             }
         } else {
-            lines.push(Line::styled(
-                "A new file: nothing existing is touched. Enter to start.",
-                t.ok,
-            ));
+            lines.push(Line::styled(new_one, t.ok));
         }
         frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), area);
     }
