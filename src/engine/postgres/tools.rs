@@ -36,7 +36,7 @@ pub fn find(name: &str, bin_dir: Option<&Path>, min_major: u32) -> Result<Tool> 
     let mut found: Vec<Tool> = Vec::new();
     for dir in &dirs {
         let path = dir.join(name);
-        if !path.is_file() || found.iter().any(|t| same_file(&t.path, &path)) {
+        if !path.is_file() || found.iter().any(|t| same_file(&t.path, &path)) || is_wrapper(&path) {
             continue;
         }
         if let Some(tool) = probe(&path) {
@@ -69,6 +69,13 @@ pub fn find(name: &str, bin_dir: Option<&Path>, min_major: u32) -> Result<Tool> 
             have.join(", ")
         )
     }))
+}
+
+/// Debian's `/usr/bin/pg_dump` is `pg_wrapper`, which picks a version by its own rules; the
+/// real binaries under /usr/lib/postgresql are looked at instead.
+fn is_wrapper(path: &Path) -> bool {
+    path.canonicalize()
+        .is_ok_and(|p| p.file_name().is_some_and(|n| n == "pg_wrapper"))
 }
 
 fn same_file(a: &Path, b: &Path) -> bool {
