@@ -200,6 +200,19 @@ pub struct SourceConfig {
     pub engine: EngineKind,
     /// SQLite: the database file.
     pub path: Option<PathBuf>,
+    /// PostgreSQL (see docs/postgres.md): a URL or conninfo without password, and/or libpq
+    /// fields; the password comes from `password_env`, PGPASSWORD or ~/.pgpass.
+    pub url: Option<String>,
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    pub user: Option<String>,
+    pub database: Option<String>,
+    pub sslmode: Option<String>,
+    pub password_env: Option<String>,
+    /// Where pg_dump/pg_restore live (default: PATH, then /usr/lib/postgresql/*/bin).
+    pub bin_dir: Option<PathBuf>,
+    /// The server scratch databases are restored on (default: the source's server).
+    pub scratch_url: Option<String>,
     /// Recovery point objective: the newest good backup should never be older than this
     /// (`26h`, `90m`, `1d12h`). Default: 26h, a daily backup with slack.
     #[serde(default, deserialize_with = "de_duration")]
@@ -324,7 +337,7 @@ impl Config {
             resolve(p);
         }
         for s in &mut config.sources {
-            if let Some(p) = &mut s.path {
+            for p in s.path.iter_mut().chain(s.bin_dir.iter_mut()) {
                 resolve(p);
             }
         }
@@ -347,10 +360,10 @@ impl Config {
                     return Err(format!("source {:?}: a sqlite source needs `path`", s.name));
                 }
                 EngineKind::Postgres => {
-                    return Err(format!(
-                        "source {:?}: PostgreSQL sources are not supported by this version yet",
-                        s.name
-                    ));
+                    for url in s.url.iter().chain(&s.scratch_url) {
+                        crate::engine::postgres::conn::check_url(url)
+                            .map_err(|e| format!("source {:?}: {e}", s.name))?;
+                    }
                 }
                 _ => {}
             }

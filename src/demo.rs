@@ -590,9 +590,9 @@ pub async fn create(opts: &DemoOptions) -> Result<DemoSummary> {
     )?;
     let scratch = tempfile::tempdir_in(&dir).map_err(Error::io("demo scratch dir"))?;
     let restore_opts = RestoreOptions {
-        target: scratch.path().join("auth-restore-check.db"),
+        target: scratch.path().join("auth-restore-check.db").into(),
         force_target: false,
-        live: Some(auth.clone()),
+        live: Some(auth.clone().into()),
         integrity_check: true,
         drill: false,
         staging: lb.staging(),

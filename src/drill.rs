@@ -1,7 +1,6 @@
 //! Restore drills: restore a backup into a scratch database, prove it with the row-count diff,
 //! measure RTO and RPO, keep the report in the bucket as evidence, and drop the scratch copy.
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -9,7 +8,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, Result};
 use crate::jobs::JobRecord;
-use crate::pipeline::restore::{RestoreFrom, RestoreOptions, RestoreReport};
+use crate::pipeline::restore::{RestoreFrom, RestoreOptions, RestoreReport, RestoreTarget};
 use crate::progress::Progress;
 use crate::report::DrillReport;
 use crate::storage::ObjectKey;
@@ -35,7 +34,7 @@ pub struct Drill {
     /// Where the report was stored, when it was.
     pub report_key: Option<ObjectKey>,
     /// The scratch database, when kept.
-    pub kept: Option<PathBuf>,
+    pub kept: Option<RestoreTarget>,
 }
 
 impl Drill {
@@ -76,7 +75,7 @@ impl Lifeboat {
                 b.source
             )));
         }
-        let target = self.drill_target(&source, &id);
+        let target = self.drill_target(&source, &id)?;
         let restore_opts = RestoreOptions {
             target: target.clone(),
             force_target: false,
@@ -90,7 +89,10 @@ impl Lifeboat {
             Ok(r) => r,
             Err(Error::RowCountMismatch(r)) => *r,
             Err(e) => {
-                remove_db(&target);
+                // A failed PostgreSQL restore drops the database it created itself.
+                if let RestoreTarget::Sqlite(_) = &target {
+                    let _ = self.drop_scratch(&target).await;
+                }
                 if opts.save_report
                     && let Err(save) = crate::report::save_failed_drill(
                         self.store.as_ref(),
@@ -109,7 +111,9 @@ impl Lifeboat {
         let kept = if opts.keep {
             Some(restore.target.clone())
         } else {
-            remove_db(&restore.target);
+            if let Err(e) = self.drop_scratch(&restore.target).await {
+                tracing::warn!("the drill's scratch database was not dropped: {e}");
+            }
             None
         };
         let report_key = if opts.save_report {
@@ -139,21 +143,24 @@ impl Lifeboat {
         ))
     }
 
-    /// A fresh scratch path: drills never reuse (or replace) an earlier scratch database.
-    fn drill_target(&self, source: &str, id: &str) -> PathBuf {
+    /// A fresh scratch database: drills never reuse (or replace) an earlier one.
+    fn drill_target(&self, source: &str, id: &str) -> Result<RestoreTarget> {
+        let unique = format!("{:08x}", fastrand::u32(..));
+        if self
+            .config
+            .source(source)
+            .is_some_and(|s| s.engine == crate::manifest::EngineKind::Postgres)
+        {
+            let name = crate::engine::postgres::scratch_name(&format!("drill_{unique}_{id}"));
+            return self.postgres_target(source, Some(&name), id);
+        }
         let base = self.scratch_path(source, id);
         let stem = base
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default();
-        base.with_file_name(format!("drill-{stem}-{:08x}.db", fastrand::u32(..)))
-    }
-}
-
-fn remove_db(path: &Path) {
-    for ext in ["", "-journal", "-wal", "-shm"] {
-        let mut p = path.as_os_str().to_owned();
-        p.push(ext);
-        let _ = std::fs::remove_file(PathBuf::from(p));
+        Ok(RestoreTarget::Sqlite(
+            base.with_file_name(format!("drill-{stem}-{unique}.db")),
+        ))
     }
 }

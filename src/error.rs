@@ -45,6 +45,14 @@ pub enum Error {
         "target {0} is the source database itself; pass --force-target with the same path to replace it"
     )]
     TargetIsSource(PathBuf),
+    #[error(
+        "database {0} already exists on the scratch server; choose another name or pass --force-target {0} to restore into it"
+    )]
+    DatabaseExists(String),
+    #[error(
+        "database {0} is the source database itself; pass --force-target {0} to restore over it"
+    )]
+    DatabaseIsSource(String),
     #[error("{context}: {source}")]
     Sqlite {
         context: String,
@@ -55,6 +63,11 @@ pub enum Error {
         context: String,
         source: std::io::Error,
     },
+    #[error("PostgreSQL: {context}: {detail}")]
+    Postgres { context: String, detail: String },
+    /// A PostgreSQL client tool is missing, too old, or failed.
+    #[error("{0}")]
+    Tool(String),
     #[error("not supported yet: {0}")]
     Unsupported(String),
     /// Input that cannot be used as it is; the message says why and what to do.

@@ -286,6 +286,63 @@ impl Lifeboat {
             .join(format!("{source}-{safe}.db"))
     }
 
+    /// A PostgreSQL restore target on the scratch server of `source`: `database`, or the
+    /// generated `lifeboat_restore_<id>`.
+    pub fn postgres_target(
+        &self,
+        source: &str,
+        database: Option<&str>,
+        id: &str,
+    ) -> Result<pipeline::restore::RestoreTarget> {
+        let s = self.source(source)?;
+        if s.engine != manifest::EngineKind::Postgres {
+            return Err(Error::Invalid(format!(
+                "source {source} is not a PostgreSQL source"
+            )));
+        }
+        let database = database.map_or_else(|| engine::postgres::scratch_name(id), str::to_owned);
+        engine::postgres::validate_db_name(&database)?;
+        Ok(pipeline::restore::RestoreTarget::Postgres {
+            server: engine::postgres::scratch_server(s)?,
+            database,
+        })
+    }
+
+    /// The live source to count beside a restore, if the source is configured here.
+    pub fn live_source(&self, source: &str) -> Result<pipeline::restore::LiveSource> {
+        let s = self.source(source)?;
+        match (s.engine, &s.path) {
+            (manifest::EngineKind::Sqlite, Some(path)) => Ok(path.clone().into()),
+            (manifest::EngineKind::Postgres, _) => Ok(pipeline::restore::LiveSource::Postgres(
+                engine::postgres::source_conn(s)?,
+            )),
+            _ => Err(Error::Invalid(format!(
+                "source {source} has no database to count"
+            ))),
+        }
+    }
+
+    /// Removes a scratch database a restore created (a file, or a PostgreSQL database).
+    pub async fn drop_scratch(&self, target: &pipeline::restore::RestoreTarget) -> Result<()> {
+        match target {
+            pipeline::restore::RestoreTarget::Sqlite(path) => {
+                tokio::fs::remove_file(path)
+                    .await
+                    .map_err(Error::io(format!("drop {}", path.display())))?;
+                // A journal or WAL left beside it would be replayed into a later file there.
+                for ext in ["-journal", "-wal", "-shm"] {
+                    let mut side = path.as_os_str().to_owned();
+                    side.push(ext);
+                    let _ = tokio::fs::remove_file(std::path::PathBuf::from(side)).await;
+                }
+                Ok(())
+            }
+            pipeline::restore::RestoreTarget::Postgres { server, database } => {
+                engine::postgres::drop_database(server, database).await
+            }
+        }
+    }
+
     /// Finds what a selector names in a catalog.
     pub fn select(&self, catalog: &Catalog, selector: &Selector) -> Result<RestoreFrom> {
         let pick = |source: &Option<String>, before: Option<DateTime<Utc>>, what: String| {
@@ -360,10 +417,14 @@ impl Lifeboat {
         if let Some(id) = &backup_id {
             job.set_backup(id);
         }
-        let source_path = source
-            .as_deref()
-            .and_then(|s| self.config.source(s))
-            .and_then(|s| s.path.clone());
+        let source_config = source.as_deref().and_then(|s| self.config.source(s));
+        let source_path = source_config.and_then(|s| s.path.clone());
+        let (source_conn, bin_dir) = match source_config {
+            Some(s) if s.engine == manifest::EngineKind::Postgres => {
+                (engine::postgres::source_conn(s).ok(), s.bin_dir.clone())
+            }
+            _ => (None, None),
+        };
         let log = |line: String| job.log(line);
         let started = self.clock.now();
         let result = RestoreRun {
@@ -371,6 +432,8 @@ impl Lifeboat {
             from: &from,
             opts: &opts,
             source_path,
+            source_conn,
+            bin_dir,
             progress,
             cancel,
             log: &log,

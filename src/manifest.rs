@@ -157,6 +157,22 @@ pub struct TableCount {
     pub rows: u64,
 }
 
+/// What a PostgreSQL backup adds to its manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PostgresInfo {
+    pub pg_dump_version: String,
+    /// `custom` (`pg_dump -Fc -Z0`, compressed by lifeboat).
+    pub dump_format: String,
+    pub schemas: Vec<String>,
+    pub extensions: Vec<Extension>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Extension {
+    pub name: String,
+    pub version: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ToolInfo {
     pub name: String,
@@ -188,6 +204,9 @@ pub struct Manifest {
     /// Per-table content checksums (see `content`), when the backup computed them.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub content_checksums: std::collections::BTreeMap<String, String>,
+    /// PostgreSQL backups only; absent from SQLite manifests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postgres: Option<PostgresInfo>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -7,6 +7,8 @@ pub enum Phase {
     Upload,
     Commit,
     Download,
+    /// pg_restore or psql loading a PostgreSQL database.
+    Load,
     Count,
     CountLive,
     Diff,
@@ -19,6 +21,7 @@ impl Phase {
             Phase::Upload => "compress + upload",
             Phase::Commit => "write manifest",
             Phase::Download => "download, verify, decompress",
+            Phase::Load => "load (pg_restore)",
             Phase::Count => "count rows",
             Phase::CountLive => "count live rows",
             Phase::Diff => "diff",

@@ -66,7 +66,7 @@ impl<'a> DrillReport<'a> {
             "| started | {} |",
             r.started_at.format("%Y-%m-%d %H:%M:%S UTC")
         );
-        let _ = writeln!(md, "| target | `{}` |", r.target.display());
+        let _ = writeln!(md, "| target | `{}` |", r.target);
         let verified = if r.checksum_verified {
             "matches the manifest"
         } else {

@@ -108,7 +108,7 @@ fn print_drill(record: &JobRecord, drill: &Drill) {
             )))
     );
     match &drill.kept {
-        Some(p) => println!("  scratch database kept: {}", p.display()),
+        Some(t) => println!("  scratch database kept: {t}"),
         None => println!("  scratch database dropped"),
     }
     if let Some(k) = &drill.report_key {

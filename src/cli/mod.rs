@@ -18,8 +18,10 @@ use color_eyre::eyre::{Result, WrapErr, bail};
 use lifeboat::catalog::Catalog;
 use lifeboat::config::Config;
 use lifeboat::demo::{self, DemoOptions};
+use lifeboat::manifest::EngineKind;
 use lifeboat::manifest::Trigger;
-use lifeboat::pipeline::restore::{RestoreFrom, RestoreOptions};
+use lifeboat::pipeline::restore::{RestoreFrom, RestoreOptions, RestoreTarget};
+use lifeboat::sniff::Content;
 use lifeboat::{Error, Lifeboat, Selector, when};
 use tokio_util::sync::CancellationToken;
 
@@ -91,7 +93,7 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Restore a backup into a new SQLite file and diff its row counts.
+    /// Restore a backup into a new SQLite file or PostgreSQL database and diff its row counts.
     Restore(RestoreArgs),
     /// Restore a backup into a scratch database, diff it, measure RTO/RPO, store the report.
     Drill(drill::DrillArgs),
@@ -168,15 +170,21 @@ struct RestoreArgs {
     /// The newest backup taken at or before this time ("2026-11-22 01:40" UTC, "-2h", ...).
     #[arg(long, conflicts_with = "what")]
     before: Option<String>,
-    /// Which source, for `latest` and --before.
+    /// Which source, for `latest` and --before; for a foreign pg_dump file, the PostgreSQL
+    /// source whose scratch server to restore on.
     #[arg(long)]
     source: Option<String>,
-    /// The SQLite file to create.
+    /// The SQLite file to create, or the PostgreSQL database to create (default
+    /// `lifeboat_restore_<id>` on the source's scratch server).
+    #[arg(long, value_name = "PATH|NAME")]
+    to: Option<String>,
+    /// Restore into an existing file or database, or over the source itself: repeat the
+    /// --to value (or the generated database name) to confirm.
+    #[arg(long, value_name = "PATH|NAME")]
+    force_target: Option<String>,
+    /// Drop the PostgreSQL scratch database (or delete the SQLite file) after the diff.
     #[arg(long)]
-    to: PathBuf,
-    /// Replace an existing file or the source itself: repeat the --to path to confirm.
-    #[arg(long, value_name = "PATH")]
-    force_target: Option<PathBuf>,
+    drop: bool,
     /// Also count the live source's tables.
     #[arg(long)]
     compare_live: bool,
@@ -459,26 +467,66 @@ async fn restore(
         (None, None) => bail!("name a backup id, `latest`, or --before TIME"),
     };
     let from = lb.select(&catalog, &selector)?;
+    let postgres_source = match &from {
+        RestoreFrom::Backup(b) => b
+            .manifest
+            .as_ref()
+            .filter(|m| m.source.engine == EngineKind::Postgres)
+            .map(|_| b.source.clone()),
+        RestoreFrom::Foreign(f) => {
+            let named_pg = args
+                .source
+                .as_deref()
+                .and_then(|s| lb.config().source(s))
+                .filter(|s| s.engine == EngineKind::Postgres)
+                .map(|s| s.name.clone());
+            match f.format.content {
+                Content::PgCustom if named_pg.is_none() => bail!(
+                    "{} is a pg_dump archive: name the PostgreSQL source whose server to restore on with --source",
+                    f.meta.key
+                ),
+                Content::PgCustom | Content::Sql => named_pg,
+                _ => None,
+            }
+        }
+    };
+    let (target, target_name) = match &postgres_source {
+        Some(source) => {
+            let id = match &from {
+                RestoreFrom::Backup(b) => b.id.to_string(),
+                RestoreFrom::Foreign(_) => format!("{:08x}", fastrand::u32(..)),
+            };
+            let target = lb.postgres_target(source, args.to.as_deref(), &id)?;
+            let name = match &target {
+                RestoreTarget::Postgres { database, .. } => database.clone(),
+                RestoreTarget::Sqlite(p) => p.display().to_string(),
+            };
+            (target, name)
+        }
+        None => {
+            let Some(to) = &args.to else {
+                bail!("name the SQLite file to create with --to PATH");
+            };
+            (RestoreTarget::Sqlite(PathBuf::from(to)), to.clone())
+        }
+    };
     let force_target = match &args.force_target {
         None => false,
-        Some(p) if p == &args.to => true,
-        Some(p) => bail!(
-            "--force-target {} does not repeat --to {}; nothing was touched",
-            p.display(),
-            args.to.display()
-        ),
+        Some(p) if p == &target_name => true,
+        Some(p) => {
+            bail!("--force-target {p} does not repeat --to {target_name}; nothing was touched")
+        }
     };
     let live = if args.compare_live {
         let RestoreFrom::Backup(b) = &from else {
             bail!("--compare-live needs a lifeboat backup; a foreign object has no known source");
         };
-        let source = lb.source(&b.source)?;
-        Some(source.path.clone().expect("sqlite sources have a path"))
+        Some(lb.live_source(&b.source)?)
     } else {
         None
     };
     let opts = RestoreOptions {
-        target: args.to.clone(),
+        target,
         force_target,
         live,
         integrity_check: args.integrity_check,
@@ -497,6 +545,14 @@ async fn restore(
         output::print_json(&output::restore_json(&job, &report))?;
     } else {
         output::restore_report(&report, &job, color());
+    }
+    if args.drop {
+        lb.drop_scratch(&report.target)
+            .await
+            .wrap_err("the restore ran, but its scratch database could not be dropped")?;
+        if !args.json {
+            println!("dropped {}", report.target);
+        }
     }
     Ok(if report.ok() {
         ExitCode::SUCCESS

@@ -226,6 +226,19 @@ pub fn show(lb: &Lifeboat, b: &BackupEntry, pinned: bool) {
     if let Some(m) = &b.manifest {
         println!("engine    {} {}", m.source.engine, m.source.server_version);
         println!("database  {}", m.source.database);
+        if let Some(pg) = &m.postgres {
+            println!(
+                "pg_dump   {} ({} format)",
+                pg.pg_dump_version, pg.dump_format
+            );
+            println!("schemas   {}", pg.schemas.join(", "));
+            let ext: Vec<String> = pg
+                .extensions
+                .iter()
+                .map(|e| format!("{} {}", e.name, e.version))
+                .collect();
+            println!("extensions {}", ext.join(", "));
+        }
         println!(
             "taken     {} -> {} ({}), {} ago",
             m.started_at.format("%Y-%m-%d %H:%M:%S UTC"),
@@ -363,7 +376,7 @@ pub fn restore_report(r: &RestoreReport, job: &JobRecord, color: bool) {
             "(no manifest to check against)"
         }
     );
-    println!("target     {}", r.target.display());
+    println!("target     {}", r.target);
     println!(
         "size       {} downloaded, {} restored, in {}",
         size(r.stored_bytes),

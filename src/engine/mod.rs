@@ -1,10 +1,22 @@
 //! Database engines: how to take a consistent snapshot, count rows, and load a dump back.
 
+pub mod postgres;
 pub mod sqlite;
 
+use std::future::Future;
 use std::io::Read;
+use std::pin::Pin;
 
-use crate::manifest::{SourceInfo, TableCount};
+use crate::manifest::{PostgresInfo, SourceInfo, TableCount};
+
+/// What a dump reports once its stream has ended: the definitive row counts.
+pub struct Finished {
+    pub tables: Vec<TableCount>,
+}
+
+/// Awaited after the data is stored and before the manifest is written; an error here means
+/// the dump failed and must not be committed.
+pub type Finish = Pin<Box<dyn Future<Output = crate::Result<Finished>> + Send>>;
 
 /// A consistent dump of a source, ready to be streamed.
 pub struct Snapshot {
@@ -15,6 +27,10 @@ pub struct Snapshot {
     pub source: SourceInfo,
     /// Row counts taken in the same snapshot as the dump.
     pub tables: Vec<TableCount>,
+    /// PostgreSQL details for the manifest.
+    pub postgres: Option<PostgresInfo>,
+    /// Completion check of a dump produced while it streams (PostgreSQL); replaces `tables`.
+    pub finish: Option<Finish>,
     /// Keeps staging files alive until the snapshot has been streamed.
     pub(crate) _staging: Option<tempfile::TempDir>,
 }

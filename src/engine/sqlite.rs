@@ -112,6 +112,8 @@ pub fn snapshot(
             database: source.display().to_string(),
         },
         tables,
+        postgres: None,
+        finish: None,
         _staging: Some(dir),
     })
 }

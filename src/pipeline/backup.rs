@@ -64,18 +64,18 @@ impl BackupRun<'_> {
         self.job
             .log(format!("backup {id} of {} started", self.source.name));
 
-        let snapshot = self.snapshot().await?;
-        self.job.log(format!(
-            "snapshot taken: {} tables, {} rows",
-            snapshot.tables.len(),
-            snapshot.tables.iter().map(|t| t.rows).sum::<u64>()
-        ));
+        let mut snapshot = self.snapshot().await?;
+        let finish = snapshot.finish.take();
+        if finish.is_none() {
+            log_counts(self.job, &snapshot.tables);
+        }
         let (snapshot, content) = self.content_checksums(snapshot).await?;
         if self.cancel.is_cancelled() {
             return Err(Error::Cancelled);
         }
         let source_info = snapshot.source.clone();
-        let tables = snapshot.tables.clone();
+        let mut tables = snapshot.tables.clone();
+        let postgres = snapshot.postgres.clone();
 
         self.progress.phase(Phase::Upload, snapshot.raw_size);
         let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(CHANNEL_DEPTH);
@@ -129,6 +129,21 @@ impl BackupRun<'_> {
             }
         };
         self.job.add_bytes(stored_bytes);
+        if let Some(finish) = finish {
+            match finish.await {
+                Ok(done) => {
+                    tables = done.tables;
+                    log_counts(self.job, &tables);
+                }
+                Err(e) => {
+                    let _ = self
+                        .store
+                        .delete_many(std::slice::from_ref(&data_key))
+                        .await;
+                    return Err(e);
+                }
+            }
+        }
 
         if self.cancel.is_cancelled() {
             let _ = self
@@ -158,6 +173,7 @@ impl BackupRun<'_> {
             encryption: self.opts.seal.as_ref().map(|s| s.info()),
             tables,
             content_checksums: content.unwrap_or_default(),
+            postgres,
         };
         let manifest_key = dir.join(MANIFEST_NAME)?;
         if let Err(e) = self
@@ -218,9 +234,20 @@ impl BackupRun<'_> {
                 .await
                 .expect("snapshot thread panicked")
             }
-            EngineKind::Postgres => Err(Error::Unsupported("PostgreSQL sources".into())),
+            EngineKind::Postgres => {
+                self.progress.phase(Phase::Snapshot, None);
+                engine::postgres::snapshot(&self.source.name, self.source, &self.cancel).await
+            }
         }
     }
+}
+
+fn log_counts(job: &Job, tables: &[crate::manifest::TableCount]) {
+    job.log(format!(
+        "snapshot taken: {} tables, {} rows",
+        tables.len(),
+        tables.iter().map(|t| t.rows).sum::<u64>()
+    ));
 }
 
 fn tokio_stream_from(

@@ -3,6 +3,7 @@
 pub mod backup;
 pub mod crypt;
 pub mod restore;
+mod restore_pg;
 
 use std::path::Path;
 

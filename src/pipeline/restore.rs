@@ -4,6 +4,7 @@
 //! database is built in a partial file beside the target and renamed into place only once it
 //! is complete and passes SQLite's integrity check.
 
+use std::fmt;
 use std::io::{self, BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -20,9 +21,10 @@ use super::crypt::{EncryptionConfig, Unseal};
 use super::sha256_hex;
 use crate::catalog::{BackupEntry, ForeignObject};
 use crate::diff::RowDiff;
+use crate::engine::postgres::{self, Conn};
 use crate::engine::sqlite;
 use crate::error::{Error, Result};
-use crate::manifest::EngineKind;
+use crate::manifest::{EngineKind, TableCount};
 use crate::progress::{Phase, Progress};
 use crate::sniff::{Compression, Content, Format, SNIFF_LEN, sniff};
 
@@ -45,14 +47,69 @@ impl RestoreFrom {
     }
 }
 
+/// Where a restore goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RestoreTarget {
+    /// A new SQLite file.
+    Sqlite(PathBuf),
+    /// A database on a PostgreSQL server; created unless `force_target` allows an existing one.
+    Postgres { server: Conn, database: String },
+}
+
+impl RestoreTarget {
+    /// The connection to the restored database (PostgreSQL).
+    pub fn postgres(&self) -> Option<Conn> {
+        match self {
+            RestoreTarget::Postgres { server, database } => Some(server.with_dbname(database)),
+            RestoreTarget::Sqlite(_) => None,
+        }
+    }
+}
+
+impl From<PathBuf> for RestoreTarget {
+    fn from(path: PathBuf) -> Self {
+        RestoreTarget::Sqlite(path)
+    }
+}
+
+impl fmt::Display for RestoreTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RestoreTarget::Sqlite(path) => write!(f, "{}", path.display()),
+            RestoreTarget::Postgres { server, database } => {
+                write!(f, "{}", server.with_dbname(database))
+            }
+        }
+    }
+}
+
+impl Serialize for RestoreTarget {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// The live source counted as a third column.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LiveSource {
+    Sqlite(PathBuf),
+    Postgres(Conn),
+}
+
+impl From<PathBuf> for LiveSource {
+    fn from(path: PathBuf) -> Self {
+        LiveSource::Sqlite(path)
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct RestoreOptions {
-    pub target: PathBuf,
+    pub target: RestoreTarget,
     /// Replace an existing file (or the source itself). Front ends set this only when the
     /// person typed the target's name again.
     pub force_target: bool,
     /// The live source database to count as a third column.
-    pub live: Option<PathBuf>,
+    pub live: Option<LiveSource>,
     /// Also run SQLite's `PRAGMA quick_check` on the result (a full read of the database).
     pub integrity_check: bool,
     /// Record the job as a drill (a rehearsal whose report is kept as evidence).
@@ -65,7 +122,7 @@ pub struct RestoreReport {
     pub restored: String,
     pub source: Option<String>,
     pub format: String,
-    pub target: PathBuf,
+    pub target: RestoreTarget,
     /// SHA-256 of the stored bytes as downloaded.
     pub sha256: String,
     /// Whether the hash was checked against a manifest (foreign objects have none).
@@ -88,6 +145,10 @@ pub(crate) struct RestoreRun<'a> {
     pub from: &'a RestoreFrom,
     pub opts: &'a RestoreOptions,
     pub source_path: Option<PathBuf>,
+    /// The source's own PostgreSQL database, which is never overwritten unless forced.
+    pub source_conn: Option<Conn>,
+    /// Where the PostgreSQL tools are, when configured.
+    pub bin_dir: Option<PathBuf>,
     pub progress: Arc<dyn Progress>,
     pub cancel: CancellationToken,
     pub log: &'a (dyn Fn(String) + Send + Sync),
@@ -97,42 +158,17 @@ pub(crate) struct RestoreRun<'a> {
 
 impl RestoreRun<'_> {
     pub async fn run(self, started_at: DateTime<Utc>) -> Result<(RestoreReport, DateTime<Utc>)> {
-        let mut unseal = None;
-        let (key, expected) = match self.from {
-            RestoreFrom::Backup(b) => {
-                let m = b
-                    .manifest
-                    .as_ref()
-                    .filter(|_| b.problem.is_none())
-                    .ok_or_else(|| Error::NotRestorable {
-                        id: b.id.to_string(),
-                        reason: b.problem.clone().unwrap_or_else(|| "no manifest".into()),
-                    })?;
-                if m.source.engine != EngineKind::Sqlite {
-                    return Err(Error::Unsupported(format!(
-                        "restoring {} backups",
-                        m.source.engine
-                    )));
-                }
-                if let Some(info) = &m.encryption {
-                    // Before the target is created: a missing key must touch nothing.
-                    unseal = Some(Unseal::for_backup(b.id.as_str(), info, self.keys)?);
-                }
-                let key = b.data_key().expect("a manifest names its data object");
-                (key, Some((m.data.sha256.clone(), m.data.stored_bytes)))
+        // Before the target is touched: a missing key must leave nothing behind.
+        let (key, expected, unseal) = match &self.opts.target {
+            RestoreTarget::Postgres { server, database } => {
+                return self.run_postgres(server, database, started_at).await;
             }
-            RestoreFrom::Foreign(f) => {
-                if !f.format.restorable_to_sqlite() {
-                    return Err(Error::Invalid(format!(
-                        "{} holds {}, which cannot be restored into SQLite",
-                        f.meta.key, f.format
-                    )));
-                }
-                (ObjectKey::new(f.meta.key.clone())?, None)
-            }
+            RestoreTarget::Sqlite(_) => self.object(EngineKind::Sqlite)?,
         };
-
-        let target = self.check_target()?;
+        let target = match &self.opts.target {
+            RestoreTarget::Sqlite(path) => self.check_target(path)?,
+            RestoreTarget::Postgres { .. } => unreachable!("returned above"),
+        };
         let partial = PartialFile::beside(&target)?;
         self.progress
             .phase(Phase::Download, expected.as_ref().map(|e| e.1));
@@ -175,28 +211,7 @@ impl RestoreRun<'_> {
         // file before that is removed.
         let loaded = loader.await.expect("restore thread panicked");
         let (sha256, stored_bytes) = downloaded?;
-        if let Some((want_sha, want_size)) = &expected {
-            // A damaged object usually also fails to decompress; the checksum names the cause.
-            if stored_bytes != *want_size {
-                return Err(Error::Size {
-                    key: key.to_string(),
-                    expected: *want_size,
-                    actual: stored_bytes,
-                });
-            }
-            if &sha256 != want_sha {
-                return Err(Error::Checksum {
-                    key: key.to_string(),
-                    expected: want_sha.clone(),
-                    actual: sha256,
-                });
-            }
-            (self.log)(format!("checksum verified: sha256 {sha256}"));
-        } else {
-            (self.log)(format!(
-                "downloaded {key} ({stored_bytes} bytes, sha256 {sha256}); no manifest to verify against"
-            ));
-        }
+        self.check_download(&key, &expected, &sha256, stored_bytes)?;
         let (format, raw_bytes) = loaded.map_err(|e| {
             if self.cancel.is_cancelled() {
                 Error::Cancelled
@@ -240,24 +255,7 @@ impl RestoreRun<'_> {
             target.display()
         ));
 
-        let live = match &self.opts.live {
-            Some(path) => {
-                self.progress.phase(Phase::CountLive, None);
-                let path = path.clone();
-                Some(
-                    tokio::task::spawn_blocking(move || sqlite::count_file(&path))
-                        .await
-                        .expect("count thread panicked")?,
-                )
-            }
-            None => None,
-        };
-        self.progress.phase(Phase::Diff, None);
-        let expected_tables = match self.from {
-            RestoreFrom::Backup(b) => b.manifest.as_ref().map(|m| m.tables.as_slice()),
-            RestoreFrom::Foreign(_) => None,
-        };
-        let mut diff = RowDiff::new(expected_tables, &tables, live.as_deref());
+        let mut diff = self.diff(&tables).await?;
         if let Some(content) = &content {
             let n = diff.check_content(&want_content, content);
             (self.log)(format!("content checksums compared for {n} tables"));
@@ -270,7 +268,7 @@ impl RestoreRun<'_> {
                 RestoreFrom::Foreign(_) => None,
             },
             format: format.to_string(),
-            target,
+            target: RestoreTarget::Sqlite(target),
             sha256,
             checksum_verified: expected.is_some(),
             stored_bytes,
@@ -282,8 +280,120 @@ impl RestoreRun<'_> {
         Ok((report, finished_at))
     }
 
-    fn check_target(&self) -> Result<PathBuf> {
-        let target = &self.opts.target;
+    /// Counts the live source when asked, and diffs manifest / restored / live.
+    pub(super) async fn diff(&self, restored: &[TableCount]) -> Result<RowDiff> {
+        let live = match &self.opts.live {
+            Some(live) => {
+                self.progress.phase(Phase::CountLive, None);
+                Some(match live {
+                    LiveSource::Sqlite(path) => {
+                        let path = path.clone();
+                        tokio::task::spawn_blocking(move || sqlite::count_file(&path))
+                            .await
+                            .map_err(|e| Error::Invalid(format!("counting stopped: {e}")))??
+                    }
+                    LiveSource::Postgres(conn) => postgres::count_database(conn).await?,
+                })
+            }
+            None => None,
+        };
+        self.progress.phase(Phase::Diff, None);
+        let expected_tables = match self.from {
+            RestoreFrom::Backup(b) => b.manifest.as_ref().map(|m| m.tables.as_slice()),
+            RestoreFrom::Foreign(_) => None,
+        };
+        Ok(RowDiff::new(expected_tables, restored, live.as_deref()))
+    }
+
+    /// Compares what was downloaded with what the manifest promised.
+    pub(super) fn check_download(
+        &self,
+        key: &ObjectKey,
+        expected: &Option<(String, u64)>,
+        sha256: &str,
+        stored_bytes: u64,
+    ) -> Result<()> {
+        if let Some((want_sha, want_size)) = expected {
+            // A damaged object usually also fails to decompress; the checksum names the cause.
+            if stored_bytes != *want_size {
+                return Err(Error::Size {
+                    key: key.to_string(),
+                    expected: *want_size,
+                    actual: stored_bytes,
+                });
+            }
+            if sha256 != want_sha {
+                return Err(Error::Checksum {
+                    key: key.to_string(),
+                    expected: want_sha.clone(),
+                    actual: sha256.to_owned(),
+                });
+            }
+            (self.log)(format!("checksum verified: sha256 {sha256}"));
+        } else {
+            (self.log)(format!(
+                "downloaded {key} ({stored_bytes} bytes, sha256 {sha256}); no manifest to verify against"
+            ));
+        }
+        Ok(())
+    }
+
+    /// The object to download and, for a backup, its manifest's SHA-256 and size.
+    /// The decryption stage, resolved here so that a missing key fails before anything else.
+    pub(super) fn object(
+        &self,
+        engine: EngineKind,
+    ) -> Result<(ObjectKey, Option<(String, u64)>, Option<Unseal>)> {
+        match self.from {
+            RestoreFrom::Backup(b) => {
+                let m = b
+                    .manifest
+                    .as_ref()
+                    .filter(|_| b.problem.is_none())
+                    .ok_or_else(|| Error::NotRestorable {
+                        id: b.id.to_string(),
+                        reason: b.problem.clone().unwrap_or_else(|| "no manifest".into()),
+                    })?;
+                if m.source.engine != engine {
+                    return Err(Error::Invalid(format!(
+                        "backup {} is a {} backup and cannot be restored into {engine}",
+                        b.id, m.source.engine
+                    )));
+                }
+                let unseal = m
+                    .encryption
+                    .as_ref()
+                    .map(|info| Unseal::for_backup(b.id.as_str(), info, self.keys))
+                    .transpose()?;
+                let key = b.data_key().ok_or_else(|| Error::NotRestorable {
+                    id: b.id.to_string(),
+                    reason: "the manifest names no data object".into(),
+                })?;
+                Ok((
+                    key,
+                    Some((m.data.sha256.clone(), m.data.stored_bytes)),
+                    unseal,
+                ))
+            }
+            RestoreFrom::Foreign(f) => {
+                let fits = match engine {
+                    EngineKind::Sqlite => f.format.restorable_to_sqlite(),
+                    EngineKind::Postgres => {
+                        matches!(f.format.content, Content::PgCustom | Content::Sql)
+                    }
+                };
+                if !fits {
+                    return Err(Error::Invalid(format!(
+                        "{} holds {}, which cannot be restored into {engine}",
+                        f.meta.key, f.format
+                    )));
+                }
+                Ok((ObjectKey::new(f.meta.key.clone())?, None, None))
+            }
+        }
+    }
+
+    fn check_target(&self, target: &Path) -> Result<PathBuf> {
         let parent = target
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
@@ -353,6 +463,24 @@ fn load(
     dest: &Path,
     cancel: &CancellationToken,
 ) -> Result<(Format, u64)> {
+    let (format, reader) = decoder(reader, known, unseal, cancel)?;
+    let raw = match format.content {
+        Content::Sqlite => sqlite::write_image(reader, dest),
+        Content::Sql => sqlite::load_sql(BufReader::with_capacity(1 << 20, reader), dest),
+        _ => Err(Error::Invalid(format!(
+            "a {format} object cannot be restored into SQLite"
+        ))),
+    }?;
+    Ok((format, raw))
+}
+
+/// The decompressed download, its format judged from the first bytes unless known.
+pub(super) fn decoder(
+    reader: ChannelReader,
+    known: Option<Format>,
+    unseal: Option<&Unseal>,
+    cancel: &CancellationToken,
+) -> Result<(Format, Cancellable<Box<dyn Read + Send>>)> {
     let mut reader = BufReader::with_capacity(SNIFF_LEN as usize, reader);
     let format = match known {
         Some(f) => f,
@@ -369,24 +497,19 @@ fn load(
             Box::new(zstd::stream::read::Decoder::with_buffer(reader).map_err(Error::io("zstd"))?)
         }
     };
-    let reader = Cancellable {
-        inner: reader,
-        cancel: cancel.clone(),
-    };
-    let raw = match format.content {
-        Content::Sqlite => sqlite::write_image(reader, dest),
-        Content::Sql => sqlite::load_sql(BufReader::with_capacity(1 << 20, reader), dest),
-        _ => Err(Error::Invalid(format!(
-            "a {format} object cannot be restored into SQLite"
-        ))),
-    }?;
-    Ok((format, raw))
+    Ok((
+        format,
+        Cancellable {
+            inner: reader,
+            cancel: cancel.clone(),
+        },
+    ))
 }
 
 /// The blocking end of the download channel.
-struct ChannelReader {
-    rx: mpsc::Receiver<Bytes>,
-    buf: Bytes,
+pub(super) struct ChannelReader {
+    pub rx: mpsc::Receiver<Bytes>,
+    pub buf: Bytes,
 }
 
 impl Read for ChannelReader {
@@ -405,9 +528,9 @@ impl Read for ChannelReader {
 }
 
 /// A reader that stops with an error once the job is cancelled.
-struct Cancellable<R> {
-    inner: R,
-    cancel: CancellationToken,
+pub(super) struct Cancellable<R> {
+    pub inner: R,
+    pub cancel: CancellationToken,
 }
 
 impl<R: Read> Read for Cancellable<R> {

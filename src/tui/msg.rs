@@ -7,7 +7,7 @@ use std::sync::Arc;
 use lifeboat::catalog::{Catalog, CatalogRow};
 use lifeboat::jobs::{JobKind, JobRecord};
 use lifeboat::manifest::Manifest;
-use lifeboat::pipeline::restore::RestoreReport;
+use lifeboat::pipeline::restore::{RestoreReport, RestoreTarget};
 use lifeboat::progress::Phase;
 use lifeboat::prune::PlanInputs;
 
@@ -40,7 +40,7 @@ pub enum Request {
     },
     /// Delete a scratch database the wizard created.
     DropScratch {
-        path: PathBuf,
+        target: RestoreTarget,
     },
     /// Put text on the clipboard (OSC 52).
     Copy(String),
@@ -50,6 +50,7 @@ pub enum Request {
 pub struct RestoreRequest {
     pub task: TaskId,
     pub id: String,
+    /// A SQLite file, or a database name for a PostgreSQL source.
     pub target: PathBuf,
     pub force_target: bool,
     pub compare_live: bool,

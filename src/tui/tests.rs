@@ -244,7 +244,7 @@ fn report(mismatch: bool) -> RestoreReport {
         restored: "20261123T080000Z-aaaa".into(),
         source: Some("shop".into()),
         format: "sqlite.zst".into(),
-        target: PathBuf::from("/var/tmp/restores/shop-20261123T080000Z-aaaa.db"),
+        target: PathBuf::from("/var/tmp/restores/shop-20261123T080000Z-aaaa.db").into(),
         sha256: "ab".repeat(32),
         checksum_verified: true,
         stored_bytes: 3_100_000,
@@ -745,4 +745,85 @@ fn d_runs_the_wizard_as_a_drill() {
             .iter()
             .any(|r| matches!(r, Request::DropScratch { .. }))
     );
+}
+
+fn postgres_app() -> App {
+    let text = "[storage]\ntype = \"local\"\npath = \"/srv/backups\"\n\
+                [[source]]\nname = \"billing\"\nengine = \"postgres\"\nhost = \"db1\"\ndatabase = \"billing\"\n";
+    let ctx = Ctx {
+        config: Arc::new(
+            Config::parse(text, std::path::Path::new("/etc/lifeboat/lifeboat.toml")).unwrap(),
+        ),
+        location: "/srv/backups".into(),
+        clock: Clock::starting_at(now()),
+        keymap: Keymap::load(None).unwrap(),
+        theme: Theme::colored(),
+    };
+    let mut app = App::new(ctx);
+    app.set_cached_rows(vec![row(
+        "20261123T080000Z-bbbb",
+        "billing",
+        2,
+        RowKind::Complete,
+        1_000,
+    )]);
+    key(&mut app, KeyCode::Char('r'));
+    verify_passes(&mut app);
+    key(&mut app, KeyCode::Enter);
+    app
+}
+
+fn retype(app: &mut App, text: &str) {
+    for _ in 0..80 {
+        key(app, KeyCode::Backspace);
+    }
+    typed(app, text);
+}
+
+#[test]
+fn postgres_targets_are_database_names_and_the_source_needs_typing() {
+    let mut app = postgres_app();
+    assert!(screen(&app).contains("lifeboat_restore_20261123t080000z_bbbb"));
+    assert!(screen(&app).contains("new PostgreSQL database"));
+    retype(&mut app, "x;drop");
+    key(&mut app, KeyCode::Enter);
+    assert!(
+        app.take_requests()
+            .iter()
+            .all(|r| !matches!(r, Request::Restore(_)))
+    );
+    assert!(screen(&app).contains("not allowed"));
+
+    retype(&mut app, "billing");
+    key(&mut app, KeyCode::Enter);
+    typed(&mut app, "billing");
+    key(&mut app, KeyCode::Enter);
+    let r = restore_request(&mut app);
+    assert!(r.force_target);
+    assert_eq!(r.target, PathBuf::from("billing"));
+}
+
+#[test]
+fn an_existing_postgres_database_needs_its_name_typed() {
+    let mut app = postgres_app();
+    retype(&mut app, "taken");
+    key(&mut app, KeyCode::Enter);
+    let r = restore_request(&mut app);
+    assert!(!r.force_target);
+    // The scratch server says it exists; the wizard asks for the name instead of failing.
+    app.on_msg(Msg::Finished {
+        task: r.task,
+        kind: JobKind::Restore,
+        record: restore_record(),
+        outcome: Outcome::Restore {
+            report: Err(lifeboat::Error::DatabaseExists("taken".into()).to_string()),
+            saved: None,
+        },
+    });
+    assert!(screen(&app).contains("already exists"));
+    typed(&mut app, "taken");
+    key(&mut app, KeyCode::Enter);
+    let r = restore_request(&mut app);
+    assert!(r.force_target);
+    assert_eq!(r.target, PathBuf::from("taken"));
 }

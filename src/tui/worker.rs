@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use lifeboat::jobs::JobKind;
+use lifeboat::manifest::EngineKind;
 use lifeboat::pipeline::restore::{RestoreFrom, RestoreOptions};
 use lifeboat::progress::{Phase, Progress};
 use lifeboat::report::DrillReport;
@@ -149,13 +150,13 @@ impl Worker {
                     c.cancel();
                 }
             }
-            Request::DropScratch { path } => {
+            Request::DropScratch { target } => {
                 tokio::spawn(async move {
-                    let result = tokio::fs::remove_file(&path).await;
+                    let result = lb.drop_scratch(&target).await;
                     let _ = tx.send(Msg::Notice(
                         result
-                            .map(|()| format!("dropped {}", path.display()))
-                            .map_err(|e| format!("drop {}: {e}", path.display())),
+                            .map(|()| format!("dropped {target}"))
+                            .map_err(|e| e.to_string()),
                     ));
                 });
             }
@@ -199,13 +200,35 @@ async fn restore(
                 RestoreFrom::Foreign(f) => f.time,
             };
             let live = match (&from, r.compare_live) {
-                (RestoreFrom::Backup(b), true) => {
-                    lb.config().source(&b.source).and_then(|s| s.path.clone())
-                }
+                (RestoreFrom::Backup(b), true) => lb.live_source(&b.source).ok(),
                 _ => None,
             };
+            let target = match &from {
+                RestoreFrom::Backup(b)
+                    if b.manifest.as_ref().map(|m| m.source.engine)
+                        == Some(EngineKind::Postgres) =>
+                {
+                    lb.postgres_target(&b.source, r.target.to_str(), b.id.as_str())
+                }
+                _ => Ok(r.target.clone().into()),
+            };
+            let target = match target {
+                Ok(t) => t,
+                Err(e) => {
+                    let _ = tx.send(Msg::Finished {
+                        task: r.task,
+                        kind: JobKind::Restore,
+                        record: Box::new(placeholder(&lb, JobKind::Restore)),
+                        outcome: Outcome::Restore {
+                            report: Err(e.to_string()),
+                            saved: None,
+                        },
+                    });
+                    return;
+                }
+            };
             let opts = RestoreOptions {
-                target: r.target.clone(),
+                target,
                 force_target: r.force_target,
                 live,
                 integrity_check: true,

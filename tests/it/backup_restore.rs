@@ -16,7 +16,7 @@ use crate::common::{self, S3Server, World};
 
 fn opts(world: &World, target: &str) -> RestoreOptions {
     RestoreOptions {
-        target: world.path(target),
+        target: world.path(target).into(),
         force_target: false,
         live: None,
         integrity_check: false,
@@ -79,7 +79,7 @@ async fn round_trip(world: World) {
     assert_eq!(catalog.backups[0].manifest.as_ref(), Some(&manifest));
 
     let mut o = opts(&world, "restored/app.db");
-    o.live = Some(source.clone());
+    o.live = Some(source.clone().into());
     let (job, report) = world
         .lb
         .restore(

@@ -68,7 +68,7 @@ async fn a_killed_backup_never_looks_complete() {
                 .select(&catalog, &lifeboat::Selector::Id(b.id.to_string()))
                 .unwrap();
             let opts = lifeboat::pipeline::restore::RestoreOptions {
-                target: home.join(format!("check-{}.db", b.id)),
+                target: home.join(format!("check-{}.db", b.id)).into(),
                 force_target: false,
                 live: None,
                 integrity_check: false,
@@ -219,7 +219,7 @@ async fn damaged_objects_and_manifests_are_always_caught() {
                 .unwrap();
             let target = world.path(&format!("t{trial}.db"));
             let opts = RestoreOptions {
-                target: target.clone(),
+                target: target.clone().into(),
                 force_target: false,
                 live: None,
                 integrity_check: true,

@@ -354,7 +354,7 @@ async fn flaky_trials(seed: u64, share: f64, attempts: u32, trials: usize) -> us
 
 fn restore_opts(world: &World, target: &std::path::Path) -> RestoreOptions {
     RestoreOptions {
-        target: target.to_path_buf(),
+        target: target.to_path_buf().into(),
         force_target: false,
         live: None,
         integrity_check: true,

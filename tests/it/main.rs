@@ -9,6 +9,7 @@ mod faults_s3;
 mod foreign;
 mod fuzz;
 mod ops;
+mod pg;
 mod prune;
 mod storage;
 mod trust;

@@ -428,7 +428,7 @@ async fn content_checksums_catch_changed_rows_with_the_right_counts() {
             .select(&catalog, &lifeboat::Selector::Id(m.id.to_string()))
             .unwrap();
         let opts = lifeboat::pipeline::restore::RestoreOptions {
-            target: dir.path().join(name),
+            target: dir.path().join(name).into(),
             force_target: false,
             live: None,
             integrity_check: false,

@@ -50,6 +50,8 @@ pub struct RestoreWizard {
     /// Whether the target needs its name typed again (it exists, or it is the source).
     needs_confirm: bool,
     confirming: bool,
+    /// A PostgreSQL database the scratch server said already exists.
+    existing: Option<String>,
     run_task: Option<TaskId>,
     report: Option<Result<Box<RestoreReport>, String>>,
     saved: Option<String>,
@@ -106,12 +108,15 @@ impl RestoreWizard {
 
     fn choose(&mut self, row: CatalogRow, data: &Data, ctx: &Ctx, outbox: &mut Outbox) {
         let name = row.source.clone().unwrap_or_else(|| "foreign".into());
-        self.target = ctx
-            .config
-            .scratch_dir()
-            .join(format!("{name}-{}.db", safe(&row.id)))
-            .display()
-            .to_string();
+        self.target = if postgres_source(ctx, &row).is_some() {
+            lifeboat::engine::postgres::scratch_name(&row.id)
+        } else {
+            ctx.config
+                .scratch_dir()
+                .join(format!("{name}-{}.db", safe(&row.id)))
+                .display()
+                .to_string()
+        };
         self.verified = None;
         self.verify_task = None;
         if row.kind == RowKind::Complete {
@@ -132,6 +137,21 @@ impl RestoreWizard {
             return true;
         }
         if Some(task) == self.run_task {
+            if let Outcome::Restore { report: Err(e), .. } = outcome
+                && e.contains("already exists on the scratch server")
+            {
+                // Restoring into an existing database needs its name typed again.
+                self.existing = Some(self.target.trim().to_owned());
+                self.needs_confirm = true;
+                self.confirming = true;
+                self.confirm.clear();
+                self.run_task = None;
+                self.error = Some(format!(
+                    "{e}: type its name to restore into it (its objects are replaced), or Esc"
+                ));
+                self.step = Step::Target;
+                return true;
+            }
             if let Outcome::Restore { report, saved } = outcome {
                 self.report = Some(report.clone());
                 self.saved = saved.clone();
@@ -243,9 +263,9 @@ impl RestoreWizard {
                 Some(Action::Drop) => {
                     if let Some(Ok(report)) = &self.report {
                         outbox.requests.push(Request::DropScratch {
-                            path: report.target.clone(),
+                            target: report.target.clone(),
                         });
-                        self.finished = Some(format!("dropped {}", report.target.display()));
+                        self.finished = Some(format!("dropped {}", report.target));
                         *self = RestoreWizard {
                             finished: self.finished.take(),
                             ..RestoreWizard::default()
@@ -254,7 +274,7 @@ impl RestoreWizard {
                 }
                 Some(Action::Enter | Action::Back) => {
                     let kept = match &self.report {
-                        Some(Ok(r)) => Some(format!("kept {}", r.target.display())),
+                        Some(Ok(r)) => Some(format!("kept {}", r.target)),
                         _ => None,
                     };
                     *self = RestoreWizard {
@@ -309,6 +329,18 @@ impl RestoreWizard {
 
     /// Whether the target is free, or must be confirmed; a stat, done on keys, never on draw.
     fn check_target(&mut self, ctx: &Ctx) {
+        if let Some(source) = self.chosen.as_ref().and_then(|c| postgres_source(ctx, c)) {
+            // Other existing databases are refused by the restore itself, with the reason.
+            let name = self.target.trim();
+            let source_db = lifeboat::engine::postgres::source_conn(source).map(|c| c.dbname);
+            self.needs_confirm =
+                source_db.is_ok_and(|db| db == name) || self.existing.as_deref() == Some(name);
+            if !self.needs_confirm {
+                self.confirming = false;
+                self.confirm.clear();
+            }
+            return;
+        }
         let path = Path::new(self.target.trim());
         let source = self
             .chosen
@@ -324,9 +356,19 @@ impl RestoreWizard {
         }
     }
 
-    fn start(&mut self, data: &Data, _ctx: &Ctx, outbox: &mut Outbox) {
+    fn start(&mut self, data: &Data, ctx: &Ctx, outbox: &mut Outbox) {
         let target = self.target.trim().to_owned();
-        if target.is_empty() || target.ends_with('/') {
+        let postgres = self
+            .chosen
+            .as_ref()
+            .and_then(|c| postgres_source(ctx, c))
+            .is_some();
+        if postgres {
+            if let Err(e) = lifeboat::engine::postgres::validate_db_name(&target) {
+                self.error = Some(e.to_string());
+                return;
+            }
+        } else if target.is_empty() || target.ends_with('/') {
             self.error = Some("the target must name a file".into());
             return;
         }
@@ -335,7 +377,7 @@ impl RestoreWizard {
             return;
         }
         if self.needs_confirm && self.confirm.trim() != target {
-            self.error = Some("the confirmation does not match the target path".into());
+            self.error = Some("the confirmation does not match the target".into());
             return;
         }
         let Some(row) = &self.chosen else { return };
@@ -514,11 +556,30 @@ impl RestoreWizard {
 
     fn draw_target(&self, frame: &mut Frame, area: Rect, ctx: &Ctx) {
         let t = &ctx.theme;
-        let mut lines = vec![
-            Line::styled(
+        let pg = self
+            .chosen
+            .as_ref()
+            .and_then(|c| postgres_source(ctx, c))
+            .is_some();
+        let [what, new_one, exists, again, edit] = if pg {
+            [
+                "Restore into this new PostgreSQL database on the scratch server (edit the name if you like):",
+                "A new database: nothing existing is touched. Enter to start.",
+                "This database exists or is the live source database. Restoring replaces its objects.",
+                "Type the name again to confirm:",
+                "Enter to confirm by typing it again, or edit the name.",
+            ]
+        } else {
+            [
                 "Restore into this new SQLite database (edit the path if you like):",
-                t.title,
-            ),
+                "A new file: nothing existing is touched. Enter to start.",
+                "This file exists or is the live source database. Restoring replaces it.",
+                "Type the path again to confirm:",
+                "Enter to confirm by typing it again, or edit the path.",
+            ]
+        };
+        let mut lines = vec![
+            Line::styled(what, t.title),
             Line::from(vec![
                 Span::raw("  > "),
                 Span::styled(
@@ -529,27 +590,18 @@ impl RestoreWizard {
             Line::raw(""),
         ];
         if self.needs_confirm {
-            lines.push(Line::styled(
-                "This file exists or is the live source database. Restoring replaces it.",
-                t.bad,
-            ));
+            lines.push(Line::styled(exists, t.bad));
             if self.confirming {
-                lines.push(Line::styled("Type the path again to confirm:", t.title));
+                lines.push(Line::styled(again, t.title));
                 lines.push(Line::from(vec![
                     Span::raw("  > "),
                     Span::styled(format!("{}█", self.confirm), t.bad),
                 ]));
             } else {
-                lines.push(Line::styled(
-                    "Enter to confirm by typing it again, or edit the path.",
-                    t.dim,
-                ));
+                lines.push(Line::styled(edit, t.dim));
             }
         } else {
-            lines.push(Line::styled(
-                "A new file: nothing existing is touched. Enter to start.",
-                t.ok,
-            ));
+            lines.push(Line::styled(new_one, t.ok));
         }
         frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), area);
     }
@@ -663,7 +715,7 @@ impl RestoreWizard {
                 fmt::millis(Some(
                     (report.finished_at - report.started_at).num_milliseconds()
                 )),
-                report.target.display()
+                report.target
             )),
         ];
         if let Some(saved) = &self.saved {
@@ -723,7 +775,7 @@ impl RestoreWizard {
             Paragraph::new(Line::styled(
                 format!(
                     "Enter keeps {} · {} drops it",
-                    report.target.display(),
+                    report.target,
                     ctx.keymap.key(Action::Drop)
                 ),
                 t.dim,
@@ -750,4 +802,15 @@ fn same_file(a: &Path, b: &Path) -> bool {
         (Ok(a), Ok(b)) => a == b,
         _ => a == b,
     }
+}
+
+/// The configured PostgreSQL source a catalog line belongs to, if it is one.
+fn postgres_source<'a>(
+    ctx: &'a Ctx,
+    row: &CatalogRow,
+) -> Option<&'a lifeboat::config::SourceConfig> {
+    row.source
+        .as_deref()
+        .and_then(|s| ctx.config.source(s))
+        .filter(|s| s.engine == lifeboat::manifest::EngineKind::Postgres)
 }

@@ -1,0 +1,538 @@
+//! PostgreSQL: `pg_dump` in a snapshot lifeboat exports and counts in, `pg_restore` into
+//! scratch databases lifeboat creates.
+//!
+//! The dump is `pg_dump -Fc -Z0`: custom format (what `pg_restore -j` needs), uncompressed,
+//! because lifeboat's multi-threaded zstd is several times faster than pg_dump's own
+//! single-threaded compression and compresses better (docs/performance.md).
+
+pub mod conn;
+pub mod tls;
+pub mod toc;
+pub mod tools;
+
+use std::io::Read;
+use std::path::Path;
+use std::process::{Child, ExitStatus, Stdio};
+use std::time::Duration;
+
+use tokio_postgres::Client;
+use tokio_util::sync::CancellationToken;
+
+pub use conn::{Conn, ConnSpec};
+
+use super::{Finished, Snapshot, quote_ident};
+use crate::config::SourceConfig;
+use crate::error::{Error, Result};
+use crate::manifest::{EngineKind, Extension, PostgresInfo, SourceInfo, TableCount};
+
+/// The pseudo-table under which large objects are counted (one row per large object).
+pub const LARGE_OBJECTS: &str = "pg_catalog.pg_largeobject_metadata";
+
+/// How much of a tool's stderr is kept for the error message.
+const STDERR_KEEP: usize = 16 * 1024;
+
+pub(crate) fn pg_error(context: impl Into<String>) -> impl FnOnce(tokio_postgres::Error) -> Error {
+    let context = context.into();
+    move |e| Error::Postgres {
+        context,
+        detail: describe_error(&e),
+    }
+}
+
+/// The server's own message when there is one ("password authentication failed for user
+/// ..."), else the client library's.
+fn describe_error(e: &tokio_postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        return db.message().to_owned();
+    }
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text = format!("{text}: {s}");
+        source = s.source();
+    }
+    text
+}
+
+/// The connection a source's config describes.
+pub fn source_conn(source: &SourceConfig) -> Result<Conn> {
+    Conn::new(&ConnSpec {
+        url: source.url.as_deref(),
+        host: source.host.as_deref(),
+        port: source.port,
+        user: source.user.as_deref(),
+        database: source.database.as_deref(),
+        sslmode: source.sslmode.as_deref(),
+        password_env: source.password_env.as_deref(),
+    })
+}
+
+/// The server scratch databases for a source are created on: `scratch_url` when set (its
+/// database is the one connected to for CREATE/DROP DATABASE), else the source's own server
+/// (connecting to `postgres`).
+pub fn scratch_server(source: &SourceConfig) -> Result<Conn> {
+    match &source.scratch_url {
+        Some(url) => {
+            let conn = Conn::new(&ConnSpec {
+                url: Some(url),
+                sslmode: source.sslmode.as_deref(),
+                password_env: source.password_env.as_deref(),
+                ..ConnSpec::default()
+            })?;
+            Ok(if conn::names_database(url) {
+                conn
+            } else {
+                conn.with_dbname("postgres")
+            })
+        }
+        None => Ok(source_conn(source)?.with_dbname("postgres")),
+    }
+}
+
+/// Scratch database names are generated, and typed ones must look the same: lowercase
+/// letters, digits and `_`, at most 63 bytes. They are quoted in SQL anyway.
+pub fn validate_db_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_lowercase() || b == b'_')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Invalid(format!(
+            "database name {name:?} is not allowed: use 1-63 lowercase letters, digits and '_', not starting with a digit"
+        )))
+    }
+}
+
+/// `lifeboat_restore_<id>` for a backup id or any other label.
+pub fn scratch_name(id: &str) -> String {
+    let safe: String = id
+        .chars()
+        .map(|c| {
+            let c = c.to_ascii_lowercase();
+            if c.is_ascii_lowercase() || c.is_ascii_digit() {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let mut name = format!("lifeboat_restore_{safe}");
+    name.truncate(63);
+    name
+}
+
+pub async fn server_version(client: &Client) -> Result<(String, u32)> {
+    let row = client
+        .query_one(
+            "SELECT current_setting('server_version'), current_setting('server_version_num')::int",
+            &[],
+        )
+        .await
+        .map_err(pg_error("server version"))?;
+    let version: String = row.get(0);
+    let num: i32 = row.get(1);
+    Ok((version, (num / 10_000) as u32))
+}
+
+/// Row counts of every table whose data a dump carries: ordinary tables and leaf partitions
+/// (`count(*) FROM ONLY`, so inheritance and partition parents never count twice), outside the
+/// system schemas and extensions, plus large objects as [`LARGE_OBJECTS`]. Materialized views
+/// are left out: a dump carries their definition, not their rows.
+pub async fn count_tables(client: &Client) -> Result<Vec<TableCount>> {
+    let rows = client
+        .query(
+            "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE c.relkind = 'r'
+               AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+               AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp\\_%'
+               AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
+                               AND d.objid = c.oid AND d.deptype = 'e')
+             ORDER BY 1, 2",
+            &[],
+        )
+        .await
+        .map_err(pg_error("list tables"))?;
+    let names: Vec<(String, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    let mut out = Vec::with_capacity(names.len() + 1);
+    // One statement per batch of tables: fewer round trips than one per table.
+    for batch in names.chunks(50) {
+        let sql = batch
+            .iter()
+            .enumerate()
+            .map(|(i, (s, t))| {
+                format!(
+                    "SELECT {i}, count(*) FROM ONLY {}.{}",
+                    quote_ident(s),
+                    quote_ident(t)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(" UNION ALL ");
+        let mut counts = vec![0u64; batch.len()];
+        for row in client
+            .query(&sql, &[])
+            .await
+            .map_err(pg_error("count rows"))?
+        {
+            let i: i32 = row.get(0);
+            let n: i64 = row.get(1);
+            if let Some(c) = counts.get_mut(i as usize) {
+                *c = n as u64;
+            }
+        }
+        out.extend(batch.iter().zip(counts).map(|((s, t), rows)| TableCount {
+            name: format!("{s}.{t}"),
+            rows,
+        }));
+    }
+    let lo: i64 = client
+        .query_one(
+            "SELECT count(*) FROM pg_catalog.pg_largeobject_metadata",
+            &[],
+        )
+        .await
+        .map_err(pg_error("count large objects"))?
+        .get(0);
+    out.push(TableCount {
+        name: LARGE_OBJECTS.into(),
+        rows: lo as u64,
+    });
+    Ok(out)
+}
+
+/// Counts a database now, in one consistent snapshot.
+pub async fn count_database(conn: &Conn) -> Result<Vec<TableCount>> {
+    let client = conn.connect().await?;
+    client
+        .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        .await
+        .map_err(pg_error("begin"))?;
+    let tables = count_tables(&client).await?;
+    let _ = client.batch_execute("COMMIT").await;
+    Ok(tables)
+}
+
+async fn schemas_and_extensions(client: &Client) -> Result<(Vec<String>, Vec<Extension>)> {
+    let schemas = client
+        .query(
+            "SELECT nspname FROM pg_namespace WHERE nspname NOT IN ('pg_catalog', 'information_schema')
+             AND nspname NOT LIKE 'pg\\_toast%' AND nspname NOT LIKE 'pg\\_temp\\_%' ORDER BY 1",
+            &[],
+        )
+        .await
+        .map_err(pg_error("list schemas"))?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let extensions = client
+        .query(
+            "SELECT extname, extversion FROM pg_extension ORDER BY 1",
+            &[],
+        )
+        .await
+        .map_err(pg_error("list extensions"))?
+        .iter()
+        .map(|r| Extension {
+            name: r.get(0),
+            version: r.get(1),
+        })
+        .collect();
+    Ok((schemas, extensions))
+}
+
+/// A child process that is killed and reaped if nobody waits for it.
+pub(crate) struct ChildGuard {
+    child: Option<Child>,
+    stderr: Option<std::thread::JoinHandle<String>>,
+}
+
+impl ChildGuard {
+    /// Spawns `cmd` with stderr collected on a thread.
+    pub fn spawn(mut cmd: std::process::Command, what: &str) -> Result<ChildGuard> {
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(Error::io(format!("cannot start {what}")))?;
+        let stderr = child.stderr.take().map(|mut e| {
+            std::thread::spawn(move || {
+                let mut kept = Vec::new();
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = e.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    if kept.len() < STDERR_KEEP {
+                        kept.extend_from_slice(&buf[..n]);
+                    }
+                }
+                String::from_utf8_lossy(&kept).into_owned()
+            })
+        });
+        Ok(ChildGuard {
+            child: Some(child),
+            stderr,
+        })
+    }
+
+    pub fn stdout(&mut self) -> Option<std::process::ChildStdout> {
+        self.child.as_mut()?.stdout.take()
+    }
+
+    /// Waits for the exit, killing the child if `cancel` fires first. Returns the status and
+    /// what it wrote to stderr.
+    pub async fn wait(mut self, cancel: &CancellationToken) -> Result<(ExitStatus, String)> {
+        let Some(mut child) = self.child.take() else {
+            return Err(Error::Invalid("child already reaped".into()));
+        };
+        let status = loop {
+            match child.try_wait() {
+                Ok(Some(status)) => break status,
+                Ok(None) => {}
+                Err(e) => return Err(Error::io("wait for a child process")(e)),
+            }
+            if cancel.is_cancelled() {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(Error::Cancelled);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let stderr = match self.stderr.take() {
+            Some(h) => tokio::task::spawn_blocking(move || h.join().unwrap_or_default())
+                .await
+                .unwrap_or_default(),
+            None => String::new(),
+        };
+        Ok((status, stderr))
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// The tool's own words, on one line: its `error:` lines, else its last line.
+pub(crate) fn tool_failure(tool: &str, status: ExitStatus, stderr: &str) -> Error {
+    let errors: Vec<&str> = stderr
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.contains("error:") || l.contains("FATAL:"))
+        .take(3)
+        .collect();
+    let said = if errors.is_empty() {
+        stderr
+            .lines()
+            .map(str::trim)
+            .rfind(|l| !l.is_empty())
+            .unwrap_or("no message")
+            .to_owned()
+    } else {
+        errors.join(" / ")
+    };
+    Error::Tool(format!("{tool} failed ({status}): {said}"))
+}
+
+/// Starts a dump of `source`: a REPEATABLE READ transaction exports its snapshot, `pg_dump`
+/// streams the database as of that snapshot, and the same transaction counts every table
+/// while the dump runs. The transaction stays open until `pg_dump` has exited; the snapshot's
+/// `finish` reports pg_dump's failure, so a failed dump never gets a manifest.
+pub async fn snapshot(
+    name: &str,
+    source: &SourceConfig,
+    cancel: &CancellationToken,
+) -> Result<Snapshot> {
+    let conn = source_conn(source)?;
+    let client = conn.connect().await?;
+    let (server_version, major) = server_version(&client).await?;
+    let pg_dump = tools::find("pg_dump", source.bin_dir.as_deref(), major)?;
+    client
+        .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        .await
+        .map_err(pg_error("begin the snapshot transaction"))?;
+    let snapshot_id: String = client
+        .query_one("SELECT pg_export_snapshot()", &[])
+        .await
+        .map_err(pg_error("export the snapshot"))?
+        .get(0);
+    let (schemas, extensions) = schemas_and_extensions(&client).await?;
+    let database: String = client
+        .query_one("SELECT current_database()", &[])
+        .await
+        .map_err(pg_error("current database"))?
+        .get(0);
+
+    let mut cmd = conn.command(&pg_dump.path);
+    cmd.args(["--format=custom", "--compress=0", "--no-password"])
+        .arg(format!("--snapshot={snapshot_id}"))
+        .stdout(Stdio::piped());
+    let mut child = ChildGuard::spawn(cmd, "pg_dump")?;
+    let stdout = child
+        .stdout()
+        .ok_or_else(|| Error::Invalid("pg_dump has no stdout".into()))?;
+
+    // Aborted with the snapshot, so a cancelled backup does not go on counting.
+    let mut counting = AbortOnDrop(tokio::spawn(async move {
+        let tables = count_tables(&client).await;
+        (client, tables)
+    }));
+    let cancel = cancel.clone();
+    let finish = Box::pin(async move {
+        let (client, tables) = (&mut counting.0)
+            .await
+            .map_err(|e| Error::Invalid(format!("row counting stopped: {e}")))?;
+        let (status, stderr) = child.wait(&cancel).await?;
+        // Only now may the exporting transaction end.
+        let _ = client.batch_execute("COMMIT").await;
+        if !status.success() {
+            return Err(tool_failure("pg_dump", status, &stderr));
+        }
+        Ok(Finished { tables: tables? })
+    });
+    Ok(Snapshot {
+        reader: Box::new(stdout),
+        raw_size: None,
+        source: SourceInfo {
+            name: name.to_owned(),
+            engine: EngineKind::Postgres,
+            server_version,
+            database,
+        },
+        tables: Vec::new(),
+        postgres: Some(PostgresInfo {
+            pg_dump_version: pg_dump.version,
+            dump_format: "custom".into(),
+            schemas,
+            extensions,
+        }),
+        finish: Some(finish),
+        _staging: None,
+    })
+}
+
+/// Whether `database` exists on the server `maintenance` connects to.
+pub async fn database_exists(client: &Client, database: &str) -> Result<bool> {
+    Ok(client
+        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&database])
+        .await
+        .map_err(pg_error("look up databases"))?
+        .is_some())
+}
+
+pub async fn create_database(client: &Client, database: &str) -> Result<()> {
+    validate_db_name(database)?;
+    client
+        .batch_execute(&format!(
+            "CREATE DATABASE {} TEMPLATE template0",
+            quote_ident(database)
+        ))
+        .await
+        .map_err(pg_error(format!("create database {database}")))
+}
+
+/// Drops a database, disconnecting whoever is still in it.
+pub async fn drop_database(server: &Conn, database: &str) -> Result<()> {
+    validate_db_name(database)?;
+    let client = server.connect().await?;
+    client
+        .batch_execute(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            quote_ident(database)
+        ))
+        .await
+        .map_err(pg_error(format!("drop database {database}")))
+}
+
+/// Runs `pg_restore` from a dump file into `target`, in `jobs` parallel jobs.
+pub async fn run_pg_restore(
+    target: &Conn,
+    pg_restore: &Path,
+    file: &Path,
+    jobs: usize,
+    clean: bool,
+    cancel: &CancellationToken,
+) -> Result<()> {
+    let mut cmd = target.command(pg_restore);
+    cmd.args(["--no-owner", "--no-acl", "--no-password", "--exit-on-error"])
+        .arg(format!("--jobs={}", jobs.max(1)))
+        .arg(format!("--dbname={}", target.dbname))
+        .stdout(Stdio::null());
+    if clean {
+        cmd.args(["--clean", "--if-exists"]);
+    }
+    cmd.arg(file);
+    let (status, stderr) = ChildGuard::spawn(cmd, "pg_restore")?.wait(cancel).await?;
+    if !status.success() {
+        return Err(tool_failure("pg_restore", status, &stderr));
+    }
+    Ok(())
+}
+
+/// Runs a plain SQL dump through `psql`, stopping at the first error.
+pub async fn run_psql(
+    target: &Conn,
+    psql: &Path,
+    file: &Path,
+    cancel: &CancellationToken,
+) -> Result<()> {
+    let mut cmd = target.command(psql);
+    cmd.args([
+        "--no-psqlrc",
+        "--quiet",
+        "--no-password",
+        "-v",
+        "ON_ERROR_STOP=1",
+    ])
+    .arg(format!("--dbname={}", target.dbname))
+    .arg("--file")
+    .arg(file)
+    .stdout(Stdio::null());
+    let (status, stderr) = ChildGuard::spawn(cmd, "psql")?.wait(cancel).await?;
+    if !status.success() {
+        return Err(tool_failure("psql", status, &stderr));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scratch_names_are_generated_valid_and_injection_is_refused() {
+        let n = scratch_name("20261122T020000Z-7f3a");
+        assert_eq!(n, "lifeboat_restore_20261122t020000z_7f3a");
+        validate_db_name(&n).unwrap();
+        for bad in [
+            "",
+            "x\"; DROP DATABASE prod; --",
+            "Upper",
+            "1abc",
+            "a-b",
+            "a b",
+            &"a".repeat(64),
+        ] {
+            assert!(validate_db_name(bad).is_err(), "{bad:?}");
+        }
+    }
+}

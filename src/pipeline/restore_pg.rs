@@ -1,0 +1,207 @@
+//! Restoring into PostgreSQL: download (hashing, decompressing) into a staging file, verify,
+//! create the scratch database, `pg_restore -j N` (or `psql` for a plain SQL dump), count,
+//! diff. A failed or cancelled restore drops the database it created.
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use tokio::sync::mpsc;
+
+use super::restore::{
+    ChannelReader, RestoreFrom, RestoreReport, RestoreRun, RestoreTarget, decoder, download,
+};
+use super::staging_prefix;
+use crate::engine::postgres::{self, Conn, tools};
+use crate::error::{Error, Result};
+use crate::manifest::EngineKind;
+use crate::progress::Phase;
+use crate::sniff::{Compression, Content, Format};
+
+const CHANNEL_DEPTH: usize = 8;
+
+impl RestoreRun<'_> {
+    pub(super) async fn run_postgres(
+        &self,
+        server: &Conn,
+        database: &str,
+        started_at: DateTime<Utc>,
+    ) -> Result<(RestoreReport, DateTime<Utc>)> {
+        postgres::validate_db_name(database)?;
+        let (key, expected, unseal) = self.object(EngineKind::Postgres)?;
+        let admin = server.connect().await?;
+        let (_, server_major) = postgres::server_version(&admin).await?;
+        let is_source = self
+            .source_conn
+            .as_ref()
+            .is_some_and(|s| s.same_server(server) && s.dbname == database);
+        let exists = postgres::database_exists(&admin, database).await?;
+        if is_source && !self.opts.force_target {
+            return Err(Error::DatabaseIsSource(database.to_owned()));
+        }
+        if exists && !self.opts.force_target {
+            return Err(Error::DatabaseExists(database.to_owned()));
+        }
+        // pg_restore must be at least as new as the server it loads and the pg_dump that wrote
+        // the archive.
+        let dump_major = match self.from {
+            RestoreFrom::Backup(b) => b
+                .manifest
+                .as_ref()
+                .and_then(|m| m.postgres.as_ref())
+                .and_then(|p| tools::major_of(&p.pg_dump_version)),
+            RestoreFrom::Foreign(_) => None,
+        };
+        let min_major = server_major.max(dump_major.unwrap_or(0));
+        let bin_dir = self.bin_dir.as_deref();
+
+        self.progress
+            .phase(Phase::Download, expected.as_ref().map(|e| e.1));
+        std::fs::create_dir_all(&self.opts.staging).map_err(Error::io(format!(
+            "staging directory {}",
+            self.opts.staging.display()
+        )))?;
+        let staged = tempfile::Builder::new()
+            .prefix(&staging_prefix("restore"))
+            .tempfile_in(&self.opts.staging)
+            .map_err(Error::io("create a staging file"))?;
+        let (tx, rx) = mpsc::channel::<Bytes>(CHANNEL_DEPTH);
+        let writer = {
+            let file = staged
+                .reopen()
+                .map_err(Error::io("open the staging file"))?;
+            let known = match self.from {
+                RestoreFrom::Backup(_) => Some(Format {
+                    compression: Some(Compression::Zstd),
+                    content: Content::PgCustom,
+                }),
+                RestoreFrom::Foreign(_) => None,
+            };
+            let cancel = self.cancel.clone();
+            tokio::task::spawn_blocking(move || -> Result<(Format, u64)> {
+                let reader = ChannelReader {
+                    rx,
+                    buf: Bytes::new(),
+                };
+                let (format, mut reader) = decoder(reader, known, unseal.as_ref(), &cancel)?;
+                let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+                let n = std::io::copy(&mut reader, &mut out)
+                    .map_err(Error::io("decompress the dump into the staging file"))?;
+                std::io::Write::flush(&mut out).map_err(Error::io("write the staging file"))?;
+                Ok((format, n))
+            })
+        };
+        let downloaded = download(
+            self.store.as_ref(),
+            &key,
+            Some(tx),
+            &*self.progress,
+            &self.cancel,
+        )
+        .await;
+        let written = writer
+            .await
+            .map_err(|e| Error::Invalid(format!("the decompression stopped: {e}")))?;
+        let (sha256, stored_bytes) = downloaded?;
+        self.check_download(&key, &expected, &sha256, stored_bytes)?;
+        let (format, raw_bytes) = written.map_err(|e| {
+            if self.cancel.is_cancelled() {
+                Error::Cancelled
+            } else {
+                e
+            }
+        })?;
+        if !matches!(format.content, Content::PgCustom | Content::Sql) {
+            return Err(Error::Invalid(format!(
+                "{key} holds {format}, which cannot be restored into PostgreSQL"
+            )));
+        }
+        let tool = match format.content {
+            Content::Sql => "psql",
+            _ => "pg_restore",
+        };
+        let tool = tools::find(tool, bin_dir, min_major)?;
+        if format.content == Content::PgCustom {
+            let path = staged.path().to_path_buf();
+            match tokio::task::spawn_blocking(move || postgres::toc::add_offsets(&path)).await {
+                Ok(Ok(n)) if n > 0 => {
+                    (self.log)(format!("recorded data offsets of {n} archive entries"))
+                }
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => (self.log)(format!("archive offsets not recorded: {e}")),
+                Err(e) => (self.log)(format!("archive offsets not recorded: {e}")),
+            }
+        }
+
+        self.progress.phase(Phase::Load, None);
+        if !exists {
+            postgres::create_database(&admin, database).await?;
+            (self.log)(format!("created database {database}"));
+        }
+        drop(admin);
+        let target = server.with_dbname(database);
+        let loaded = async {
+            match format.content {
+                Content::Sql => {
+                    postgres::run_psql(&target, &tool.path, staged.path(), &self.cancel).await
+                }
+                _ => {
+                    let jobs = std::thread::available_parallelism().map_or(1, |n| n.get());
+                    (self.log)(format!(
+                        "pg_restore {} -j {jobs} into {database}",
+                        tool.version
+                    ));
+                    postgres::run_pg_restore(
+                        &target,
+                        &tool.path,
+                        staged.path(),
+                        jobs,
+                        exists,
+                        &self.cancel,
+                    )
+                    .await
+                }
+            }?;
+            self.progress.phase(Phase::Count, None);
+            postgres::count_database(&target).await
+        }
+        .await;
+        drop(staged);
+        let tables = match loaded {
+            Ok(tables) => tables,
+            Err(e) => {
+                if !exists {
+                    match postgres::drop_database(server, database).await {
+                        Ok(()) => (self.log)(format!("dropped the partial database {database}")),
+                        Err(d) => (self.log)(format!(
+                            "could not drop the partial database {database}: {d}"
+                        )),
+                    }
+                }
+                return Err(e);
+            }
+        };
+        (self.log)(format!("restored into {target} ({raw_bytes} bytes)"));
+
+        let diff = self.diff(&tables).await?;
+        let finished_at = Utc::now();
+        let report = RestoreReport {
+            restored: self.from.label(),
+            source: match self.from {
+                RestoreFrom::Backup(b) => Some(b.source.clone()),
+                RestoreFrom::Foreign(_) => None,
+            },
+            format: format.to_string(),
+            target: RestoreTarget::Postgres {
+                server: server.clone(),
+                database: database.to_owned(),
+            },
+            sha256,
+            checksum_verified: expected.is_some(),
+            stored_bytes,
+            raw_bytes,
+            started_at,
+            finished_at,
+            diff,
+        };
+        Ok((report, finished_at))
+    }
+}
