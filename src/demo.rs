@@ -446,14 +446,50 @@ fn sql_dump(path: &Path) -> Result<String> {
 }
 
 fn config_text() -> String {
-    "# The lifeboat demo: two sample SQLite databases and a directory playing the bucket.\n\
-     [storage]\ntype = \"local\"\npath = \"bucket\"\n\n\
-     [state]\npath = \"state.db\"\n\n\
-     [backup]\ncompression_level = 3\n\n\
-     [restore]\nscratch_dir = \"restores\"\n\n\
-     [[source]]\nname = \"shop\"\nengine = \"sqlite\"\npath = \"shop.db\"\nrpo = \"26h\"\n\n\
-     [[source]]\nname = \"auth\"\nengine = \"sqlite\"\npath = \"auth.db\"\nrpo = \"26h\"\n"
-        .to_owned()
+    r#"# The lifeboat demo: two sample SQLite databases and a directory playing the bucket.
+[storage]
+type = "local"
+path = "bucket"
+
+[state]
+path = "state.db"
+
+[backup]
+compression_level = 3
+
+[restore]
+scratch_dir = "restores"
+
+# What `lifeboat prune` would keep (try the console's Retention tab and its what-if editor).
+[retention]
+keep_last = 3
+keep_daily = 14
+keep_weekly = 8
+keep_monthly = 6
+
+[[source]]
+name = "shop"
+engine = "sqlite"
+path = "shop.db"
+rpo = "26h"
+drill_interval = "90d"
+
+# What `lifeboat daemon` would run (see `lifeboat schedule`).
+[source.schedule]
+backup = "0 2 * * *"
+verify = "30 4 * * 0"
+drill = "0 3 1 */3 *"
+
+[[source]]
+name = "auth"
+engine = "sqlite"
+path = "auth.db"
+rpo = "26h"
+
+[source.schedule]
+backup = "15 2 * * *"
+"#
+    .to_owned()
 }
 
 /// Refuses a directory that holds anything but an earlier demo (and that only with `force`).

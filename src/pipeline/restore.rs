@@ -140,6 +140,14 @@ impl RestoreReport {
     }
 }
 
+/// The object a restore reads, what its manifest promises, and how to decrypt it.
+pub(super) struct Object {
+    pub key: ObjectKey,
+    /// SHA-256 and size from the manifest; a foreign object has none.
+    pub expected: Option<(String, u64)>,
+    pub unseal: Option<Unseal>,
+}
+
 pub(crate) struct RestoreRun<'a> {
     pub store: &'a Arc<dyn ObjectStore>,
     pub from: &'a RestoreFrom,
@@ -159,7 +167,11 @@ pub(crate) struct RestoreRun<'a> {
 impl RestoreRun<'_> {
     pub async fn run(self, started_at: DateTime<Utc>) -> Result<(RestoreReport, DateTime<Utc>)> {
         // Before the target is touched: a missing key must leave nothing behind.
-        let (key, expected, unseal) = match &self.opts.target {
+        let Object {
+            key,
+            expected,
+            unseal,
+        } = match &self.opts.target {
             RestoreTarget::Postgres { server, database } => {
                 return self.run_postgres(server, database, started_at).await;
             }
@@ -339,11 +351,8 @@ impl RestoreRun<'_> {
     }
 
     /// The object to download and, for a backup, its manifest's SHA-256 and size.
-    /// The decryption stage, resolved here so that a missing key fails before anything else.
-    pub(super) fn object(
-        &self,
-        engine: EngineKind,
-    ) -> Result<(ObjectKey, Option<(String, u64)>, Option<Unseal>)> {
+    /// The decryption stage is resolved here so that a missing key fails before anything else.
+    pub(super) fn object(&self, engine: EngineKind) -> Result<Object> {
         match self.from {
             RestoreFrom::Backup(b) => {
                 let m = b
@@ -369,11 +378,11 @@ impl RestoreRun<'_> {
                     id: b.id.to_string(),
                     reason: "the manifest names no data object".into(),
                 })?;
-                Ok((
+                Ok(Object {
                     key,
-                    Some((m.data.sha256.clone(), m.data.stored_bytes)),
+                    expected: Some((m.data.sha256.clone(), m.data.stored_bytes)),
                     unseal,
-                ))
+                })
             }
             RestoreFrom::Foreign(f) => {
                 let fits = match engine {
@@ -388,7 +397,11 @@ impl RestoreRun<'_> {
                         f.meta.key, f.format
                     )));
                 }
-                Ok((ObjectKey::new(f.meta.key.clone())?, None, None))
+                Ok(Object {
+                    key: ObjectKey::new(f.meta.key.clone())?,
+                    expected: None,
+                    unseal: None,
+                })
             }
         }
     }

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::mpsc;
 
 use super::restore::{
-    ChannelReader, RestoreFrom, RestoreReport, RestoreRun, RestoreTarget, decoder, download,
+    ChannelReader, Object, RestoreFrom, RestoreReport, RestoreRun, RestoreTarget, decoder, download,
 };
 use super::staging_prefix;
 use crate::engine::postgres::{self, Conn, tools};
@@ -26,7 +26,11 @@ impl RestoreRun<'_> {
         started_at: DateTime<Utc>,
     ) -> Result<(RestoreReport, DateTime<Utc>)> {
         postgres::validate_db_name(database)?;
-        let (key, expected, unseal) = self.object(EngineKind::Postgres)?;
+        let Object {
+            key,
+            expected,
+            unseal,
+        } = self.object(EngineKind::Postgres)?;
         let admin = server.connect().await?;
         let (_, server_major) = postgres::server_version(&admin).await?;
         let is_source = self
