@@ -79,14 +79,18 @@ impl Worker {
                 let cancel = self.start(task);
                 tokio::spawn(async move {
                     let progress = ChannelProgress::new(task, tx.clone());
-                    let (record, result) = lb
-                        .backup(
-                            &source,
-                            lifeboat::manifest::Trigger::Manual,
-                            progress,
-                            cancel,
-                        )
-                        .await;
+                    let (record, result) = match lb.lock_source(&source) {
+                        Ok(_lock) => {
+                            lb.backup(
+                                &source,
+                                lifeboat::manifest::Trigger::Manual,
+                                progress,
+                                cancel,
+                            )
+                            .await
+                        }
+                        Err(e) => (placeholder(&lb, JobKind::Backup), Err(e)),
+                    };
                     let outcome = Outcome::Backup(result.map(Box::new).map_err(|e| e.to_string()));
                     let _ = tx.send(Msg::Finished {
                         task,
@@ -123,11 +127,12 @@ impl Worker {
                 let cancel = self.start(r.task);
                 tokio::spawn(async move { restore(lb, tx, r, cancel).await });
             }
-            Request::Prune { task, source } => {
+            Request::Prune { task, source, only } => {
                 let cancel = self.start(task);
                 tokio::spawn(async move {
                     let opts = lifeboat::prune::PruneOptions {
                         source: Some(source),
+                        only: Some(only),
                         ..Default::default()
                     };
                     let (record, result) = lb.prune(&opts, cancel).await;
