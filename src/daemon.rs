@@ -10,6 +10,7 @@ use std::time::Duration as StdDuration;
 use chrono::{DateTime, Duration, Utc};
 use tokio_util::sync::CancellationToken;
 
+use crate::Lifeboat;
 use crate::alert::{self, Alert, AlertEvent, Delivery};
 use crate::error::{Error, Result};
 use crate::health::{self, Level};
@@ -17,7 +18,6 @@ use crate::jobs::{JobKind, JobRecord, JobStatus, hostname};
 use crate::manifest::Trigger;
 use crate::progress::NoProgress;
 use crate::schedule::{self, Entry, Schedules};
-use crate::Lifeboat;
 
 /// What the daemon tells its front end as it goes.
 #[derive(Debug, Clone)]

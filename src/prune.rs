@@ -235,10 +235,7 @@ impl Lifeboat {
             self.source(s)?;
         }
         let lb = self.clone();
-        let complete: Vec<String> = catalog
-            .complete()
-            .map(|b| b.id.to_string())
-            .collect();
+        let complete: Vec<String> = catalog.complete().map(|b| b.id.to_string()).collect();
         // SQLite reads block: keep them off the async workers.
         let (jobs, verified) = tokio::task::spawn_blocking(move || -> Result<_> {
             let jobs = lb.state.jobs()?;
@@ -266,8 +263,8 @@ impl Lifeboat {
                     .iter()
                     .filter(|b| b.source == name)
                     .map(|b| {
-                        let verified = b.state == BackupState::Complete
-                            && verified.contains(b.id.as_str());
+                        let verified =
+                            b.state == BackupState::Complete && verified.contains(b.id.as_str());
                         candidate(catalog, b, verified)
                     })
                     .collect();

@@ -686,7 +686,10 @@ mod tests {
                 ..Span::default()
             },
         ] {
-            assert_eq!(span.before(now, chrono_tz::Europe::Berlin), DateTime::<Utc>::MIN_UTC);
+            assert_eq!(
+                span.before(now, chrono_tz::Europe::Berlin),
+                DateTime::<Utc>::MIN_UTC
+            );
         }
         assert_eq!(
             Span::parse("1000y").unwrap().before(now, chrono_tz::UTC),

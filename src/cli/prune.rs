@@ -15,7 +15,7 @@ use super::table::{Align, GREEN, Table, YELLOW, colored};
 
 #[derive(Args)]
 pub struct PruneArgs {
-    /// Only this source.
+    /// Only this source (also one in the bucket that this host does not configure).
     #[arg(long)]
     source: Option<String>,
     /// Show the plan; delete nothing.
