@@ -223,7 +223,11 @@ impl Catalog {
     }
 
     pub fn pinned(&self, b: &BackupEntry) -> bool {
-        self.pins.contains(&b.dir())
+        self.is_pinned(&b.source, b.id.as_str())
+    }
+
+    pub fn is_pinned(&self, source: &str, id: &str) -> bool {
+        self.pins.contains(&format!("{source}/{id}"))
     }
 
     pub fn find(&self, id: &str) -> Option<&BackupEntry> {

@@ -378,6 +378,11 @@ impl Config {
         }
         if let Some(e) = &self.encryption {
             e.validate()?;
+            // Unkeyed sums of row text sit in the plaintext manifest: small tables could be
+            // guessed from them offline, which is what encryption is meant to prevent.
+            if self.backup.content_checksums {
+                return Err("backup.content_checksums cannot be combined with [encryption]: the unkeyed row sums in the plaintext manifest would let anyone with bucket access guess small tables".into());
+            }
         }
         if !(1..=22).contains(&self.backup.compression_level) {
             return Err("backup.compression_level must be between 1 and 22".into());
@@ -512,6 +517,24 @@ mod tests {
             assert!(validate_source_name(name).is_err(), "{name:?}");
         }
         assert!(validate_source_name("billing-db.eu_1").is_ok());
+    }
+
+    #[test]
+    fn content_checksums_are_refused_with_encryption() {
+        let text = |checksums: bool| {
+            format!(
+                "[storage]\ntype = \"local\"\npath = \"/b\"\n[backup]\ncontent_checksums = {checksums}\n[encryption]\npassphrase_env = \"LB_PASS\"\n"
+            )
+        };
+        let err = Config::parse(&text(true), Path::new("/x/lifeboat.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("backup.content_checksums cannot be combined with [encryption]"),
+            "{err}"
+        );
+        assert!(!err.contains('\n'), "{err}");
+        Config::parse(&text(false), Path::new("/x/lifeboat.toml")).unwrap();
     }
 
     #[test]

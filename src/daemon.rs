@@ -234,16 +234,20 @@ impl Daemon {
         }
     }
 
-    /// One attempt, holding the source's lock throughout.
+    /// One attempt, holding the source's lock throughout (prunes and drills take it
+    /// themselves).
     async fn attempt(
         &self,
         source: &str,
         kind: JobKind,
         cancel: &CancellationToken,
     ) -> (Option<JobRecord>, Result<()>) {
-        let _lock = match self.lb.lock_source(source) {
-            Ok(lock) => lock,
-            Err(e) => return (None, Err(e)),
+        let _lock = match kind {
+            JobKind::Prune | JobKind::Drill => None,
+            _ => match self.lb.lock_source(source) {
+                Ok(lock) => Some(lock),
+                Err(e) => return (None, Err(e)),
+            },
         };
         let lb = &self.lb;
         let progress = Arc::new(NoProgress);
@@ -275,6 +279,7 @@ impl Daemon {
                     source: Some(source.to_owned()),
                     force: false,
                     trigger: Some(Trigger::Scheduled),
+                    only: None,
                 };
                 let (record, result) = lb.prune(&opts, cancel).await;
                 (Some(record), result.map(drop))
@@ -301,7 +306,7 @@ impl Daemon {
             ..Default::default()
         };
         match self.lb.drill(&opts, Arc::new(NoProgress), cancel).await {
-            Ok((record, result)) => (Some(record), result.map(drop)),
+            Ok((record, result)) => (Some(record), drill_outcome(result)),
             Err(e) => (None, Err(e)),
         }
     }
@@ -345,5 +350,13 @@ impl Daemon {
             source: alert.source.clone(),
             delivered,
         });
+    }
+}
+
+/// A drill that ran but did not match is a failed job: it is retried and alerted on.
+fn drill_outcome(result: Result<crate::drill::Drill>) -> Result<()> {
+    match result {
+        Ok(d) if !d.passed() => Err(Error::RowCountMismatch(Box::new(d.restore))),
+        other => other.map(drop),
     }
 }

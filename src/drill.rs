@@ -75,6 +75,12 @@ impl Lifeboat {
                 b.source
             )));
         }
+        // The scratch restore reads the bucket only, but a prune must not delete the backup
+        // under it, and the daemon must not drill the same source twice at once.
+        let _lock = match &from {
+            RestoreFrom::Backup(b) => Some(self.lock_source(&b.source)?),
+            RestoreFrom::Foreign(_) => None,
+        };
         let target = self.drill_target(&source, &id)?;
         let restore_opts = RestoreOptions {
             target: target.clone(),

@@ -159,11 +159,15 @@ impl SourceHealth {
     }
 
     pub fn failure_rate(&self) -> f64 {
-        if self.finished_in_window == 0 {
-            0.0
-        } else {
-            self.failed_in_window as f64 / self.finished_in_window as f64
-        }
+        failure_rate(self.failed_in_window, self.finished_in_window)
+    }
+}
+
+fn failure_rate(failed: usize, finished: usize) -> f64 {
+    if finished == 0 {
+        0.0
+    } else {
+        failed as f64 / finished as f64
     }
 }
 
@@ -287,11 +291,7 @@ fn assess_source(
             format!("last backup {}: {}", j.status, first_line(why)),
         );
     }
-    let rate = if finished.is_empty() {
-        0.0
-    } else {
-        failed_in_window as f64 / finished.len() as f64
-    };
+    let rate = failure_rate(failed_in_window, finished.len());
     let rate_level = if failed_in_window > 0 && rate >= config.check.failure_rate_critical {
         Some(Level::Critical)
     } else if failed_in_window > 0 && rate >= config.check.failure_rate_warning {

@@ -14,7 +14,7 @@ use crate::Lifeboat;
 use crate::catalog::{BackupEntry, BackupState, Catalog};
 use crate::error::{Error, Result};
 use crate::jobs::{JobKind, JobRecord, JobStatus};
-use crate::manifest::{MANIFEST_NAME, Trigger};
+use crate::manifest::{BackupId, MANIFEST_NAME, Trigger};
 use crate::retention::{self, Candidate, Policy, Settings, SourcePlan};
 use crate::storage::{IncompleteUpload, ObjectKey, ObjectStoreExt};
 
@@ -28,6 +28,9 @@ pub struct PruneOptions {
     pub force: bool,
     /// Trigger recorded on the job.
     pub trigger: Option<Trigger>,
+    /// Backup ids and upload keys someone confirmed: when set, nothing else is deleted even
+    /// if a fresh plan says so (the bucket may have changed since the confirmation).
+    pub only: Option<BTreeSet<String>>,
 }
 
 /// Everything the planner needs, read once; [`PlanInputs::plan`] is then pure, so a console
@@ -46,6 +49,8 @@ pub struct SourceInputs {
     pub source: String,
     pub policy: Policy,
     pub newest_failed: bool,
+    /// In the bucket but neither configured here nor named: planned, never pruned.
+    pub unconfigured: bool,
     pub backups: Vec<Candidate>,
 }
 
@@ -118,6 +123,7 @@ impl PlanInputs {
                         orphan_grace: self.orphan_grace,
                         newest_failed: s.newest_failed,
                         force,
+                        unconfigured: s.unconfigured,
                     },
                 );
                 if plan.skipped.is_some() {
@@ -125,19 +131,24 @@ impl PlanInputs {
                 }
                 plan
             })
-            .collect();
+            .collect::<Vec<SourcePlan>>();
+        let planned: BTreeSet<&str> = sources.iter().map(|s| s.source.as_str()).collect();
         let uploads = self
             .incomplete
             .iter()
             .map(|u| {
-                let source = u.key.split('/').next().unwrap_or_default();
-                let (abort, reason) = match u.started {
-                    _ if skipped.contains(source) => (false, "source skipped".to_owned()),
-                    Some(t) if self.now - t >= self.orphan_grace => {
+                let (abort, reason) = match (upload_source(&u.key), u.started) {
+                    // Other tools share buckets: only lifeboat's own backup uploads are ours.
+                    (None, _) => (false, "not an upload of a lifeboat backup".to_owned()),
+                    (Some(s), _) if !planned.contains(s) => {
+                        (false, "source not configured on this host".to_owned())
+                    }
+                    (Some(s), _) if skipped.contains(s) => (false, "source skipped".to_owned()),
+                    (_, Some(t)) if self.now - t >= self.orphan_grace => {
                         (true, "started before the grace period".to_owned())
                     }
-                    Some(_) => (false, "may still be running".to_owned()),
-                    None => (false, "start time unknown".to_owned()),
+                    (_, Some(_)) => (false, "may still be running".to_owned()),
+                    (_, None) => (false, "start time unknown".to_owned()),
                 };
                 UploadDecision {
                     upload: u.clone(),
@@ -153,6 +164,17 @@ impl PlanInputs {
             uploads,
         }
     }
+}
+
+/// The source of an upload whose key is `<source>/<backup id>/<object>`, the only shape a
+/// lifeboat backup writes.
+fn upload_source(key: &str) -> Option<&str> {
+    let mut parts = key.splitn(3, '/');
+    let (source, id, object) = (parts.next()?, parts.next()?, parts.next()?);
+    let ours = crate::config::validate_source_name(source).is_ok()
+        && id.parse::<BackupId>().is_ok()
+        && !object.is_empty();
+    ours.then_some(source)
 }
 
 fn pin_key(source: &str, id: &str) -> Result<ObjectKey> {
@@ -202,13 +224,29 @@ impl Lifeboat {
         Ok(true)
     }
 
-    /// Reads what planning needs: pins, verification and the backup job history.
+    /// Reads what planning needs: verification and the backup job history (pins come with
+    /// the catalog). A source found in the bucket but not configured here is listed and kept
+    /// unless `source` names it.
     pub async fn plan_inputs(&self, catalog: &Catalog, source: Option<&str>) -> Result<PlanInputs> {
-        if let Some(s) = source {
+        if let Some(s) = source
+            && self.config.source(s).is_none()
+            && !catalog.backups.iter().any(|b| b.source == s)
+        {
             self.source(s)?;
         }
-        let pins = self.pins().await?;
-        let jobs = self.state.jobs()?;
+        let lb = self.clone();
+        let complete: Vec<String> = catalog.complete().map(|b| b.id.to_string()).collect();
+        // SQLite reads block: keep them off the async workers.
+        let (jobs, verified) = tokio::task::spawn_blocking(move || -> Result<_> {
+            let jobs = lb.state.jobs()?;
+            let verified: BTreeSet<String> = complete
+                .into_iter()
+                .filter(|id| lb.verification(id).is_some_and(|v| v.ok))
+                .collect();
+            Ok((jobs, verified))
+        })
+        .await
+        .map_err(|e| Error::Invalid(format!("reading the job history failed: {e}")))??;
         let mut names: BTreeSet<&str> = self
             .config
             .sources
@@ -224,7 +262,11 @@ impl Lifeboat {
                     .backups
                     .iter()
                     .filter(|b| b.source == name)
-                    .map(|b| self.candidate(b, &pins))
+                    .map(|b| {
+                        let verified =
+                            b.state == BackupState::Complete && verified.contains(b.id.as_str());
+                        candidate(catalog, b, verified)
+                    })
                     .collect();
                 let newest_complete = backups
                     .iter()
@@ -245,6 +287,7 @@ impl Lifeboat {
                     source: name.to_owned(),
                     policy: self.config.policy(name).clone(),
                     newest_failed,
+                    unconfigured: source.is_none() && self.config.source(name).is_none(),
                     backups,
                 }
             })
@@ -262,29 +305,6 @@ impl Lifeboat {
             sources,
             incomplete,
         })
-    }
-
-    fn candidate(&self, b: &BackupEntry, pins: &BTreeSet<String>) -> Candidate {
-        // An orphan's age is that of its newest object: a slow upload is still being written.
-        let time = match b.state {
-            BackupState::Orphan => b
-                .objects
-                .iter()
-                .filter_map(|o| o.last_modified)
-                .chain([b.time()])
-                .max()
-                .unwrap_or_else(|| b.time()),
-            _ => b.time(),
-        };
-        Candidate {
-            id: b.id.to_string(),
-            time,
-            state: b.state,
-            stored_bytes: b.stored_bytes(),
-            pinned: pins.contains(&format!("{}/{}", b.source, b.id)),
-            verified: b.state == BackupState::Complete
-                && self.verification(b.id.as_str()).is_some_and(|v| v.ok),
-        }
     }
 
     /// The plan a prune would carry out now.
@@ -328,6 +348,7 @@ impl Lifeboat {
                 aborted: 0,
                 freed_bytes: 0,
             };
+            let confirmed = |what: &str| opts.only.as_ref().is_none_or(|o| o.contains(what));
             for sp in &report.plan.sources {
                 job.log(format!(
                     "{}: {} ({} kept, {} to prune)",
@@ -336,9 +357,26 @@ impl Lifeboat {
                     sp.decisions.len() - sp.pruned().count(),
                     sp.pruned().count()
                 ));
+                let aborts: Vec<&UploadDecision> = report
+                    .plan
+                    .aborts()
+                    .filter(|u| upload_source(&u.upload.key) == Some(sp.source.as_str()))
+                    .collect();
+                if sp.pruned().next().is_none() && aborts.is_empty() {
+                    continue;
+                }
+                // Held while this source's objects go, so no backup of it runs meanwhile.
+                let _lock = self.lock_source(&sp.source)?;
                 for d in sp.pruned() {
                     if cancel.is_cancelled() {
                         return Err(Error::Cancelled);
+                    }
+                    if !confirmed(&d.backup.id) {
+                        job.log(format!(
+                            "spared {}/{}: not among the confirmed backups",
+                            sp.source, d.backup.id
+                        ));
+                        continue;
                     }
                     let Some(entry) = catalog
                         .backups
@@ -347,6 +385,16 @@ impl Lifeboat {
                     else {
                         continue;
                     };
+                    // A pin set since the catalog was read still protects the backup.
+                    if self
+                        .store
+                        .head(&pin_key(&entry.source, entry.id.as_str())?)
+                        .await?
+                        .is_some()
+                    {
+                        job.log(format!("spared {}: pinned during the prune", entry.dir()));
+                        continue;
+                    }
                     self.delete_backup(entry).await?;
                     report.deleted += 1;
                     report.freed_bytes += d.backup.stored_bytes;
@@ -358,14 +406,21 @@ impl Lifeboat {
                         d.backup.stored_bytes
                     ));
                 }
-            }
-            for u in report.plan.aborts() {
-                if cancel.is_cancelled() {
-                    return Err(Error::Cancelled);
+                for u in aborts {
+                    if cancel.is_cancelled() {
+                        return Err(Error::Cancelled);
+                    }
+                    if !confirmed(&u.upload.key) {
+                        job.log(format!(
+                            "spared incomplete upload of {}: not confirmed",
+                            u.upload.key
+                        ));
+                        continue;
+                    }
+                    self.store.abort_incomplete(&u.upload).await?;
+                    report.aborted += 1;
+                    job.log(format!("aborted incomplete upload of {}", u.upload.key));
                 }
-                self.store.abort_incomplete(&u.upload).await?;
-                report.aborted += 1;
-                job.log(format!("aborted incomplete upload of {}", u.upload.key));
             }
             job.log(format!(
                 "deleted {} backup(s), aborted {} upload(s), freed {} bytes",
@@ -396,5 +451,90 @@ impl Lifeboat {
             .delete_many(&[pin_key(&entry.source, entry.id.as_str())?])
             .await?;
         Ok(())
+    }
+}
+
+fn candidate(catalog: &Catalog, b: &BackupEntry, verified: bool) -> Candidate {
+    // An orphan's age is that of its newest object: a slow upload is still being written.
+    let time = match b.state {
+        BackupState::Orphan => b
+            .objects
+            .iter()
+            .filter_map(|o| o.last_modified)
+            .chain([b.time()])
+            .max()
+            .unwrap_or_else(|| b.time()),
+        _ => b.time(),
+    };
+    Candidate {
+        id: b.id.to_string(),
+        time,
+        state: b.state,
+        stored_bytes: b.stored_bytes(),
+        pinned: catalog.pinned(b),
+        verified,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn upload(key: &str, started: DateTime<Utc>) -> IncompleteUpload {
+        IncompleteUpload {
+            key: key.into(),
+            started: Some(started),
+            handle: format!("h-{key}"),
+        }
+    }
+
+    #[test]
+    fn only_stale_uploads_of_planned_lifeboat_backups_are_aborted() {
+        let now = "2026-06-01T00:00:00Z".parse::<DateTime<Utc>>().unwrap();
+        let old = now - Duration::days(3);
+        let inputs = PlanInputs {
+            now,
+            timezone: chrono_tz::UTC,
+            orphan_grace: Duration::hours(24),
+            sources: ["app", "theirs"]
+                .into_iter()
+                .map(|s| SourceInputs {
+                    source: s.into(),
+                    policy: Policy::default(),
+                    newest_failed: false,
+                    unconfigured: s == "theirs",
+                    backups: Vec::new(),
+                })
+                .collect(),
+            incomplete: vec![
+                upload("app/20260101T000000Z-abcd/data.sqlite.zst", old),
+                upload("app/20260101T000000Z-abcd/data.sqlite.zst", now),
+                upload("other-tool/dump.tar", old),
+                upload("app/not-a-backup/data.bin", old),
+                upload("app/20260101T000000Z-abcd", old),
+                upload("_lifeboat/jobs/20260101T000000Z-abcd/x.json", old),
+                upload("theirs/20260101T000000Z-abcd/data.sqlite.zst", old),
+                upload("absent/20260101T000000Z-abcd/data.sqlite.zst", old),
+            ],
+        };
+        let plan = inputs.plan(false, None);
+        let decided: Vec<(bool, &str)> = plan
+            .uploads
+            .iter()
+            .map(|u| (u.abort, u.reason.as_str()))
+            .collect();
+        assert_eq!(
+            decided,
+            [
+                (true, "started before the grace period"),
+                (false, "may still be running"),
+                (false, "not an upload of a lifeboat backup"),
+                (false, "not an upload of a lifeboat backup"),
+                (false, "not an upload of a lifeboat backup"),
+                (false, "not an upload of a lifeboat backup"),
+                (false, "source skipped"),
+                (false, "source not configured on this host"),
+            ]
+        );
     }
 }

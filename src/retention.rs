@@ -15,6 +15,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::catalog::BackupState;
 
+/// The longest span a policy may name: beyond it, calendar arithmetic leaves chrono's range.
+const MAX_SPAN_DAYS: u64 = 366 * 1000;
+
 /// A calendar span as restic writes it: `1y5m7d2h` (years, months, days, hours).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Span {
@@ -48,7 +51,18 @@ impl Span {
         if !num.is_empty() || span.is_zero() && !text.trim().starts_with('0') {
             return Err(bad());
         }
+        if span.approx_days() > MAX_SPAN_DAYS {
+            return Err(format!("{text:?} is longer than 1000 years"));
+        }
         Ok(span)
+    }
+
+    /// An upper bound of the span in days, for the sanity limit.
+    fn approx_days(&self) -> u64 {
+        u64::from(self.years) * 366
+            + u64::from(self.months) * 31
+            + u64::from(self.days)
+            + u64::from(self.hours) / 24
     }
 
     pub fn is_zero(&self) -> bool {
@@ -66,18 +80,27 @@ impl Span {
         let first = i32::try_from(year)
             .ok()
             .and_then(|y| NaiveDate::from_ymd_opt(y, month0 as u32 + 1, 1));
-        let Some(first) = first else {
+        // Spans are bounded when parsed, but the fields are public: past the calendar's
+        // range, everything is within the span.
+        let date = first.and_then(|f| {
+            f.checked_add_signed(Duration::days(
+                i64::from(local.day()) - 1 - i64::from(self.days),
+            ))
+        });
+        let Some(date) = date else {
             return DateTime::<Utc>::MIN_UTC;
         };
-        let date = first + Duration::days(i64::from(local.day()) - 1 - i64::from(self.days));
         let naive = date.and_time(local.time());
         let at = match tz.from_local_datetime(&naive) {
-            chrono::LocalResult::Single(t) => t.to_utc(),
-            chrono::LocalResult::Ambiguous(a, _) => a.to_utc(),
+            chrono::LocalResult::Single(t) => Some(t.to_utc()),
+            chrono::LocalResult::Ambiguous(a, _) => Some(a.to_utc()),
             // In a DST gap the wall time does not exist: keep the offset the newest had.
-            chrono::LocalResult::None => (naive - local.offset().fix()).and_utc(),
+            chrono::LocalResult::None => naive
+                .checked_sub_offset(local.offset().fix())
+                .map(|n| n.and_utc()),
         };
-        at - Duration::hours(i64::from(self.hours))
+        at.and_then(|at| at.checked_sub_signed(Duration::hours(i64::from(self.hours))))
+            .unwrap_or(DateTime::<Utc>::MIN_UTC)
     }
 }
 
@@ -390,6 +413,8 @@ pub struct Settings {
     pub newest_failed: bool,
     /// Prune even though the newest backup failed.
     pub force: bool,
+    /// The source is in the bucket but not configured on this host, and was not named.
+    pub unconfigured: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -438,8 +463,13 @@ pub fn plan(
             reasons: Vec::new(),
         })
         .collect();
-    let skipped = (settings.newest_failed && !settings.force)
-        .then(|| "its newest backup failed; fix it or pass --force to prune anyway".to_owned());
+    // Another host's source is governed by that host's policy, not by this one's default.
+    let skipped = if settings.unconfigured {
+        Some("not configured on this host; name it with --source to prune it".to_owned())
+    } else {
+        (settings.newest_failed && !settings.force)
+            .then(|| "its newest backup failed; fix it or pass --force to prune anyway".to_owned())
+    };
 
     let complete: Vec<usize> = (0..decisions.len())
         .filter(|&i| decisions[i].backup.state == BackupState::Complete)
@@ -600,6 +630,7 @@ mod tests {
             orphan_grace: Duration::hours(24),
             newest_failed: false,
             force: false,
+            unconfigured: false,
         }
     }
 
@@ -629,6 +660,41 @@ mod tests {
         for bad in ["", "5", "d", "3w", "1.5d", "-2d"] {
             assert!(Span::parse(bad).is_err(), "{bad:?}");
         }
+        for absurd in ["99999999d", "1001y", "4000000000h", "12013m"] {
+            let err = Span::parse(absurd).unwrap_err();
+            assert!(err.contains("longer than 1000 years"), "{absurd:?}: {err}");
+        }
+        assert!(Span::parse("1000y").is_ok());
+    }
+
+    #[test]
+    fn huge_spans_reach_back_to_the_start_of_time_without_panicking() {
+        let now = t("2026-06-01T12:00:00Z");
+        for span in [
+            Span {
+                days: u32::MAX,
+                ..Span::default()
+            },
+            Span {
+                years: u32::MAX,
+                months: u32::MAX,
+                days: u32::MAX,
+                hours: u32::MAX,
+            },
+            Span {
+                hours: u32::MAX,
+                ..Span::default()
+            },
+        ] {
+            assert_eq!(
+                span.before(now, chrono_tz::Europe::Berlin),
+                DateTime::<Utc>::MIN_UTC
+            );
+        }
+        assert_eq!(
+            Span::parse("1000y").unwrap().before(now, chrono_tz::UTC),
+            t("1026-06-01T12:00:00Z")
+        );
     }
 
     #[test]
@@ -1070,6 +1136,7 @@ mod tests {
                 orphan_grace: Duration::hours(24),
                 newest_failed,
                 force,
+                unconfigured: false,
             },
         )
     }

@@ -15,7 +15,7 @@ use super::table::{Align, GREEN, Table, YELLOW, colored};
 
 #[derive(Args)]
 pub struct PruneArgs {
-    /// Only this source.
+    /// Only this source (also one in the bucket that this host does not configure).
     #[arg(long)]
     source: Option<String>,
     /// Show the plan; delete nothing.
@@ -32,9 +32,6 @@ pub struct PruneArgs {
 }
 
 pub async fn run(lb: &Lifeboat, args: PruneArgs, cancel: CancellationToken) -> Result<ExitCode> {
-    if let Some(s) = &args.source {
-        lb.source(s)?;
-    }
     let opts = PruneOptions {
         source: args.source.clone(),
         force: args.force,
@@ -43,6 +40,7 @@ pub async fn run(lb: &Lifeboat, args: PruneArgs, cancel: CancellationToken) -> R
         } else {
             Trigger::Manual
         }),
+        only: None,
     };
     if args.dry_run {
         let plan = lb

@@ -1,6 +1,7 @@
 //! Requests from the console to the core, and the messages that come back. Every request that
 //! can be superseded carries a generation number, so a late answer to an old request is dropped.
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -33,10 +34,12 @@ pub enum Request {
     Cancel {
         task: TaskId,
     },
-    /// Prune one source by its configured policy.
+    /// Prune one source by its configured policy, deleting no more than was confirmed.
     Prune {
         task: TaskId,
         source: String,
+        /// The backup ids and upload keys the confirmation showed.
+        only: BTreeSet<String>,
     },
     /// Delete a scratch database the wizard created.
     DropScratch {

@@ -412,6 +412,7 @@ fn plan_inputs() -> PlanInputs {
                     ..Policy::default()
                 },
                 newest_failed: false,
+                unconfigured: false,
                 backups: shop,
             },
             SourceInputs {
@@ -421,6 +422,7 @@ fn plan_inputs() -> PlanInputs {
                     ..Policy::default()
                 },
                 newest_failed: true,
+                unconfigured: false,
                 backups: vec![
                     candidate(34, BackupState::Complete, false),
                     candidate(58, BackupState::Complete, false),
@@ -477,7 +479,8 @@ fn retention_tab_plans_edits_what_if_and_prunes_on_confirmation() {
         .filter(|r| matches!(r, Request::Prune { .. }))
         .collect();
     assert!(
-        matches!(&prunes[..], [Request::Prune { source, .. }] if source == "shop"),
+        matches!(&prunes[..], [Request::Prune { source, only, .. }]
+            if source == "shop" && only.len() == 18),
         "{prunes:?}"
     );
 

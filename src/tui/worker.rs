@@ -80,14 +80,18 @@ impl Worker {
                 let cancel = self.start(task);
                 tokio::spawn(async move {
                     let progress = ChannelProgress::new(task, tx.clone());
-                    let (record, result) = lb
-                        .backup(
-                            &source,
-                            lifeboat::manifest::Trigger::Manual,
-                            progress,
-                            cancel,
-                        )
-                        .await;
+                    let (record, result) = match lb.lock_source(&source) {
+                        Ok(_lock) => {
+                            lb.backup(
+                                &source,
+                                lifeboat::manifest::Trigger::Manual,
+                                progress,
+                                cancel,
+                            )
+                            .await
+                        }
+                        Err(e) => (placeholder(&lb, JobKind::Backup), Err(e)),
+                    };
                     let outcome = Outcome::Backup(result.map(Box::new).map_err(|e| e.to_string()));
                     let _ = tx.send(Msg::Finished {
                         task,
@@ -124,11 +128,12 @@ impl Worker {
                 let cancel = self.start(r.task);
                 tokio::spawn(async move { restore(lb, tx, r, cancel).await });
             }
-            Request::Prune { task, source } => {
+            Request::Prune { task, source, only } => {
                 let cancel = self.start(task);
                 tokio::spawn(async move {
                     let opts = lifeboat::prune::PruneOptions {
                         source: Some(source),
+                        only: Some(only),
                         ..Default::default()
                     };
                     let (record, result) = lb.prune(&opts, cancel).await;
@@ -339,6 +344,8 @@ fn base64(data: &[u8]) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn base64_matches_the_standard() {
         assert_eq!(
@@ -347,5 +354,36 @@ mod tests {
         );
         assert_eq!(super::base64(b"ab"), "YWI=");
         assert_eq!(super::base64(b"a"), "YQ==");
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_console_backup_refuses_a_source_another_job_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = "[storage]\ntype = \"local\"\npath = \"bucket\"\n[state]\npath = \"state.db\"\n[[source]]\nname = \"app\"\nengine = \"sqlite\"\npath = \"app.db\"\n";
+        let config =
+            lifeboat::config::Config::parse(text, &dir.path().join("lifeboat.toml")).unwrap();
+        let lb = Lifeboat::open(config).await.unwrap();
+        let held = lb.lock_source("app").unwrap();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut worker = Worker::new(lb.clone(), tx);
+        worker.handle(Request::Backup {
+            task: 1,
+            source: "app".into(),
+        });
+        let outcome = loop {
+            match rx.recv().await.unwrap() {
+                Msg::Finished { outcome, .. } => break outcome,
+                _ => continue,
+            }
+        };
+        drop(held);
+        let Outcome::Backup(Err(e)) = outcome else {
+            panic!("the backup ran under another job's lock: {outcome:?}");
+        };
+        assert!(
+            e.contains("another lifeboat job holds the lock for source app"),
+            "{e}"
+        );
+        assert!(lb.jobs().unwrap().is_empty(), "no backup job was started");
     }
 }

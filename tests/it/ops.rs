@@ -705,3 +705,60 @@ async fn stopping_the_daemon_mid_job_cancels_it_and_leaves_no_backup() {
         .unwrap_or_default();
     assert!(staging.is_empty(), "staging files left: {staging:?}");
 }
+
+/// A drill that restores but disagrees with its manifest is a failed job: retried, alerted.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_drill_with_wrong_counts_fails_is_retried_and_alerted() {
+    let receiver = Receiver::start(0).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = world(
+        dir.path(),
+        &format!(
+            "drill_interval = \"90d\"\n[schedule]\nattempts = 2\nretry_delay = \"0\"\n[[webhook]]\nurl = \"{}\"\n",
+            receiver.url
+        ),
+    );
+    let lb = open(&config, Clock::system()).await;
+    let (_, m) = lb
+        .backup(
+            "app",
+            Trigger::Manual,
+            Arc::new(lifeboat::progress::NoProgress),
+            CancellationToken::new(),
+        )
+        .await;
+    let m = m.unwrap();
+    // The manifest claims rows the data does not hold; the data's checksum still matches.
+    let manifest = dir
+        .path()
+        .join(format!("bucket/app/{}/manifest.json", m.id));
+    let mut v: Value = serde_json::from_slice(&std::fs::read(&manifest).unwrap()).unwrap();
+    let rows = v["tables"][0]["rows"].as_u64().unwrap();
+    v["tables"][0]["rows"] = (rows + 1000).into();
+    std::fs::write(&manifest, serde_json::to_vec(&v).unwrap()).unwrap();
+
+    let mut daemon = Daemon::new(lb.clone()).unwrap();
+    daemon.delivery = quick_delivery();
+    let done = daemon
+        .run_entry("app", JobKind::Drill, &CancellationToken::new())
+        .await;
+    assert_eq!(done.attempts, 2);
+    assert!(
+        matches!(done.result, Err(lifeboat::Error::RowCountMismatch(_))),
+        "{:?}",
+        done.result
+    );
+    assert_eq!(done.record.unwrap().status, JobStatus::Failed);
+    let drills: Vec<_> = lb
+        .jobs()
+        .unwrap()
+        .into_iter()
+        .filter(|j| j.kind == JobKind::Drill)
+        .collect();
+    assert_eq!(drills.len(), 2);
+    assert!(drills.iter().all(|j| j.status == JobStatus::Failed));
+    let bodies = receiver.bodies();
+    assert_eq!(bodies.len(), 1, "{bodies:#?}");
+    assert_eq!(bodies[0]["event"], "job_failed");
+    assert_eq!(bodies[0]["kind"], "drill");
+}

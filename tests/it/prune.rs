@@ -514,3 +514,244 @@ async fn s3_incomplete_uploads_can_be_aborted() {
     };
     assert!(store.abort_incomplete(&bogus).await.is_err());
 }
+
+/// Host B shares host A's bucket but not its source: B's default policy is not A's.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_source_of_another_host_is_only_pruned_when_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn ObjectStore> =
+        Arc::new(LocalStore::open(dir.path().join("bucket")).unwrap());
+    let first = Utc::now() - Duration::days(5);
+    let clock = Clock::starting_at(first);
+    let a = world(dir.path(), store.clone(), "", clock.clone());
+    let ids = history(&a, 4, first).await;
+
+    let b_dir = dir.path().join("b");
+    std::fs::create_dir_all(&b_dir).unwrap();
+    let text = "[storage]\ntype = \"local\"\npath = \"bucket\"\n[state]\npath = \"state.db\"\n[retention]\nkeep_last = 1\n[[source]]\nname = \"shop\"\nengine = \"sqlite\"\npath = \"shop.db\"\n";
+    let config = Config::parse(text, &b_dir.join("lifeboat.toml")).unwrap();
+    let state = State::open(&config.state_path()).unwrap();
+    let b = Lifeboat::with_parts(config, store.clone(), state, clock.clone());
+
+    let (job, report) = b
+        .prune(&PruneOptions::default(), CancellationToken::new())
+        .await;
+    let report = report.unwrap();
+    assert_eq!(report.deleted, 0);
+    let app = report
+        .plan
+        .sources
+        .iter()
+        .find(|s| s.source == "app")
+        .expect("the bucket's other sources are shown");
+    assert_eq!(
+        app.skipped.as_deref(),
+        Some("not configured on this host; name it with --source to prune it")
+    );
+    assert!(app.decisions.iter().all(|d| d.keep));
+    assert_eq!(job.status, JobStatus::Succeeded);
+    assert_eq!(a.catalog().await.unwrap().backups.len(), 4);
+
+    // Named explicitly, it is pruned by B's default policy.
+    let named = PruneOptions {
+        source: Some("app".into()),
+        ..PruneOptions::default()
+    };
+    let (_, report) = b.prune(&named, CancellationToken::new()).await;
+    assert_eq!(report.unwrap().deleted, 3);
+    let left: Vec<String> = a
+        .catalog()
+        .await
+        .unwrap()
+        .backups
+        .iter()
+        .map(|e| e.id.to_string())
+        .collect();
+    assert_eq!(left, [ids[3].clone()]);
+
+    // A source neither configured nor in the bucket is still an error.
+    let unknown = PruneOptions {
+        source: Some("nope".into()),
+        ..PruneOptions::default()
+    };
+    let err = b.prune_plan(&unknown).await.unwrap_err().to_string();
+    assert!(err.contains("unknown source \"nope\""), "{err}");
+}
+
+/// The console confirms a list; a prune carrying it deletes no more, whatever a new plan says.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_confirmed_prune_deletes_only_what_was_confirmed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn ObjectStore> =
+        Arc::new(LocalStore::open(dir.path().join("bucket")).unwrap());
+    let first = Utc::now() - Duration::days(5);
+    let clock = Clock::starting_at(first);
+    let lb = world(
+        dir.path(),
+        store.clone(),
+        "[retention]\nkeep_last = 1",
+        clock.clone(),
+    );
+    let ids = history(&lb, 4, first).await;
+    let plan = lb.prune_plan(&PruneOptions::default()).await.unwrap();
+    assert_eq!(plan.pruned_count(), 3);
+
+    let opts = PruneOptions {
+        source: Some("app".into()),
+        only: Some([ids[0].clone()].into()),
+        ..PruneOptions::default()
+    };
+    let (job, report) = lb.prune(&opts, CancellationToken::new()).await;
+    assert_eq!(report.unwrap().deleted, 1);
+    let left: Vec<String> = lb
+        .catalog()
+        .await
+        .unwrap()
+        .backups
+        .iter()
+        .map(|e| e.id.to_string())
+        .collect();
+    assert_eq!(left, [ids[3].clone(), ids[2].clone(), ids[1].clone()]);
+    assert!(
+        job.log
+            .iter()
+            .any(|l| l.message == format!("spared app/{}: not among the confirmed backups", ids[1])),
+        "{:?}",
+        job.log
+    );
+}
+
+/// A store that pins a backup when the first delete arrives, as another machine might.
+#[derive(Debug)]
+struct PinsMidway {
+    inner: Arc<dyn ObjectStore>,
+    pin: String,
+    done: Mutex<bool>,
+}
+
+#[async_trait]
+impl ObjectStore for PinsMidway {
+    fn location(&self) -> String {
+        self.inner.location()
+    }
+    async fn list_page(&self, prefix: &str, token: Option<String>) -> StoreResult<ListPage> {
+        self.inner.list_page(prefix, token).await
+    }
+    async fn head(&self, key: &ObjectKey) -> StoreResult<Option<ObjectMeta>> {
+        self.inner.head(key).await
+    }
+    async fn get(&self, key: &ObjectKey) -> StoreResult<ByteStream> {
+        self.inner.get(key).await
+    }
+    async fn get_prefix(&self, key: &ObjectKey, len: u64) -> StoreResult<bytes::Bytes> {
+        self.inner.get_prefix(key, len).await
+    }
+    async fn put(&self, key: &ObjectKey, body: ByteStream) -> StoreResult<PutOutcome> {
+        self.inner.put(key, body).await
+    }
+    async fn delete_many(&self, keys: &[ObjectKey]) -> StoreResult<()> {
+        let first = !std::mem::replace(&mut *self.done.lock().unwrap(), true);
+        if first {
+            let pin = ObjectKey::new(self.pin.clone()).unwrap();
+            self.inner.put_bytes(&pin, b"{}".to_vec().into()).await?;
+        }
+        self.inner.delete_many(keys).await
+    }
+    async fn list_incomplete(&self, prefix: &str) -> StoreResult<Vec<IncompleteUpload>> {
+        self.inner.list_incomplete(prefix).await
+    }
+    async fn abort_incomplete(&self, upload: &IncompleteUpload) -> StoreResult<()> {
+        self.inner.abort_incomplete(upload).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pin_set_during_a_prune_is_honoured() {
+    let dir = tempfile::tempdir().unwrap();
+    let local: Arc<dyn ObjectStore> =
+        Arc::new(LocalStore::open(dir.path().join("bucket")).unwrap());
+    let first = Utc::now() - Duration::days(5);
+    let clock = Clock::starting_at(first);
+    let lb = world(
+        dir.path(),
+        local.clone(),
+        "[retention]\nkeep_last = 1",
+        clock.clone(),
+    );
+    let ids = history(&lb, 3, first).await;
+    // Newest first: ids[1] goes first, and then ids[0] gets pinned.
+    let store = Arc::new(PinsMidway {
+        inner: local.clone(),
+        pin: format!("_lifeboat/pins/app/{}", ids[0]),
+        done: Mutex::new(false),
+    });
+    let config = lb.config().clone();
+    let state = State::open(&config.state_path()).unwrap();
+    let racing = Lifeboat::with_parts(config, store, state, clock.clone());
+    let (job, report) = racing
+        .prune(&PruneOptions::default(), CancellationToken::new())
+        .await;
+    assert_eq!(report.unwrap().deleted, 1);
+    let catalog = lb.catalog().await.unwrap();
+    let left: Vec<String> = catalog.backups.iter().map(|e| e.id.to_string()).collect();
+    assert_eq!(left, [ids[2].clone(), ids[0].clone()]);
+    assert!(catalog.pinned(&catalog.backups[1]));
+    assert!(
+        job.log
+            .iter()
+            .any(|l| l.message == format!("spared app/{}: pinned during the prune", ids[0])),
+        "{:?}",
+        job.log
+    );
+}
+
+/// Prunes and drills hold the source's lock like backups do, and say so when it is taken.
+#[tokio::test(flavor = "multi_thread")]
+async fn prunes_and_drills_refuse_a_source_another_job_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn ObjectStore> =
+        Arc::new(LocalStore::open(dir.path().join("bucket")).unwrap());
+    let first = Utc::now() - Duration::days(5);
+    let clock = Clock::starting_at(first);
+    let lb = world(
+        dir.path(),
+        store.clone(),
+        "[retention]\nkeep_last = 1",
+        clock.clone(),
+    );
+    history(&lb, 3, first).await;
+    let held = lb.lock_source("app").unwrap();
+
+    let (job, report) = lb
+        .prune(&PruneOptions::default(), CancellationToken::new())
+        .await;
+    let err = report.unwrap_err();
+    assert!(
+        matches!(err, lifeboat::Error::Locked { ref name, .. } if name == "app"),
+        "{err}"
+    );
+    assert_eq!(job.status, JobStatus::Failed);
+    assert_eq!(lb.catalog().await.unwrap().backups.len(), 3);
+
+    let drill = lb
+        .drill(
+            &lifeboat::drill::DrillOptions {
+                source: Some("app".into()),
+                ..Default::default()
+            },
+            Arc::new(NoProgress),
+            CancellationToken::new(),
+        )
+        .await;
+    assert!(
+        matches!(drill, Err(lifeboat::Error::Locked { .. })),
+        "{:?}",
+        drill.map(|(r, _)| r.status)
+    );
+
+    drop(held);
+    let (_, report) = lb
+        .prune(&PruneOptions::default(), CancellationToken::new())
+        .await;
+    assert_eq!(report.unwrap().deleted, 2);
+}

@@ -317,7 +317,7 @@ impl CatalogTab {
                     let (Some(c), Some(s)) = (&data.catalog, &r.source) else {
                         return false;
                     };
-                    c.pins.contains(&format!("{s}/{}", r.id))
+                    c.is_pinned(s, &r.id)
                 };
                 let (state_text, state_style) = match r.kind {
                     RowKind::Complete if pinned() => ("pinned".to_owned(), t.ok),

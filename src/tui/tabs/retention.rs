@@ -2,7 +2,7 @@
 //! keep it, the calendar buckets the policy fills, and a what-if editor that re-plans on every
 //! key without deleting anything. `p` prunes by the configured policy after a confirmation.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use chrono::{DateTime, Datelike, Duration, Utc};
@@ -54,6 +54,8 @@ pub struct RetentionTab {
 #[derive(Debug, Clone)]
 struct Confirm {
     source: String,
+    /// Exactly what the person agrees to delete: ids and upload keys.
+    only: BTreeSet<String>,
     backups: usize,
     uploads: usize,
     bytes: u64,
@@ -123,6 +125,7 @@ impl RetentionTab {
                     outbox.requests.push(Request::Prune {
                         task,
                         source: c.source.clone(),
+                        only: c.only.clone(),
                     });
                     let status = format!("pruning {}", c.source);
                     self.confirm = None;
@@ -173,16 +176,24 @@ impl RetentionTab {
                 if let Some(why) = &sp.skipped {
                     return vec![Effect::Error(format!("{name} is not pruned: {why}"))];
                 }
-                let uploads = plan
+                let uploads: Vec<&str> = plan
                     .aborts()
-                    .filter(|u| u.upload.key.split('/').next() == Some(name.as_str()))
-                    .count();
+                    .map(|u| u.upload.key.as_str())
+                    .filter(|k| k.split('/').next() == Some(name.as_str()))
+                    .collect();
                 let backups = sp.pruned().count();
-                if backups + uploads == 0 {
+                if backups + uploads.len() == 0 {
                     return vec![Effect::Status(format!("{name}: nothing to prune"))];
                 }
+                let only = sp
+                    .pruned()
+                    .map(|d| d.backup.id.clone())
+                    .chain(uploads.iter().map(|k| (*k).to_owned()))
+                    .collect();
+                let uploads = uploads.len();
                 self.confirm = Some(Confirm {
                     source: name,
+                    only,
                     backups,
                     uploads,
                     bytes: sp.freed_bytes(),
