@@ -144,17 +144,14 @@ impl SourceHealth {
             return String::new();
         };
         let last = match self.last_drill_passed {
-            Some(true) => "last drill passed, ",
-            Some(false) => "last drill FAILED, ",
-            None => "never drilled, ",
+            Some(true) => "drill ok",
+            Some(false) => "drill FAILED",
+            None => "never drilled",
         };
         if due <= now {
-            format!("  {last}drill due now")
+            format!("  {last}, due now")
         } else {
-            format!(
-                "  {last}next drill in {}",
-                crate::when::short_age(due - now)
-            )
+            format!("  {last}, next in {}", crate::when::short_age(due - now))
         }
     }
 

@@ -758,8 +758,17 @@ impl RestoreWizard {
                 .style(style)
             })
             .collect();
+        // Schema-qualified PostgreSQL names are long; give them room while the numbers fit.
+        let name_width = report
+            .diff
+            .rows
+            .iter()
+            .map(|r| r.table.chars().count())
+            .max()
+            .unwrap_or(0)
+            .clamp(20, 40) as u16;
         let widths = [
-            Constraint::Length(20),
+            Constraint::Length(name_width),
             Constraint::Length(11),
             Constraint::Length(11),
             Constraint::Length(16),
