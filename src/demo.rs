@@ -606,6 +606,19 @@ pub async fn create(opts: &DemoOptions) -> Result<DemoSummary> {
                 r?;
             }
         }
+        // The quarterly restore drill of shop, its report kept in the bucket.
+        if day + 40 == opts.days {
+            clock.set(morning + Duration::hours(1));
+            let drill = crate::drill::DrillOptions {
+                source: Some("shop".into()),
+                save_report: true,
+                ..Default::default()
+            };
+            let (_, r) = lb
+                .drill(&drill, Arc::new(NoProgress), CancellationToken::new())
+                .await?;
+            r?;
+        }
     }
     // Today: a few manual backups during the day, and a restore check of auth.
     for hours in [8, 13] {

@@ -185,7 +185,9 @@ fn operator() -> String {
     ["USER", "LOGNAME", "USERNAME"]
         .iter()
         .find_map(|v| std::env::var(v).ok().filter(|s| !s.is_empty()))
-        .unwrap_or_else(|| "unknown".into())
+        // cron and systemd often run without USER: the uid still says who it was.
+        // SAFETY: getuid cannot fail and touches no memory.
+        .unwrap_or_else(|| format!("uid {}", unsafe { libc::getuid() }))
 }
 
 /// One stored drill report, as `report drills` lists it.
