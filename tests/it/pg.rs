@@ -1167,7 +1167,8 @@ async fn pg_content_checksums_catch_a_changed_value_with_the_right_counts() {
 
     // Every counted table has a sum, taken in the dump's snapshot.
     let a = backup().await;
-    let names: Vec<&String> = a.tables.iter().map(|t| &t.name).collect();
+    let mut names: Vec<&String> = a.tables.iter().map(|t| &t.name).collect();
+    names.sort();
     let summed: Vec<&String> = a.content_checksums.keys().collect();
     assert_eq!(summed, names);
     assert_eq!(
@@ -1215,8 +1216,11 @@ async fn pg_content_checksums_catch_a_changed_value_with_the_right_counts() {
     // (b) Backup a's object replaced by backup b's, re-sealed so that the stored bytes
     // verify: counts match, and only the content checksum tells.
     let dir_a = home.path().join(format!("bucket/sums/{}", a.id));
-    let data_b = std::fs::read(home.path().join(format!("bucket/sums/{}/{}", b.id, b.data.key)))
-        .unwrap();
+    let data_b = std::fs::read(
+        home.path()
+            .join(format!("bucket/sums/{}/{}", b.id, b.data.key)),
+    )
+    .unwrap();
     std::fs::write(dir_a.join(&a.data.key), &data_b).unwrap();
     let manifest_path = dir_a.join("manifest.json");
     let mut v: serde_json::Value =
@@ -1237,12 +1241,9 @@ async fn pg_content_checksums_catch_a_changed_value_with_the_right_counts() {
 
     // The command line says so and exits 1.
     let mut cmd = binary(home.path());
-    cmd.arg("--config").arg(&config_path).args([
-        "restore",
-        a.id.as_str(),
-        "--to",
-        "sums_cli",
-    ]);
+    cmd.arg("--config")
+        .arg(&config_path)
+        .args(["restore", a.id.as_str(), "--to", "sums_cli"]);
     let out = run(cmd).await;
     assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
     let line = out

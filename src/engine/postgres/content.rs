@@ -55,16 +55,24 @@ pub async fn checksums(client: &Client) -> Result<ContentChecksums> {
 /// Each counted table with its quoted column list, in name order.
 async fn columns_by_table(client: &Client) -> Result<Vec<(String, String, String)>> {
     let tables = list_tables(client).await?;
-    // attgenerated exists from PostgreSQL 12 on; through jsonb the query also runs on 11.
+    // attgenerated exists from PostgreSQL 12 on.
+    let (_, major) = super::server_version(client).await?;
+    let not_generated = if major >= 12 {
+        "AND a.attgenerated = ''"
+    } else {
+        ""
+    };
     let rows = client
         .query(
-            "SELECT n.nspname, c.relname,
-                    coalesce(string_agg(quote_ident(a.attname), ',' ORDER BY a.attname), '')
-             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-             LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0
-                  AND NOT a.attisdropped AND coalesce(to_jsonb(a) ->> 'attgenerated', '') = ''
-             WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema')
-             GROUP BY 1, 2",
+            &format!(
+                "SELECT n.nspname, c.relname,
+                        coalesce(string_agg(quote_ident(a.attname), ',' ORDER BY a.attname), '')
+                 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                 LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0
+                      AND NOT a.attisdropped {not_generated}
+                 WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+                 GROUP BY 1, 2"
+            ),
             &[],
         )
         .await
