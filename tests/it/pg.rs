@@ -401,10 +401,15 @@ async fn pg_backup_under_writes_restores_with_exact_counts() {
     cluster.psql("shop", SCHEMA);
     let s3 = S3Server::start().await;
     let dir = tempfile::tempdir().unwrap();
+    // Content checksums on (a `[backup]` key ahead of the source): taken in the dump's
+    // snapshot while the writer below goes on, they must match the restore exactly.
     let lb = lifeboat(
         dir.path(),
         s3.store("pg").await,
-        &cluster.source_toml("shop", "shop", ""),
+        &format!(
+            "content_checksums = true\n{}",
+            cluster.source_toml("shop", "shop", "")
+        ),
     );
 
     // A writer keeps inserting, in many small transactions, for the whole backup.
@@ -495,6 +500,12 @@ async fn pg_backup_under_writes_restores_with_exact_counts() {
             "public.writes",
         ]
     );
+    let summed: Vec<&str> = manifest
+        .content_checksums
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(summed, names);
     assert_eq!(counts["billing.customers"], 5000);
     assert_eq!(counts["pg_catalog.pg_largeobject_metadata"], 5);
     assert_eq!(counts["Odd Schema.Mixed \"Case\""], 10);
