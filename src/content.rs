@@ -64,12 +64,15 @@ impl TableHasher {
     }
 
     pub fn end_row(&mut self) {
-        let digest = Sha256::digest(self.line.as_bytes());
-        let mut first = [0u8; 8];
-        first.copy_from_slice(&digest[..8]);
-        self.sum = self.sum.wrapping_add(u64::from_be_bytes(first));
+        self.sum = self.sum.wrapping_add(line_hash(self.line.as_bytes()));
         self.line.clear();
         self.columns = 0;
+    }
+
+    /// Adds a row already in canonical form (a line of PostgreSQL's COPY text output,
+    /// without its newline).
+    pub fn add_line(&mut self, line: &[u8]) {
+        self.sum = self.sum.wrapping_add(line_hash(line));
     }
 
     pub fn finish(self) -> String {
@@ -77,6 +80,14 @@ impl TableHasher {
     }
 }
 
+fn line_hash(line: &[u8]) -> u64 {
+    let digest = Sha256::digest(line);
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    u64::from_be_bytes(first)
+}
+
+/// The escapes COPY's text format writes (PostgreSQL's `CopyAttributeOutText`).
 fn escape_into(out: &mut String, text: &str) {
     for c in text.chars() {
         match c {
@@ -84,13 +95,16 @@ fn escape_into(out: &mut String, text: &str) {
             '\t' => out.push_str("\\t"),
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{b}' => out.push_str("\\v"),
+            '\u{c}' => out.push_str("\\f"),
             c => out.push(c),
         }
     }
 }
 
-/// Content checksums of the staged copy a snapshot streams from; `None` for engines that
-/// do not compute them (yet).
+/// Content checksums of the staged copy a snapshot streams from; `None` for PostgreSQL,
+/// whose sums come with the dump's completion (`Finished::content`).
 pub(crate) fn of_snapshot(snapshot: &Snapshot) -> Result<Option<ContentChecksums>> {
     // The SQLite snapshot is a staged copy (see `sqlite::snapshot`), hashed before streaming.
     let staged = snapshot
@@ -159,5 +173,14 @@ mod tests {
         assert_ne!(sum(&[&[None]]), sum(&[&[Some("")]]));
         // Column boundaries are kept: ("a\tb") is not ("a", "b").
         assert_ne!(sum(&[&[Some("a\tb")]]), sum(&[&[Some("a"), Some("b")]]));
+    }
+
+    #[test]
+    fn rows_built_from_values_hash_like_copy_text_lines() {
+        let mut values = TableHasher::default();
+        values.add_row([Some("a\tb\\c\u{8}"), None, Some("")]);
+        let mut line = TableHasher::default();
+        line.add_line(b"a\\tb\\\\c\\b\t\\N\t");
+        assert_eq!(values.finish(), line.finish());
     }
 }

@@ -12,6 +12,8 @@ use crate::manifest::{PostgresInfo, SourceInfo, TableCount};
 /// What a dump reports once its stream has ended: the definitive row counts.
 pub struct Finished {
     pub tables: Vec<TableCount>,
+    /// Content checksums taken in the same snapshot, when asked for.
+    pub content: Option<crate::content::ContentChecksums>,
 }
 
 /// Awaited after the data is stored and before the manifest is written; an error here means

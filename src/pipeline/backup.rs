@@ -69,7 +69,7 @@ impl BackupRun<'_> {
         if finish.is_none() {
             log_counts(self.job, &snapshot.tables);
         }
-        let (snapshot, content) = self.content_checksums(snapshot).await?;
+        let (snapshot, mut content) = self.content_checksums(snapshot).await?;
         if self.cancel.is_cancelled() {
             return Err(Error::Cancelled);
         }
@@ -134,6 +134,10 @@ impl BackupRun<'_> {
                 Ok(done) => {
                     tables = done.tables;
                     log_counts(self.job, &tables);
+                    if let Some(sums) = done.content {
+                        log_content(self.job, &sums);
+                        content = Some(sums);
+                    }
                 }
                 Err(e) => {
                     let _ = self
@@ -206,8 +210,7 @@ impl BackupRun<'_> {
         .expect("checksum thread panicked");
         let sums = sums?;
         if let Some(s) = &sums {
-            self.job
-                .log(format!("content checksums computed for {} tables", s.len()));
+            log_content(self.job, s);
         }
         Ok((snapshot, sums))
     }
@@ -236,7 +239,13 @@ impl BackupRun<'_> {
             }
             EngineKind::Postgres => {
                 self.progress.phase(Phase::Snapshot, None);
-                engine::postgres::snapshot(&self.source.name, self.source, &self.cancel).await
+                engine::postgres::snapshot(
+                    &self.source.name,
+                    self.source,
+                    self.opts.content_checksums,
+                    &self.cancel,
+                )
+                .await
             }
         }
     }
@@ -247,6 +256,13 @@ fn log_counts(job: &Job, tables: &[crate::manifest::TableCount]) {
         "snapshot taken: {} tables, {} rows",
         tables.len(),
         tables.iter().map(|t| t.rows).sum::<u64>()
+    ));
+}
+
+fn log_content(job: &Job, sums: &crate::content::ContentChecksums) {
+    job.log(format!(
+        "content checksums computed for {} tables",
+        sums.len()
     ));
 }
 

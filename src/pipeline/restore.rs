@@ -243,14 +243,7 @@ impl RestoreRun<'_> {
         if self.opts.integrity_check {
             (self.log)("integrity check passed".into());
         }
-        let want_content = match self.from {
-            RestoreFrom::Backup(b) => b
-                .manifest
-                .as_ref()
-                .map(|m| m.content_checksums.clone())
-                .unwrap_or_default(),
-            RestoreFrom::Foreign(_) => Default::default(),
-        };
+        let want_content = self.want_content();
         let content = if want_content.is_empty() {
             None
         } else {
@@ -292,6 +285,18 @@ impl RestoreRun<'_> {
         Ok((report, finished_at))
     }
 
+    /// The content checksums the backup's manifest recorded (none for foreign dumps).
+    pub(super) fn want_content(&self) -> crate::content::ContentChecksums {
+        match self.from {
+            RestoreFrom::Backup(b) => b
+                .manifest
+                .as_ref()
+                .map(|m| m.content_checksums.clone())
+                .unwrap_or_default(),
+            RestoreFrom::Foreign(_) => Default::default(),
+        }
+    }
+
     /// Counts the live source when asked, and diffs manifest / restored / live.
     pub(super) async fn diff(&self, restored: &[TableCount]) -> Result<RowDiff> {
         let live = match &self.opts.live {
@@ -304,7 +309,7 @@ impl RestoreRun<'_> {
                             .await
                             .map_err(|e| Error::Invalid(format!("counting stopped: {e}")))??
                     }
-                    LiveSource::Postgres(conn) => postgres::count_database(conn).await?,
+                    LiveSource::Postgres(conn) => postgres::count_database(conn, false).await?.0,
                 })
             }
             None => None,

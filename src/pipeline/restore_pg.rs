@@ -135,6 +135,7 @@ impl RestoreRun<'_> {
             }
         }
 
+        let want_content = self.want_content();
         self.progress.phase(Phase::Load, None);
         if !exists {
             postgres::create_database(&admin, database).await?;
@@ -165,12 +166,12 @@ impl RestoreRun<'_> {
                 }
             }?;
             self.progress.phase(Phase::Count, None);
-            postgres::count_database(&target).await
+            postgres::count_database(&target, !want_content.is_empty()).await
         }
         .await;
         drop(staged);
-        let tables = match loaded {
-            Ok(tables) => tables,
+        let (tables, content) = match loaded {
+            Ok(counted) => counted,
             Err(e) => {
                 if !exists {
                     match postgres::drop_database(server, database).await {
@@ -185,7 +186,11 @@ impl RestoreRun<'_> {
         };
         (self.log)(format!("restored into {target} ({raw_bytes} bytes)"));
 
-        let diff = self.diff(&tables).await?;
+        let mut diff = self.diff(&tables).await?;
+        if let Some(content) = &content {
+            let n = diff.check_content(&want_content, content);
+            (self.log)(format!("content checksums compared for {n} tables"));
+        }
         let finished_at = Utc::now();
         let report = RestoreReport {
             restored: self.from.label(),

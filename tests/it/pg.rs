@@ -401,10 +401,15 @@ async fn pg_backup_under_writes_restores_with_exact_counts() {
     cluster.psql("shop", SCHEMA);
     let s3 = S3Server::start().await;
     let dir = tempfile::tempdir().unwrap();
+    // Content checksums on (a `[backup]` key ahead of the source): taken in the dump's
+    // snapshot while the writer below goes on, they must match the restore exactly.
     let lb = lifeboat(
         dir.path(),
         s3.store("pg").await,
-        &cluster.source_toml("shop", "shop", ""),
+        &format!(
+            "content_checksums = true\n{}",
+            cluster.source_toml("shop", "shop", "")
+        ),
     );
 
     // A writer keeps inserting, in many small transactions, for the whole backup.
@@ -495,6 +500,12 @@ async fn pg_backup_under_writes_restores_with_exact_counts() {
             "public.writes",
         ]
     );
+    let summed: Vec<&str> = manifest
+        .content_checksums
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(summed, names);
     assert_eq!(counts["billing.customers"], 5000);
     assert_eq!(counts["pg_catalog.pg_largeobject_metadata"], 5);
     assert_eq!(counts["Odd Schema.Mixed \"Case\""], 10);
@@ -1088,4 +1099,175 @@ async fn pg_tls_follows_sslmode_for_lifeboat_and_the_tools() {
         .await;
     assert_eq!(job.status, JobStatus::Succeeded, "{:?}", job.error);
     assert!(result.unwrap().diff.all_match());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_content_checksums_catch_a_changed_value_with_the_right_counts() {
+    use crate::cli::{lifeboat as binary, run};
+    use lifeboat::diff::RowStatus;
+    use sha2::Digest;
+
+    let cluster = Cluster::start();
+    cluster.psql("postgres", "CREATE DATABASE sums");
+    // Defaults that change how values print. The scratch database has none of them: only
+    // text forms pinned on both connections give equal sums.
+    cluster.psql(
+        "postgres",
+        "ALTER DATABASE sums SET TimeZone = 'Pacific/Chatham';
+         ALTER DATABASE sums SET DateStyle = 'SQL, DMY';
+         ALTER DATABASE sums SET IntervalStyle = 'sql_standard';
+         ALTER DATABASE sums SET extra_float_digits = -2;
+         ALTER DATABASE sums SET bytea_output = 'escape';",
+    );
+    cluster.psql(
+        "sums",
+        r"CREATE SCHEMA s;
+         CREATE TABLE s.kinds (id int PRIMARY KEY, at timestamptz, d date, span interval,
+           f float8, r real, b bytea, n numeric, note text, tags text[], doc jsonb);
+         INSERT INTO s.kinds SELECT i, timestamptz '2026-03-29 01:30:00+00' + i * interval '67 min',
+           date '2026-01-01' + i, i * interval '1 day 2 hours 3.5 seconds', i / 3.0::float8,
+           i / 7.0::real, decode(md5(i::text), 'hex'), i / 9.0, E'tab\there\nline\\' || i,
+           ARRAY['a b', NULL], jsonb_build_object('i', i)
+           FROM generate_series(1, 3000) i;
+         CREATE TABLE s.items (id int PRIMARY KEY, gone int, name text,
+           twice int GENERATED ALWAYS AS (id * 2) STORED);
+         ALTER TABLE s.items DROP COLUMN gone;
+         INSERT INTO s.items (id, name) SELECT i, 'item ' || i FROM generate_series(1, 500) i;
+         -- The dump recreates the child with its parent's columns first: (a, b, z, c).
+         CREATE TABLE s.parent (a int, b text);
+         CREATE TABLE s.child (c text) INHERITS (s.parent);
+         ALTER TABLE s.parent ADD COLUMN z int;
+         INSERT INTO s.child (a, b, c, z) SELECT i, 'b', 'c' || i, -i FROM generate_series(1, 50) i;
+         INSERT INTO s.parent SELECT i, 'p', i FROM generate_series(1, 5) i;
+         SELECT lo_from_bytea(0, convert_to('large object ' || i, 'UTF8')) FROM generate_series(1, 3) i;",
+    );
+    let home = tempfile::tempdir().unwrap();
+    let config_path = home.path().join("lifeboat.toml");
+    let text = format!(
+        "[storage]\ntype = \"local\"\npath = \"bucket\"\n[state]\npath = \"state.db\"\n[backup]\ncontent_checksums = true\n{}",
+        cluster.source_toml("sums", "sums", "")
+    );
+    std::fs::write(&config_path, &text).unwrap();
+    let lb = Lifeboat::open(Config::parse(&text, &config_path).unwrap())
+        .await
+        .unwrap();
+    let backup = async || {
+        let (job, m) = lb
+            .backup(
+                "sums",
+                Trigger::Manual,
+                Arc::new(NoProgress),
+                CancellationToken::new(),
+            )
+            .await;
+        assert_eq!(job.status, JobStatus::Succeeded, "{:?}", job.error);
+        m.unwrap()
+    };
+    let restore = async |id: &str, database: &str| {
+        let catalog = lb.catalog().await.unwrap();
+        let from = lb.select(&catalog, &Selector::Id(id.to_owned())).unwrap();
+        let target = lb.postgres_target("sums", Some(database), id).unwrap();
+        lb.restore(
+            from,
+            pg_opts(&lb, target),
+            Arc::new(NoProgress),
+            CancellationToken::new(),
+        )
+        .await
+    };
+
+    // Every counted table has a sum, taken in the dump's snapshot.
+    let a = backup().await;
+    let mut names: Vec<&String> = a.tables.iter().map(|t| &t.name).collect();
+    names.sort();
+    let summed: Vec<&String> = a.content_checksums.keys().collect();
+    assert_eq!(summed, names);
+    assert_eq!(
+        names,
+        [
+            "pg_catalog.pg_largeobject_metadata",
+            "s.child",
+            "s.items",
+            "s.kinds",
+            "s.parent"
+        ]
+    );
+    assert!(
+        a.content_checksums
+            .values()
+            .all(|s| s.len() == 16 && s != "0000000000000000"),
+        "{:?}",
+        a.content_checksums
+    );
+
+    // (a) A faithful restore into a database without the source's settings: all match.
+    let (job, report) = restore(a.id.as_str(), "sums_good").await;
+    let report = report.unwrap();
+    assert!(report.diff.all_match(), "{:#?}", report.diff);
+    assert!(
+        job.log
+            .iter()
+            .any(|l| l.message == "content checksums compared for 5 tables"),
+        "{:?}",
+        job.log
+    );
+
+    // One value changes on the source, every count stays: only that table's sum moves.
+    cluster.psql("sums", "UPDATE s.kinds SET note = 'changed' WHERE id = 7");
+    let b = backup().await;
+    assert_eq!(count_map(&a.tables), count_map(&b.tables));
+    for (table, sum) in &a.content_checksums {
+        assert_eq!(
+            b.content_checksums[table] != *sum,
+            table == "s.kinds",
+            "{table}"
+        );
+    }
+
+    // (b) Backup a's object replaced by backup b's, re-sealed so that the stored bytes
+    // verify: counts match, and only the content checksum tells.
+    let dir_a = home.path().join(format!("bucket/sums/{}", a.id));
+    let data_b = std::fs::read(
+        home.path()
+            .join(format!("bucket/sums/{}/{}", b.id, b.data.key)),
+    )
+    .unwrap();
+    std::fs::write(dir_a.join(&a.data.key), &data_b).unwrap();
+    let manifest_path = dir_a.join("manifest.json");
+    let mut v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&manifest_path).unwrap()).unwrap();
+    v["data"]["sha256"] = format!("{:x}", sha2::Sha256::digest(&data_b)).into();
+    v["data"]["stored_bytes"] = data_b.len().into();
+    std::fs::write(&manifest_path, serde_json::to_vec(&v).unwrap()).unwrap();
+
+    let (_, r) = restore(a.id.as_str(), "sums_changed").await;
+    let Err(Error::RowCountMismatch(report)) = r else {
+        panic!("a changed value must fail the restore: {r:?}");
+    };
+    let findings: Vec<_> = report.diff.findings().collect();
+    assert_eq!(findings.len(), 1, "{findings:?}");
+    assert_eq!(findings[0].table, "s.kinds");
+    assert_eq!(findings[0].status, RowStatus::ContentMismatch);
+    assert_eq!(findings[0].expected, findings[0].restored, "counts match");
+
+    // The command line says so and exits 1.
+    let mut cmd = binary(home.path());
+    cmd.arg("--config")
+        .arg(&config_path)
+        .args(["restore", a.id.as_str(), "--to", "sums_cli"]);
+    let out = run(cmd).await;
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    let line = out
+        .stdout
+        .lines()
+        .find(|l| l.contains("s.kinds"))
+        .unwrap_or_else(|| panic!("{}", out.stdout));
+    assert!(line.contains("CONTENT DIFFERS"), "{}", out.stdout);
+    assert!(
+        !out.stdout
+            .lines()
+            .any(|l| l.contains("CONTENT DIFFERS") && !l.contains("s.kinds")),
+        "{}",
+        out.stdout
+    );
 }

@@ -6,6 +6,7 @@
 //! single-threaded compression and compresses better (docs/performance.md).
 
 pub mod conn;
+pub mod content;
 pub mod tls;
 pub mod toc;
 pub mod tools;
@@ -22,6 +23,7 @@ pub use conn::{Conn, ConnSpec};
 
 use super::{Finished, Snapshot, quote_ident};
 use crate::config::SourceConfig;
+use crate::content::ContentChecksums;
 use crate::error::{Error, Result};
 use crate::manifest::{EngineKind, Extension, PostgresInfo, SourceInfo, TableCount};
 
@@ -146,20 +148,7 @@ pub async fn server_version(client: &Client) -> Result<(String, u32)> {
 /// system schemas and extensions, plus large objects as [`LARGE_OBJECTS`]. Materialized views
 /// are left out: a dump carries their definition, not their rows.
 pub async fn count_tables(client: &Client) -> Result<Vec<TableCount>> {
-    let rows = client
-        .query(
-            "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-             WHERE c.relkind = 'r'
-               AND n.nspname NOT IN ('pg_catalog', 'information_schema')
-               AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp\\_%'
-               AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
-                               AND d.objid = c.oid AND d.deptype = 'e')
-             ORDER BY 1, 2",
-            &[],
-        )
-        .await
-        .map_err(pg_error("list tables"))?;
-    let names: Vec<(String, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    let names = list_tables(client).await?;
     let mut out = Vec::with_capacity(names.len() + 1);
     // One statement per batch of tables: fewer round trips than one per table.
     for batch in names.chunks(50) {
@@ -207,16 +196,43 @@ pub async fn count_tables(client: &Client) -> Result<Vec<TableCount>> {
     Ok(out)
 }
 
-/// Counts a database now, in one consistent snapshot.
-pub async fn count_database(conn: &Conn) -> Result<Vec<TableCount>> {
+/// The ordinary tables and leaf partitions a dump carries data of, as (schema, table).
+pub(crate) async fn list_tables(client: &Client) -> Result<Vec<(String, String)>> {
+    let rows = client
+        .query(
+            "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE c.relkind = 'r'
+               AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+               AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp\\_%'
+               AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
+                               AND d.objid = c.oid AND d.deptype = 'e')
+             ORDER BY 1, 2",
+            &[],
+        )
+        .await
+        .map_err(pg_error("list tables"))?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
+/// Row counts of a database now, in one consistent snapshot, and its content checksums in
+/// the same snapshot when asked.
+pub async fn count_database(
+    conn: &Conn,
+    with_content: bool,
+) -> Result<(Vec<TableCount>, Option<ContentChecksums>)> {
     let client = conn.connect().await?;
     client
         .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         .await
         .map_err(pg_error("begin"))?;
     let tables = count_tables(&client).await?;
+    let sums = if with_content {
+        Some(content::checksums(&client).await?)
+    } else {
+        None
+    };
     let _ = client.batch_execute("COMMIT").await;
-    Ok(tables)
+    Ok((tables, sums))
 }
 
 async fn schemas_and_extensions(client: &Client) -> Result<(Vec<String>, Vec<Extension>)> {
@@ -355,11 +371,13 @@ pub(crate) fn tool_failure(tool: &str, status: ExitStatus, stderr: &str) -> Erro
 
 /// Starts a dump of `source`: a REPEATABLE READ transaction exports its snapshot, `pg_dump`
 /// streams the database as of that snapshot, and the same transaction counts every table
-/// while the dump runs. The transaction stays open until `pg_dump` has exited; the snapshot's
-/// `finish` reports pg_dump's failure, so a failed dump never gets a manifest.
+/// while the dump runs (and, with `with_content`, hashes every row: [`content::checksums`]). The
+/// transaction stays open until `pg_dump` has exited; the snapshot's `finish` reports
+/// pg_dump's failure, so a failed dump never gets a manifest.
 pub async fn snapshot(
     name: &str,
     source: &SourceConfig,
+    with_content: bool,
     cancel: &CancellationToken,
 ) -> Result<Snapshot> {
     let conn = source_conn(source)?;
@@ -393,12 +411,21 @@ pub async fn snapshot(
 
     // Aborted with the snapshot, so a cancelled backup does not go on counting.
     let mut counting = AbortOnDrop(tokio::spawn(async move {
-        let tables = count_tables(&client).await;
-        (client, tables)
+        let counted = async {
+            let tables = count_tables(&client).await?;
+            let sums = if with_content {
+                Some(content::checksums(&client).await?)
+            } else {
+                None
+            };
+            Ok::<_, Error>((tables, sums))
+        }
+        .await;
+        (client, counted)
     }));
     let cancel = cancel.clone();
     let finish = Box::pin(async move {
-        let (client, tables) = (&mut counting.0)
+        let (client, counted) = (&mut counting.0)
             .await
             .map_err(|e| Error::Invalid(format!("row counting stopped: {e}")))?;
         let (status, stderr) = child.wait(&cancel).await?;
@@ -407,7 +434,8 @@ pub async fn snapshot(
         if !status.success() {
             return Err(tool_failure("pg_dump", status, &stderr));
         }
-        Ok(Finished { tables: tables? })
+        let (tables, content) = counted?;
+        Ok(Finished { tables, content })
     });
     Ok(Snapshot {
         reader: Box::new(stdout),
