@@ -260,11 +260,7 @@ impl RestoreRun<'_> {
             target.display()
         ));
 
-        let mut diff = self.diff(&tables).await?;
-        if let Some(content) = &content {
-            let n = diff.check_content(&want_content, content);
-            (self.log)(format!("content checksums compared for {n} tables"));
-        }
+        let diff = self.diff(&tables, content.as_ref()).await?;
         let finished_at = Utc::now();
         let report = RestoreReport {
             restored: self.from.label(),
@@ -297,8 +293,13 @@ impl RestoreRun<'_> {
         }
     }
 
-    /// Counts the live source when asked, and diffs manifest / restored / live.
-    pub(super) async fn diff(&self, restored: &[TableCount]) -> Result<RowDiff> {
+    /// Counts the live source when asked, diffs manifest / restored / live, and compares the
+    /// restored content checksums with the manifest's.
+    pub(super) async fn diff(
+        &self,
+        restored: &[TableCount],
+        content: Option<&crate::content::ContentChecksums>,
+    ) -> Result<RowDiff> {
         let live = match &self.opts.live {
             Some(live) => {
                 self.progress.phase(Phase::CountLive, None);
@@ -319,7 +320,12 @@ impl RestoreRun<'_> {
             RestoreFrom::Backup(b) => b.manifest.as_ref().map(|m| m.tables.as_slice()),
             RestoreFrom::Foreign(_) => None,
         };
-        Ok(RowDiff::new(expected_tables, restored, live.as_deref()))
+        let mut diff = RowDiff::new(expected_tables, restored, live.as_deref());
+        if let Some(content) = content {
+            let n = diff.check_content(&self.want_content(), content);
+            (self.log)(format!("content checksums compared for {n} tables"));
+        }
+        Ok(diff)
     }
 
     /// Compares what was downloaded with what the manifest promised.
