@@ -949,6 +949,35 @@ async fn pg_cli_restores_backups_and_foreign_dumps() {
         );
         assert!(out.stdout.contains("s.items"), "{}", out.stdout);
     }
+    // A script that would drop and recreate the source, or run a shell, never reaches psql.
+    let mut create = dump(&["-Fp", "--clean", "--create"]);
+    create.extend_from_slice(b"\nSELECT 1;\n");
+    for (key, bytes, why) in [
+        ("imports/create.sql", create, "DROP DATABASE statement"),
+        (
+            "imports/shell.sql",
+            b"SELECT 1;\n\\! touch /tmp/lifeboat-owned\nCREATE TABLE t (a int);\n".to_vec(),
+            "psql meta-command \\!",
+        ),
+    ] {
+        store
+            .put_bytes(&ObjectKey::new(key.to_owned()).unwrap(), bytes.into())
+            .await
+            .unwrap();
+        let out = run(cmd(&["restore", key, "--source", "app", "--to", "evil"])).await;
+        assert_ne!(out.code, 0, "{key}: {}", out.stdout);
+        assert!(
+            out.stderr.contains("refusing") && out.stderr.contains(why),
+            "{key}: {}",
+            out.stderr
+        );
+        let databases = cluster.databases();
+        assert!(databases.contains(&"app".to_owned()), "{databases:?}");
+        assert!(!databases.contains(&"evil".to_owned()), "{databases:?}");
+        assert_eq!(cluster.psql("app", "SELECT count(*) FROM s.items"), "321");
+    }
+    assert!(!Path::new("/tmp/lifeboat-owned").exists());
+
     // Injection in a typed name is refused before anything runs.
     let out = run(cmd(&[
         "restore",

@@ -7,6 +7,7 @@
 
 pub mod conn;
 pub mod content;
+pub mod sql_guard;
 pub mod tls;
 pub mod toc;
 pub mod tools;
@@ -516,18 +517,24 @@ pub async fn run_pg_restore(
     Ok(())
 }
 
-/// Runs a plain SQL dump through `psql`, stopping at the first error.
+/// Runs a plain SQL dump through `psql` in one transaction, stopping at the first error,
+/// once [`sql_guard`] found nothing in it that reaches outside the target database.
 pub async fn run_psql(
     target: &Conn,
     psql: &Path,
     file: &Path,
     cancel: &CancellationToken,
 ) -> Result<()> {
+    let owned = file.to_owned();
+    tokio::task::spawn_blocking(move || sql_guard::check_plain_sql(&owned))
+        .await
+        .map_err(|e| Error::Tool(format!("checking the SQL dump: {e}")))??;
     let mut cmd = target.command(psql);
     cmd.args([
         "--no-psqlrc",
         "--quiet",
         "--no-password",
+        "--single-transaction",
         "-v",
         "ON_ERROR_STOP=1",
     ])
