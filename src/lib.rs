@@ -322,6 +322,22 @@ impl Lifeboat {
         }
     }
 
+    /// Drops what a restore restored into, refusing a target it did not create (one it
+    /// replaced with --force-target, which may be the source itself).
+    /// `created` is [`pipeline::restore::RestoreReport::created`].
+    pub async fn drop_restored(
+        &self,
+        target: &pipeline::restore::RestoreTarget,
+        created: bool,
+    ) -> Result<()> {
+        if !created {
+            return Err(Error::Invalid(format!(
+                "{target} existed before the restore (--force-target), so lifeboat does not drop it"
+            )));
+        }
+        self.drop_scratch(target).await
+    }
+
     /// Removes a scratch database a restore created (a file, or a PostgreSQL database).
     pub async fn drop_scratch(&self, target: &pipeline::restore::RestoreTarget) -> Result<()> {
         match target {

@@ -183,7 +183,7 @@ struct RestoreArgs {
     #[arg(long, value_name = "PATH|NAME")]
     force_target: Option<String>,
     /// Drop the PostgreSQL scratch database (or delete the SQLite file) after the diff.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "force_target")]
     drop: bool,
     /// Also count the live source's tables.
     #[arg(long)]
@@ -547,7 +547,7 @@ async fn restore(
         output::restore_report(&report, &job, color());
     }
     if args.drop {
-        lb.drop_scratch(&report.target)
+        lb.drop_restored(&report.target, report.created)
             .await
             .wrap_err("the restore ran, but its scratch database could not be dropped")?;
         if !args.json {

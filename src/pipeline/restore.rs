@@ -123,6 +123,9 @@ pub struct RestoreReport {
     pub source: Option<String>,
     pub format: String,
     pub target: RestoreTarget,
+    /// Whether this restore created the target; one it replaced (--force-target) is never
+    /// dropped by lifeboat.
+    pub created: bool,
     /// SHA-256 of the stored bytes as downloaded.
     pub sha256: String,
     /// Whether the hash was checked against a manifest (foreign objects have none).
@@ -181,6 +184,7 @@ impl RestoreRun<'_> {
             RestoreTarget::Sqlite(path) => self.check_target(path)?,
             RestoreTarget::Postgres { .. } => unreachable!("returned above"),
         };
+        let created = !target.exists();
         let partial = PartialFile::beside(&target)?;
         self.progress
             .phase(Phase::Download, expected.as_ref().map(|e| e.1));
@@ -270,6 +274,7 @@ impl RestoreRun<'_> {
             },
             format: format.to_string(),
             target: RestoreTarget::Sqlite(target),
+            created,
             sha256,
             checksum_verified: expected.is_some(),
             stored_bytes,

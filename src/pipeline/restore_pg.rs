@@ -199,6 +199,7 @@ impl RestoreRun<'_> {
                 server: server.clone(),
                 database: database.to_owned(),
             },
+            created: !exists,
             sha256,
             checksum_verified: expected.is_some(),
             stored_bytes,

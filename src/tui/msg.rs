@@ -44,6 +44,8 @@ pub enum Request {
     /// Delete a scratch database the wizard created.
     DropScratch {
         target: RestoreTarget,
+        /// False when the restore replaced an existing target, which is then refused.
+        created: bool,
     },
     /// Put text on the clipboard (OSC 52).
     Copy(String),

@@ -245,6 +245,7 @@ fn report(mismatch: bool) -> RestoreReport {
         source: Some("shop".into()),
         format: "sqlite.zst".into(),
         target: PathBuf::from("/var/tmp/restores/shop-20261123T080000Z-aaaa.db").into(),
+        created: true,
         sha256: "ab".repeat(32),
         checksum_verified: true,
         stored_bytes: 3_100_000,
@@ -746,8 +747,36 @@ fn d_runs_the_wizard_as_a_drill() {
     assert!(
         app.take_requests()
             .iter()
+            .any(|r| matches!(r, Request::DropScratch { created: true, .. }))
+    );
+}
+
+#[test]
+fn x_keeps_a_target_the_restore_did_not_create() {
+    let mut app = app();
+    key(&mut app, KeyCode::Char('d'));
+    verify_passes(&mut app);
+    key(&mut app, KeyCode::Enter);
+    key(&mut app, KeyCode::Enter);
+    let r = restore_request(&mut app);
+    let mut replaced = report(false);
+    replaced.created = false;
+    app.on_msg(Msg::Finished {
+        task: r.task,
+        kind: JobKind::Drill,
+        record: restore_record(),
+        outcome: Outcome::Restore {
+            report: Ok(Box::new(replaced)),
+            saved: None,
+        },
+    });
+    key(&mut app, KeyCode::Char('x'));
+    assert!(
+        !app.take_requests()
+            .iter()
             .any(|r| matches!(r, Request::DropScratch { .. }))
     );
+    assert!(screen(&app).contains("not dropped"), "{}", screen(&app));
 }
 
 fn postgres_app() -> App {

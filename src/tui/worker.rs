@@ -155,9 +155,9 @@ impl Worker {
                     c.cancel();
                 }
             }
-            Request::DropScratch { target } => {
+            Request::DropScratch { target, created } => {
                 tokio::spawn(async move {
-                    let result = lb.drop_scratch(&target).await;
+                    let result = lb.drop_restored(&target, created).await;
                     let _ = tx.send(Msg::Notice(
                         result
                             .map(|()| format!("dropped {target}"))

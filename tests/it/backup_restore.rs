@@ -397,7 +397,10 @@ async fn targets_are_never_overwritten_by_accident() {
             CancellationToken::new(),
         )
         .await;
-    assert!(result.unwrap().ok());
+    let report = result.unwrap();
+    assert!(report.ok() && !report.created);
+    let refused = world.lb.drop_restored(&report.target, report.created).await;
+    assert!(refused.is_err());
     assert_eq!(common::count(&world.path("precious.db"), "orders"), 2000);
 }
 

@@ -763,7 +763,10 @@ async fn pg_refuses_what_it_must_and_says_why() {
         )
         .await;
     assert_eq!(job.status, JobStatus::Succeeded, "{:?}", job.error);
-    assert!(result.unwrap().diff.all_match());
+    let report = result.unwrap();
+    assert!(report.diff.all_match() && !report.created);
+    let refused = lb.drop_restored(&report.target, report.created).await;
+    assert!(matches!(refused, Err(Error::Invalid(_))), "{refused:?}");
     assert_eq!(cluster.psql("taken", "SELECT count(*) FROM t"), "1000");
 
     // Cancelled while loading: the scratch database it created is gone.
@@ -949,6 +952,23 @@ async fn pg_cli_restores_backups_and_foreign_dumps() {
         );
         assert!(out.stdout.contains("s.items"), "{}", out.stdout);
     }
+    // --drop drops only what the restore created, never a replaced database like the source.
+    let out = run(cmd(&[
+        "restore",
+        "latest",
+        "--source",
+        "app",
+        "--to",
+        "app",
+        "--force-target",
+        "app",
+        "--drop",
+    ]))
+    .await;
+    assert_ne!(out.code, 0);
+    assert!(out.stderr.contains("--force-target"), "{}", out.stderr);
+    assert!(cluster.databases().contains(&"app".to_owned()));
+
     // A script that would drop and recreate the source, or run a shell, never reaches psql.
     let mut create = dump(&["-Fp", "--clean", "--create"]);
     create.extend_from_slice(b"\nSELECT 1;\n");

@@ -262,10 +262,18 @@ impl RestoreWizard {
                 }
                 Some(Action::Drop) => {
                     if let Some(Ok(report)) = &self.report {
-                        outbox.requests.push(Request::DropScratch {
-                            target: report.target.clone(),
+                        self.finished = Some(if report.created {
+                            outbox.requests.push(Request::DropScratch {
+                                target: report.target.clone(),
+                                created: report.created,
+                            });
+                            format!("dropped {}", report.target)
+                        } else {
+                            format!(
+                                "kept {}: it existed before the restore, so it is not dropped",
+                                report.target
+                            )
                         });
-                        self.finished = Some(format!("dropped {}", report.target));
                         *self = RestoreWizard {
                             finished: self.finished.take(),
                             ..RestoreWizard::default()
