@@ -272,8 +272,12 @@ pub(crate) struct ChildGuard {
 
 impl ChildGuard {
     /// Spawns `cmd` with stderr collected on a thread.
+    /// The child leads its own process group, so stopping it also stops the workers
+    /// `pg_restore -j` forks.
     pub fn spawn(mut cmd: std::process::Command, what: &str) -> Result<ChildGuard> {
+        use std::os::unix::process::CommandExt;
         let mut child = cmd
+            .process_group(0)
             .stdin(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -305,19 +309,25 @@ impl ChildGuard {
 
     /// Waits for the exit, killing the child if `cancel` fires first. Returns the status and
     /// what it wrote to stderr.
+    /// The child stays in the guard until it has exited, so a task dropped mid-wait (the
+    /// console quitting) still stops it.
     pub async fn wait(mut self, cancel: &CancellationToken) -> Result<(ExitStatus, String)> {
-        let Some(mut child) = self.child.take() else {
-            return Err(Error::Invalid("child already reaped".into()));
-        };
         let status = loop {
+            let Some(child) = self.child.as_mut() else {
+                return Err(Error::Invalid("child already reaped".into()));
+            };
             match child.try_wait() {
-                Ok(Some(status)) => break status,
+                Ok(Some(status)) => {
+                    self.child = None;
+                    break status;
+                }
                 Ok(None) => {}
                 Err(e) => return Err(Error::io("wait for a child process")(e)),
             }
             if cancel.is_cancelled() {
-                let _ = child.kill();
-                let _ = child.wait();
+                if let Some(child) = self.child.take() {
+                    stop_group(child);
+                }
                 return Err(Error::Cancelled);
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -334,10 +344,47 @@ impl ChildGuard {
 
 impl Drop for ChildGuard {
     fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
+        if let Some(child) = self.child.take() {
+            stop_group(child);
         }
+    }
+}
+
+/// Stops a child and its process group: SIGTERM first, so pg_restore and pg_dump cancel
+/// their server-side queries, then SIGKILL for whatever is left; then reaps the child.
+fn stop_group(mut child: Child) {
+    let Ok(pgid) = libc::pid_t::try_from(child.id()) else {
+        let _ = child.kill();
+        let _ = child.wait();
+        return;
+    };
+    // SAFETY: signals the group this guard's child leads; the unreaped child keeps the id
+    // from being reused until `wait` below.
+    unsafe { libc::kill(-pgid, libc::SIGTERM) };
+    for _ in 0..40 {
+        if exited_unreaped(pgid) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // SAFETY: as above; the leader is at most a zombie, so the group id is still ours.
+    unsafe { libc::kill(-pgid, libc::SIGKILL) };
+    let _ = child.wait();
+}
+
+/// Whether the child has exited, leaving it to be reaped (so its pid stays reserved).
+fn exited_unreaped(pid: libc::pid_t) -> bool {
+    // SAFETY: waitid writes into the zeroed siginfo it is given, and WNOWAIT leaves the
+    // child waitable.
+    unsafe {
+        let mut info: libc::siginfo_t = std::mem::zeroed();
+        let rc = libc::waitid(
+            libc::P_PID,
+            libc::id_t::try_from(pid).unwrap_or_default(),
+            &mut info,
+            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+        );
+        rc != 0 || info.si_pid() != 0
     }
 }
 
@@ -552,6 +599,56 @@ pub async fn run_psql(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Whether a process in the group still runs (killed orphans linger as zombies until
+    /// init reaps them). Waits a little for signals to land.
+    fn group_alive(pgid: libc::pid_t) -> bool {
+        let running = || {
+            std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
+                let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+                // pid (comm) state ppid pgrp ...: comm may hold spaces, so split after ')'.
+                let Some((_, rest)) = stat.rsplit_once(')') else {
+                    return false;
+                };
+                let fields: Vec<&str> = rest.split_whitespace().collect();
+                fields.len() > 2 && fields[0] != "Z" && fields[2] == pgid.to_string()
+            })
+        };
+        (0..100).all(|_| {
+            let alive = running();
+            if alive {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            alive
+        })
+    }
+
+    /// A shell with two background workers, like `pg_restore -j 2`.
+    fn workers() -> (ChildGuard, libc::pid_t) {
+        let mut cmd = std::process::Command::new("sh");
+        cmd.args(["-c", "sleep 300 & sleep 300 & wait"]);
+        let guard = ChildGuard::spawn(cmd, "sh").unwrap();
+        let pgid = libc::pid_t::try_from(guard.child.as_ref().unwrap().id()).unwrap();
+        assert!(group_alive(pgid));
+        (guard, pgid)
+    }
+
+    #[tokio::test]
+    async fn a_dropped_wait_stops_the_whole_process_group() {
+        let (guard, pgid) = workers();
+        let cancel = CancellationToken::new();
+        let waiting = guard.wait(&cancel);
+        // The task waiting on the child goes away, as when the console quits.
+        let timed_out = tokio::time::timeout(Duration::from_millis(200), waiting).await;
+        assert!(timed_out.is_err());
+        assert!(!group_alive(pgid));
+
+        let (guard, pgid) = workers();
+        let cancel = CancellationToken::new();
+        cancel.cancel();
+        assert!(matches!(guard.wait(&cancel).await, Err(Error::Cancelled)));
+        assert!(!group_alive(pgid));
+    }
 
     #[test]
     fn scratch_names_are_generated_valid_and_injection_is_refused() {
