@@ -769,6 +769,21 @@ async fn pg_refuses_what_it_must_and_says_why() {
     assert!(matches!(refused, Err(Error::Invalid(_))), "{refused:?}");
     assert_eq!(cluster.psql("taken", "SELECT count(*) FROM t"), "1000");
 
+    // Before PostgreSQL 13 there is no DROP DATABASE ... WITH (FORCE): the sessions still in
+    // the database are ended first (run here on whatever server the tests have).
+    cluster.psql("postgres", "CREATE DATABASE busy");
+    let RestoreTarget::Postgres { server, .. } = lb.postgres_target("app", None, &id).unwrap()
+    else {
+        panic!("a PostgreSQL source restores into PostgreSQL")
+    };
+    let session = server.with_dbname("busy").connect().await.unwrap();
+    session.batch_execute("SELECT 1").await.unwrap();
+    let admin = server.with_dbname("postgres").connect().await.unwrap();
+    lifeboat::engine::postgres::drop_with(&admin, "busy", false)
+        .await
+        .unwrap();
+    assert!(!cluster.databases().contains(&"busy".to_owned()));
+
     // Cancelled while loading: the scratch database it created is gone.
     let cancel = CancellationToken::new();
     let target = lb.postgres_target("app", None, &id).unwrap();

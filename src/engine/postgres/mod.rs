@@ -530,9 +530,33 @@ pub async fn create_database(client: &Client, database: &str) -> Result<()> {
 pub async fn drop_database(server: &Conn, database: &str) -> Result<()> {
     validate_db_name(database)?;
     let client = server.connect().await?;
+    let version: i32 = client
+        .query_one("SELECT current_setting('server_version_num')::int", &[])
+        .await
+        .map_err(pg_error("server version"))?
+        .get(0);
+    drop_with(&client, database, version >= 130_000).await
+}
+
+/// `DROP DATABASE ... WITH (FORCE)` where the server has it (13+); before that the sessions
+/// are ended by hand, and one that races in makes the DROP fail rather than hang.
+#[doc(hidden)]
+pub async fn drop_with(client: &Client, database: &str, with_force: bool) -> Result<()> {
+    validate_db_name(database)?;
+    if !with_force {
+        client
+            .execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                 WHERE datname = $1 AND pid <> pg_backend_pid()",
+                &[&database],
+            )
+            .await
+            .map_err(pg_error(format!("disconnect database {database}")))?;
+    }
+    let force = if with_force { " WITH (FORCE)" } else { "" };
     client
         .batch_execute(&format!(
-            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            "DROP DATABASE IF EXISTS {}{force}",
             quote_ident(database)
         ))
         .await
