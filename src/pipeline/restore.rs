@@ -315,7 +315,9 @@ impl RestoreRun<'_> {
                             .await
                             .map_err(|e| Error::Invalid(format!("counting stopped: {e}")))??
                     }
-                    LiveSource::Postgres(conn) => postgres::count_database(conn, false).await?.0,
+                    LiveSource::Postgres(conn) => {
+                        postgres::count_database(conn, false, &self.cancel).await?.0
+                    }
                 })
             }
             None => None,

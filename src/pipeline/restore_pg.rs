@@ -166,7 +166,7 @@ impl RestoreRun<'_> {
                 }
             }?;
             self.progress.phase(Phase::Count, None);
-            postgres::count_database(&target, !want_content.is_empty()).await
+            postgres::count_database(&target, !want_content.is_empty(), &self.cancel).await
         }
         .await;
         drop(staged);

@@ -603,13 +603,13 @@ async fn pg_backup_under_writes_restores_with_exact_counts() {
     drop(s3);
 }
 
-/// Cancels the job as soon as the load starts.
-struct CancelOnLoad(CancellationToken);
+/// Cancels the job as soon as a phase starts.
+struct CancelAt(Phase, CancellationToken);
 
-impl Progress for CancelOnLoad {
+impl Progress for CancelAt {
     fn phase(&self, phase: Phase, _total: Option<u64>) {
-        if phase == Phase::Load {
-            self.0.cancel();
+        if phase == self.0 {
+            self.1.cancel();
         }
     }
     fn advance(&self, _done: u64) {}
@@ -784,24 +784,29 @@ async fn pg_refuses_what_it_must_and_says_why() {
         .unwrap();
     assert!(!cluster.databases().contains(&"busy".to_owned()));
 
-    // Cancelled while loading: the scratch database it created is gone.
-    let cancel = CancellationToken::new();
-    let target = lb.postgres_target("app", None, &id).unwrap();
-    let (job, result) = lb
-        .restore(
-            from,
-            pg_opts(&lb, target),
-            Arc::new(CancelOnLoad(cancel.clone())),
-            cancel,
-        )
-        .await;
-    assert!(matches!(result, Err(Error::Cancelled)), "{result:?}");
-    assert_ne!(job.status, JobStatus::Succeeded);
-    let dbs = cluster.databases();
-    assert!(
-        dbs.iter().all(|d| !d.starts_with("lifeboat_restore_")),
-        "{dbs:?}"
-    );
+    // Cancelled while loading or counting: the scratch database it created is gone.
+    for phase in [Phase::Load, Phase::Count] {
+        let cancel = CancellationToken::new();
+        let target = lb.postgres_target("app", None, &id).unwrap();
+        let (job, result) = lb
+            .restore(
+                from.clone(),
+                pg_opts(&lb, target),
+                Arc::new(CancelAt(phase, cancel.clone())),
+                cancel,
+            )
+            .await;
+        assert!(
+            matches!(result, Err(Error::Cancelled)),
+            "{phase:?}: {result:?}"
+        );
+        assert_ne!(job.status, JobStatus::Succeeded);
+        let dbs = cluster.databases();
+        assert!(
+            dbs.iter().all(|d| !d.starts_with("lifeboat_restore_")),
+            "{dbs:?}"
+        );
+    }
 }
 
 async fn latest_of(lb: &Lifeboat, source: &str) -> RestoreFrom {

@@ -206,6 +206,46 @@ impl Conn {
             .dbname(&self.dbname)
             .application_name("lifeboat")
             .connect_timeout(std::time::Duration::from_secs(30));
+        let (ssl_mode, verify, rootcert) = self.tls()?;
+        config.ssl_mode(ssl_mode);
+        if let Some(p) = self.password.clone().or_else(|| self.pgpass_password()) {
+            config.password(p);
+        }
+        let failed = super::pg_error(format!("cannot connect to {self}"));
+        let client = if ssl_mode == SslMode::Disable {
+            let (client, connection) = config
+                .connect(tokio_postgres::NoTls)
+                .await
+                .map_err(failed)?;
+            tokio::spawn(drive(connection));
+            client
+        } else {
+            let tls = super::tls::connector(verify, rootcert.as_deref())?;
+            let (client, connection) = config.connect(tls).await.map_err(failed)?;
+            tokio::spawn(drive(connection));
+            client
+        };
+        Ok(client)
+    }
+
+    /// Asks the server to stop what the client `token` came from is running: dropping a
+    /// query's future does not stop it on the server.
+    pub async fn cancel_query(&self, token: &tokio_postgres::CancelToken) -> Result<()> {
+        let (ssl_mode, verify, rootcert) = self.tls()?;
+        let failed = super::pg_error(format!("cancel the query on {self}"));
+        if ssl_mode == SslMode::Disable {
+            token
+                .cancel_query(tokio_postgres::NoTls)
+                .await
+                .map_err(failed)
+        } else {
+            let tls = super::tls::connector(verify, rootcert.as_deref())?;
+            token.cancel_query(tls).await.map_err(failed)
+        }
+    }
+
+    /// How lifeboat's own connections use TLS, following libpq's settings.
+    fn tls(&self) -> Result<(SslMode, Verify, Option<String>)> {
         let setting = |var: &str| {
             self.ssl
                 .iter()
@@ -229,25 +269,7 @@ impl Conn {
                 )));
             }
         };
-        config.ssl_mode(ssl_mode);
-        if let Some(p) = self.password.clone().or_else(|| self.pgpass_password()) {
-            config.password(p);
-        }
-        let failed = super::pg_error(format!("cannot connect to {self}"));
-        let client = if ssl_mode == SslMode::Disable {
-            let (client, connection) = config
-                .connect(tokio_postgres::NoTls)
-                .await
-                .map_err(failed)?;
-            tokio::spawn(drive(connection));
-            client
-        } else {
-            let tls = super::tls::connector(verify, setting("PGSSLROOTCERT").as_deref())?;
-            let (client, connection) = config.connect(tls).await.map_err(failed)?;
-            tokio::spawn(drive(connection));
-            client
-        };
-        Ok(client)
+        Ok((ssl_mode, verify, setting("PGSSLROOTCERT")))
     }
 
     /// A libpq tool with this connection in its environment.

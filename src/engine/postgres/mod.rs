@@ -220,20 +220,45 @@ pub(crate) async fn list_tables(client: &Client) -> Result<Vec<(String, String)>
 pub async fn count_database(
     conn: &Conn,
     with_content: bool,
+    cancel: &CancellationToken,
 ) -> Result<(Vec<TableCount>, Option<ContentChecksums>)> {
     let client = conn.connect().await?;
-    client
-        .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        .await
-        .map_err(pg_error("begin"))?;
-    let tables = count_tables(&client).await?;
-    let sums = if with_content {
-        Some(content::checksums(&client).await?)
-    } else {
-        None
+    let counted = async {
+        client
+            .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .await
+            .map_err(pg_error("begin"))?;
+        let tables = count_tables(&client).await?;
+        let sums = if with_content {
+            Some(content::checksums(&client).await?)
+        } else {
+            None
+        };
+        Ok((tables, sums))
     };
+    let token = client.cancel_token();
+    let counted = until_cancelled(conn, &token, cancel, counted).await?;
     let _ = client.batch_execute("COMMIT").await;
-    Ok((tables, sums))
+    Ok(counted)
+}
+
+/// Runs `work` unless `cancel` fires first; then the server is told to stop the query too,
+/// since dropping its future leaves a count or a hash running there.
+async fn until_cancelled<T>(
+    conn: &Conn,
+    token: &tokio_postgres::CancelToken,
+    cancel: &CancellationToken,
+    work: impl Future<Output = Result<T>>,
+) -> Result<T> {
+    tokio::select! {
+        done = work => done,
+        () = cancel.cancelled() => {
+            if let Err(e) = conn.cancel_query(token).await {
+                tracing::warn!("the server may go on counting: {e}");
+            }
+            Err(Error::Cancelled)
+        }
+    }
 }
 
 async fn schemas_and_extensions(client: &Client) -> Result<(Vec<String>, Vec<Extension>)> {
@@ -458,6 +483,7 @@ pub async fn snapshot(
         .ok_or_else(|| Error::Invalid("pg_dump has no stdout".into()))?;
 
     // Aborted with the snapshot, so a cancelled backup does not go on counting.
+    let token = client.cancel_token();
     let mut counting = AbortOnDrop(tokio::spawn(async move {
         let counted = async {
             let tables = count_tables(&client).await?;
@@ -473,9 +499,12 @@ pub async fn snapshot(
     }));
     let cancel = cancel.clone();
     let finish = Box::pin(async move {
-        let (client, counted) = (&mut counting.0)
-            .await
-            .map_err(|e| Error::Invalid(format!("row counting stopped: {e}")))?;
+        let joined = async {
+            (&mut counting.0)
+                .await
+                .map_err(|e| Error::Invalid(format!("row counting stopped: {e}")))
+        };
+        let (client, counted) = until_cancelled(&conn, &token, &cancel, joined).await?;
         let (status, stderr) = child.wait(&cancel).await?;
         // Only now may the exporting transaction end.
         let _ = client.batch_execute("COMMIT").await;
