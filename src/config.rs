@@ -213,6 +213,8 @@ pub struct SourceConfig {
     pub bin_dir: Option<PathBuf>,
     /// The server scratch databases are restored on (default: the source's server).
     pub scratch_url: Option<String>,
+    /// The variable holding the `scratch_url` server's password (never the source's).
+    pub scratch_password_env: Option<String>,
     /// Recovery point objective: the newest good backup should never be older than this
     /// (`26h`, `90m`, `1d12h`). Default: 26h, a daily backup with slack.
     #[serde(default, deserialize_with = "de_duration")]
@@ -363,6 +365,12 @@ impl Config {
                     for url in s.url.iter().chain(&s.scratch_url) {
                         crate::engine::postgres::conn::check_url(url)
                             .map_err(|e| format!("source {:?}: {e}", s.name))?;
+                    }
+                    if s.scratch_password_env.is_some() && s.scratch_url.is_none() {
+                        return Err(format!(
+                            "source {:?}: scratch_password_env needs scratch_url",
+                            s.name
+                        ));
                     }
                 }
                 _ => {}

@@ -162,7 +162,7 @@ impl Conn {
         let password = match spec.password_env {
             Some(var) => Some(std::env::var(var).map_err(|_| {
                 invalid(format!(
-                    "the environment variable {var} (password_env) is not set"
+                    "the environment variable {var} (named for the password) is not set"
                 ))
             })?),
             None => None,

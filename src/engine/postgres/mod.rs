@@ -72,14 +72,15 @@ pub fn source_conn(source: &SourceConfig) -> Result<Conn> {
 
 /// The server scratch databases for a source are created on: `scratch_url` when set (its
 /// database is the one connected to for CREATE/DROP DATABASE), else the source's own server
-/// (connecting to `postgres`).
+/// (connecting to `postgres`). Another server never gets the source's password: its own comes
+/// from `scratch_password_env`, PGPASSWORD or ~/.pgpass.
 pub fn scratch_server(source: &SourceConfig) -> Result<Conn> {
     match &source.scratch_url {
         Some(url) => {
             let conn = Conn::new(&ConnSpec {
                 url: Some(url),
                 sslmode: source.sslmode.as_deref(),
-                password_env: source.password_env.as_deref(),
+                password_env: source.scratch_password_env.as_deref(),
                 ..ConnSpec::default()
             })?;
             Ok(if conn::names_database(url) {
@@ -701,6 +702,39 @@ mod tests {
         cancel.cancel();
         assert!(matches!(guard.wait(&cancel).await, Err(Error::Cancelled)));
         assert!(!group_alive(pgid));
+    }
+
+    #[test]
+    fn a_scratch_server_never_gets_the_source_password() {
+        let password = |source: &SourceConfig| {
+            scratch_server(source)
+                .unwrap()
+                .command(Path::new("psql"))
+                .get_envs()
+                .find(|(k, _)| *k == "PGPASSWORD")
+                .and_then(|(_, v)| v.map(|v| v.to_string_lossy().into_owned()))
+        };
+        // Variables every test run has stand in for password variables.
+        let config = |extra: &str| {
+            let text = format!(
+                "[storage]\ntype = \"local\"\npath = \"b\"\n[[source]]\nname = \"db\"\n\
+                 engine = \"postgres\"\nurl = \"postgres://u@src/db\"\npassword_env = \"PATH\"\n{extra}"
+            );
+            crate::config::Config::parse(&text, Path::new("c.toml"))
+        };
+        let path = std::env::var("PATH").unwrap();
+        let same = config("").unwrap();
+        assert_eq!(password(&same.sources[0]), Some(path.clone()));
+        let other = config("scratch_url = \"postgres://r@scratch/postgres\"\n").unwrap();
+        assert_eq!(password(&other.sources[0]), None);
+        let own = config(
+            "scratch_url = \"postgres://r@scratch/postgres\"\nscratch_password_env = \"HOME\"\n",
+        )
+        .unwrap();
+        assert_eq!(password(&own.sources[0]), std::env::var("HOME").ok());
+        assert_ne!(password(&own.sources[0]), Some(path));
+        let err = config("scratch_password_env = \"HOME\"\n").unwrap_err();
+        assert!(err.to_string().contains("needs scratch_url"), "{err}");
     }
 
     #[test]
