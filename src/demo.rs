@@ -640,6 +640,7 @@ pub async fn create(opts: &DemoOptions) -> Result<DemoSummary> {
     let scratch = tempfile::tempdir_in(&dir).map_err(Error::io("demo scratch dir"))?;
     let restore_opts = RestoreOptions {
         target: scratch.path().join("auth-restore-check.db").into(),
+        for_source: None,
         force_target: false,
         live: Some(auth.clone().into()),
         integrity_check: true,

@@ -84,6 +84,7 @@ impl Lifeboat {
         let target = self.drill_target(&source, &id)?;
         let restore_opts = RestoreOptions {
             target: target.clone(),
+            for_source: None,
             force_target: false,
             live: None,
             integrity_check: true,

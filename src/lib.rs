@@ -433,7 +433,10 @@ impl Lifeboat {
         if let Some(id) = &backup_id {
             job.set_backup(id);
         }
-        let source_config = source.as_deref().and_then(|s| self.config.source(s));
+        let source_config = source
+            .as_deref()
+            .or(opts.for_source.as_deref())
+            .and_then(|s| self.config.source(s));
         let source_path = source_config.and_then(|s| s.path.clone());
         let (source_conn, bin_dir) = match source_config {
             Some(s) if s.engine == manifest::EngineKind::Postgres => {

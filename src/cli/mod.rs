@@ -527,6 +527,10 @@ async fn restore(
     };
     let opts = RestoreOptions {
         target,
+        for_source: match &from {
+            RestoreFrom::Foreign(_) => postgres_source.clone(),
+            RestoreFrom::Backup(_) => None,
+        },
         force_target,
         live,
         integrity_check: args.integrity_check,

@@ -105,6 +105,9 @@ impl From<PathBuf> for LiveSource {
 #[derive(Debug, Clone)]
 pub struct RestoreOptions {
     pub target: RestoreTarget,
+    /// The configured source a foreign dump is restored for: its `bin_dir` and the guard
+    /// for its own database apply as for its backups.
+    pub for_source: Option<String>,
     /// Replace an existing file (or the source itself). Front ends set this only when the
     /// person typed the target's name again.
     pub force_target: bool,

@@ -234,6 +234,7 @@ async fn restore(
             };
             let opts = RestoreOptions {
                 target,
+                for_source: None,
                 force_target: r.force_target,
                 live,
                 integrity_check: true,

@@ -17,6 +17,7 @@ use crate::common::{self, S3Server, World};
 fn opts(world: &World, target: &str) -> RestoreOptions {
     RestoreOptions {
         target: world.path(target).into(),
+        for_source: None,
         force_target: false,
         live: None,
         integrity_check: false,

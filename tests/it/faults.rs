@@ -69,6 +69,7 @@ async fn a_killed_backup_never_looks_complete() {
                 .unwrap();
             let opts = lifeboat::pipeline::restore::RestoreOptions {
                 target: home.join(format!("check-{}.db", b.id)).into(),
+                for_source: None,
                 force_target: false,
                 live: None,
                 integrity_check: false,
@@ -220,6 +221,7 @@ async fn damaged_objects_and_manifests_are_always_caught() {
             let target = world.path(&format!("t{trial}.db"));
             let opts = RestoreOptions {
                 target: target.clone().into(),
+                for_source: None,
                 force_target: false,
                 live: None,
                 integrity_check: true,

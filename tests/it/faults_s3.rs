@@ -355,6 +355,7 @@ async fn flaky_trials(seed: u64, share: f64, attempts: u32, trials: usize) -> us
 fn restore_opts(world: &World, target: &std::path::Path) -> RestoreOptions {
     RestoreOptions {
         target: target.to_path_buf().into(),
+        for_source: None,
         force_target: false,
         live: None,
         integrity_check: true,

@@ -41,6 +41,7 @@ fn gzip(data: &[u8]) -> Vec<u8> {
 fn opts(world: &World, target: &str) -> RestoreOptions {
     RestoreOptions {
         target: world.path(target).into(),
+        for_source: None,
         force_target: false,
         live: None,
         integrity_check: false,

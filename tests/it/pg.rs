@@ -386,6 +386,7 @@ async fn latest(lb: &Lifeboat) -> RestoreFrom {
 fn pg_opts(lb: &Lifeboat, target: RestoreTarget) -> RestoreOptions {
     RestoreOptions {
         target,
+        for_source: None,
         force_target: false,
         live: None,
         integrity_check: false,
@@ -988,6 +989,23 @@ async fn pg_cli_restores_backups_and_foreign_dumps() {
     assert_ne!(out.code, 0);
     assert!(out.stderr.contains("--force-target"), "{}", out.stderr);
     assert!(cluster.databases().contains(&"app".to_owned()));
+
+    // A foreign dump named for a source is guarded like its backups: not over the source.
+    let out = run(cmd(&[
+        "restore",
+        "imports/app-20261120.dump",
+        "--source",
+        "app",
+        "--to",
+        "app",
+    ]))
+    .await;
+    assert_ne!(out.code, 0);
+    assert!(
+        out.stderr.contains("is the source database itself"),
+        "{}",
+        out.stderr
+    );
 
     // A script that would drop and recreate the source, or run a shell, never reaches psql.
     let mut create = dump(&["-Fp", "--clean", "--create"]);

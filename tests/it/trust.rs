@@ -421,6 +421,7 @@ async fn content_checksums_catch_changed_rows_with_the_right_counts() {
             .unwrap();
         let opts = lifeboat::pipeline::restore::RestoreOptions {
             target: dir.path().join(name).into(),
+            for_source: None,
             force_target: false,
             live: None,
             integrity_check: false,
