@@ -7,7 +7,9 @@
 //!
 //! The scan is a small lexer over the file, line by line: quoted strings, quoted
 //! identifiers, dollar-quoted bodies and comments are skipped (a backslash there is data),
-//! and so are `COPY ... FROM stdin` data blocks up to their `\.` line.
+//! and so are `COPY ... FROM stdin` data blocks up to their `\.` line. Whether a backslash
+//! escapes a quote in a plain string depends on standard_conforming_strings, which the
+//! script or the server may set either way, so the file must pass being read both ways.
 
 use std::io::BufRead;
 use std::path::Path;
@@ -42,6 +44,8 @@ enum State {
 
 struct Scanner {
     state: State,
+    /// Read every '...' string as if standard_conforming_strings were off.
+    backslash_escapes: bool,
     /// The statement's first words, upper-cased, whitespace collapsed.
     head: String,
     line_no: usize,
@@ -49,20 +53,22 @@ struct Scanner {
 
 /// Scans the plain SQL file at `path`; an error names the first refused line.
 pub fn check_plain_sql(path: &Path) -> Result<()> {
-    let file = std::fs::File::open(path).map_err(|e| Error::Io {
-        context: format!("reading {}", path.display()),
-        source: e,
-    })?;
-    check_reader(std::io::BufReader::new(file)).map_err(|e| match e {
-        ScanError::Io(source) => Error::Io {
-            context: format!("reading {}", path.display()),
-            source,
-        },
-        ScanError::Refused(why) => Error::Unsupported(format!(
-            "refusing to run this plain SQL dump with psql: {why}; only data and schema \
+    [false, true]
+        .into_iter()
+        .try_for_each(|escapes| {
+            let file = std::fs::File::open(path).map_err(ScanError::Io)?;
+            check_reader(std::io::BufReader::new(file), escapes)
+        })
+        .map_err(|e| match e {
+            ScanError::Io(source) => Error::Io {
+                context: format!("reading {}", path.display()),
+                source,
+            },
+            ScanError::Refused(why) => Error::Unsupported(format!(
+                "refusing to run this plain SQL dump with psql: {why}; only data and schema \
              for one database are restored (dump it without --create, or as pg_dump -Fc)"
-        )),
-    })
+            )),
+        })
 }
 
 enum ScanError {
@@ -70,9 +76,13 @@ enum ScanError {
     Refused(String),
 }
 
-fn check_reader(mut reader: impl BufRead) -> std::result::Result<(), ScanError> {
+fn check_reader(
+    mut reader: impl BufRead,
+    backslash_escapes: bool,
+) -> std::result::Result<(), ScanError> {
     let mut s = Scanner {
         state: State::Code,
+        backslash_escapes,
         head: String::new(),
         line_no: 0,
     };
@@ -139,9 +149,10 @@ impl Scanner {
                         i += 1;
                     }
                     b'\'' => {
-                        let escapes = i > 0
-                            && matches!(line[i - 1], b'E' | b'e')
-                            && (i < 2 || !is_ident_byte(line[i - 2]));
+                        let escapes = self.backslash_escapes
+                            || i > 0
+                                && matches!(line[i - 1], b'E' | b'e')
+                                && (i < 2 || !is_ident_byte(line[i - 2]));
                         self.state = State::Single { escapes };
                     }
                     b'"' => self.state = State::Double,
@@ -242,10 +253,13 @@ mod tests {
     use super::*;
 
     fn check(sql: &str) -> std::result::Result<(), String> {
-        check_reader(sql.as_bytes()).map_err(|e| match e {
-            ScanError::Io(e) => e.to_string(),
-            ScanError::Refused(why) => why,
-        })
+        [false, true]
+            .into_iter()
+            .try_for_each(|escapes| check_reader(sql.as_bytes(), escapes))
+            .map_err(|e| match e {
+                ScanError::Io(e) => e.to_string(),
+                ScanError::Refused(why) => why,
+            })
     }
 
     #[test]
@@ -291,6 +305,10 @@ mod tests {
             (
                 "COPY t FROM stdin;\n1\n\\.\n\\c billing\n",
                 "line 4: psql meta-command \\c",
+            ),
+            (
+                "SET standard_conforming_strings = off;\nSELECT '\\'' ; \\! id\n",
+                "line 2: psql meta-command \\!",
             ),
         ] {
             assert_eq!(check(sql).unwrap_err(), why, "{sql:?}");
