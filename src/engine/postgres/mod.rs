@@ -352,7 +352,8 @@ impl ChildGuard {
             }
             if cancel.is_cancelled() {
                 if let Some(child) = self.child.take() {
-                    stop_group(child);
+                    // Stopping may take a moment of blocking waits.
+                    let _ = tokio::task::spawn_blocking(move || stop_group(child)).await;
                 }
                 return Err(Error::Cancelled);
             }

@@ -66,7 +66,7 @@ pub fn check_plain_sql(path: &Path) -> Result<()> {
             },
             ScanError::Refused(why) => Error::Unsupported(format!(
                 "refusing to run this plain SQL dump with psql: {why}; only data and schema \
-             for one database are restored (dump it without --create, or as pg_dump -Fc)"
+                 for one database are restored (dump it without --create, or as pg_dump -Fc)"
             )),
         })
 }
