@@ -189,55 +189,27 @@ impl RestoreRun<'_> {
         };
         let created = !target.exists();
         let partial = PartialFile::beside(&target)?;
-        self.progress
-            .phase(Phase::Download, expected.as_ref().map(|e| e.1));
         // One pass: the download is hashed as it streams into the decoder, and the database
         // grows in a hidden partial file. It is opened, checked and renamed into the target
         // only after the hash has matched.
-        let (tx, rx) = mpsc::channel::<Bytes>(CHANNEL_DEPTH);
-        let loader = {
-            let partial_path = partial.path.clone();
-            let known = match self.from {
-                RestoreFrom::Backup(_) => Some(Format {
-                    compression: Some(Compression::Zstd),
-                    content: Content::Sqlite,
-                }),
-                RestoreFrom::Foreign(_) => None,
-            };
-            let cancel = self.cancel.clone();
-            tokio::task::spawn_blocking(move || {
-                load(
-                    ChannelReader {
-                        rx,
-                        buf: Bytes::new(),
-                    },
-                    known,
-                    unseal.as_ref(),
-                    &partial_path,
-                    &cancel,
-                )
-            })
-        };
-        let downloaded = download(
-            self.store.as_ref(),
-            &key,
-            Some(tx),
-            &*self.progress,
-            &self.cancel,
-        )
-        .await;
-        // Wait for the loader even when the download failed: it must be done with the partial
-        // file before that is removed.
-        let loaded = loader.await.expect("restore thread panicked");
-        let (sha256, stored_bytes) = downloaded?;
-        self.check_download(&key, &expected, &sha256, stored_bytes)?;
-        let (format, raw_bytes) = loaded.map_err(|e| {
-            if self.cancel.is_cancelled() {
-                Error::Cancelled
-            } else {
-                e
-            }
-        })?;
+        let partial_path = partial.path.clone();
+        let (sha256, stored_bytes, format, raw_bytes) = self
+            .fetch(
+                &key,
+                &expected,
+                Content::Sqlite,
+                unseal,
+                move |format, reader| match format.content {
+                    Content::Sqlite => sqlite::write_image(reader, &partial_path),
+                    Content::Sql => {
+                        sqlite::load_sql(BufReader::with_capacity(1 << 20, reader), &partial_path)
+                    }
+                    _ => Err(Error::Invalid(format!(
+                        "a {format} object cannot be restored into SQLite"
+                    ))),
+                },
+            )
+            .await?;
 
         self.progress.phase(Phase::Count, None);
         let tables = {
@@ -336,6 +308,63 @@ impl RestoreRun<'_> {
             (self.log)(format!("content checksums compared for {n} tables"));
         }
         Ok(diff)
+    }
+
+    /// Streams the object, hashing it, into `consume`, which reads the decrypted and
+    /// decompressed bytes on a blocking thread. Its result counts only once the stored bytes
+    /// match the manifest. Returns the SHA-256, the stored size, the format and what `consume`
+    /// returned (the decompressed size).
+    pub(super) async fn fetch(
+        &self,
+        key: &ObjectKey,
+        expected: &Option<(String, u64)>,
+        content: Content,
+        unseal: Option<Unseal>,
+        consume: impl FnOnce(Format, Cancellable<Box<dyn Read + Send>>) -> Result<u64> + Send + 'static,
+    ) -> Result<(String, u64, Format, u64)> {
+        self.progress
+            .phase(Phase::Download, expected.as_ref().map(|e| e.1));
+        // A lifeboat backup's format is known; a foreign object's is judged from its bytes.
+        let known = match self.from {
+            RestoreFrom::Backup(_) => Some(Format {
+                compression: Some(Compression::Zstd),
+                content,
+            }),
+            RestoreFrom::Foreign(_) => None,
+        };
+        let (tx, rx) = mpsc::channel::<Bytes>(CHANNEL_DEPTH);
+        let cancel = self.cancel.clone();
+        let consumer = tokio::task::spawn_blocking(move || {
+            let reader = ChannelReader {
+                rx,
+                buf: Bytes::new(),
+            };
+            let (format, reader) = decoder(reader, known, unseal.as_ref(), &cancel)?;
+            Ok((format, consume(format, reader)?))
+        });
+        let downloaded = download(
+            self.store.as_ref(),
+            key,
+            Some(tx),
+            &*self.progress,
+            &self.cancel,
+        )
+        .await;
+        // Wait for the consumer even when the download failed: it must be done with its
+        // files before they are removed.
+        let consumed: Result<(Format, u64)> = consumer
+            .await
+            .map_err(|e| Error::Invalid(format!("the decompression stopped: {e}")))?;
+        let (sha256, stored_bytes) = downloaded?;
+        self.check_download(key, expected, &sha256, stored_bytes)?;
+        let (format, raw_bytes) = consumed.map_err(|e| {
+            if self.cancel.is_cancelled() {
+                Error::Cancelled
+            } else {
+                e
+            }
+        })?;
+        Ok((sha256, stored_bytes, format, raw_bytes))
     }
 
     /// Compares what was downloaded with what the manifest promised.
@@ -485,27 +514,6 @@ pub(crate) async fn download(
         }
     }
     Ok((sha256_hex(hasher), size))
-}
-
-/// Decodes the downloaded stream into `dest`: a database image is written as it is, a SQL
-/// dump is executed. A foreign object's format is judged from its first bytes as they arrive.
-/// Returns the format and the decompressed size.
-fn load(
-    reader: ChannelReader,
-    known: Option<Format>,
-    unseal: Option<&Unseal>,
-    dest: &Path,
-    cancel: &CancellationToken,
-) -> Result<(Format, u64)> {
-    let (format, reader) = decoder(reader, known, unseal, cancel)?;
-    let raw = match format.content {
-        Content::Sqlite => sqlite::write_image(reader, dest),
-        Content::Sql => sqlite::load_sql(BufReader::with_capacity(1 << 20, reader), dest),
-        _ => Err(Error::Invalid(format!(
-            "a {format} object cannot be restored into SQLite"
-        ))),
-    }?;
-    Ok((format, raw))
 }
 
 /// The decompressed download, its format judged from the first bytes unless known.

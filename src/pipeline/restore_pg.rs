@@ -2,21 +2,15 @@
 //! create the scratch database, `pg_restore -j N` (or `psql` for a plain SQL dump), count,
 //! diff. A failed or cancelled restore drops the database it created.
 
-use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use tokio::sync::mpsc;
 
-use super::restore::{
-    ChannelReader, Object, RestoreFrom, RestoreReport, RestoreRun, RestoreTarget, decoder, download,
-};
+use super::restore::{Object, RestoreFrom, RestoreReport, RestoreRun, RestoreTarget};
 use super::staging_prefix;
 use crate::engine::postgres::{self, Conn, tools};
 use crate::error::{Error, Result};
 use crate::manifest::EngineKind;
 use crate::progress::Phase;
-use crate::sniff::{Compression, Content, Format};
-
-const CHANNEL_DEPTH: usize = 8;
+use crate::sniff::Content;
 
 impl RestoreRun<'_> {
     pub(super) async fn run_postgres(
@@ -57,8 +51,6 @@ impl RestoreRun<'_> {
         let min_major = server_major.max(dump_major.unwrap_or(0));
         let bin_dir = self.bin_dir.as_deref();
 
-        self.progress
-            .phase(Phase::Download, expected.as_ref().map(|e| e.1));
         std::fs::create_dir_all(&self.opts.staging).map_err(Error::io(format!(
             "staging directory {}",
             self.opts.staging.display()
@@ -67,52 +59,24 @@ impl RestoreRun<'_> {
             .prefix(&staging_prefix("restore"))
             .tempfile_in(&self.opts.staging)
             .map_err(Error::io("create a staging file"))?;
-        let (tx, rx) = mpsc::channel::<Bytes>(CHANNEL_DEPTH);
-        let writer = {
-            let file = staged
-                .reopen()
-                .map_err(Error::io("open the staging file"))?;
-            let known = match self.from {
-                RestoreFrom::Backup(_) => Some(Format {
-                    compression: Some(Compression::Zstd),
-                    content: Content::PgCustom,
-                }),
-                RestoreFrom::Foreign(_) => None,
-            };
-            let cancel = self.cancel.clone();
-            tokio::task::spawn_blocking(move || -> Result<(Format, u64)> {
-                let reader = ChannelReader {
-                    rx,
-                    buf: Bytes::new(),
-                };
-                let (format, mut reader) = decoder(reader, known, unseal.as_ref(), &cancel)?;
-                let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
-                let n = std::io::copy(&mut reader, &mut out)
-                    .map_err(Error::io("decompress the dump into the staging file"))?;
-                std::io::Write::flush(&mut out).map_err(Error::io("write the staging file"))?;
-                Ok((format, n))
-            })
-        };
-        let downloaded = download(
-            self.store.as_ref(),
-            &key,
-            Some(tx),
-            &*self.progress,
-            &self.cancel,
-        )
-        .await;
-        let written = writer
-            .await
-            .map_err(|e| Error::Invalid(format!("the decompression stopped: {e}")))?;
-        let (sha256, stored_bytes) = downloaded?;
-        self.check_download(&key, &expected, &sha256, stored_bytes)?;
-        let (format, raw_bytes) = written.map_err(|e| {
-            if self.cancel.is_cancelled() {
-                Error::Cancelled
-            } else {
-                e
-            }
-        })?;
+        let file = staged
+            .reopen()
+            .map_err(Error::io("open the staging file"))?;
+        let (sha256, stored_bytes, format, raw_bytes) = self
+            .fetch(
+                &key,
+                &expected,
+                Content::PgCustom,
+                unseal,
+                move |_, mut reader| {
+                    let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+                    let n = std::io::copy(&mut reader, &mut out)
+                        .map_err(Error::io("decompress the dump into the staging file"))?;
+                    std::io::Write::flush(&mut out).map_err(Error::io("write the staging file"))?;
+                    Ok(n)
+                },
+            )
+            .await?;
         if !matches!(format.content, Content::PgCustom | Content::Sql) {
             return Err(Error::Invalid(format!(
                 "{key} holds {format}, which cannot be restored into PostgreSQL"
