@@ -22,11 +22,13 @@ use tokio_util::sync::CancellationToken;
 use crate::cli::{lifeboat, run};
 use crate::common::{self, ACCESS_KEY, S3Server, SECRET_KEY};
 
-/// A real store that remembers every batch it was asked to delete, in order.
+/// A real store that remembers every batch it was asked to delete, in order, and can pin a
+/// backup when the first delete arrives, as another machine might.
 #[derive(Debug)]
 struct Recording {
     inner: Arc<dyn ObjectStore>,
     deletes: Mutex<Vec<Vec<String>>>,
+    pin_at_first_delete: Option<String>,
 }
 
 #[async_trait]
@@ -50,10 +52,15 @@ impl ObjectStore for Recording {
         self.inner.put(key, body).await
     }
     async fn delete_many(&self, keys: &[ObjectKey]) -> StoreResult<()> {
-        self.deletes
-            .lock()
-            .unwrap()
-            .push(keys.iter().map(|k| k.to_string()).collect());
+        let first = {
+            let mut deletes = self.deletes.lock().unwrap();
+            deletes.push(keys.iter().map(|k| k.to_string()).collect());
+            deletes.len() == 1
+        };
+        if let (true, Some(pin)) = (first, &self.pin_at_first_delete) {
+            let pin = ObjectKey::new(pin.clone()).unwrap();
+            self.inner.put_bytes(&pin, b"{}".to_vec().into()).await?;
+        }
         self.inner.delete_many(keys).await
     }
     async fn list_incomplete(&self, prefix: &str) -> StoreResult<Vec<IncompleteUpload>> {
@@ -123,6 +130,7 @@ async fn prune_story(store: Arc<dyn ObjectStore>) {
     let recording = Arc::new(Recording {
         inner: store,
         deletes: Mutex::new(Vec::new()),
+        pin_at_first_delete: None,
     });
     let real_now = Utc::now();
     let first = real_now - Duration::days(6);
@@ -621,50 +629,6 @@ async fn a_confirmed_prune_deletes_only_what_was_confirmed() {
     );
 }
 
-/// A store that pins a backup when the first delete arrives, as another machine might.
-#[derive(Debug)]
-struct PinsMidway {
-    inner: Arc<dyn ObjectStore>,
-    pin: String,
-    done: Mutex<bool>,
-}
-
-#[async_trait]
-impl ObjectStore for PinsMidway {
-    fn location(&self) -> String {
-        self.inner.location()
-    }
-    async fn list_page(&self, prefix: &str, token: Option<String>) -> StoreResult<ListPage> {
-        self.inner.list_page(prefix, token).await
-    }
-    async fn head(&self, key: &ObjectKey) -> StoreResult<Option<ObjectMeta>> {
-        self.inner.head(key).await
-    }
-    async fn get(&self, key: &ObjectKey) -> StoreResult<ByteStream> {
-        self.inner.get(key).await
-    }
-    async fn get_prefix(&self, key: &ObjectKey, len: u64) -> StoreResult<bytes::Bytes> {
-        self.inner.get_prefix(key, len).await
-    }
-    async fn put(&self, key: &ObjectKey, body: ByteStream) -> StoreResult<PutOutcome> {
-        self.inner.put(key, body).await
-    }
-    async fn delete_many(&self, keys: &[ObjectKey]) -> StoreResult<()> {
-        let first = !std::mem::replace(&mut *self.done.lock().unwrap(), true);
-        if first {
-            let pin = ObjectKey::new(self.pin.clone()).unwrap();
-            self.inner.put_bytes(&pin, b"{}".to_vec().into()).await?;
-        }
-        self.inner.delete_many(keys).await
-    }
-    async fn list_incomplete(&self, prefix: &str) -> StoreResult<Vec<IncompleteUpload>> {
-        self.inner.list_incomplete(prefix).await
-    }
-    async fn abort_incomplete(&self, upload: &IncompleteUpload) -> StoreResult<()> {
-        self.inner.abort_incomplete(upload).await
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_pin_set_during_a_prune_is_honoured() {
     let dir = tempfile::tempdir().unwrap();
@@ -680,10 +644,10 @@ async fn a_pin_set_during_a_prune_is_honoured() {
     );
     let ids = history(&lb, 3, first).await;
     // Newest first: ids[1] goes first, and then ids[0] gets pinned.
-    let store = Arc::new(PinsMidway {
+    let store = Arc::new(Recording {
         inner: local.clone(),
-        pin: format!("_lifeboat/pins/app/{}", ids[0]),
-        done: Mutex::new(false),
+        deletes: Mutex::new(Vec::new()),
+        pin_at_first_delete: Some(format!("_lifeboat/pins/app/{}", ids[0])),
     });
     let config = lb.config().clone();
     let state = State::open(&config.state_path()).unwrap();
