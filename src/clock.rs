@@ -3,6 +3,9 @@ use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 
+/// The variable that starts a simulated clock (see [`Clock::from_env`]).
+pub const ENV: &str = "LIFEBOAT_NOW";
+
 /// Wall-clock time for ids and records. A simulated clock starts at a chosen time and then
 /// runs at real speed, so the demo can build a history with true durations and tests can pin
 /// time.
@@ -15,6 +18,17 @@ type Anchor = (DateTime<Utc>, Instant);
 impl Clock {
     pub fn system() -> Self {
         Clock(None)
+    }
+
+    /// The system clock, unless `LIFEBOAT_NOW` (RFC 3339) names a starting time: tests and
+    /// reproducible demos pin "now" through it, the way `SOURCE_DATE_EPOCH` pins builds.
+    pub fn from_env() -> Result<Self, String> {
+        match std::env::var(ENV) {
+            Ok(v) if !v.is_empty() => DateTime::parse_from_rfc3339(&v)
+                .map(|t| Clock::starting_at(t.with_timezone(&Utc)))
+                .map_err(|e| format!("{ENV}={v:?} is not an RFC 3339 time: {e}")),
+            _ => Ok(Clock::system()),
+        }
     }
 
     /// A clock that reads `at` now and runs on from there.

@@ -535,7 +535,7 @@ pub async fn create(opts: &DemoOptions) -> Result<DemoSummary> {
     std::fs::write(&config_path, config_text()).map_err(Error::io("write demo config"))?;
     let config = Config::load(&config_path)?;
 
-    let now = Utc::now();
+    let now = Clock::from_env().map_err(Error::Invalid)?.now();
     let start = (now - Duration::days(opts.days))
         .duration_trunc(Duration::days(1))
         .expect("whole days")

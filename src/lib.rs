@@ -126,7 +126,8 @@ impl Lifeboat {
     pub async fn open(config: Config) -> Result<Self> {
         let store = open_store(&config.storage).await?;
         let state = State::open(&config.state_path())?;
-        Ok(Lifeboat::with_parts(config, store, state, Clock::system()))
+        let clock = Clock::from_env().map_err(Error::Invalid)?;
+        Ok(Lifeboat::with_parts(config, store, state, clock))
     }
 
     pub fn with_parts(

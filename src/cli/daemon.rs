@@ -92,7 +92,12 @@ fn print_event(event: Event) {
 pub fn schedule(config_path: &Path, count: usize, json: bool) -> Result<ExitCode> {
     let config = lifeboat::config::Config::load(config_path)?;
     let schedules = Schedules::from_config(&config).map_err(lifeboat::Error::Invalid)?;
-    let runs = schedules.upcoming(chrono::Utc::now(), count);
+    let runs = schedules.upcoming(
+        lifeboat::clock::Clock::from_env()
+            .map_err(lifeboat::Error::Invalid)?
+            .now(),
+        count,
+    );
     if json {
         print_json(&runs)?;
         return Ok(ExitCode::SUCCESS);

@@ -335,7 +335,12 @@ async fn the_demo_builds_a_history_that_restores() {
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path();
     let demo = home.join("demo");
-    let mut c = lifeboat(home);
+    // Every command of this test runs on one simulated clock, so the history's dates are fixed.
+    let pinned = |mut c: Command| {
+        c.env("LIFEBOAT_NOW", "2026-11-23T12:00:00Z");
+        c
+    };
+    let mut c = pinned(lifeboat(home));
     c.args(["demo", "--scale", "0.1", "--dir"]).arg(&demo);
     let out = run(c).await;
     assert_eq!(out.code, 0, "{}", out.stderr);
@@ -346,15 +351,17 @@ async fn the_demo_builds_a_history_that_restores() {
     );
     let config = demo.join("lifeboat.toml");
 
-    let v = json(&run(with_config(home, &config, &["list", "--json"])).await);
+    let v = json(&run(pinned(with_config(home, &config, &["list", "--json"]))).await);
     let backups = v["backups"].as_array().unwrap();
     assert!(backups.len() >= 40, "{}", backups.len());
     assert!(backups.iter().all(|b| b["state"] == "complete"));
     let oldest = backups.last().unwrap()["time"].as_str().unwrap();
     assert!(
-        oldest < "2026-08-01" || chrono::Utc::now().format("%Y").to_string() != "2026",
-        "history spans months: {oldest}"
+        ("2026-07-20".."2026-08-01").contains(&oldest),
+        "history spans 120 days before the pinned now: {oldest}"
     );
+    let newest = backups.first().unwrap()["time"].as_str().unwrap();
+    assert!(newest.starts_with("2026-11-23"), "{newest}");
     let shop_tables = backups.iter().find(|b| b["source"] == "shop").unwrap()["manifest"]["tables"]
         .as_array()
         .unwrap()
@@ -369,11 +376,11 @@ async fn the_demo_builds_a_history_that_restores() {
     assert_eq!(formats.len(), 2, "{formats:?}");
 
     let jobs = json(
-        &run(with_config(
+        &run(pinned(with_config(
             home,
             &config,
             &["jobs", "--json", "--limit", "1000"],
-        ))
+        )))
         .await,
     );
     let jobs = jobs.as_array().unwrap();
@@ -384,7 +391,7 @@ async fn the_demo_builds_a_history_that_restores() {
     assert!(jobs.iter().any(|j| j["kind"] == "verify"));
     assert!(jobs.iter().any(|j| j["kind"] == "restore"));
 
-    let out = run(with_config(
+    let out = run(pinned(with_config(
         home,
         &config,
         &[
@@ -396,7 +403,7 @@ async fn the_demo_builds_a_history_that_restores() {
             "shop-check.db",
             "--compare-live",
         ],
-    ))
+    )))
     .await;
     assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
 
