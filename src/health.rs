@@ -216,11 +216,20 @@ fn assess_source(
     let mine = rows
         .iter()
         .filter(|r| r.source.as_deref() == Some(name.as_str()));
-    let newest = mine
+    // A backup dated after now (a skewed clock, a forged manifest) would make the source look
+    // fresh for ever: it is left out of "newest" and reported instead.
+    let (future, newest) = mine
         .clone()
         .filter(|r| r.kind == RowKind::Complete)
         .filter_map(|r| r.time)
-        .max();
+        .fold((Vec::new(), None), |(mut future, newest), t| {
+            if t > now {
+                future.push(t);
+                (future, newest)
+            } else {
+                (future, newest.max(Some(t)))
+            }
+        });
     let stored_bytes = mine.clone().map(|r| r.stored_bytes).sum();
     let backups = mine.filter(|r| r.kind == RowKind::Complete).count();
     let source_jobs = jobs
@@ -280,6 +289,16 @@ fn assess_source(
             ),
         ),
         Some(_) => {}
+    }
+    if let Some(latest) = future.iter().max() {
+        find(
+            Level::Warning,
+            format!(
+                "{} backup(s) dated in the future (up to {} ahead): a skewed clock or a forged manifest",
+                future.len(),
+                short_age(*latest - now)
+            ),
+        );
     }
     if let Some(j) = last_backup.filter(|_| last_job_failed) {
         let why = j.error.as_deref().unwrap_or("no error recorded");
@@ -471,6 +490,26 @@ mod tests {
         assert_eq!(one(&c, &[backup_row(50, 1)], &[]).level, Level::Warning);
         assert_eq!(one(&c, &[backup_row(80, 1)], &[]).level, Level::Critical);
         assert_eq!(one(&c, &[], &[]).level, Level::Critical);
+    }
+
+    #[test]
+    fn a_backup_dated_in_the_future_does_not_hide_an_old_newest() {
+        let c = config("", "");
+        // The source's real newest backup is 30 h old (over its 1d RPO); a host with a clock a
+        // year ahead wrote another.
+        let rows = [backup_row(30, 1), backup_row(-24 * 365, 1)];
+        let h = one(&c, &rows, &[]);
+        assert_eq!(h.newest, Some(now() - Duration::hours(30)));
+        assert_eq!(h.level, Level::Warning);
+        let text: Vec<&str> = h.findings.iter().map(|f| f.message.as_str()).collect();
+        assert!(
+            text[0].starts_with("newest good backup is 1d 6h old"),
+            "{text:?}"
+        );
+        assert!(
+            text[1].starts_with("1 backup(s) dated in the future (up to 1y 0d ahead)"),
+            "{text:?}"
+        );
     }
 
     #[test]

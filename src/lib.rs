@@ -397,9 +397,12 @@ impl Lifeboat {
                     "{id:?}: no backup id or foreign object key"
                 )))
             }
-            Selector::Latest { source } => {
-                pick(source, None, format!("\"latest\"{}", for_source(source)))
-            }
+            // A backup dated after now (a skewed clock, a forged manifest) is not "latest".
+            Selector::Latest { source } => pick(
+                source,
+                Some(self.clock.now()),
+                format!("\"latest\"{}", for_source(source)),
+            ),
             Selector::Before { time, source } => pick(
                 source,
                 Some(*time),

@@ -353,6 +353,11 @@ pub enum Reason {
     Oldest(Rule),
     Within(Span),
     WithinRule(Rule, Span),
+    /// The oldest backup of the history, inside a `keep_within_*` span, kept though its
+    /// bucket already had a newer one.
+    OldestWithin(Rule, Span),
+    /// Dated after now: a skewed clock or a forged manifest; left out of every rule.
+    Future,
     EmptyPolicy,
     Pinned,
     NewestComplete,
@@ -373,6 +378,8 @@ impl fmt::Display for Reason {
             Reason::Oldest(r) => write!(f, "oldest ({})", r.bucket_name()),
             Reason::Within(s) => write!(f, "within {s}"),
             Reason::WithinRule(r, s) => write!(f, "{} within {s}", r.bucket_name()),
+            Reason::OldestWithin(r, s) => write!(f, "oldest ({} within {s})", r.bucket_name()),
+            Reason::Future => f.write_str("dated in the future"),
             Reason::EmptyPolicy => f.write_str("empty policy"),
             Reason::Pinned => f.write_str("pinned"),
             Reason::NewestComplete => f.write_str("newest complete"),
@@ -471,9 +478,16 @@ pub fn plan(
             .then(|| "its newest backup failed; fix it or pass --force to prune anyway".to_owned())
     };
 
-    let complete: Vec<usize> = (0..decisions.len())
+    // A backup dated after now comes from a host with a skewed clock (or a forged manifest).
+    // Counting it would shift every rule: `keep_last` would spend its slots on it and every
+    // `keep_within*` span would be measured from the future. It is kept for a person to look
+    // at, and the rules run over the rest, as if it were not there.
+    let (future, complete): (Vec<usize>, Vec<usize>) = (0..decisions.len())
         .filter(|&i| decisions[i].backup.state == BackupState::Complete)
-        .collect();
+        .partition(|&i| decisions[i].backup.time > now);
+    for &i in &future {
+        decisions[i].reasons.push(Reason::Future);
+    }
     if policy.is_empty() {
         for &i in &complete {
             decisions[i].reasons.push(Reason::EmptyPolicy);
@@ -592,7 +606,11 @@ fn apply_rules(
             }
             let val = b.rule.bucket(t, tz, nr);
             if b.last != Some(val) || oldest {
-                reasons.push(Reason::WithinRule(b.rule, *span));
+                reasons.push(if b.last == Some(val) {
+                    Reason::OldestWithin(b.rule, *span)
+                } else {
+                    Reason::WithinRule(b.rule, *span)
+                });
                 b.last = Some(val);
             }
         }
@@ -949,6 +967,82 @@ mod tests {
             kept(&b, &p, chrono_tz::UTC),
             ["2026-05-10T20:00:00+00:00", "2026-05-09T20:00:00+00:00",]
         );
+    }
+
+    #[test]
+    fn the_oldest_backup_inside_a_within_span_is_labelled_oldest() {
+        // Two backups on one day, both within the span: the older one shares the day's bucket
+        // but is the oldest of the history, which restic keeps too.
+        let b = [
+            backup("2026-05-10T20:00:00Z"),
+            backup("2026-05-10T08:00:00Z"),
+        ];
+        let span = Span::parse("3d").unwrap();
+        let p = Policy {
+            keep_within_daily: Some(span),
+            ..Policy::default()
+        };
+        let plan = plan("s", &b, &p, b[0].time, settings(chrono_tz::UTC));
+        assert_eq!(
+            plan.decisions[1].reasons,
+            [Reason::OldestWithin(Rule::Daily, span)]
+        );
+        assert_eq!(
+            plan.decisions[1].reasons[0].to_string(),
+            "oldest (daily within 3d)"
+        );
+        // Outside the span, the oldest is not kept by a within rule.
+        let b = [
+            backup("2026-05-10T20:00:00Z"),
+            backup("2026-05-01T08:00:00Z"),
+        ];
+        assert_eq!(kept(&b, &p, chrono_tz::UTC), ["2026-05-10T20:00:00+00:00"]);
+    }
+
+    #[test]
+    fn a_backup_dated_in_the_future_moves_no_rule() {
+        // One backup a day for 30 days, and one from a host whose clock is a year ahead.
+        let now = t("2026-11-30T12:00:00Z");
+        let mut b: Vec<Candidate> = (0..30)
+            .map(|d| {
+                let mut c = backup("2026-11-30T02:00:00Z");
+                c.time -= chrono::Duration::days(d);
+                c.id = c.time.format("%Y%m%dT%H%M%SZ").to_string();
+                c
+            })
+            .collect();
+        let sane = |b: &[Candidate], p: &Policy| -> Vec<String> {
+            plan("s", b, p, now, settings(chrono_tz::UTC))
+                .decisions
+                .into_iter()
+                .filter(|d| d.keep)
+                .map(|d| d.backup.id)
+                .collect()
+        };
+        let within = Policy {
+            keep_within: Some(Span::parse("10d").unwrap()),
+            ..Policy::default()
+        };
+        let last = Policy {
+            keep_last: 3,
+            ..Policy::default()
+        };
+        let (within_before, last_before) = (sane(&b, &within), sane(&b, &last));
+        assert_eq!(within_before.len(), 10);
+        let mut skewed = backup("2027-11-30T02:00:00Z");
+        skewed.id = "20271130T020000Z".into();
+        b.push(skewed);
+        let plan = plan("s", &b, &within, now, settings(chrono_tz::UTC));
+        assert_eq!(plan.decisions[0].backup.id, "20271130T020000Z");
+        assert_eq!(plan.decisions[0].reasons, [Reason::Future]);
+        assert!(plan.decisions[1].reasons.contains(&Reason::NewestComplete));
+        let without_future = |ids: Vec<String>| -> Vec<String> {
+            ids.into_iter()
+                .filter(|i| i != "20271130T020000Z")
+                .collect()
+        };
+        assert_eq!(without_future(sane(&b, &within)), within_before);
+        assert_eq!(without_future(sane(&b, &last)), last_before);
     }
 
     #[test]

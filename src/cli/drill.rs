@@ -36,7 +36,7 @@ pub enum ReportWhat {
     /// The history of restore drills stored in the bucket, for an audit.
     Drills {
         /// Only drills started at or after this time ("2026-01-01", "-90d", ...).
-        #[arg(long)]
+        #[arg(long, allow_hyphen_values = true)]
         since: Option<String>,
         #[arg(long)]
         json: bool,

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use color_eyre::eyre::{Result, WrapErr, bail};
 use lifeboat::catalog::Catalog;
 use lifeboat::config::Config;
@@ -31,7 +31,12 @@ use self::progress::CliProgress;
 #[command(
     name = "lifeboat",
     version,
-    about = "Database backups you can prove: SQLite to S3 or a directory, verified restores"
+    about = "Database backups you can prove: SQLite and PostgreSQL to S3 or a directory, \
+             restores verified table by table",
+    long_about = "Database backups you can prove: SQLite and PostgreSQL to S3 or a directory, \
+                  restores verified table by table.\n\n\
+                  With no subcommand, opens the console. `lifeboat demo` tries it on sample \
+                  data with no server and no cloud."
 )]
 struct Cli {
     /// The config file (default: $XDG_CONFIG_HOME/lifeboat/lifeboat.toml).
@@ -104,7 +109,7 @@ enum Command {
     },
     /// Re-download backups and check their SHA-256.
     Verify {
-        /// A backup id.
+        /// A backup id, or `latest` (of --source).
         id: Option<String>,
         /// Every complete backup (of --source, if given).
         #[arg(long, conflicts_with = "id")]
@@ -120,9 +125,21 @@ enum Command {
     /// Apply the retention policy: list every backup with keep/prune and why, then delete.
     Prune(prune::PruneArgs),
     /// Protect a backup from every prune.
-    Pin { id: String },
+    Pin {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
     /// Let the retention policy decide about a pinned backup again.
-    Unpin { id: String },
+    Unpin {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions { shell: clap_complete::Shell },
+    /// Print the man page (roff), e.g. `lifeboat man > /usr/local/share/man/man1/lifeboat.1`.
+    Man,
     /// Measure the console on a large generated catalog (for docs/performance.md).
     #[command(hide = true)]
     BenchConsole {
@@ -168,7 +185,7 @@ struct RestoreArgs {
     /// A backup id, a foreign object's key, or `latest`.
     what: Option<String>,
     /// The newest backup taken at or before this time ("2026-11-22 01:40" UTC, "-2h", ...).
-    #[arg(long, conflicts_with = "what")]
+    #[arg(long, conflicts_with = "what", allow_hyphen_values = true)]
     before: Option<String>,
     /// Which source, for `latest` and --before; for a foreign pg_dump file, the PostgreSQL
     /// source whose scratch server to restore on.
@@ -197,12 +214,18 @@ struct RestoreArgs {
 
 pub async fn run() -> Result<ExitCode> {
     let cli = Cli::try_parse().unwrap_or_else(|e| {
-        // Monitoring reads 2 as CRITICAL: a mistyped `check` command line is UNKNOWN (3).
-        if e.use_stderr() && std::env::args().any(|a| a == "check") {
-            let _ = e.print();
-            std::process::exit(3);
+        if !e.use_stderr() {
+            // --help and --version.
+            e.exit()
         }
-        e.exit()
+        eprintln!("{}", usage_error_line(&e));
+        // Monitoring reads 2 as CRITICAL: a mistyped `check` command line is UNKNOWN (3).
+        let code = if std::env::args().any(|a| a == "check") {
+            3
+        } else {
+            2
+        };
+        std::process::exit(code)
     });
     init_logging(cli.verbose);
     let config_path = cli.config.clone().unwrap_or_else(Config::default_path);
@@ -363,6 +386,15 @@ pub async fn run() -> Result<ExitCode> {
             let lb = open(&config_path).await?;
             let catalog = lb.catalog().await.wrap_err("cannot read the catalog")?;
             let entries: Vec<_> = match (id, all) {
+                (Some(id), _) if id == "latest" => {
+                    let selector = Selector::Latest {
+                        source: source.clone(),
+                    };
+                    match lb.select(&catalog, &selector)? {
+                        RestoreFrom::Backup(b) => vec![*b],
+                        RestoreFrom::Foreign(_) => unreachable!("latest is a backup"),
+                    }
+                }
                 (Some(id), _) => vec![
                     catalog
                         .find(&id)
@@ -408,8 +440,25 @@ pub async fn run() -> Result<ExitCode> {
             })
         }
         Command::Prune(args) => prune::run(&open(&config_path).await?, args, cancel).await,
-        Command::Pin { id } => prune::pin(&open(&config_path).await?, &id, true).await,
-        Command::Unpin { id } => prune::pin(&open(&config_path).await?, &id, false).await,
+        Command::Pin { id, json } => prune::pin(&open(&config_path).await?, &id, true, json).await,
+        Command::Unpin { id, json } => {
+            prune::pin(&open(&config_path).await?, &id, false, json).await
+        }
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "lifeboat",
+                &mut std::io::stdout(),
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man => {
+            clap_mangen::Man::new(Cli::command())
+                .render(&mut std::io::stdout())
+                .wrap_err("cannot write the man page")?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::BenchConsole {
             rows,
             width,
@@ -588,6 +637,21 @@ fn init(path: &std::path::Path, force: bool) -> Result<ExitCode> {
         path.display()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// clap's usage error as the one `error:` line the docs promise: its message and tips,
+/// without the usage block.
+fn usage_error_line(e: &clap::Error) -> String {
+    let text = e.to_string();
+    let body = text.split("\nUsage:").next().unwrap_or(&text);
+    let parts: Vec<&str> = body
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("For more information"))
+        .collect();
+    let line = parts.join("; ").replace(":; ", ": ");
+    let line = line.strip_prefix("error: ").unwrap_or(&line);
+    format!("error: {line} (see --help)")
 }
 
 fn color() -> bool {

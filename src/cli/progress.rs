@@ -9,6 +9,8 @@ use lifeboat::progress::{Phase, Progress};
 
 pub struct CliProgress {
     prefix: String,
+    /// Nothing at all (`-q`, or JSON on stdout).
+    quiet: bool,
     bars: bool,
     current: Mutex<Option<ProgressBar>>,
 }
@@ -18,6 +20,7 @@ impl CliProgress {
         let bars = !quiet && std::io::stderr().is_terminal();
         CliProgress {
             prefix: prefix.into(),
+            quiet,
             bars,
             current: Mutex::new(None),
         }
@@ -40,6 +43,9 @@ impl Progress for CliProgress {
         let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(bar) = current.take() {
             bar.finish_and_clear();
+        }
+        if self.quiet {
+            return;
         }
         if !self.bars {
             eprintln!("{}: {}", self.prefix, phase.label());

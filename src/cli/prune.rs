@@ -149,12 +149,18 @@ fn print_plan(plan: &PrunePlan, color: bool) {
     }
 }
 
-pub async fn pin(lb: &Lifeboat, id: &str, on: bool) -> Result<ExitCode> {
+pub async fn pin(lb: &Lifeboat, id: &str, on: bool, json: bool) -> Result<ExitCode> {
     let catalog = lb.catalog().await.wrap_err("cannot read the catalog")?;
-    if on {
-        let entry = lb.pin(&catalog, id).await?;
-        println!("pinned {}: no prune will delete it", entry.dir());
-    } else if lb.unpin(&catalog, id).await? {
+    let (key, changed) = if on {
+        (lb.pin(&catalog, id).await?.dir(), true)
+    } else {
+        (id.to_owned(), lb.unpin(&catalog, id).await?)
+    };
+    if json {
+        print_json(&json!({ "id": id, "pinned": on, "changed": changed }))?;
+    } else if on {
+        println!("pinned {key}: no prune will delete it");
+    } else if changed {
         println!("unpinned {id}: the retention policy decides about it again");
     } else {
         println!("{id} was not pinned");

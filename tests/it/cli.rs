@@ -242,6 +242,115 @@ async fn bad_input_gets_one_clear_line() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn the_command_line_reads_as_documented() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path();
+    let config = sqlite_world(home, "[storage]\ntype = \"local\"\npath = \"bucket\"");
+    let go = |args: &[&str]| {
+        let mut c = with_config(home, &config, args);
+        c.env("LIFEBOAT_NOW", "2026-11-23T12:00:00Z");
+        run(c)
+    };
+
+    // A usage error is one line, exit 2 (3 for check, which monitoring reads).
+    for (args, needle, code) in [
+        (&["restore", "--bogus"][..], "--bogus", 2),
+        (&["verify", "--all", "x"][..], "cannot be used with", 2),
+        (&["pin"][..], "<ID>", 2),
+        (&["check", "--bogus"][..], "--bogus", 3),
+    ] {
+        let out = go(args).await;
+        assert_eq!(out.code, code, "{args:?}: {}", out.stderr);
+        let lines: Vec<&str> = out.stderr.lines().filter(|l| !l.is_empty()).collect();
+        assert_eq!(lines.len(), 1, "{args:?}: {}", out.stderr);
+        assert!(
+            lines[0].starts_with("error: ") && lines[0].contains(needle),
+            "{}",
+            lines[0]
+        );
+    }
+
+    // -q prints no phase lines; the result line stays.
+    let out = go(&["-q", "backup"]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.stderr, "", "-q is quiet");
+    assert!(out.stdout.contains("app"), "{}", out.stdout);
+
+    // A relative time with a leading minus, written as the README writes it.
+    let out = go(&["restore", "--before", "-2h", "--to", "x.db"]).await;
+    assert_one_line_error(&out, "no backup matches");
+    let mut later = with_config(
+        home,
+        &config,
+        &["restore", "--before", "-1h", "--to", "x.db"],
+    );
+    later
+        .env("LIFEBOAT_NOW", "2026-11-23T14:00:00Z")
+        .arg("--json");
+    assert_eq!(json(&run(later).await)["ok"], true);
+    let out = go(&["report", "drills", "--since", "-30d", "--json"]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+
+    // `verify latest`, as `restore latest`.
+    let out = go(&["verify", "latest", "--json"]).await;
+    assert_eq!(json(&out)[0]["status"], "succeeded");
+
+    // pin and unpin speak JSON.
+    let id = json(&go(&["list", "--json"]).await)["backups"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let v = json(&go(&["pin", &id, "--json"]).await);
+    assert_eq!(
+        (v["pinned"].clone(), v["changed"].clone()),
+        (true.into(), true.into())
+    );
+    let v = json(&go(&["unpin", &id, "--json"]).await);
+    assert_eq!(
+        (v["pinned"].clone(), v["changed"].clone()),
+        (false.into(), true.into())
+    );
+    let v = json(&go(&["unpin", &id, "--json"]).await);
+    assert_eq!(v["changed"], false);
+
+    // What a packaged CLI ships: completions and a man page from the same definitions.
+    for shell in ["bash", "zsh", "fish"] {
+        let out = go(&["completions", shell]).await;
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        assert!(out.stdout.contains("restore") && out.stdout.contains("--before"));
+    }
+    let out = go(&["man"]).await;
+    assert!(out.stdout.starts_with(".ie") || out.stdout.contains(".TH lifeboat"));
+    assert!(
+        out.stdout.contains("PostgreSQL"),
+        "the description is current"
+    );
+    let out = go(&["--help"]).await;
+    assert!(
+        out.stdout.contains("SQLite and PostgreSQL"),
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn the_unit_files_in_assets_are_the_ones_the_docs_show() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let docs = std::fs::read_to_string(root.join("docs/operations.md")).unwrap();
+    for unit in [
+        "lifeboat.service",
+        "lifeboat-backup.service",
+        "lifeboat-backup.timer",
+    ] {
+        let text = std::fs::read_to_string(root.join("assets/systemd").join(unit)).unwrap();
+        assert!(
+            docs.contains(&text),
+            "docs/operations.md shows {unit} as it is"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn restore_exit_codes_follow_the_diff_and_targets_are_guarded() {
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path();
