@@ -81,6 +81,8 @@ pub enum AlertEvent {
     JobFailed,
     /// A source's health went to WARNING or CRITICAL.
     Threshold,
+    /// A source that was WARNING or CRITICAL got better (`status` is its new level).
+    Recovered,
 }
 
 impl AlertEvent {
@@ -88,6 +90,7 @@ impl AlertEvent {
         match self {
             AlertEvent::JobFailed => "job_failed",
             AlertEvent::Threshold => "threshold",
+            AlertEvent::Recovered => "recovered",
         }
     }
 }
@@ -128,10 +131,15 @@ impl Alert {
         }
     }
 
-    pub fn threshold(health: &SourceHealth, now: DateTime<Utc>) -> Alert {
+    /// A source's level changed: worse is a threshold alert, better a recovery.
+    pub fn threshold(health: &SourceHealth, before: Level, now: DateTime<Utc>) -> Alert {
         let reasons: Vec<&str> = health.findings.iter().map(|f| f.message.as_str()).collect();
         Alert {
-            event: AlertEvent::Threshold,
+            event: if health.level > before {
+                AlertEvent::Threshold
+            } else {
+                AlertEvent::Recovered
+            },
             source: Some(health.source.clone()),
             job: None,
             kind: None,
@@ -141,7 +149,7 @@ impl Alert {
                 Level::Critical => "critical",
             }
             .into(),
-            error: Some(reasons.join("; ")),
+            error: (!reasons.is_empty()).then(|| reasons.join("; ")),
             attempts: None,
             host: hostname(),
             time: now,
@@ -163,6 +171,12 @@ impl Alert {
             ),
             AlertEvent::Threshold => {
                 format!("lifeboat: {source} is {}", self.status.to_uppercase())
+            }
+            AlertEvent::Recovered => {
+                format!(
+                    "lifeboat: {source} recovered, now {}",
+                    self.status.to_uppercase()
+                )
             }
         };
         let why = self

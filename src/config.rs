@@ -224,6 +224,10 @@ pub struct SourceConfig {
     /// Past this age `check` is CRITICAL rather than WARNING. Default: twice the RPO.
     #[serde(default, deserialize_with = "de_duration")]
     pub rpo_critical: Option<chrono::Duration>,
+    /// Recovery time objective: how long a restore of this source may take (`30m`). `check`
+    /// compares it with the restore time the newest passed drill measured.
+    #[serde(default, deserialize_with = "de_duration")]
+    pub rto: Option<chrono::Duration>,
     /// How often a restore drill should prove this source's backups (`90d`).
     #[serde(default, deserialize_with = "de_duration")]
     pub drill_interval: Option<chrono::Duration>,

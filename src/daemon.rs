@@ -311,7 +311,7 @@ impl Daemon {
         }
     }
 
-    /// Alerts for each source whose health got worse since the last look.
+    /// Alerts for each source whose health got worse, or better, since the last look.
     async fn alert_thresholds(&self, levels: &mut HashMap<String, Level>) {
         let lb = &self.lb;
         let rows = match lb.catalog().await {
@@ -333,8 +333,8 @@ impl Daemon {
             let before = levels
                 .insert(h.source.clone(), h.level)
                 .unwrap_or(Level::Ok);
-            if h.level > before {
-                self.send(&Alert::threshold(&h, now)).await;
+            if h.level != before {
+                self.send(&Alert::threshold(&h, before, now)).await;
             }
         }
     }

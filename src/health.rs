@@ -119,6 +119,11 @@ pub struct SourceHealth {
     pub last_restore_test: Option<DateTime<Utc>>,
     /// The newest passed drill.
     pub last_drill: Option<DateTime<Utc>>,
+    /// How long the newest passed drill's restore took: the measured RTO.
+    #[serde(serialize_with = "secs_opt")]
+    pub drill_restore_time: Option<Duration>,
+    #[serde(serialize_with = "secs_opt")]
+    pub rto: Option<Duration>,
     /// Whether the newest finished drill passed (a failed one does not reset the clock).
     pub last_drill_passed: Option<bool>,
     /// When the next drill is due, if the source has a `drill_interval`; never drilled: now.
@@ -243,7 +248,15 @@ fn assess_source(
             .max()
     };
     let last_restore_test = succeeded(&[JobKind::Restore, JobKind::Drill]);
-    let last_drill = succeeded(&[JobKind::Drill]);
+    let newest_drill = source_jobs
+        .clone()
+        .filter(|j| j.kind == JobKind::Drill && j.status == JobStatus::Succeeded)
+        .filter(|j| j.finished_at.is_some())
+        .max_by_key(|j| j.finished_at);
+    let last_drill = newest_drill.and_then(|j| j.finished_at);
+    // A drill's job spans its restore: download, verify, load, count and diff.
+    let drill_restore_time = newest_drill.and_then(|j| Some(j.finished_at? - j.started_at));
+    let rto = source.and_then(|s| s.rto);
     let last_drill_passed = source_jobs
         .clone()
         .filter(|j| {
@@ -348,6 +361,25 @@ fn assess_source(
             Some(_) => {}
         }
     }
+    if let Some(rto) = rto {
+        match drill_restore_time {
+            Some(took) if took > rto => find(
+                Level::Warning,
+                format!(
+                    "the last drill's restore took {} (RTO {})",
+                    short_age(took),
+                    short_age(rto)
+                ),
+            ),
+            Some(_) => {}
+            // Said once: "no restore drill yet" already covers a source with an interval.
+            None if drill_interval.is_none() => find(
+                Level::Warning,
+                format!("RTO {} not measured: no restore drill yet", short_age(rto)),
+            ),
+            None => {}
+        }
+    }
     if last_drill_passed == Some(false) {
         find(Level::Warning, "the last restore drill failed".into());
     }
@@ -381,6 +413,8 @@ fn assess_source(
         rpo_critical,
         last_restore_test,
         last_drill,
+        drill_restore_time,
+        rto,
         last_drill_passed,
         next_drill_due,
         drill_age,
@@ -542,6 +576,33 @@ mod tests {
         assert_eq!(h.level, Level::Warning, "2 of 4 is under 0.6");
         jobs.push(job(JobKind::Verify, 5, JobStatus::Interrupted));
         assert_eq!(one(&c, &rows, &jobs).level, Level::Critical, "3 of 5");
+    }
+
+    #[test]
+    fn the_last_drill_is_held_to_the_rto() {
+        let c = config("rto = \"10m\"", "");
+        let rows = [backup_row(2, 1)];
+        let h = one(&c, &rows, &[]);
+        assert_eq!(h.level, Level::Warning);
+        assert_eq!(
+            h.findings[0].message,
+            "RTO 10m not measured: no restore drill yet"
+        );
+        // A drill whose restore took 1 minute (the job fixture's length) meets it...
+        let mut drill = job(JobKind::Drill, 5, JobStatus::Succeeded);
+        let h = one(&c, &rows, std::slice::from_ref(&drill));
+        assert_eq!(
+            (h.level, h.drill_restore_time),
+            (Level::Ok, Some(Duration::minutes(1)))
+        );
+        // ... one that took 25 minutes does not.
+        drill.finished_at = Some(drill.started_at + Duration::minutes(25));
+        let h = one(&c, &rows, &[drill]);
+        assert_eq!(h.level, Level::Warning);
+        assert_eq!(
+            h.findings[0].message,
+            "the last drill's restore took 25m (RTO 10m)"
+        );
     }
 
     #[test]

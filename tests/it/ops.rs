@@ -211,6 +211,15 @@ async fn the_daemon_runs_the_daily_full_at_two_and_a_missed_run_once() {
         "{}",
         record.started_at
     );
+    // With a backup, the source is OK again, and the webhook hears that too.
+    wait_for(&mut rx, &mut seen, |e| {
+        matches!(e, Event::Alerted { event, .. } if *event == lifeboat::alert::AlertEvent::Recovered)
+    })
+    .await;
+    let alerts = receiver.bodies();
+    assert_eq!(alerts.len(), 2, "{alerts:#?}");
+    assert_eq!(alerts[1]["event"], "recovered");
+    assert_eq!(alerts[1]["status"], "ok");
     wait_for(
         &mut rx,
         &mut seen,
@@ -239,8 +248,8 @@ async fn the_daemon_runs_the_daily_full_at_two_and_a_missed_run_once() {
     task.await.unwrap().unwrap();
     wait_for(&mut rx, &mut seen, |e| matches!(e, Event::Stopped)).await;
     assert_eq!(lb.catalog().await.unwrap().complete().count(), 2);
-    // Healthy since the first backup: no further alert.
-    assert_eq!(receiver.bodies().len(), 1);
+    // Healthy since the first backup: no alert after the recovery.
+    assert_eq!(receiver.bodies().len(), 2);
 }
 
 #[tokio::test(flavor = "multi_thread")]
