@@ -273,10 +273,7 @@ impl TryFrom<toml::Table> for RetentionConfig {
                 .as_str()
                 .ok_or("retention.orphan_grace must be a string")?;
             out.orphan_grace = crate::when::parse_duration(text)
-                .filter(|d| *d >= Duration::zero())
-                .ok_or_else(|| {
-                    format!("retention.orphan_grace {text:?} is not a duration like \"24h\"")
-                })?;
+                .map_err(|e| format!("retention.orphan_grace: {e}"))?;
         }
         out.policy = toml::Value::Table(table)
             .try_into()

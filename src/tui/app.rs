@@ -262,7 +262,8 @@ impl App {
     }
 
     pub fn show_error(&mut self, message: String) {
-        self.popup = Some(Popup::Error(message));
+        // Errors quote keys and manifest fields.
+        self.popup = Some(Popup::Error(fmt::safe(message)));
         self.dirty = true;
     }
 
@@ -680,7 +681,7 @@ impl App {
         };
         let mut spans = Vec::new();
         if let Some(s) = &self.status {
-            spans.push(Span::styled(format!("{s}  "), t.accent));
+            spans.push(Span::styled(format!("{}  ", fmt::safe(s)), t.accent));
         }
         // Help and quit first: on a narrow terminal the tail is what gets cut.
         for (key, label) in self
