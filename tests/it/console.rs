@@ -4,18 +4,18 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-struct Tmux {
-    socket: String,
+pub struct Tmux {
+    pub socket: String,
 }
 
 impl Tmux {
-    fn cmd(&self) -> Command {
+    pub fn cmd(&self) -> Command {
         let mut c = Command::new("tmux");
         c.args(["-L", &self.socket]);
         c
     }
 
-    fn screen(&self) -> String {
+    pub fn screen(&self) -> String {
         let out = self
             .cmd()
             .args(["capture-pane", "-p", "-t", "lb"])
@@ -24,7 +24,7 @@ impl Tmux {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    fn keys(&self, keys: &[&str]) {
+    pub fn keys(&self, keys: &[&str]) {
         for k in keys {
             assert!(
                 self.cmd()
@@ -37,7 +37,7 @@ impl Tmux {
         }
     }
 
-    fn wait_for(&self, text: &str, timeout: Duration) -> String {
+    pub fn wait_for(&self, text: &str, timeout: Duration) -> String {
         let start = Instant::now();
         loop {
             let screen = self.screen();
