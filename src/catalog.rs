@@ -80,7 +80,8 @@ impl BackupEntry {
 
     /// Bytes this backup occupies in the store.
     pub fn stored_bytes(&self) -> u64 {
-        self.objects.iter().map(|o| o.size).sum()
+        // Saturating: sizes come from the listing.
+        self.objects.iter().fold(0, |n, o| n.saturating_add(o.size))
     }
 }
 

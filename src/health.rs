@@ -225,7 +225,9 @@ fn assess_source(
         .filter(|r| r.kind == RowKind::Complete)
         .filter_map(|r| r.time)
         .max();
-    let stored_bytes = mine.clone().map(|r| r.stored_bytes).sum();
+    let stored_bytes = mine
+        .clone()
+        .fold(0u64, |n, r| n.saturating_add(r.stored_bytes));
     let backups = mine.filter(|r| r.kind == RowKind::Complete).count();
     let source_jobs = jobs
         .iter()

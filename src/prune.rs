@@ -86,7 +86,9 @@ impl PrunePlan {
     }
 
     pub fn freed_bytes(&self) -> u64 {
-        self.sources.iter().map(SourcePlan::freed_bytes).sum()
+        self.sources
+            .iter()
+            .fold(0, |n, s| n.saturating_add(s.freed_bytes()))
     }
 
     pub fn aborts(&self) -> impl Iterator<Item = &UploadDecision> {

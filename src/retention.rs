@@ -438,7 +438,8 @@ impl SourcePlan {
     }
 
     pub fn freed_bytes(&self) -> u64 {
-        self.pruned().map(|d| d.backup.stored_bytes).sum()
+        self.pruned()
+            .fold(0, |n, d| n.saturating_add(d.backup.stored_bytes))
     }
 }
 

@@ -562,7 +562,11 @@ async fn restore(
         drill: false,
         staging: lb.staging(),
     };
-    let progress = Arc::new(CliProgress::new(from.label(), quiet || args.json));
+    // A foreign object's key names the restore: it comes from the bucket.
+    let progress = Arc::new(CliProgress::new(
+        output::esc(from.label()),
+        quiet || args.json,
+    ));
     let (job, result) = lb.restore(from, opts, progress.clone(), cancel).await;
     progress.finish();
     let report = match result {

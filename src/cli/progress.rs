@@ -17,8 +17,7 @@ impl CliProgress {
     pub fn new(prefix: impl Into<String>, quiet: bool) -> Self {
         let bars = !quiet && std::io::stderr().is_terminal();
         CliProgress {
-            // A foreign object's key names the restore: it comes from the bucket.
-            prefix: super::output::esc(prefix.into()),
+            prefix: prefix.into(),
             bars,
             current: Mutex::new(None),
         }

@@ -153,14 +153,11 @@ pub async fn pin(lb: &Lifeboat, id: &str, on: bool) -> Result<ExitCode> {
     let catalog = lb.catalog().await.wrap_err("cannot read the catalog")?;
     if on {
         let entry = lb.pin(&catalog, id).await?;
-        println!("pinned {}: no prune will delete it", esc(entry.dir()));
+        println!("pinned {}: no prune will delete it", entry.dir());
     } else if lb.unpin(&catalog, id).await? {
-        println!(
-            "unpinned {}: the retention policy decides about it again",
-            esc(id)
-        );
+        println!("unpinned {id}: the retention policy decides about it again");
     } else {
-        println!("{} was not pinned", esc(id));
+        println!("{id} was not pinned");
     }
     Ok(ExitCode::SUCCESS)
 }
