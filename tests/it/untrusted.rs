@@ -285,6 +285,9 @@ async fn hostile_world() -> (Local, String) {
     m["host"] = "db1\x1b]52;c;cHduZWQ=\x07".into();
     m["source"]["database"] = "/srv/\x1b[2J\u{202e}bd.ppa".into();
     m["tables"][0]["name"] = "customers\x1b[31m|\n| forged | 0 |".into();
+    // Counts no database holds: sums and deltas must not overflow.
+    m["tables"][1]["rows"] = u64::MAX.into();
+    m["tables"][2]["rows"] = u64::MAX.into();
     l.put(&key, &serde_json::to_vec_pretty(&m).unwrap());
     let job = serde_json::json!({
         "id": "20291231T100000Z-backup-beef",
