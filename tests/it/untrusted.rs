@@ -782,23 +782,14 @@ async fn a_panic_is_one_line_and_check_says_unknown() {
 #[test]
 fn a_panic_in_the_console_restores_the_terminal_first() {
     let l = Local::new();
-    let tmux = crate::console::Tmux {
-        socket: format!("lifeboat-panic-{}", std::process::id()),
-    };
     let script = format!(
         "cd {dir} && env -u RUST_BACKTRACE HOME={dir} LIFEBOAT_DEBUG_PANIC=1 {bin} --config {config}; echo EXIT=$?; echo STTY: $(stty -a | tr ' ' '\\n' | grep -x -e icanon -e -icanon -e echo -e -echo); sleep 60",
         dir = l.world.dir.path().display(),
         bin = env!("CARGO_BIN_EXE_lifeboat"),
         config = l.config.display()
     );
-    let started = tmux
-        .cmd()
-        .args(["new-session", "-d", "-s", "lb", "-x", "100", "-y", "30"])
-        .arg(script)
-        .status()
-        .expect("tmux is installed (scripts/test installs it)");
-    assert!(started.success());
-    tmux.wait_for("1 Catalog", Duration::from_secs(60));
+    // The panic comes from a task spawned after the terminal went raw and full-screen.
+    let tmux = crate::console::Tmux::start("panic", &script);
     let screen = tmux.wait_for("STTY:", Duration::from_secs(30));
     assert!(screen.contains("EXIT=1"), "{screen}");
     let error = screen
