@@ -394,6 +394,12 @@ impl Lifeboat {
                 if let Some(f) = catalog.find_foreign(id) {
                     return Ok(RestoreFrom::Foreign(Box::new(f.clone())));
                 }
+                if let Some(u) = catalog.unusable.iter().find(|u| &u.key == id) {
+                    return Err(Error::NotRestorable {
+                        id: u.key.clone(),
+                        reason: u.reason.clone(),
+                    });
+                }
                 Err(Error::NoBackup(format!(
                     "{id:?}: no backup id or foreign object key"
                 )))

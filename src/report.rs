@@ -135,11 +135,7 @@ async fn store_evidence(
     json: Vec<u8>,
     markdown: String,
 ) -> Result<ObjectKey> {
-    let base = format!(
-        "_lifeboat/drills/{}/{}",
-        job.started_at.format("%Y"),
-        job.id
-    );
+    let base = format!("{DRILLS_PREFIX}{}/{}", job.started_at.format("%Y"), job.id);
     let md = ObjectKey::new(format!("{base}.md"))?;
     let json_key = ObjectKey::new(format!("{base}.json"))?;
     store.put_bytes(&json_key, json.into()).await?;

@@ -247,6 +247,12 @@ async fn odd_keys_are_listed_as_unusable_and_skipped_in_a_local_store() {
     let out = l.cli(&["list", "--json"]).await;
     let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
     assert_eq!(v["unusable"].as_array().unwrap().len(), odd_keys().len());
+    // Asked for by name, an unusable object says why in one line.
+    let out = l
+        .cli(&["restore", "legacy/evil\x1b]0;pwned\x07.sql", "--to", "e.db"])
+        .await;
+    assert_one_line(&out, "stderr", "error: ", "contains a control character");
+    assert_clean("restore of an odd key", &out);
 }
 
 #[tokio::test(flavor = "multi_thread")]
