@@ -1,6 +1,6 @@
 //! What the subcommands print: tables for people, JSON for machines. Every string that came
 //! from the bucket goes through [`esc`] (or a table cell, which escapes itself) on its way to
-//! the terminal; JSON is escaped by serde.
+//! the terminal; JSON by serde, then [`lifeboat::escape::json`] for what serde leaves raw.
 
 use chrono::{DateTime, Utc};
 use color_eyre::eyre::Result;
