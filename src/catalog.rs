@@ -3,6 +3,12 @@
 //!
 //! A backup exists only when its manifest exists, parses, and names a data object of the
 //! stated size. Everything else is shown for what it is, never as a good backup.
+//!
+//! The bucket is untrusted: an object whose key lifeboat cannot use (a backslash, a control
+//! character, more than 1,024 bytes), a manifest larger than [`MAX_MANIFEST_BYTES`] or one
+//! that does not parse is listed as unusable with the reason and skipped; it never stops the
+//! listing of everything else. Verdicts on unusable objects are cached in the state database
+//! by key, size and modification time, so such an object is read at most once.
 
 use std::collections::BTreeMap;
 
@@ -12,10 +18,12 @@ use serde::Serialize;
 
 use crate::config::validate_source_name;
 use crate::error::Result;
-use crate::manifest::{BackupId, MANIFEST_NAME, Manifest};
+use crate::manifest::{BackupId, MANIFEST_NAME, MAX_MANIFEST_BYTES, Manifest, ManifestError};
 use crate::sniff::{Format, SNIFF_LEN, sniff};
 use crate::state::{CacheKind, State};
-use crate::storage::{IncompleteUpload, ObjectKey, ObjectMeta, ObjectStore, ObjectStoreExt};
+use crate::storage::{
+    IncompleteUpload, ObjectKey, ObjectMeta, ObjectStore, ObjectStoreExt, StoreError,
+};
 
 /// Keys under this prefix are lifeboat's own records, not backups.
 pub const INTERNAL_PREFIX: &str = "_lifeboat/";
@@ -72,7 +80,8 @@ impl BackupEntry {
 
     /// Bytes this backup occupies in the store.
     pub fn stored_bytes(&self) -> u64 {
-        self.objects.iter().map(|o| o.size).sum()
+        // Saturating: sizes come from the listing.
+        self.objects.iter().fold(0, |n, o| n.saturating_add(o.size))
     }
 }
 
@@ -90,6 +99,16 @@ pub struct ForeignObject {
     pub format: Format,
     pub time: Option<DateTime<Utc>>,
     pub time_source: TimeSource,
+}
+
+/// An object lifeboat will not touch, and why: its key cannot be used safely, or it could not
+/// be identified. Listed so that nothing in the bucket is silently invisible.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Unusable {
+    pub key: String,
+    pub size: u64,
+    pub last_modified: Option<DateTime<Utc>>,
+    pub reason: String,
 }
 
 /// What a catalog line shows, for backups and foreign objects alike. Small and flat, so a
@@ -118,6 +137,8 @@ pub enum RowKind {
     Orphan,
     Damaged,
     Foreign,
+    /// An object lifeboat skips (see [`Unusable`]).
+    Unusable,
 }
 
 impl RowKind {
@@ -127,6 +148,7 @@ impl RowKind {
             RowKind::Orphan => "orphan",
             RowKind::Damaged => "damaged",
             RowKind::Foreign => "foreign",
+            RowKind::Unusable => "unusable",
         }
     }
 
@@ -136,6 +158,7 @@ impl RowKind {
             RowKind::Orphan,
             RowKind::Damaged,
             RowKind::Foreign,
+            RowKind::Unusable,
         ]
         .into_iter()
         .find(|k| k.label() == s)
@@ -183,11 +206,31 @@ impl From<&ForeignObject> for CatalogRow {
     }
 }
 
+impl From<&Unusable> for CatalogRow {
+    fn from(u: &Unusable) -> Self {
+        CatalogRow {
+            kind: RowKind::Unusable,
+            id: u.key.clone(),
+            source: None,
+            time: u.last_modified,
+            raw_bytes: None,
+            stored_bytes: u.size,
+            duration_ms: None,
+            tables: None,
+            rows: None,
+            encrypted: false,
+            note: Some(u.reason.clone()),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Catalog {
     /// Newest first.
     pub backups: Vec<BackupEntry>,
     pub foreign: Vec<ForeignObject>,
+    /// Objects skipped, with the reason, in key order.
+    pub unusable: Vec<Unusable>,
     pub incomplete: Vec<IncompleteUpload>,
     /// Pinned backups as `source/id` (see [`crate::prune`]).
     pub pins: std::collections::BTreeSet<String>,
@@ -202,6 +245,7 @@ impl Catalog {
                 .cmp(&a.time)
                 .then_with(|| a.meta.key.cmp(&b.meta.key))
         });
+        self.unusable.sort_by(|a, b| a.key.cmp(&b.key));
     }
 
     /// Every backup and foreign object as a catalog line, newest first.
@@ -211,6 +255,7 @@ impl Catalog {
             .iter()
             .map(CatalogRow::from)
             .chain(self.foreign.iter().map(CatalogRow::from))
+            .chain(self.unusable.iter().map(CatalogRow::from))
             .collect();
         rows.sort_by(|a, b| b.time.cmp(&a.time).then_with(|| a.id.cmp(&b.id)));
         rows
@@ -244,6 +289,19 @@ impl Catalog {
 pub struct CatalogPage {
     pub backups: Vec<BackupEntry>,
     pub foreign: Vec<ForeignObject>,
+    pub unusable: Vec<Unusable>,
+}
+
+impl CatalogPage {
+    /// The page's catalog lines.
+    pub fn rows(&self) -> Vec<CatalogRow> {
+        self.backups
+            .iter()
+            .map(CatalogRow::from)
+            .chain(self.foreign.iter().map(CatalogRow::from))
+            .chain(self.unusable.iter().map(CatalogRow::from))
+            .collect()
+    }
 }
 
 /// Reads the bucket one listing page at a time, so a console can show entries as they come.
@@ -256,13 +314,22 @@ pub struct Scanner<'a> {
     open: BTreeMap<String, (String, BackupId, Vec<ObjectMeta>)>,
 }
 
+#[derive(Debug)]
 enum Place {
     Internal,
-    Backup { source: String, id: BackupId },
+    Backup {
+        source: String,
+        id: BackupId,
+    },
     Foreign,
+    /// A key no object may have (see [`ObjectKey`]): skipped, with the reason.
+    Unusable(&'static str),
 }
 
 fn place(key: &str) -> Place {
+    if let Err(e) = ObjectKey::new(key) {
+        return Place::Unusable(e.reason);
+    }
     if key.starts_with(INTERNAL_PREFIX) {
         return Place::Internal;
     }
@@ -297,9 +364,16 @@ impl<'a> Scanner<'a> {
         }
         let page = self.store.list_page("", self.token.take()).await?;
         let mut foreign = Vec::new();
+        let mut unusable = Vec::new();
         for obj in page.objects {
             match place(&obj.key) {
                 Place::Internal => {}
+                Place::Unusable(why) => unusable.push(Unusable {
+                    reason: format!("key {why}: lifeboat does not read or restore it"),
+                    key: obj.key,
+                    size: obj.size,
+                    last_modified: obj.last_modified,
+                }),
                 Place::Foreign => foreign.push(obj),
                 Place::Backup { source, id } => {
                     let dir = format!("{source}/{id}/");
@@ -336,11 +410,23 @@ impl<'a> Scanner<'a> {
         .buffer_unordered(FETCH_CONCURRENCY)
         .try_collect()
         .await?;
-        let foreign = stream::iter(foreign.into_iter().map(|m| self.identify(m)))
-            .buffer_unordered(FETCH_CONCURRENCY)
-            .try_collect()
-            .await?;
-        Ok(Some(CatalogPage { backups, foreign }))
+        let identified: Vec<std::result::Result<ForeignObject, Unusable>> =
+            stream::iter(foreign.into_iter().map(|m| self.identify(m)))
+                .buffer_unordered(FETCH_CONCURRENCY)
+                .collect()
+                .await;
+        let mut foreign = Vec::new();
+        for object in identified {
+            match object {
+                Ok(f) => foreign.push(f),
+                Err(u) => unusable.push(u),
+            }
+        }
+        Ok(Some(CatalogPage {
+            backups,
+            foreign,
+            unusable,
+        }))
     }
 
     async fn resolve(
@@ -390,38 +476,74 @@ impl<'a> Scanner<'a> {
     }
 
     /// The parsed manifest, or why it cannot be had. Manifests never change once written, so
-    /// a cached copy of the same size and time is as good as the object.
+    /// a cached copy of the same size and time is as good as the object; so is a cached
+    /// verdict that it is unusable (too large, or not a manifest), which is therefore read at
+    /// most once.
     async fn manifest(&self, meta: &ObjectMeta) -> std::result::Result<Manifest, String> {
         let modified = meta
             .last_modified
             .map(|t| t.to_rfc3339())
             .unwrap_or_default();
-        let cached = self.cache.and_then(|c| {
-            c.cache_get(&meta.key, CacheKind::Manifest, meta.size, &modified)
-                .ok()
+        let cached = |kind| {
+            self.cache
+                .and_then(|c| c.cache_get(&meta.key, kind, meta.size, &modified).ok())
                 .flatten()
-        });
-        let bytes = match cached {
-            Some(b) => b,
-            None => {
-                let key = ObjectKey::new(meta.key.clone()).map_err(|e| e.to_string())?;
-                let bytes = self
-                    .store
-                    .get_bytes(&key)
-                    .await
-                    .map_err(|e| format!("cannot read manifest: {e}"))?;
-                let manifest = Manifest::parse(&meta.key, &bytes).map_err(|e| e.to_string())?;
+        };
+        if let Some(reason) = cached(CacheKind::Unusable) {
+            return Err(String::from_utf8_lossy(&reason).into_owned());
+        }
+        let unusable = |reason: String| {
+            tracing::warn!("{}: {reason}", crate::escape::term(&meta.key));
+            if let Some(c) = self.cache {
+                let _ = c.cache_put(
+                    &meta.key,
+                    CacheKind::Unusable,
+                    meta.size,
+                    &modified,
+                    reason.as_bytes(),
+                );
+            }
+            reason
+        };
+        if let Some(bytes) = cached(CacheKind::Manifest) {
+            return Manifest::parse(&meta.key, &bytes).map_err(|e| e.to_string());
+        }
+        if meta.size > MAX_MANIFEST_BYTES {
+            return Err(unusable(too_large(
+                "manifest",
+                meta.size,
+                MAX_MANIFEST_BYTES,
+            )));
+        }
+        let key = ObjectKey::new(meta.key.clone()).map_err(|e| e.to_string())?;
+        let bytes = match self.store.get_bounded(&key, MAX_MANIFEST_BYTES).await {
+            Ok(bytes) => bytes,
+            Err(StoreError::TooLarge { .. }) => {
+                return Err(unusable(format!(
+                    "manifest holds more than {MAX_MANIFEST_BYTES} bytes (the listing said {}), the most lifeboat reads",
+                    meta.size
+                )));
+            }
+            // Perhaps passing: read it again next time.
+            Err(e) => return Err(format!("cannot read manifest: {e}")),
+        };
+        match Manifest::parse(&meta.key, &bytes) {
+            Ok(manifest) => {
                 if let Some(c) = self.cache {
                     let _ =
                         c.cache_put(&meta.key, CacheKind::Manifest, meta.size, &modified, &bytes);
                 }
-                return Ok(manifest);
+                Ok(manifest)
             }
-        };
-        Manifest::parse(&meta.key, &bytes).map_err(|e| e.to_string())
+            // A newer lifeboat reads it: not a verdict to keep.
+            Err(e @ ManifestError::TooNew { .. }) => Err(e.to_string()),
+            Err(e) => Err(unusable(e.to_string())),
+        }
     }
 
-    async fn identify(&self, meta: ObjectMeta) -> Result<ForeignObject> {
+    /// Detects a foreign object's format from its first bytes. An object that cannot be read
+    /// is listed as unusable rather than failing the listing.
+    async fn identify(&self, meta: ObjectMeta) -> std::result::Result<ForeignObject, Unusable> {
         let modified = meta
             .last_modified
             .map(|t| t.to_rfc3339())
@@ -437,8 +559,21 @@ impl<'a> Scanner<'a> {
         let format = match cached {
             Some(f) => f,
             None => {
-                let key = ObjectKey::new(meta.key.clone())?;
-                let head = self.store.get_prefix(&key, SNIFF_LEN).await?;
+                let read = match ObjectKey::new(meta.key.clone()) {
+                    Ok(key) => self.store.get_prefix(&key, SNIFF_LEN).await,
+                    Err(e) => Err(StoreError::from(e)),
+                };
+                let head = match read {
+                    Ok(head) => head,
+                    Err(e) => {
+                        return Err(Unusable {
+                            reason: format!("cannot read its first bytes: {e}"),
+                            key: meta.key,
+                            size: meta.size,
+                            last_modified: meta.last_modified,
+                        });
+                    }
+                };
                 let format = sniff(&head);
                 if let Some(c) = self.cache {
                     let body = serde_json::to_vec(&format).expect("formats serialize");
@@ -459,6 +594,10 @@ impl<'a> Scanner<'a> {
             time_source,
         })
     }
+}
+
+fn too_large(what: &str, size: u64, limit: u64) -> String {
+    format!("{what} is {size} bytes, more than the {limit} lifeboat reads; it is not loaded")
 }
 
 /// A timestamp embedded in a file name, as backup scripts write them:

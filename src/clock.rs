@@ -3,6 +3,16 @@ use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 
+/// How far a backup's time may run ahead of this host's clock before it counts as dated in
+/// the future: hosts sharing a bucket disagree by seconds (and a simulated clock restarts at
+/// the same time in every process); a skewed or forged one by more.
+pub const SKEW_ALLOWANCE: chrono::Duration = chrono::Duration::minutes(5);
+
+/// Whether `t` is dated in the future, seen from `now`.
+pub fn is_future(t: DateTime<Utc>, now: DateTime<Utc>) -> bool {
+    t > now + SKEW_ALLOWANCE
+}
+
 /// The variable that starts a simulated clock (see [`Clock::from_env`]).
 pub const ENV: &str = "LIFEBOAT_NOW";
 

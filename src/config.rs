@@ -248,14 +248,13 @@ fn de_duration<'de, D: serde::Deserializer<'de>>(
     d: D,
 ) -> Result<Option<chrono::Duration>, D::Error> {
     let text = String::deserialize(d)?;
-    crate::when::parse_duration(&text)
-        .filter(|d| *d > chrono::Duration::zero())
-        .map(Some)
-        .ok_or_else(|| {
-            serde::de::Error::custom(format!(
-                "{text:?} is not a duration like \"26h\" or \"1d12h\""
-            ))
-        })
+    match crate::when::parse_duration(&text) {
+        Ok(d) if d > chrono::Duration::zero() => Ok(Some(d)),
+        Ok(_) => Err(serde::de::Error::custom(format!(
+            "{text:?} is not a duration like \"26h\" or \"1d12h\""
+        ))),
+        Err(e) => Err(serde::de::Error::custom(e)),
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -51,13 +51,19 @@ impl RowStatus {
 impl DiffRow {
     /// restored − expected.
     pub fn delta(&self) -> Option<i64> {
-        Some(self.restored? as i64 - self.expected? as i64)
+        Some(signed_diff(self.restored?, self.expected?))
     }
 
     /// live − restored.
     pub fn live_delta(&self) -> Option<i64> {
-        Some(self.live? as i64 - self.restored? as i64)
+        Some(signed_diff(self.live?, self.restored?))
     }
+}
+
+/// `a - b` for counts of any size (an expected count comes from a manifest, which anyone may
+/// have written), clamped to what an `i64` holds.
+fn signed_diff(a: u64, b: u64) -> i64 {
+    (i128::from(a) - i128::from(b)).clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -164,6 +170,14 @@ mod tests {
         assert!(d.rows.iter().all(|r| r.table != "only_live"));
         assert!(!d.all_match());
         assert_eq!(d.findings().count(), 3);
+    }
+
+    #[test]
+    fn counts_from_a_forged_manifest_do_not_overflow() {
+        let d = RowDiff::new(Some(&[t("a", u64::MAX)]), &[t("a", 3)], Some(&[t("a", 0)]));
+        assert_eq!(d.rows[0].delta(), Some(i64::MIN));
+        let d = RowDiff::new(Some(&[t("a", 0)]), &[t("a", u64::MAX)], None);
+        assert_eq!(d.rows[0].delta(), Some(i64::MAX));
     }
 
     #[test]

@@ -79,11 +79,30 @@ pub enum Error {
     Locked { name: String, pid: String },
     #[error("cancelled")]
     Cancelled,
+    /// A restore refused before it read anything, for a reason of this host and not of the
+    /// backup (no key to decrypt it here).
+    #[error(transparent)]
+    Refused(Box<Error>),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
+    /// Whether a restore stopped before reading anything, for a reason that says nothing
+    /// about the backup: the target exists or is the source, or the key is missing here.
+    /// Such a job is recorded as refused and counts neither as a verification nor as a
+    /// failure.
+    pub fn is_refusal(&self) -> bool {
+        matches!(
+            self,
+            Error::TargetExists(_)
+                | Error::TargetIsSource(_)
+                | Error::DatabaseExists(_)
+                | Error::DatabaseIsSource(_)
+                | Error::Refused(_)
+        )
+    }
+
     pub(crate) fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
         let context = context.into();
         move |source| Error::Io { context, source }

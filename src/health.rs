@@ -61,9 +61,13 @@ fn default_quota_warning() -> f64 {
 
 fn de_window<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     let text = String::deserialize(d)?;
-    crate::when::parse_duration(&text)
-        .filter(|d| *d > Duration::zero())
-        .ok_or_else(|| serde::de::Error::custom(format!("{text:?} is not a duration like \"7d\"")))
+    match crate::when::parse_duration(&text) {
+        Ok(d) if d > Duration::zero() => Ok(d),
+        Ok(_) => Err(serde::de::Error::custom(format!(
+            "{text:?} is not a duration like \"7d\""
+        ))),
+        Err(e) => Err(serde::de::Error::custom(e)),
+    }
 }
 
 /// A size like `50GiB`, `500MB` or `1048576` (bytes).
@@ -228,14 +232,16 @@ fn assess_source(
         .filter(|r| r.kind == RowKind::Complete)
         .filter_map(|r| r.time)
         .fold((Vec::new(), None), |(mut future, newest), t| {
-            if t > now {
+            if crate::clock::is_future(t, now) {
                 future.push(t);
                 (future, newest)
             } else {
                 (future, newest.max(Some(t)))
             }
         });
-    let stored_bytes = mine.clone().map(|r| r.stored_bytes).sum();
+    let stored_bytes = mine
+        .clone()
+        .fold(0u64, |n, r| n.saturating_add(r.stored_bytes));
     let backups = mine.filter(|r| r.kind == RowKind::Complete).count();
     let source_jobs = jobs
         .iter()
@@ -273,7 +279,13 @@ fn assess_source(
     let window_start = now - config.check.failure_window;
     let finished: Vec<&JobRecord> = source_jobs
         .filter(|j| j.started_at >= window_start)
-        .filter(|j| !matches!(j.status, JobStatus::Running | JobStatus::Cancelled))
+        // A refused restore read nothing and says nothing about the source.
+        .filter(|j| {
+            !matches!(
+                j.status,
+                JobStatus::Running | JobStatus::Cancelled | JobStatus::Refused
+            )
+        })
         .collect();
     let failed_in_window = finished
         .iter()

@@ -11,6 +11,12 @@ use crate::clock::Clock;
 use crate::manifest::Trigger;
 use crate::storage::{KeyError, ObjectKey};
 
+/// The most lifeboat reads of a job record in the bucket. A record holds its job's log, a
+/// few KiB; a larger one is not read at all.
+pub const MAX_JOB_RECORD_BYTES: u64 = 1024 * 1024;
+/// Where job records live in the bucket.
+pub const JOBS_PREFIX: &str = "_lifeboat/jobs/";
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum JobKind {
@@ -30,6 +36,10 @@ pub enum JobStatus {
     Cancelled,
     /// The process running it died (found `running` with no live process behind it).
     Interrupted,
+    /// Refused before it read anything: the target exists, it is the source, a key is
+    /// missing. Says nothing about the backup, so it counts as neither a verification nor a
+    /// failure in health.
+    Refused,
 }
 
 impl fmt::Display for JobKind {
@@ -52,6 +62,7 @@ impl fmt::Display for JobStatus {
             JobStatus::Failed => "failed",
             JobStatus::Cancelled => "cancelled",
             JobStatus::Interrupted => "interrupted",
+            JobStatus::Refused => "refused",
         })
     }
 }
@@ -95,10 +106,30 @@ impl JobRecord {
     /// Where the record lives in the bucket: `_lifeboat/jobs/{yyyy}/{mm}/{id}.json`.
     pub fn object_key(&self) -> Result<ObjectKey, KeyError> {
         ObjectKey::new(format!(
-            "_lifeboat/jobs/{}/{}.json",
+            "{JOBS_PREFIX}{}/{}.json",
             self.started_at.format("%Y/%m"),
             self.id
         ))
+    }
+
+    /// Reads a record another machine stored at `key`, checking that it is what its name
+    /// says: the id matches the file name and its times are plausible. The error is one line
+    /// saying why the record cannot be used.
+    pub fn parse(key: &str, bytes: &[u8]) -> Result<JobRecord, String> {
+        let job: JobRecord = serde_json::from_slice(bytes)
+            .map_err(|e| format!("not a job record lifeboat can read: {e}"))?;
+        let name = key.rsplit('/').next().unwrap_or(key);
+        if name.strip_suffix(".json") != Some(job.id.as_str()) {
+            return Err("the record's id is not its file name".into());
+        }
+        let times_ok = crate::when::plausible(job.started_at)
+            && job
+                .finished_at
+                .is_none_or(|t| crate::when::plausible(t) && t >= job.started_at);
+        if !times_ok {
+            return Err("its times are not plausible (between 1970 and 9999, in order)".into());
+        }
+        Ok(job)
     }
 }
 
@@ -172,12 +203,17 @@ impl Job {
             match outcome {
                 Ok(()) => r.status = JobStatus::Succeeded,
                 Err(crate::Error::Cancelled) => r.status = JobStatus::Cancelled,
+                Err(e) if e.is_refusal() && r.kind == JobKind::Restore => {
+                    r.status = JobStatus::Refused;
+                    r.error = Some(e.to_string());
+                }
                 Err(e) => {
                     r.status = JobStatus::Failed;
                     r.error = Some(e.to_string());
                 }
             }
             let line = match &r.error {
+                Some(e) if r.status == JobStatus::Refused => format!("{} refused: {e}", r.kind),
                 Some(e) => format!("{} failed: {e}", r.kind),
                 None => format!("{} {}", r.kind, r.status),
             };

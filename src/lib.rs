@@ -14,6 +14,7 @@ pub mod diff;
 pub mod drill;
 pub mod engine;
 mod error;
+pub mod escape;
 pub mod health;
 pub mod jobs;
 pub mod lock;
@@ -84,10 +85,15 @@ pub struct Verification {
 }
 
 /// What a job-history sync moved.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct SyncSummary {
     pub pushed: usize,
     pub pulled: usize,
+    /// Records found unusable by this sync (too large, not a record, misnamed), with the
+    /// reason. Each is reported once: the verdict is cached and the record not read again.
+    pub unusable: Vec<catalog::Unusable>,
+    /// Records that could not be fetched this time (tried again next time), with the error.
+    pub unreadable: Vec<(String, String)>,
 }
 
 /// Opens the store a config describes.
@@ -245,15 +251,10 @@ impl Lifeboat {
         let mut scanner = catalog::Scanner::new(self.store.as_ref(), Some(&self.state));
         let mut catalog = Catalog::default();
         while let Some(page) = scanner.next_page().await? {
-            on_page(
-                page.backups
-                    .iter()
-                    .map(Into::into)
-                    .chain(page.foreign.iter().map(Into::into))
-                    .collect(),
-            );
+            on_page(page.rows());
             catalog.backups.extend(page.backups);
             catalog.foreign.extend(page.foreign);
+            catalog.unusable.extend(page.unusable);
         }
         catalog.incomplete = self.store.list_incomplete("").await?;
         catalog.pins = self.pins().await?;
@@ -393,6 +394,12 @@ impl Lifeboat {
                 if let Some(f) = catalog.find_foreign(id) {
                     return Ok(RestoreFrom::Foreign(Box::new(f.clone())));
                 }
+                if let Some(u) = catalog.unusable.iter().find(|u| &u.key == id) {
+                    return Err(Error::NotRestorable {
+                        id: u.key.clone(),
+                        reason: u.reason.clone(),
+                    });
+                }
                 Err(Error::NoBackup(format!(
                     "{id:?}: no backup id or foreign object key"
                 )))
@@ -400,7 +407,7 @@ impl Lifeboat {
             // A backup dated after now (a skewed clock, a forged manifest) is not "latest".
             Selector::Latest { source } => pick(
                 source,
-                Some(self.clock.now()),
+                Some(self.clock.now() + clock::SKEW_ALLOWANCE),
                 format!("\"latest\"{}", for_source(source)),
             ),
             Selector::Before { time, source } => pick(
@@ -570,28 +577,93 @@ impl Lifeboat {
             self.state.put_job(&job, true)?;
             summary.pushed += 1;
         }
-        let remote = self.store.list_all("_lifeboat/jobs/").await?;
-        let missing: Vec<ObjectKey> = remote
-            .into_iter()
-            .filter_map(|o| {
-                let id = o.key.rsplit('/').next()?.strip_suffix(".json")?.to_owned();
-                (!self.state.has_job(&id).unwrap_or(true)).then(|| ObjectKey::new(o.key).ok())?
-            })
-            .collect();
+        // Pulled records are in the state database and bad ones are cached as unusable, so a
+        // sync reads only records it has never seen, and each of those at most once.
+        let remote = self.store.list_all(jobs::JOBS_PREFIX).await?;
+        let mut wanted = Vec::new();
+        for o in remote {
+            let Some(id) = o
+                .key
+                .rsplit('/')
+                .next()
+                .and_then(|n| n.strip_suffix(".json"))
+            else {
+                continue;
+            };
+            if self.state.has_job(id)? || self.unusable_verdict(&o).is_some() {
+                continue;
+            }
+            match ObjectKey::new(o.key.clone()) {
+                Err(e) => self.mark_unusable(&mut summary, &o, format!("key {}", e.reason)),
+                Ok(_) if o.size > jobs::MAX_JOB_RECORD_BYTES => {
+                    let why = format!(
+                        "job record is {} bytes, more than the {} lifeboat reads; it is not loaded",
+                        o.size,
+                        jobs::MAX_JOB_RECORD_BYTES
+                    );
+                    self.mark_unusable(&mut summary, &o, why);
+                }
+                Ok(key) => wanted.push((o, key)),
+            }
+        }
         // Owned keys and store handles keep these futures `Send` for any caller's task.
-        let fetches = missing.into_iter().map(|key| {
+        let fetches = wanted.into_iter().map(|(meta, key)| {
             let store = self.store.clone();
-            async move { store.get_bytes(&key).await }
+            async move {
+                let read = store.get_bounded(&key, jobs::MAX_JOB_RECORD_BYTES).await;
+                (meta, read)
+            }
         });
         let fetched: Vec<_> = stream::iter(fetches).buffer_unordered(16).collect().await;
-        for bytes in fetched {
-            // One unreadable record must not hide the rest of the history.
-            if let Ok(job) = serde_json::from_slice::<JobRecord>(&bytes?) {
-                self.state.put_job(&job, true)?;
-                summary.pulled += 1;
+        // One bad record must not hide the rest of the history.
+        for (meta, read) in fetched {
+            match read.map(|bytes| JobRecord::parse(&meta.key, &bytes)) {
+                Ok(Ok(job)) => {
+                    self.state.put_job(&job, true)?;
+                    summary.pulled += 1;
+                }
+                Ok(Err(why)) => self.mark_unusable(&mut summary, &meta, why),
+                Err(e @ storage::StoreError::TooLarge { .. }) => {
+                    self.mark_unusable(&mut summary, &meta, e.to_string())
+                }
+                Err(e) => summary.unreadable.push((meta.key, e.to_string())),
             }
         }
         Ok(summary)
+    }
+
+    /// The cached reason an object (of this size and time) cannot be used, if one is known.
+    fn unusable_verdict(&self, o: &storage::ObjectMeta) -> Option<String> {
+        let modified = o.last_modified.map(|t| t.to_rfc3339()).unwrap_or_default();
+        self.state
+            .cache_get(&o.key, state::CacheKind::Unusable, o.size, &modified)
+            .ok()
+            .flatten()
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+    }
+
+    fn mark_unusable(&self, summary: &mut SyncSummary, o: &storage::ObjectMeta, reason: String) {
+        tracing::warn!("{}: {reason}", escape::term(&o.key));
+        let modified = o.last_modified.map(|t| t.to_rfc3339()).unwrap_or_default();
+        let cached = self.state.cache_put(
+            &o.key,
+            state::CacheKind::Unusable,
+            o.size,
+            &modified,
+            reason.as_bytes(),
+        );
+        if let Err(e) = cached {
+            tracing::warn!(
+                "cannot remember that {} is unusable: {e}",
+                escape::term(&o.key)
+            );
+        }
+        summary.unusable.push(catalog::Unusable {
+            key: o.key.clone(),
+            size: o.size,
+            last_modified: o.last_modified,
+            reason,
+        });
     }
 
     /// Rewrites the metrics textfile, if one is configured, from the whole job history.

@@ -4,7 +4,9 @@
 mod cli;
 mod tui;
 
+use std::io::Write as _;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 fn main() -> ExitCode {
     // Die quietly when the reader of our output goes away (`lifeboat list | head`), as
@@ -13,8 +15,10 @@ fn main() -> ExitCode {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
-    // Panics still get color-eyre's report; ordinary errors are printed as one line below.
-    let _ = color_eyre::install();
+    // Ordinary errors are printed as one line below; a panic gets one line too, from our hook.
+    let (_, eyre_hook) = color_eyre::config::HookBuilder::default().into_hooks();
+    let _ = eyre_hook.install();
+    std::panic::set_hook(Box::new(on_panic));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -28,7 +32,7 @@ fn main() -> ExitCode {
     match runtime.block_on(cli::run()) {
         Ok(code) => code,
         Err(report) => {
-            eprintln!("error: {}", one_line(&report));
+            eprintln!("error: {}", lifeboat::escape::term(&one_line(&report)));
             ExitCode::FAILURE
         }
     }
@@ -47,5 +51,45 @@ fn one_line(report: &color_eyre::Report) -> String {
         }
         line.push_str(&text);
     }
-    line.replace('\n', " ")
+    line
+}
+
+/// Set for `lifeboat check`: monitoring must read a panic as UNKNOWN (3), not CRITICAL.
+static NAGIOS: AtomicBool = AtomicBool::new(false);
+
+pub(crate) fn panics_are_unknown() {
+    NAGIOS.store(true, Ordering::Relaxed);
+}
+
+/// The last hook in the chain: the console's hooks (installed around this one) have restored
+/// the terminal by the time it runs. A panic is a bug, but it still ends as one clear line and
+/// a non-zero exit, from whichever thread or task it happened on, instead of a half-finished
+/// command that goes on without that task.
+fn on_panic(info: &std::panic::PanicHookInfo<'_>) {
+    let what = info
+        .payload()
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| info.payload().downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into());
+    let at = info
+        .location()
+        .map(|l| format!(" at {}:{}", l.file(), l.line()))
+        .unwrap_or_default();
+    let line = lifeboat::escape::term(&format!(
+        "internal error (a bug in lifeboat; please report it): {what}{at}"
+    ))
+    .into_owned();
+    let backtrace = std::backtrace::Backtrace::capture();
+    if backtrace.status() == std::backtrace::BacktraceStatus::Captured {
+        eprintln!("{backtrace}");
+    }
+    if NAGIOS.load(Ordering::Relaxed) {
+        println!("LIFEBOAT UNKNOWN - {line}");
+        let _ = std::io::stdout().flush();
+        std::process::exit(3);
+    }
+    eprintln!("error: {line}");
+    let _ = std::io::stdout().flush();
+    std::process::exit(1);
 }

@@ -9,6 +9,9 @@ use serde::{Deserialize, Serialize};
 /// The manifest format this build writes and the newest it reads.
 pub const FORMAT: u32 = 1;
 pub const MANIFEST_NAME: &str = "manifest.json";
+/// The most lifeboat reads of a manifest. Its own are a few KiB (a table name and count per
+/// table); anything larger is not read at all.
+pub const MAX_MANIFEST_BYTES: u64 = 1024 * 1024;
 
 /// A backup id sorts by time: `20261122T020000Z-7f3a`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -42,7 +45,9 @@ impl BackupId {
 impl FromStr for BackupId {
     type Err = BackupIdError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
+        // ASCII first: the byte positions below must be character boundaries.
         let ok = s.len() == 21
+            && s.is_ascii()
             && NaiveDateTime::parse_from_str(&s[..16], "%Y%m%dT%H%M%SZ").is_ok()
             && s.as_bytes()[16] == b'-'
             && s[17..]
@@ -223,7 +228,8 @@ pub enum ManifestError {
 
 impl Manifest {
     pub fn total_rows(&self) -> u64 {
-        self.tables.iter().map(|t| t.rows).sum()
+        // Saturating: the counts come from the manifest, which anyone may have written.
+        self.tables.iter().fold(0, |n, t| n.saturating_add(t.rows))
     }
 
     pub fn duration(&self) -> chrono::Duration {
@@ -284,6 +290,11 @@ impl Manifest {
         if m.data.sha256.len() != 64 || !m.data.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(inconsistent("sha256 is not 64 hex digits".into()));
         }
+        if !crate::when::plausible(m.started_at) || !crate::when::plausible(m.finished_at) {
+            return Err(inconsistent(
+                "its times are not between the years 1970 and 9999".into(),
+            ));
+        }
         Ok(m)
     }
 }
@@ -311,6 +322,9 @@ mod tests {
             "20261122T020000Z-7F3A",
             "20261322T020000Z-7f3a",
             "x0261122T020000Z-7f3a",
+            "20261122T020000é-7f3",
+            "2026112é2T020000Z-7f",
+            "20261122T020000Z-7f3é",
         ] {
             assert!(bad.parse::<BackupId>().is_err(), "{bad}");
         }

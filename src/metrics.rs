@@ -34,7 +34,8 @@ pub fn render(jobs: &[JobRecord]) -> String {
     let mut series: BTreeMap<(String, String), Series> = BTreeMap::new();
     let mut finished: Vec<&JobRecord> = jobs
         .iter()
-        .filter(|j| j.status != JobStatus::Running && j.finished_at.is_some())
+        .filter(|j| !matches!(j.status, JobStatus::Running | JobStatus::Refused))
+        .filter(|j| j.finished_at.is_some())
         .collect();
     finished.sort_by_key(|j| j.started_at);
     for j in finished {

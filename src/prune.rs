@@ -1,7 +1,9 @@
 //! Pins and pruning: the side of retention that reads history and deletes.
 //!
 //! A pin is a small object under `_lifeboat/pins/{source}/{id}`, so every machine sees it and
-//! the catalog scanner skips it with lifeboat's other records.
+//! the catalog scanner skips it with lifeboat's other records. Its name is the pin: the body
+//! (who pinned it, when) is for people and is never read, so a pin cannot make lifeboat read
+//! anything large.
 
 use std::collections::BTreeSet;
 
@@ -84,7 +86,9 @@ impl PrunePlan {
     }
 
     pub fn freed_bytes(&self) -> u64 {
-        self.sources.iter().map(SourcePlan::freed_bytes).sum()
+        self.sources
+            .iter()
+            .fold(0, |n, s| n.saturating_add(s.freed_bytes()))
     }
 
     pub fn aborts(&self) -> impl Iterator<Item = &UploadDecision> {
@@ -177,6 +181,15 @@ fn upload_source(key: &str) -> Option<&str> {
     ours.then_some(source)
 }
 
+/// The `source/id` a pin's key names, if it is one: a valid source name and backup id, and
+/// nothing else.
+pub fn pin_of(key: &str) -> Option<&str> {
+    let pin = key.strip_prefix(PINS_PREFIX)?;
+    let (source, id) = pin.split_once('/')?;
+    let ok = crate::config::validate_source_name(source).is_ok() && id.parse::<BackupId>().is_ok();
+    ok.then_some(pin)
+}
+
 fn pin_key(source: &str, id: &str) -> Result<ObjectKey> {
     Ok(ObjectKey::new(format!("{PINS_PREFIX}{source}/{id}"))?)
 }
@@ -189,7 +202,7 @@ impl Lifeboat {
             .list_all(PINS_PREFIX)
             .await?
             .into_iter()
-            .filter_map(|o| o.key.strip_prefix(PINS_PREFIX).map(str::to_owned))
+            .filter_map(|o| pin_of(&o.key).map(str::to_owned))
             .collect())
     }
 

@@ -1,5 +1,9 @@
 //! Restore reports as evidence: Markdown for an auditor, JSON for machines, stored in the
 //! bucket under `_lifeboat/drills/` when a restore is run as a drill.
+//!
+//! Every value put into Markdown is escaped ([`md_text`], [`md_code`]): table names come from
+//! restored dumps and keys and reports from the bucket, and none of them may break a table
+//! row, forge a line or carry a terminal escape to whoever `cat`s the report.
 
 use std::fmt::Write;
 
@@ -7,9 +11,18 @@ use serde::Serialize;
 
 use crate::diff::RowStatus;
 use crate::error::Result;
+use crate::escape::{md_code, md_text};
 use crate::jobs::{JobRecord, hostname};
 use crate::pipeline::restore::RestoreReport;
-use crate::storage::{ObjectKey, ObjectStore, ObjectStoreExt};
+use crate::state::{CacheKind, State};
+use crate::storage::{ObjectKey, ObjectStore, ObjectStoreExt, StoreError};
+use crate::when::short_age;
+
+/// The most lifeboat reads of a stored drill report (JSON). Its own hold a line per table;
+/// a larger one is not read at all.
+pub const MAX_REPORT_BYTES: u64 = 4 * 1024 * 1024;
+/// Where drill reports live in the bucket.
+pub const DRILLS_PREFIX: &str = "_lifeboat/drills/";
 
 #[derive(Debug, Clone, Serialize)]
 pub struct DrillReport<'a> {
@@ -49,37 +62,33 @@ impl<'a> DrillReport<'a> {
         let _ = writeln!(
             md,
             "# Restore drill {}: {}\n",
-            self.job.id,
+            md_text(&self.job.id),
             self.result.to_uppercase()
         );
         let _ = writeln!(md, "| | |\n|---|---|");
-        let _ = writeln!(md, "| backup | `{}` |", r.restored);
+        let _ = writeln!(md, "| backup | {} |", md_code(&r.restored));
         let _ = writeln!(
             md,
             "| source | {} |",
-            r.source.as_deref().unwrap_or("(foreign object)")
+            md_text(r.source.as_deref().unwrap_or("(foreign object)"))
         );
-        let _ = writeln!(md, "| operator | {} |", self.operator);
-        let _ = writeln!(md, "| host | {} |", self.host);
+        let _ = writeln!(md, "| operator | {} |", md_text(&self.operator));
+        let _ = writeln!(md, "| host | {} |", md_text(&self.host));
         let _ = writeln!(
             md,
             "| started | {} |",
             r.started_at.format("%Y-%m-%d %H:%M:%S UTC")
         );
-        let _ = writeln!(md, "| target | `{}` |", r.target);
+        let _ = writeln!(md, "| target | {} |", md_code(&r.target.to_string()));
         let verified = if r.checksum_verified {
             "matches the manifest"
         } else {
             "no manifest to compare"
         };
-        let _ = writeln!(md, "| sha256 | `{}` ({verified}) |", r.sha256);
+        let _ = writeln!(md, "| sha256 | {} ({verified}) |", md_code(&r.sha256));
         let _ = writeln!(md, "| RTO (measured) | {:.1} s |", self.rto_seconds);
         if let Some(rpo) = self.rpo_seconds {
-            let _ = writeln!(
-                md,
-                "| RPO (backup age) | {} |",
-                crate::when::short_age(chrono::Duration::seconds(rpo))
-            );
+            let _ = writeln!(md, "| RPO (backup age) | {} |", rpo_text(rpo));
         }
         let _ = writeln!(
             md,
@@ -95,7 +104,7 @@ impl<'a> DrillReport<'a> {
             let _ = writeln!(
                 md,
                 "| {} | {} | {} | {delta} | {status} |",
-                row.table,
+                md_text(&row.table),
                 n(row.expected),
                 n(row.restored)
             );
@@ -126,11 +135,7 @@ async fn store_evidence(
     json: Vec<u8>,
     markdown: String,
 ) -> Result<ObjectKey> {
-    let base = format!(
-        "_lifeboat/drills/{}/{}",
-        job.started_at.format("%Y"),
-        job.id
-    );
+    let base = format!("{DRILLS_PREFIX}{}/{}", job.started_at.format("%Y"), job.id);
     let md = ObjectKey::new(format!("{base}.md"))?;
     let json_key = ObjectKey::new(format!("{base}.json"))?;
     store.put_bytes(&json_key, json.into()).await?;
@@ -159,19 +164,23 @@ pub async fn save_failed_drill(
         "result": "failed",
     });
     let mut md = String::new();
-    let _ = writeln!(md, "# Restore drill {}: FAILED\n", job.id);
+    let _ = writeln!(md, "# Restore drill {}: FAILED\n", md_text(&job.id));
     let _ = writeln!(md, "| | |\n|---|---|");
-    let _ = writeln!(md, "| backup | `{backup}` |");
-    let _ = writeln!(md, "| source | {} |", source.unwrap_or("(foreign object)"));
-    let _ = writeln!(md, "| operator | {operator} |");
-    let _ = writeln!(md, "| host | {host} |");
+    let _ = writeln!(md, "| backup | {} |", md_code(backup));
+    let _ = writeln!(
+        md,
+        "| source | {} |",
+        md_text(source.unwrap_or("(foreign object)"))
+    );
+    let _ = writeln!(md, "| operator | {} |", md_text(&operator));
+    let _ = writeln!(md, "| host | {} |", md_text(&host));
     let _ = writeln!(
         md,
         "| started | {} |",
         job.started_at.format("%Y-%m-%d %H:%M:%S UTC")
     );
     let _ = writeln!(md, "| result | FAILED |");
-    let _ = writeln!(md, "\nThe restore did not complete: {error}");
+    let _ = writeln!(md, "\nThe restore did not complete: {}", md_text(error));
     store_evidence(
         store,
         job,
@@ -210,7 +219,14 @@ pub struct DrillSummary {
 }
 
 impl DrillSummary {
-    fn from_json(key: &str, bytes: &[u8]) -> Option<DrillSummary> {
+    /// Reads a stored report's JSON (`key` is where it was found); `None` if it is not one.
+    pub fn from_json(key: &str, bytes: &[u8]) -> Option<DrillSummary> {
+        let d = Self::read(key, bytes)?;
+        // Any other time is damage or a forgery, and would overflow arithmetic with it.
+        crate::when::plausible(d.started_at).then_some(d)
+    }
+
+    fn read(key: &str, bytes: &[u8]) -> Option<DrillSummary> {
         let v: serde_json::Value = serde_json::from_slice(bytes).ok()?;
         let report = key.strip_suffix(".json").map(|k| format!("{k}.md"))?;
         let restore = &v["restore"];
@@ -253,27 +269,101 @@ impl DrillSummary {
 }
 
 /// Every drill report in the bucket, oldest first, from `since` on. A report that cannot be
-/// read is named in the returned warnings rather than hiding the rest.
+/// used (too large, not a report, an unusable key) is named in the returned warnings rather
+/// than hiding the rest, once: with a `cache`, summaries and verdicts are kept by key, size and
+/// time, so a report is read at most once.
 pub async fn drill_history(
     store: &dyn ObjectStore,
+    cache: Option<&State>,
     since: Option<chrono::DateTime<chrono::Utc>>,
 ) -> Result<(Vec<DrillSummary>, Vec<String>)> {
     let mut drills = Vec::new();
     let mut warnings = Vec::new();
-    for obj in store.list_all("_lifeboat/drills/").await? {
+    for obj in store.list_all(DRILLS_PREFIX).await? {
         if !obj.key.ends_with(".json") {
             continue;
         }
-        let key = ObjectKey::new(obj.key.clone())?;
-        let bytes = store.get_bytes(&key).await?;
-        match DrillSummary::from_json(&obj.key, &bytes) {
-            Some(d) if since.is_none_or(|t| d.started_at >= t) => drills.push(d),
-            Some(_) => {}
-            None => warnings.push(format!("{} is not a readable drill report", obj.key)),
+        let modified = obj
+            .last_modified
+            .map(|t| t.to_rfc3339())
+            .unwrap_or_default();
+        let cached = |kind| {
+            cache
+                .and_then(|c| c.cache_get(&obj.key, kind, obj.size, &modified).ok())
+                .flatten()
+        };
+        let summary = if cached(CacheKind::Unusable).is_some() {
+            None
+        } else if let Some(d) =
+            cached(CacheKind::Report).and_then(|b| serde_json::from_slice::<DrillSummary>(&b).ok())
+        {
+            Some(d)
+        } else {
+            match read_report(store, &obj.key, obj.size).await {
+                Ok(d) => {
+                    if let Some(c) = cache {
+                        let body = serde_json::to_vec(&d).expect("summaries serialize");
+                        let _ =
+                            c.cache_put(&obj.key, CacheKind::Report, obj.size, &modified, &body);
+                    }
+                    Some(d)
+                }
+                Err(Unreadable::Now(why)) => {
+                    warnings.push(format!("{} could not be read this time: {why}", obj.key));
+                    None
+                }
+                Err(Unreadable::Never(why)) => {
+                    if let Some(c) = cache {
+                        let _ = c.cache_put(
+                            &obj.key,
+                            CacheKind::Unusable,
+                            obj.size,
+                            &modified,
+                            why.as_bytes(),
+                        );
+                    }
+                    warnings.push(format!("{} is skipped: {why}", obj.key));
+                    None
+                }
+            }
+        };
+        if let Some(d) = summary.filter(|d| since.is_none_or(|t| d.started_at >= t)) {
+            drills.push(d);
         }
     }
     drills.sort_by_key(|d| d.started_at);
     Ok((drills, warnings))
+}
+
+enum Unreadable {
+    /// Perhaps passing (the store did not answer): try again next time.
+    Now(String),
+    /// The object itself is unusable: remember that.
+    Never(String),
+}
+
+async fn read_report(
+    store: &dyn ObjectStore,
+    key: &str,
+    size: u64,
+) -> std::result::Result<DrillSummary, Unreadable> {
+    let key = ObjectKey::new(key).map_err(|e| Unreadable::Never(format!("key {}", e.reason)))?;
+    if size > MAX_REPORT_BYTES {
+        return Err(Unreadable::Never(format!(
+            "it is {size} bytes, more than the {MAX_REPORT_BYTES} lifeboat reads of a report"
+        )));
+    }
+    let bytes = match store.get_bounded(&key, MAX_REPORT_BYTES).await {
+        Ok(b) => b,
+        Err(e @ StoreError::TooLarge { .. }) => return Err(Unreadable::Never(e.to_string())),
+        Err(e) => return Err(Unreadable::Now(e.to_string())),
+    };
+    DrillSummary::from_json(key.as_str(), &bytes)
+        .ok_or_else(|| Unreadable::Never("it is not a readable drill report".into()))
+}
+
+fn rpo_text(seconds: i64) -> String {
+    crate::when::seconds(seconds).map_or_else(|| "?".into(), short_age)
 }
 
 /// The drill history as a Markdown table for an audit.
@@ -284,23 +374,85 @@ pub fn drills_markdown(drills: &[DrillSummary]) -> String {
     for d in drills {
         let _ = writeln!(
             md,
-            "| {} | {} | `{}` | {} | {} | {} | {} | {} | {}@{} | `{}` |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {}@{} | {} |",
             d.started_at.format("%Y-%m-%d %H:%M:%S"),
-            d.source.as_deref().unwrap_or("-"),
-            d.backup,
-            d.result.to_uppercase(),
+            md_text(d.source.as_deref().unwrap_or("-")),
+            md_code(&d.backup),
+            md_text(&d.result.to_uppercase()),
             d.tables,
             d.findings,
-            d.rto_seconds.map_or("-".into(), |s| format!("{s:.1} s")),
-            d.rpo_seconds.map_or("-".into(), |s| crate::when::short_age(
-                chrono::Duration::seconds(s)
-            )),
-            d.operator.as_deref().unwrap_or("?"),
-            d.host,
-            d.report
+            d.rto_seconds
+                .filter(|s| s.is_finite() && *s >= 0.0 && *s < 1e12)
+                .map_or("-".into(), |s| format!("{s:.1} s")),
+            d.rpo_seconds.map_or("-".into(), rpo_text),
+            md_text(d.operator.as_deref().unwrap_or("?")),
+            md_text(&d.host),
+            md_code(&d.report)
         );
     }
     let passed = drills.iter().filter(|d| d.result == "passed").count();
     let _ = writeln!(md, "\n{} drill(s), {passed} passed.", drills.len());
     md
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn summary() -> DrillSummary {
+        DrillSummary {
+            id: "20261123T020000Z-drill-0001".into(),
+            source: Some("shop".into()),
+            backup: "20261122T020000Z-7f3a".into(),
+            started_at: "2026-11-23T02:00:00Z".parse().unwrap(),
+            operator: Some("ops".into()),
+            host: "db1".into(),
+            rto_seconds: Some(1.5),
+            rpo_seconds: Some(3600),
+            tables: 3,
+            findings: 0,
+            result: "passed".into(),
+            report: "_lifeboat/drills/2026/x.md".into(),
+        }
+    }
+
+    #[test]
+    fn hostile_fields_stay_in_their_cells_and_huge_numbers_do_not_panic() {
+        let mut d = summary();
+        d.host = "db1 | forged | row |\n| PASSED | x".into();
+        d.operator = Some("\x1b]52;c;cGF3bmVk\x07<script>".into());
+        d.backup = "a`b|c\u{202e}".into();
+        d.rpo_seconds = Some(i64::MAX);
+        d.rto_seconds = Some(f64::MAX);
+        let md = drills_markdown(&[d, summary()]);
+        let rows: Vec<&str> = md.lines().filter(|l| l.starts_with("| 2026")).collect();
+        assert_eq!(rows.len(), 2, "{md}");
+        for row in &rows {
+            // Ten cells: eleven unescaped pipes.
+            let bars = row
+                .match_indices('|')
+                .filter(|(i, _)| !row[..*i].ends_with('\\'));
+            assert_eq!(bars.count(), 11, "{row}");
+        }
+        assert!(
+            !md.chars().any(|c| c != '\n' && crate::escape::is_unsafe(c)),
+            "{md:?}"
+        );
+        assert!(!md.contains("<script>"), "{md}");
+        assert!(
+            rows[0].contains("| ? |"),
+            "an impossible RPO shows as ?: {}",
+            rows[0]
+        );
+    }
+
+    #[test]
+    fn implausible_reports_are_not_read() {
+        let json = serde_json::json!({
+            "job": {"id": "x", "started_at": "+200000-01-01T00:00:00Z"},
+            "backup": "b", "result": "failed", "host": "h",
+        });
+        let bytes = serde_json::to_vec(&json).unwrap();
+        assert!(DrillSummary::from_json("_lifeboat/drills/2026/x.json", &bytes).is_none());
+    }
 }

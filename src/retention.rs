@@ -273,10 +273,7 @@ impl TryFrom<toml::Table> for RetentionConfig {
                 .as_str()
                 .ok_or("retention.orphan_grace must be a string")?;
             out.orphan_grace = crate::when::parse_duration(text)
-                .filter(|d| *d >= Duration::zero())
-                .ok_or_else(|| {
-                    format!("retention.orphan_grace {text:?} is not a duration like \"24h\"")
-                })?;
+                .map_err(|e| format!("retention.orphan_grace: {e}"))?;
         }
         out.policy = toml::Value::Table(table)
             .try_into()
@@ -448,7 +445,8 @@ impl SourcePlan {
     }
 
     pub fn freed_bytes(&self) -> u64 {
-        self.pruned().map(|d| d.backup.stored_bytes).sum()
+        self.pruned()
+            .fold(0, |n, d| n.saturating_add(d.backup.stored_bytes))
     }
 }
 
@@ -484,7 +482,7 @@ pub fn plan(
     // at, and the rules run over the rest, as if it were not there.
     let (future, complete): (Vec<usize>, Vec<usize>) = (0..decisions.len())
         .filter(|&i| decisions[i].backup.state == BackupState::Complete)
-        .partition(|&i| decisions[i].backup.time > now);
+        .partition(|&i| crate::clock::is_future(decisions[i].backup.time, now));
     for &i in &future {
         decisions[i].reasons.push(Reason::Future);
     }

@@ -53,9 +53,7 @@ fn de_delay<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error
     if text.trim() == "0" {
         return Ok(Duration::zero());
     }
-    crate::when::parse_duration(&text).ok_or_else(|| {
-        serde::de::Error::custom(format!("{text:?} is not a duration like \"30s\" or \"5m\""))
-    })
+    crate::when::parse_duration(&text).map_err(serde::de::Error::custom)
 }
 
 /// A source's `[source.schedule]` table: one cron expression per job kind.

@@ -54,11 +54,15 @@ CREATE TABLE IF NOT EXISTS object_cache (
 );
 ";
 
-/// What is cached about an object: parsed manifests and detected formats.
+/// What is cached about an object, by key, size and modification time: manifests, detected
+/// formats, drill report summaries, and the verdict (with its reason) on an object that
+/// cannot be used, so that it is never read again while it stays the same.
 #[derive(Debug, Clone, Copy)]
 pub enum CacheKind {
     Manifest,
     Format,
+    Report,
+    Unusable,
 }
 
 impl CacheKind {
@@ -66,6 +70,8 @@ impl CacheKind {
         match self {
             CacheKind::Manifest => "manifest",
             CacheKind::Format => "format",
+            CacheKind::Report => "report",
+            CacheKind::Unusable => "unusable",
         }
     }
 }

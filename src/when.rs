@@ -1,28 +1,54 @@
 //! Points in time as people type them: `2026-11-22 01:40`, `2026-11-22T01:40:00+02:00`,
 //! `-2h`, `90m ago`, `yesterday`. Times without an offset are UTC.
+//!
+//! Durations are bounded ([`MAX_DURATION`]) and every step is checked, so no typed, configured
+//! or stored value can overflow the arithmetic done with it later.
 
 use chrono::{DateTime, Duration, NaiveDate, NaiveDateTime, Utc};
 
+/// The longest duration lifeboat reads (about 1,000 years): far beyond any RPO, window or
+/// interval, and small enough that adding it to any time lifeboat accepts stays in range.
+pub const MAX_DURATION: Duration = Duration::days(365_000);
+
 #[derive(Debug, thiserror::Error)]
-#[error(
-    "cannot read {0:?} as a time: use e.g. \"2026-11-22 01:40\" (UTC), an RFC 3339 time, or \"-2h\" / \"3d ago\""
-)]
+#[error("{0}")]
 pub struct TimeError(String);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DurationError {
+    #[error("{0:?} is not a duration like \"26h\", \"90m\" or \"1d12h\"")]
+    Invalid(String),
+    #[error("{0:?} is longer than lifeboat accepts (at most 1,000 years)")]
+    TooLong(String),
+}
 
 pub fn parse_point(input: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, TimeError> {
     let s = input.trim();
-    let err = || TimeError(input.to_owned());
+    let err = || {
+        TimeError(format!(
+            "cannot read {input:?} as a time: use e.g. \"2026-11-22 01:40\" (UTC), an RFC 3339 time, or \"-2h\" / \"3d ago\""
+        ))
+    };
     if s.eq_ignore_ascii_case("now") {
         return Ok(now);
     }
     if s.eq_ignore_ascii_case("yesterday") {
-        return Ok(now - Duration::days(1));
+        return now.checked_sub_signed(Duration::days(1)).ok_or_else(err);
     }
     if let Some(rel) = s
         .strip_prefix('-')
         .or_else(|| s.strip_suffix("ago").map(str::trim))
     {
-        return parse_duration(rel).map(|d| now - d).ok_or_else(err);
+        let d = match parse_duration(rel) {
+            Ok(d) => d,
+            Err(DurationError::TooLong(_)) => {
+                return Err(TimeError(format!(
+                    "cannot read {input:?} as a time: it reaches back more than 1,000 years"
+                )));
+            }
+            Err(DurationError::Invalid(_)) => return Err(err()),
+        };
+        return now.checked_sub_signed(d).ok_or_else(err);
     }
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         return Ok(t.to_utc());
@@ -39,16 +65,19 @@ pub fn parse_point(input: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, Tim
         }
     }
     if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
-        return Ok(d.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc());
+        return Ok(d.and_time(chrono::NaiveTime::MIN).and_utc());
     }
     Err(err())
 }
 
-/// `90m`, `2h`, `3d`, `1w`, `1h30m`.
-pub fn parse_duration(s: &str) -> Option<Duration> {
+/// `90m`, `2h`, `3d`, `1w`, `1h30m`; at most [`MAX_DURATION`].
+pub fn parse_duration(s: &str) -> Result<Duration, DurationError> {
+    let text = s;
     let s = s.trim();
+    let invalid = || DurationError::Invalid(text.to_owned());
+    let too_long = || DurationError::TooLong(text.to_owned());
     if s.is_empty() {
-        return None;
+        return Err(invalid());
     }
     let mut total = Duration::zero();
     let mut num = String::new();
@@ -57,21 +86,43 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
             num.push(c);
             continue;
         }
-        let n: i64 = num.parse().ok()?;
+        if num.is_empty() {
+            return Err(invalid());
+        }
+        // Digits alone can overflow an i64: that is a long duration, not a malformed one.
+        let n: i64 = num.parse().map_err(|_| too_long())?;
         num.clear();
-        total += match c {
-            's' => Duration::seconds(n),
-            'm' => Duration::minutes(n),
-            'h' => Duration::hours(n),
-            'd' => Duration::days(n),
-            'w' => Duration::weeks(n),
-            _ => return None,
-        };
+        let part = match c {
+            's' => Duration::try_seconds(n),
+            'm' => Duration::try_minutes(n),
+            'h' => Duration::try_hours(n),
+            'd' => Duration::try_days(n),
+            'w' => Duration::try_weeks(n),
+            _ => return Err(invalid()),
+        }
+        .ok_or_else(too_long)?;
+        total = total.checked_add(&part).ok_or_else(too_long)?;
+        if total > MAX_DURATION {
+            return Err(too_long());
+        }
     }
     if !num.is_empty() {
-        return None;
+        return Err(invalid());
     }
-    Some(total)
+    Ok(total)
+}
+
+/// Whether a time read from a record (a manifest, a job record, a report) is one lifeboat
+/// works with: between the years 1970 and 9999. Anything else is damage or a forgery, and
+/// would overflow the arithmetic done with it (a time plus an interval).
+pub fn plausible(t: DateTime<Utc>) -> bool {
+    (1970..=9999).contains(&chrono::Datelike::year(&t))
+}
+
+/// A number of seconds read from a record (a report's RPO), as a duration: `None` when it is
+/// negative or longer than [`MAX_DURATION`], which no honest record holds.
+pub fn seconds(s: i64) -> Option<Duration> {
+    Duration::try_seconds(s).filter(|d| *d >= Duration::zero() && *d <= MAX_DURATION)
 }
 
 /// A short age for people: `45s`, `12m`, `3h 20m`, `4d 2h`, `1y 3d`.
@@ -108,6 +159,32 @@ mod tests {
         assert!(parse_point("tomorrowish", now()).is_err());
         assert!(parse_point("-2x", now()).is_err());
         assert!(parse_point("-", now()).is_err());
+    }
+
+    #[test]
+    fn huge_durations_are_errors_not_panics() {
+        for s in [
+            "99999999999999h",
+            "9999999999d",
+            "99999999999999999999999s",
+            "1000000w",
+            "365001d",
+            "300000d300000d",
+        ] {
+            assert_eq!(
+                parse_duration(s),
+                Err(DurationError::TooLong(s.into())),
+                "{s}"
+            );
+        }
+        assert_eq!(parse_duration("365000d"), Ok(MAX_DURATION));
+        assert_eq!(parse_duration("h"), Err(DurationError::Invalid("h".into())));
+        let e = parse_point("-99999999999h", now()).unwrap_err().to_string();
+        assert!(e.contains("more than 1,000 years"), "{e}");
+        assert!(!e.contains('\n'));
+        assert_eq!(seconds(i64::MAX), None);
+        assert_eq!(seconds(-1), None);
+        assert_eq!(seconds(60), Some(Duration::minutes(1)));
     }
 
     #[test]

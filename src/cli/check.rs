@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use lifeboat::Lifeboat;
 use lifeboat::config::Config;
+use lifeboat::escape;
 use lifeboat::health::{self, Level, SourceHealth};
 use lifeboat::when::short_age;
 use serde_json::json;
@@ -22,6 +23,7 @@ pub async fn run(config_path: &Path, source: Option<String>, json: bool) -> Exit
                 Level::Warning => 1,
                 Level::Critical => 2,
             };
+            // Findings quote job errors, which may come from another host's record.
             let summary = summary(&sources);
             if json {
                 let body = json!({
@@ -30,27 +32,25 @@ pub async fn run(config_path: &Path, source: Option<String>, json: bool) -> Exit
                     "summary": summary,
                     "sources": sources,
                 });
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&body).unwrap_or_default()
-                );
+                let text = serde_json::to_string_pretty(&body).unwrap_or_default();
+                println!("{}", escape::json(&text));
             } else {
                 println!(
-                    "LIFEBOAT {} - {summary} | {}",
+                    "LIFEBOAT {} - {} | {}",
                     status_word(Some(level)),
-                    perfdata(&sources)
+                    escape::term(&summary),
+                    escape::term(&perfdata(&sources))
                 );
             }
             ExitCode::from(code)
         }
         Err(e) => {
-            let line = e.to_string().replace('\n', " ");
+            let line = escape::term(&e.to_string()).into_owned();
             if json {
-                let body = json!({ "status": "UNKNOWN", "code": UNKNOWN, "summary": line });
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&body).unwrap_or_default()
-                );
+                let body =
+                    json!({ "status": "UNKNOWN", "code": UNKNOWN, "summary": e.to_string() });
+                let text = serde_json::to_string_pretty(&body).unwrap_or_default();
+                println!("{}", escape::json(&text));
             } else {
                 println!("LIFEBOAT UNKNOWN - {line}");
             }

@@ -86,7 +86,8 @@ fn print_event(event: Event) {
         ),
         Event::Stopped => "daemon stopped".into(),
     };
-    println!("{line}");
+    // Sources and errors may quote what the bucket holds.
+    println!("{}", super::output::esc(line));
 }
 
 pub fn schedule(config_path: &Path, count: usize, json: bool) -> Result<ExitCode> {

@@ -13,7 +13,7 @@ use lifeboat::{Lifeboat, when};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use super::output;
+use super::output::{self, esc};
 use super::progress::CliProgress;
 
 #[derive(Args)]
@@ -83,15 +83,15 @@ fn print_drill(record: &JobRecord, drill: &Drill) {
     println!(
         "drill {} of backup {} ({}): {}",
         record.id,
-        r.restored,
-        r.source.as_deref().unwrap_or("foreign object"),
+        esc(&r.restored),
+        esc(r.source.as_deref().unwrap_or("foreign object")),
         report.result.to_uppercase()
     );
     for row in r.diff.findings() {
         println!(
             "  {} {}: expected {:?}, restored {:?}",
             row.status.label(),
-            row.table,
+            esc(&row.table),
             row.expected,
             row.restored
         );
@@ -103,12 +103,11 @@ fn print_drill(record: &JobRecord, drill: &Drill) {
         report.rto_seconds,
         report
             .rpo_seconds
-            .map_or("-".into(), |s| when::short_age(chrono::Duration::seconds(
-                s
-            )))
+            .and_then(chrono::Duration::try_seconds)
+            .map_or("-".into(), when::short_age)
     );
     match &drill.kept {
-        Some(t) => println!("  scratch database kept: {t}"),
+        Some(t) => println!("  scratch database kept: {}", esc(t)),
         None => println!("  scratch database dropped"),
     }
     if let Some(k) = &drill.report_key {
@@ -147,7 +146,7 @@ pub async fn verify_deep(
                 entry.id,
                 d.restore.diff.findings().count()
             ),
-            Err(e) => format!("{} FAILED: {e}", entry.id),
+            Err(e) => format!("{} FAILED: {}", entry.id, esc(e)),
         };
         if !result.as_ref().is_ok_and(Drill::passed) {
             failed += 1;
@@ -174,11 +173,12 @@ pub async fn report(lb: &Lifeboat, what: ReportWhat) -> Result<ExitCode> {
             let since = since
                 .map(|t| when::parse_point(&t, lb.clock().now()))
                 .transpose()?;
-            let (drills, warnings) = report::drill_history(lb.store().as_ref(), since)
-                .await
-                .wrap_err("cannot read the drill reports")?;
+            let (drills, warnings) =
+                report::drill_history(lb.store().as_ref(), Some(lb.state()), since)
+                    .await
+                    .wrap_err("cannot read the drill reports")?;
             for w in &warnings {
-                eprintln!("warning: {w}");
+                eprintln!("warning: {}", esc(w));
             }
             if json {
                 output::print_json(&drills)?;

@@ -234,6 +234,14 @@ pub async fn run() -> Result<ExitCode> {
         crate::tui::run(lb).await?;
         return Ok(ExitCode::SUCCESS);
     };
+    if matches!(command, Command::Check { .. }) {
+        crate::panics_are_unknown();
+    }
+    // Proves the panic hook from the outside (tests/it/untrusted.rs): a panic in a task.
+    // Debug builds only: a release binary has no way to be told to panic.
+    if cfg!(debug_assertions) && std::env::var_os("LIFEBOAT_DEBUG_PANIC").is_some() {
+        let _ = tokio::spawn(async { panic!("LIFEBOAT_DEBUG_PANIC is set") }).await;
+    }
     let cancel = CancellationToken::new();
     {
         let cancel = cancel.clone();
@@ -309,7 +317,7 @@ pub async fn run() -> Result<ExitCode> {
                 let _lock = match lb.lock_source(&name) {
                     Ok(lock) => lock,
                     Err(e) => {
-                        eprintln!("error: {e}");
+                        eprintln!("error: {}", output::esc(e));
                         failed += 1;
                         continue;
                     }
@@ -476,10 +484,28 @@ pub async fn run() -> Result<ExitCode> {
             json,
         } => {
             let lb = open(&config_path).await?;
-            if let Err(e) = lb.sync_jobs().await {
-                eprintln!(
-                    "warning: showing local history only; the bucket's job records could not be read: {e}"
-                );
+            match lb.sync_jobs().await {
+                Ok(sync) => {
+                    // Said once: the verdict is cached and the record not read again.
+                    for u in &sync.unusable {
+                        eprintln!(
+                            "warning: skipped job record {}: {}",
+                            output::esc(&u.key),
+                            output::esc(&u.reason)
+                        );
+                    }
+                    for (key, e) in &sync.unreadable {
+                        eprintln!(
+                            "warning: job record {} could not be read this time: {}",
+                            output::esc(key),
+                            output::esc(e)
+                        );
+                    }
+                }
+                Err(e) => eprintln!(
+                    "warning: showing local history only; the bucket's job records could not be read: {}",
+                    output::esc(e)
+                ),
             }
             let mut jobs = lb.jobs()?;
             if let Some(s) = &source {
@@ -586,7 +612,11 @@ async fn restore(
         drill: false,
         staging: lb.staging(),
     };
-    let progress = Arc::new(CliProgress::new(from.label(), quiet || args.json));
+    // A foreign object's key names the restore: it comes from the bucket.
+    let progress = Arc::new(CliProgress::new(
+        output::esc(from.label()),
+        quiet || args.json,
+    ));
     let (job, result) = lb.restore(from, opts, progress.clone(), cancel).await;
     progress.finish();
     let report = match result {
@@ -604,7 +634,7 @@ async fn restore(
             .await
             .wrap_err("the restore ran, but its scratch database could not be dropped")?;
         if !args.json {
-            println!("dropped {}", report.target);
+            println!("dropped {}", output::esc(&report.target));
         }
     }
     Ok(if report.ok() {

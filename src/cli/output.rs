@@ -1,4 +1,6 @@
-//! What the subcommands print: tables for people, JSON for machines.
+//! What the subcommands print: tables for people, JSON for machines. Every string that came
+//! from the bucket goes through [`esc`] (or a table cell, which escapes itself) on its way to
+//! the terminal; JSON by serde, then [`lifeboat::escape::json`] for what serde leaves raw.
 
 use chrono::{DateTime, Utc};
 use color_eyre::eyre::Result;
@@ -15,8 +17,14 @@ use serde_json::json;
 
 use super::table::{Align, GREEN, RED, Table, YELLOW, colored};
 
+/// Any value's text, escaped for the terminal.
+pub fn esc(value: impl std::fmt::Display) -> String {
+    lifeboat::escape::term(&value.to_string()).into_owned()
+}
+
 pub fn print_json<T: Serialize + ?Sized>(value: &T) -> Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
+    let text = serde_json::to_string_pretty(value)?;
+    println!("{}", lifeboat::escape::json(&text));
     Ok(())
 }
 
@@ -60,7 +68,7 @@ pub fn backup_line(source: &str, job: &JobRecord, result: Result<&Manifest, &lif
             size(m.data.stored_bytes),
             secs(m.duration()),
         ),
-        Err(e) => println!("FAILED  {source}  job {}: {e}", job.id),
+        Err(e) => println!("FAILED  {source}  job {}: {}", job.id, esc(e)),
     }
 }
 
@@ -139,7 +147,7 @@ pub fn catalog(lb: &Lifeboat, catalog: &Catalog, color: bool) {
             "  {} {}: {}",
             b.state,
             b.id,
-            b.problem.as_deref().unwrap_or_default()
+            esc(b.problem.as_deref().unwrap_or_default())
         );
     }
     if !catalog.foreign.is_empty() {
@@ -169,6 +177,25 @@ pub fn catalog(lb: &Lifeboat, catalog: &Catalog, color: bool) {
         );
         print!("{}", t.render(color));
     }
+    if !catalog.unusable.is_empty() {
+        let mut t = Table::new(&[
+            ("KEY", Align::Left),
+            ("SIZE", Align::Right),
+            ("WHY", Align::Left),
+        ]);
+        for u in &catalog.unusable {
+            t.row(vec![
+                u.key.as_str().into(),
+                size(u.size).into(),
+                u.reason.as_str().into(),
+            ]);
+        }
+        println!(
+            "\n{} objects lifeboat skips (it neither reads nor restores them)",
+            catalog.unusable.len()
+        );
+        print!("{}", t.render(color));
+    }
     if !catalog.incomplete.is_empty() {
         println!(
             "\n{} incomplete uploads (never committed; not backups)",
@@ -177,7 +204,7 @@ pub fn catalog(lb: &Lifeboat, catalog: &Catalog, color: bool) {
         for u in &catalog.incomplete {
             println!(
                 "  {}  started {}",
-                u.key,
+                esc(&u.key),
                 u.started.map_or("-".into(), time)
             );
         }
@@ -207,6 +234,7 @@ pub fn catalog_json(lb: &Lifeboat, catalog: &Catalog) -> serde_json::Value {
         "location": lb.store().location(),
         "backups": catalog.backups.iter().map(|b| entry_json(lb, b, catalog.pinned(b))).collect::<Vec<_>>(),
         "foreign": catalog.foreign,
+        "unusable": catalog.unusable,
         "incomplete": catalog.incomplete.iter().map(|u| json!({"key": u.key, "started": u.started})).collect::<Vec<_>>(),
     })
 }
@@ -214,30 +242,35 @@ pub fn catalog_json(lb: &Lifeboat, catalog: &Catalog) -> serde_json::Value {
 pub fn show(lb: &Lifeboat, b: &BackupEntry, pinned: bool) {
     let now = lb.clock().now();
     println!("backup    {}", b.id);
-    println!("source    {}", b.source);
+    println!("source    {}", esc(&b.source));
     println!(
         "state     {}{}",
         b.state,
         b.problem
             .as_ref()
-            .map(|p| format!(" ({p})"))
+            .map(|p| format!(" ({})", esc(p)))
             .unwrap_or_default()
     );
     if let Some(m) = &b.manifest {
-        println!("engine    {} {}", m.source.engine, m.source.server_version);
-        println!("database  {}", m.source.database);
+        println!(
+            "engine    {} {}",
+            m.source.engine,
+            esc(&m.source.server_version)
+        );
+        println!("database  {}", esc(&m.source.database));
         if let Some(pg) = &m.postgres {
             println!(
                 "pg_dump   {} ({} format)",
-                pg.pg_dump_version, pg.dump_format
+                esc(&pg.pg_dump_version),
+                esc(&pg.dump_format)
             );
-            println!("schemas   {}", pg.schemas.join(", "));
+            println!("schemas   {}", esc(pg.schemas.join(", ")));
             let ext: Vec<String> = pg
                 .extensions
                 .iter()
                 .map(|e| format!("{} {}", e.name, e.version))
                 .collect();
-            println!("extensions {}", ext.join(", "));
+            println!("extensions {}", esc(ext.join(", ")));
         }
         println!(
             "taken     {} -> {} ({}), {} ago",
@@ -248,25 +281,28 @@ pub fn show(lb: &Lifeboat, b: &BackupEntry, pinned: bool) {
         );
         println!(
             "trigger   {} on {} by {} {}",
-            m.trigger, m.host, m.tool.name, m.tool.version
+            m.trigger,
+            esc(&m.host),
+            esc(&m.tool.name),
+            esc(&m.tool.version)
         );
-        println!("data      {}/{}", b.dir(), m.data.key);
+        println!("data      {}/{}", b.dir(), esc(&m.data.key));
         println!(
             "size      {} raw, {} stored ({:.1}x, {} level {})",
             size(m.data.raw_bytes),
             size(m.data.stored_bytes),
             m.data.raw_bytes as f64 / m.data.stored_bytes.max(1) as f64,
-            m.data.compression,
+            esc(&m.data.compression),
             m.data.compression_level
         );
         println!("sha256    {}", m.data.sha256);
         println!(
             "encrypted {}",
-            m.encryption.as_ref().map_or("no".into(), |e| format!(
+            m.encryption.as_ref().map_or("no".into(), |e| esc(format!(
                 "{} to {}",
                 e.scheme,
                 e.recipients.join(", ")
-            ))
+            )))
         );
     }
     let (v, _) = verified_text(lb.verification(b.id.as_str()).as_ref(), now);
@@ -298,7 +334,7 @@ pub fn show(lb: &Lifeboat, b: &BackupEntry, pinned: bool) {
                 time(j.started_at),
                 j.kind.to_string(),
                 j.status.to_string(),
-                j.id
+                esc(&j.id)
             );
         }
     }
@@ -306,8 +342,8 @@ pub fn show(lb: &Lifeboat, b: &BackupEntry, pinned: bool) {
 
 pub fn verify_line(b: &BackupEntry, err: Option<&lifeboat::Error>) {
     match err {
-        None => println!("ok      {}  {}", b.source, b.id),
-        Some(e) => println!("FAILED  {}  {}: {e}", b.source, b.id),
+        None => println!("ok      {}  {}", esc(&b.source), b.id),
+        Some(e) => println!("FAILED  {}  {}: {}", esc(&b.source), b.id, esc(e)),
     }
 }
 
@@ -332,6 +368,7 @@ pub fn jobs(jobs: &[JobRecord], now: DateTime<Utc>, color: bool) {
         let status = match j.status {
             JobStatus::Succeeded => colored("ok", GREEN),
             JobStatus::Running => colored("running", YELLOW),
+            JobStatus::Refused => colored("refused", YELLOW),
             s => colored(s.to_string(), RED),
         };
         t.row(vec![
@@ -360,30 +397,30 @@ pub fn jobs(jobs: &[JobRecord], now: DateTime<Utc>, color: bool) {
 pub fn restore_report(r: &RestoreReport, job: &JobRecord, color: bool) {
     println!(
         "restored   {}{}",
-        r.restored,
+        esc(&r.restored),
         r.source
             .as_ref()
-            .map(|s| format!(" (source {s})"))
+            .map(|s| format!(" (source {})", esc(s)))
             .unwrap_or_default()
     );
-    println!("format     {}", r.format);
+    println!("format     {}", esc(&r.format));
     println!(
         "checksum   sha256 {} {}",
-        r.sha256,
+        esc(&r.sha256),
         if r.checksum_verified {
             "matches the manifest"
         } else {
             "(no manifest to check against)"
         }
     );
-    println!("target     {}", r.target);
+    println!("target     {}", esc(&r.target));
     println!(
         "size       {} downloaded, {} restored, in {}",
         size(r.stored_bytes),
         size(r.raw_bytes),
         secs(r.finished_at - r.started_at)
     );
-    println!("job        {}", job.id);
+    println!("job        {}", esc(&job.id));
     let live = r.diff.rows.iter().any(|row| row.live.is_some());
     let mut headers = vec![
         ("TABLE", Align::Left),

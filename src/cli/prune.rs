@@ -10,7 +10,7 @@ use lifeboat::prune::{PruneOptions, PrunePlan};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use super::output::{print_json, size};
+use super::output::{esc, print_json, size};
 use super::table::{Align, GREEN, Table, YELLOW, colored};
 
 #[derive(Args)]
@@ -92,9 +92,9 @@ fn print_plan(plan: &PrunePlan, color: bool) {
         .parse::<chrono_tz::Tz>()
         .unwrap_or(chrono_tz::UTC);
     for sp in &plan.sources {
-        println!("{}: {}", sp.source, sp.policy);
+        println!("{}: {}", esc(&sp.source), esc(&sp.policy));
         if let Some(why) = &sp.skipped {
-            println!("  SKIPPED: {why}");
+            println!("  SKIPPED: {}", esc(why));
         }
         let mut t = Table::new(&[
             ("ID", Align::Left),
@@ -139,12 +139,12 @@ fn print_plan(plan: &PrunePlan, color: bool) {
     for u in &plan.uploads {
         println!(
             "incomplete upload {}  started {}  {} ({})",
-            u.upload.key,
+            esc(&u.upload.key),
             u.upload
                 .started
                 .map_or("-".into(), |t| t.format("%Y-%m-%d %H:%M UTC").to_string()),
             if u.abort { "abort" } else { "keep" },
-            u.reason
+            esc(&u.reason)
         );
     }
 }

@@ -1,6 +1,10 @@
-//! Plain aligned tables for terminal output.
+//! Plain aligned tables for terminal output. Every cell is escaped (its text may come from the
+//! bucket) and measured in terminal columns, so wide characters keep the columns aligned.
 
 use std::fmt::Write;
+
+use lifeboat::escape;
+use unicode_width::UnicodeWidthStr;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Align {
@@ -21,17 +25,32 @@ pub struct Cell {
 
 impl From<String> for Cell {
     fn from(text: String) -> Self {
-        Cell { text, color: None }
+        Cell {
+            text: safe(text),
+            color: None,
+        }
     }
 }
 
 impl From<&str> for Cell {
     fn from(text: &str) -> Self {
         Cell {
-            text: text.to_owned(),
+            text: escape::term(text).into_owned(),
             color: None,
         }
     }
+}
+
+fn safe(text: String) -> String {
+    match escape::term(&text) {
+        std::borrow::Cow::Borrowed(_) => text,
+        std::borrow::Cow::Owned(escaped) => escaped,
+    }
+}
+
+/// Columns a cell takes on a terminal (CJK and most emoji take two).
+fn width(text: &str) -> usize {
+    text.width()
 }
 
 pub const RED: &str = "31";
@@ -40,7 +59,7 @@ pub const YELLOW: &str = "33";
 
 pub fn colored(text: impl Into<String>, color: &'static str) -> Cell {
     Cell {
-        text: text.into(),
+        text: safe(text.into()),
         color: Some(color),
     }
 }
@@ -62,21 +81,17 @@ impl Table {
     }
 
     pub fn render(&self, color: bool) -> String {
-        let mut widths: Vec<usize> = self
-            .headers
-            .iter()
-            .map(|(h, _)| h.chars().count())
-            .collect();
+        let mut widths: Vec<usize> = self.headers.iter().map(|(h, _)| width(h)).collect();
         for row in &self.rows {
             for (i, c) in row.iter().enumerate() {
-                widths[i] = widths[i].max(c.text.chars().count());
+                widths[i] = widths[i].max(width(&c.text));
             }
         }
         let mut out = String::new();
         let line = |out: &mut String, cells: Vec<(&str, Option<&str>)>| {
             let mut parts = Vec::new();
             for (i, (text, code)) in cells.into_iter().enumerate() {
-                let pad = widths[i].saturating_sub(text.chars().count());
+                let pad = widths[i].saturating_sub(width(text));
                 let last = i + 1 == widths.len();
                 let padded = match self.headers[i].1 {
                     Align::Left if last => text.to_owned(),
@@ -101,5 +116,30 @@ impl Table {
             );
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cells_are_escaped_and_wide_text_stays_aligned() {
+        let mut t = Table::new(&[("KEY", Align::Left), ("SIZE", Align::Right)]);
+        t.row(vec!["店舗/バックアップ.sql".into(), "1 B".into()]);
+        t.row(vec!["🚀🚀.db".into(), "22 B".into()]);
+        t.row(vec![
+            "evil\x1b]0;pwned\x07\u{202e}.sql".into(),
+            "333 B".into(),
+        ]);
+        let out = t.render(false);
+        assert!(
+            !out.chars().any(|c| c != '\n' && escape::is_unsafe(c)),
+            "{out:?}"
+        );
+        assert!(out.contains("evil\\x1b]0;pwned\\x07\\u{202e}.sql"), "{out}");
+        // Every line ends at the same terminal column: the right-aligned sizes line up.
+        let widths: Vec<usize> = out.lines().map(UnicodeWidthStr::width).collect();
+        assert!(widths.windows(2).all(|w| w[0] == w[1]), "{widths:?}\n{out}");
     }
 }

@@ -423,7 +423,8 @@ impl RestoreRun<'_> {
                     .encryption
                     .as_ref()
                     .map(|info| Unseal::for_backup(b.id.as_str(), info, self.keys))
-                    .transpose()?;
+                    .transpose()
+                    .map_err(|e| Error::Refused(Box::new(e)))?;
                 let key = b.data_key().ok_or_else(|| Error::NotRestorable {
                     id: b.id.to_string(),
                     reason: "the manifest names no data object".into(),

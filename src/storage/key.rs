@@ -1,7 +1,9 @@
 use std::fmt;
 
-/// A validated object key: relative, `/`-separated, no empty, `.` or `..` segments, no NUL or
-/// backslash. A key that passes can be joined to a directory or a bucket prefix safely.
+/// A validated object key: relative, `/`-separated, no empty, `.` or `..` segments, no NUL,
+/// backslash, control or bidirectional formatting character, at most 1,024 bytes. A key that
+/// passes can be joined to a directory or a bucket prefix safely, and shows on a terminal as
+/// what it is.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ObjectKey(String);
 
@@ -27,6 +29,8 @@ impl ObjectKey {
             Some("contains a backslash")
         } else if key.chars().any(char::is_control) {
             Some("contains a control character")
+        } else if key.chars().any(crate::escape::is_unsafe) {
+            Some("contains a bidirectional formatting character")
         } else {
             key.split('/').find_map(|seg| match seg {
                 "" => Some("empty path segment"),
@@ -78,6 +82,10 @@ mod tests {
             "a",
             "_lifeboat/jobs/2026/11/x.json",
             "legacy/dump..sql",
+            "店舗/バックアップ-2026-07-01.sql",
+            "legacy/🚀.db",
+            "hebrew/שלום.sql",
+            &format!("{}.sql", "a".repeat(1020)),
         ] {
             assert!(ObjectKey::new(k).is_ok(), "{k}");
         }
@@ -97,6 +105,12 @@ mod tests {
             "a\0b",
             "a\\..\\b",
             "a\nb",
+            "legacy/win\\dump.sql",
+            "x\u{1b}[2J.sql",
+            "x\u{9b}31m.sql",
+            "evil\u{202e}lqs.exe",
+            "a\u{2066}b",
+            &"a/".repeat(513),
         ] {
             assert!(ObjectKey::new(k).is_err(), "{k:?} should be refused");
         }

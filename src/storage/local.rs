@@ -90,8 +90,19 @@ fn io_err(op: &'static str, path: &Path, source: io::Error) -> StoreError {
     }
 }
 
+/// The modification time, if chrono can hold it (chrono's own conversion panics on a time
+/// beyond its range, which some file systems can store).
 fn modified(meta: &fs::Metadata) -> Option<DateTime<Utc>> {
-    meta.modified().ok().map(DateTime::<Utc>::from)
+    let t = meta.modified().ok()?;
+    match t.duration_since(std::time::UNIX_EPOCH) {
+        Ok(d) => DateTime::from_timestamp(i64::try_from(d.as_secs()).ok()?, d.subsec_nanos()),
+        Err(before) => {
+            let d = before.duration();
+            let secs = i64::try_from(d.as_secs()).ok()?;
+            DateTime::from_timestamp(-secs, 0)?
+                .checked_sub_signed(chrono::Duration::nanoseconds(i64::from(d.subsec_nanos())))
+        }
+    }
 }
 
 fn is_temp(key: &str) -> bool {

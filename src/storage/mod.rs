@@ -82,6 +82,8 @@ pub enum StoreError {
     },
     #[error("upload of {key} failed while reading its data: {source}")]
     Body { key: String, source: io::Error },
+    #[error("{key} holds more than {limit} bytes, the most lifeboat reads of such an object")]
+    TooLarge { key: String, limit: u64 },
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -122,8 +124,10 @@ pub trait ObjectStoreExt: ObjectStore {
         self.put(key, body).await
     }
 
-    /// Reads a small object whole. Only for manifests and job records.
-    async fn get_bytes(&self, key: &ObjectKey) -> StoreResult<Vec<u8>> {
+    /// Reads a small object (a manifest, a job record, a report) whole, but never more than
+    /// `limit` bytes. Callers check the listed size first; the stream is capped as well,
+    /// because a listing (or a store) can lie. Stopping early drops the transfer.
+    async fn get_bounded(&self, key: &ObjectKey, limit: u64) -> StoreResult<Vec<u8>> {
         use futures_util::TryStreamExt;
         let mut stream = self.get(key).await?;
         let mut out = Vec::new();
@@ -132,6 +136,12 @@ pub trait ObjectStoreExt: ObjectStore {
             key: key.to_string(),
             detail: e.to_string(),
         })? {
+            if out.len() as u64 + chunk.len() as u64 > limit {
+                return Err(StoreError::TooLarge {
+                    key: key.to_string(),
+                    limit,
+                });
+            }
             out.extend_from_slice(&chunk);
         }
         Ok(out)

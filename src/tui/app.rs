@@ -262,7 +262,8 @@ impl App {
     }
 
     pub fn show_error(&mut self, message: String) {
-        self.popup = Some(Popup::Error(message));
+        // Errors quote keys and manifest fields.
+        self.popup = Some(Popup::Error(fmt::safe(message)));
         self.dirty = true;
     }
 
@@ -680,7 +681,7 @@ impl App {
         };
         let mut spans = Vec::new();
         if let Some(s) = &self.status {
-            spans.push(Span::styled(format!("{s}  "), t.accent));
+            spans.push(Span::styled(format!("{}  ", fmt::safe(s)), t.accent));
         }
         // Help and quit first: on a narrow terminal the tail is what gets cut.
         for (key, label) in self
@@ -698,11 +699,18 @@ impl App {
 
     fn draw_popup(&self, frame: &mut Frame, title: &str, lines: Vec<Line<'static>>, style: Style) {
         let area = frame.area();
-        let width = (lines.iter().map(Line::width).max().unwrap_or(20) as u16 + 4)
+        // Saturating: an error may quote a manifest field of any length.
+        let cols = |n: usize| u16::try_from(n).unwrap_or(u16::MAX);
+        let width = cols(lines.iter().map(Line::width).max().unwrap_or(20))
+            .saturating_add(4)
             .clamp(30, area.width.saturating_sub(4).max(10));
-        let height =
-            (lines.len() as u16 + 2 + lines.iter().map(|l| l.width() as u16 / width).sum::<u16>())
-                .min(area.height.saturating_sub(2));
+        let wrapped = lines
+            .iter()
+            .fold(0u16, |n, l| n.saturating_add(cols(l.width()) / width));
+        let height = cols(lines.len())
+            .saturating_add(2)
+            .saturating_add(wrapped)
+            .min(area.height.saturating_sub(2));
         let popup = centered(area, width, height);
         frame.render_widget(Clear, popup);
         let block = Block::default()

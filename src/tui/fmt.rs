@@ -4,6 +4,12 @@ use chrono::{DateTime, Duration, Utc};
 use humansize::{BINARY, format_size};
 use lifeboat::when::short_age;
 
+/// Text from the bucket (a key, a manifest field, a job's error), escaped as the CLI escapes
+/// it: ratatui would drop control characters silently and pass bidirectional overrides on.
+pub fn safe(text: impl std::fmt::Display) -> String {
+    lifeboat::escape::term(&text.to_string()).into_owned()
+}
+
 pub fn size(bytes: u64) -> String {
     format_size(bytes, BINARY)
 }

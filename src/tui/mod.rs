@@ -45,6 +45,14 @@ pub async fn run(lb: Lifeboat) -> Result<()> {
     }));
     let mut terminal = ratatui::try_init().wrap_err("cannot open the terminal")?;
     let _ = execute!(stdout(), EnableMouseCapture);
+    // Proves that a panic in a background task restores the terminal before the one error
+    // line is printed (tests/it/untrusted.rs). Debug builds only.
+    if cfg!(debug_assertions) && std::env::var_os("LIFEBOAT_DEBUG_PANIC").is_some() {
+        tokio::spawn(async {
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            panic!("LIFEBOAT_DEBUG_PANIC is set");
+        });
+    }
     let result = event_loop(&mut terminal, lb, ctx).await;
     let _ = execute!(stdout(), DisableMouseCapture);
     ratatui::restore();

@@ -69,10 +69,22 @@ impl Worker {
                     let synced = lb.sync_jobs().await;
                     let jobs = lb.jobs().map(Arc::new).map_err(|e| e.to_string());
                     let _ = tx.send(Msg::Jobs(jobs));
-                    if let Err(e) = synced {
-                        let _ = tx.send(Msg::Notice(Err(format!(
-                            "job history from the bucket: {e}"
-                        ))));
+                    match synced {
+                        Err(e) => {
+                            let _ = tx.send(Msg::Notice(Err(format!(
+                                "job history from the bucket: {e}"
+                            ))));
+                        }
+                        // Said once: the verdict is cached and the records not read again.
+                        Ok(s) if !s.unusable.is_empty() => {
+                            let _ = tx.send(Msg::Notice(Ok(format!(
+                                "skipped {} unusable job record(s) in the bucket, e.g. {}: {}",
+                                s.unusable.len(),
+                                s.unusable[0].key,
+                                s.unusable[0].reason
+                            ))));
+                        }
+                        Ok(_) => {}
                     }
                 });
             }

@@ -532,9 +532,10 @@ async fn orphans_and_damaged_backups_never_look_complete() {
             .unwrap();
     let text = String::from_utf8(
         store
-            .get_bytes(
+            .get_bounded(
                 &lifeboat::storage::ObjectKey::new(format!("app/{}/manifest.json", good.id))
                     .unwrap(),
+                u64::MAX,
             )
             .await
             .unwrap(),
@@ -610,15 +611,23 @@ async fn a_drill_report_is_saved_as_evidence() {
     let drill = lifeboat::report::DrillReport::new(&job, &report, backup_time);
     let key = drill.save(world.lb.store().as_ref()).await.unwrap();
     assert!(key.as_str().starts_with("_lifeboat/drills/"), "{key}");
-    let md = String::from_utf8(world.lb.store().get_bytes(&key).await.unwrap()).unwrap();
+    let md =
+        String::from_utf8(world.lb.store().get_bounded(&key, u64::MAX).await.unwrap()).unwrap();
     assert!(
         md.contains("PASSED") && md.contains(manifest.id.as_str()),
         "{md}"
     );
     assert!(md.contains("| orders | 2000 | 2000 | +0 | ok |"), "{md}");
     let json_key = lifeboat::storage::ObjectKey::new(key.as_str().replace(".md", ".json")).unwrap();
-    let json: serde_json::Value =
-        serde_json::from_slice(&world.lb.store().get_bytes(&json_key).await.unwrap()).unwrap();
+    let json: serde_json::Value = serde_json::from_slice(
+        &world
+            .lb
+            .store()
+            .get_bounded(&json_key, u64::MAX)
+            .await
+            .unwrap(),
+    )
+    .unwrap();
     assert_eq!(json["result"], "passed");
     assert!(json["rpo_seconds"].as_i64().unwrap() >= 0);
     // Drill reports are not backups and not foreign objects.

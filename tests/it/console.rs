@@ -4,18 +4,33 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-struct Tmux {
+pub struct Tmux {
     socket: String,
 }
 
 impl Tmux {
+    /// A detached 100×30 terminal running `script`, on a tmux server of its own (`name`).
+    pub fn start(name: &str, script: &str) -> Tmux {
+        let tmux = Tmux {
+            socket: format!("lifeboat-{name}-{}", std::process::id()),
+        };
+        let started = tmux
+            .cmd()
+            .args(["new-session", "-d", "-s", "lb", "-x", "100", "-y", "30"])
+            .arg(script)
+            .status()
+            .expect("tmux is installed (scripts/test installs it)");
+        assert!(started.success());
+        tmux
+    }
+
     fn cmd(&self) -> Command {
         let mut c = Command::new("tmux");
         c.args(["-L", &self.socket]);
         c
     }
 
-    fn screen(&self) -> String {
+    pub fn screen(&self) -> String {
         let out = self
             .cmd()
             .args(["capture-pane", "-p", "-t", "lb"])
@@ -24,7 +39,7 @@ impl Tmux {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    fn keys(&self, keys: &[&str]) {
+    pub fn keys(&self, keys: &[&str]) {
         for k in keys {
             assert!(
                 self.cmd()
@@ -37,7 +52,7 @@ impl Tmux {
         }
     }
 
-    fn wait_for(&self, text: &str, timeout: Duration) -> String {
+    pub fn wait_for(&self, text: &str, timeout: Duration) -> String {
         let start = Instant::now();
         loop {
             let screen = self.screen();
@@ -63,22 +78,13 @@ impl Drop for Tmux {
 fn demo_then_the_wizard_to_a_finished_restore() {
     let dir = tempfile::tempdir().unwrap();
     let demo = dir.path().join("demo");
-    let tmux = Tmux {
-        socket: format!("lifeboat-test-{}", std::process::id()),
-    };
     let script = format!(
         "cd {dir} && HOME={dir} {bin} demo --scale 0.05 --dir {demo}; echo EXIT=$?; sleep 60",
         dir = dir.path().display(),
         bin = env!("CARGO_BIN_EXE_lifeboat"),
         demo = demo.display()
     );
-    let started = tmux
-        .cmd()
-        .args(["new-session", "-d", "-s", "lb", "-x", "100", "-y", "30"])
-        .arg(script)
-        .status()
-        .expect("tmux is installed (scripts/test installs it)");
-    assert!(started.success());
+    let tmux = Tmux::start("test", &script);
 
     // `lifeboat demo` in a terminal ends in the console.
     tmux.wait_for("1 Catalog", Duration::from_secs(180));

@@ -13,3 +13,4 @@ mod pg;
 mod prune;
 mod storage;
 mod trust;
+mod untrusted;

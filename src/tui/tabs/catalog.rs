@@ -280,9 +280,19 @@ impl CatalogTab {
             .iter()
             .filter(|r| r.kind == RowKind::Foreign)
             .count();
+        let unusable = data
+            .rows
+            .iter()
+            .filter(|r| r.kind == RowKind::Unusable)
+            .count();
         let mut title = format!(
-            " {} backups ({complete} complete), {foreign} foreign · {}{} ",
-            data.rows.len() - foreign,
+            " {} backups ({complete} complete), {foreign} foreign{} · {}{} ",
+            data.rows.len() - foreign - unusable,
+            if unusable > 0 {
+                format!(", {unusable} unusable")
+            } else {
+                String::new()
+            },
             self.sort.label(),
             if self.reverse { "↑" } else { "↓" }
         );
@@ -324,7 +334,8 @@ impl CatalogTab {
                     RowKind::Complete => ("complete".to_owned(), t.ok),
                     RowKind::Orphan => ("orphan".to_owned(), t.warn),
                     RowKind::Damaged => ("DAMAGED".to_owned(), t.bad),
-                    RowKind::Foreign => (r.note.clone().unwrap_or_default(), t.dim),
+                    RowKind::Foreign => (fmt::safe(r.note.as_deref().unwrap_or_default()), t.dim),
+                    RowKind::Unusable => ("UNUSABLE".to_owned(), t.bad),
                 };
                 let (verified, vstyle) = match data.verified.get(&r.id) {
                     Some((true, at)) => (format!("ok {}", fmt::ago(Some(*at), data.now)), t.ok),
@@ -334,8 +345,8 @@ impl CatalogTab {
                     None => ("-".to_owned(), Style::new()),
                 };
                 let mut cells = vec![
-                    Cell::from(fit_tail(&r.id, 21)),
-                    Cell::from(r.source.clone().unwrap_or_else(|| "-".into())),
+                    Cell::from(fit_tail(&fmt::safe(&r.id), 21)),
+                    Cell::from(fmt::safe(r.source.as_deref().unwrap_or("-"))),
                 ];
                 if mid {
                     cells.push(Cell::from(fmt::time(r.time)));
@@ -414,7 +425,7 @@ impl CatalogTab {
         };
         let block = Block::default()
             .borders(Borders::ALL)
-            .title(format!(" {} ", row.id));
+            .title(format!(" {} ", fmt::safe(&row.id)));
         let mut left: Vec<Line> = Vec::new();
         let mut right: Vec<Line> = Vec::new();
         let entry = data.catalog.as_ref().and_then(|c| c.find(&row.id));
@@ -422,7 +433,7 @@ impl CatalogTab {
             (RowKind::Foreign, _) => {
                 left.push(Line::raw(format!(
                     "format    {}",
-                    row.note.as_deref().unwrap_or("?")
+                    fmt::safe(row.note.as_deref().unwrap_or("?"))
                 )));
                 left.push(Line::raw(format!(
                     "size      {}",
@@ -437,21 +448,33 @@ impl CatalogTab {
             (_, Some(m)) => {
                 left.push(Line::raw(format!(
                     "source    {} ({} {})",
-                    m.source.name, m.source.engine, m.source.server_version
+                    fmt::safe(&m.source.name),
+                    m.source.engine,
+                    fmt::safe(&m.source.server_version)
                 )));
-                left.push(Line::raw(format!("database  {}", m.source.database)));
+                left.push(Line::raw(format!(
+                    "database  {}",
+                    fmt::safe(&m.source.database)
+                )));
                 left.push(Line::raw(format!(
                     "taken     {} ({})",
                     fmt::time(Some(m.started_at)),
                     fmt::millis(Some(m.duration().num_milliseconds()))
                 )));
-                left.push(Line::raw(format!("trigger   {} on {}", m.trigger, m.host)));
+                left.push(Line::raw(format!(
+                    "trigger   {} on {}",
+                    m.trigger,
+                    fmt::safe(&m.host)
+                )));
                 left.push(Line::raw(format!(
                     "size      {} raw, {} stored",
                     fmt::size(m.data.raw_bytes),
                     fmt::size(m.data.stored_bytes)
                 )));
-                left.push(Line::raw(format!("sha256    {}…", &m.data.sha256[..16])));
+                left.push(Line::raw(format!(
+                    "sha256    {}…",
+                    m.data.sha256.get(..16).unwrap_or_default()
+                )));
                 left.push(Line::raw(format!(
                     "encrypted {}",
                     if m.encryption.is_some() { "yes" } else { "no" }
@@ -467,18 +490,18 @@ impl CatalogTab {
                 for table in &m.tables {
                     right.push(Line::raw(format!(
                         "{:<18}{:>10}",
-                        table.name,
+                        fmt::safe(&table.name),
                         fmt::count(Some(table.rows))
                     )));
                 }
             }
             (kind, None) => {
                 if let Some(note) = &row.note {
-                    left.push(Line::styled(note.clone(), t.bad));
+                    left.push(Line::styled(fmt::safe(note), t.bad));
                 }
                 left.push(Line::raw(format!(
                     "source    {}",
-                    row.source.as_deref().unwrap_or("-")
+                    fmt::safe(row.source.as_deref().unwrap_or("-"))
                 )));
                 left.push(Line::raw(format!("taken     {}", fmt::time(row.time))));
                 left.push(Line::raw(format!(

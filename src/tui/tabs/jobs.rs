@@ -91,7 +91,11 @@ impl JobsTab {
                 .map(|d| format!(" eta {}", fmt::millis(Some(d.num_milliseconds()))))
                 .unwrap_or_default();
             let phase = task.phase.map_or("starting", |p| p.label());
-            let label = format!("{}: {phase} {}{eta}", task.label, fmt::size(task.done));
+            let label = format!(
+                "{}: {phase} {}{eta}",
+                fmt::safe(&task.label),
+                fmt::size(task.done)
+            );
             frame.render_widget(
                 Gauge::default()
                     .ratio(ratio)
@@ -120,7 +124,7 @@ impl JobsTab {
                 let j = &data.jobs[i];
                 let status_style = match j.status {
                     JobStatus::Succeeded => t.ok,
-                    JobStatus::Running => t.warn,
+                    JobStatus::Running | JobStatus::Refused => t.warn,
                     _ => t.bad,
                 };
                 let started = if wide {
@@ -130,7 +134,7 @@ impl JobsTab {
                 };
                 let mut cells = vec![
                     Span::raw(j.kind.to_string()),
-                    Span::raw(j.source.clone().unwrap_or_else(|| "-".into())),
+                    Span::raw(fmt::safe(j.source.as_deref().unwrap_or("-"))),
                     Span::raw(started),
                     Span::raw(fmt::millis(j.duration().map(|d| d.num_milliseconds()))),
                     Span::styled(j.status.to_string(), status_style),
@@ -146,7 +150,10 @@ impl JobsTab {
                             .map_or("-".into(), |r| format!("{}/s", fmt::size(r as u64))),
                     ));
                 }
-                cells.push(Span::styled(j.error.clone().unwrap_or_default(), t.bad));
+                cells.push(Span::styled(
+                    fmt::safe(j.error.as_deref().unwrap_or_default()),
+                    t.bad,
+                ));
                 let row = Row::new(cells);
                 if i == self.cursor.selected {
                     row.style(t.selected)
@@ -188,7 +195,7 @@ impl JobsTab {
             .map(|l| {
                 Line::from(vec![
                     Span::styled(l.at.format("%H:%M:%S ").to_string(), ctx.theme.dim),
-                    Span::raw(l.message.clone()),
+                    Span::raw(fmt::safe(&l.message)),
                 ])
             })
             .collect();
@@ -198,7 +205,7 @@ impl JobsTab {
             .saturating_sub(area.height.saturating_sub(2) as usize);
         let block = Block::default()
             .borders(Borders::ALL)
-            .title(format!(" log {} ", job.id));
+            .title(format!(" log {} ", fmt::safe(&job.id)));
         frame.render_widget(
             Paragraph::new(lines[skip..].to_vec())
                 .wrap(Wrap { trim: false })
@@ -232,9 +239,11 @@ impl JobsTab {
         let size_data: Vec<u64> = recent.iter().map(|r| r.stored_bytes).collect();
         let newest = recent.last().map_or(0, |r| r.stored_bytes);
         let spark = Sparkline::default().data(&size_data).style(t.accent).block(
-            Block::default()
-                .borders(Borders::ALL)
-                .title(format!(" {source} stored size, now {} ", fmt::size(newest))),
+            Block::default().borders(Borders::ALL).title(format!(
+                " {} stored size, now {} ",
+                fmt::safe(&source),
+                fmt::size(newest)
+            )),
         );
         frame.render_widget(spark, sizes);
 

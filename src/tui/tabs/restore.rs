@@ -447,8 +447,8 @@ impl RestoreWizard {
             Step::Result => self.draw_result(frame, inner, ctx),
         }
         let status = match (&self.error, &self.finished) {
-            (Some(e), _) => Line::styled(e.clone(), t.bad),
-            (None, Some(f)) => Line::styled(f.clone(), t.ok),
+            (Some(e), _) => Line::styled(fmt::safe(e), t.bad),
+            (None, Some(f)) => Line::styled(fmt::safe(f), t.ok),
             _ => Line::raw(""),
         };
         frame.render_widget(Paragraph::new(status).wrap(Wrap { trim: true }), bottom);
@@ -504,11 +504,11 @@ impl RestoreWizard {
         let mut lines = vec![
             Line::from(vec![
                 Span::styled("backup     ", t.title),
-                Span::raw(row.id.clone()),
+                Span::raw(fmt::safe(&row.id)),
             ]),
             Line::raw(format!(
                 "source     {}",
-                row.source.as_deref().unwrap_or("(foreign object)")
+                fmt::safe(row.source.as_deref().unwrap_or("(foreign object)"))
             )),
             Line::raw(format!("taken      {}", fmt::time(row.time))),
         ];
@@ -535,7 +535,9 @@ impl RestoreWizard {
         if let Some(m) = entry.and_then(|e| e.manifest.as_ref()) {
             lines.push(Line::raw(format!(
                 "engine     {} {} on {}",
-                m.source.engine, m.source.server_version, m.host
+                m.source.engine,
+                fmt::safe(&m.source.server_version),
+                fmt::safe(&m.host)
             )));
         }
         let expected = lifeboat::health::expected_restore(&data.jobs, row.stored_bytes);
@@ -549,7 +551,7 @@ impl RestoreWizard {
         lines.push(Line::raw(""));
         match (&self.verified, self.verify_task.and_then(|task| data.tasks.get(&task))) {
             (Some(Ok(())), _) => lines.push(Line::styled("checksum   ✔ verified: the stored bytes match the manifest. Enter to continue.", t.ok)),
-            (Some(Err(e)), _) => lines.push(Line::styled(format!("checksum   ✖ {e}"), t.bad)),
+            (Some(Err(e)), _) => lines.push(Line::styled(format!("checksum   ✖ {}", fmt::safe(e)), t.bad)),
             (None, Some(task)) => {
                 let pct = task.total.filter(|&n| n > 0).map_or(0, |n| task.done * 100 / n);
                 lines.push(Line::styled(format!("checksum   verifying… {pct}%"), t.warn));
@@ -630,8 +632,8 @@ impl RestoreWizard {
                 Line::styled(
                     format!(
                         "restoring {} into {}",
-                        self.chosen.as_ref().map_or("", |c| c.id.as_str()),
-                        self.target
+                        fmt::safe(self.chosen.as_ref().map_or("", |c| c.id.as_str())),
+                        fmt::safe(&self.target)
                     ),
                     t.title,
                 ),
@@ -680,7 +682,7 @@ impl RestoreWizard {
             Some(Err(e)) => {
                 let lines = vec![
                     Line::styled("RESTORE FAILED", t.bad),
-                    Line::raw(e.clone()),
+                    Line::raw(fmt::safe(e)),
                     Line::raw(""),
                     Line::styled("Enter to start over", t.dim),
                 ];
@@ -723,11 +725,11 @@ impl RestoreWizard {
                 fmt::millis(Some(
                     (report.finished_at - report.started_at).num_milliseconds()
                 )),
-                report.target
+                fmt::safe(&report.target)
             )),
         ];
         if let Some(saved) = &self.saved {
-            head.push(Line::styled(saved.clone(), t.accent));
+            head.push(Line::styled(fmt::safe(saved), t.accent));
         }
         let head_len = head.len() as u16;
         let [top, table, keys] = Layout::vertical([
@@ -754,7 +756,7 @@ impl RestoreWizard {
                     _ => n(r.live),
                 };
                 Row::new(vec![
-                    r.table.clone(),
+                    fmt::safe(&r.table),
                     n(r.expected),
                     n(r.restored),
                     live,
@@ -792,7 +794,7 @@ impl RestoreWizard {
             Paragraph::new(Line::styled(
                 format!(
                     "Enter keeps {} · {} drops it",
-                    report.target,
+                    fmt::safe(&report.target),
                     ctx.keymap.key(Action::Drop)
                 ),
                 t.dim,
