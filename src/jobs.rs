@@ -19,6 +19,8 @@ pub enum JobKind {
     Restore,
     Prune,
     Drill,
+    /// Copies between stores (`lifeboat copy`, and after each backup).
+    Copy,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -40,6 +42,7 @@ impl fmt::Display for JobKind {
             JobKind::Restore => "restore",
             JobKind::Prune => "prune",
             JobKind::Drill => "drill",
+            JobKind::Copy => "copy",
         })
     }
 }

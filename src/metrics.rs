@@ -113,6 +113,66 @@ fn escape(label: &str) -> String {
         .replace('\n', "\\n")
 }
 
+/// Where the per-store gauges go: beside the textfile, `lifeboat.prom` ->
+/// `lifeboat-stores.prom` (node_exporter reads every `*.prom` in the directory). They come
+/// from a catalog read, not from the job history, so they have a file of their own.
+pub fn stores_path(textfile: &Path) -> PathBuf {
+    let stem = textfile
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "lifeboat".into());
+    textfile.with_file_name(format!("{stem}-stores.prom"))
+}
+
+/// The per-store gauges.
+pub fn render_stores(stores: &[crate::stores::StoreHealth]) -> String {
+    let mut out = String::new();
+    let mut family =
+        |name: &str, help: &str, value: &dyn Fn(&crate::stores::StoreHealth) -> u64| {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} gauge");
+            for h in stores {
+                let _ = writeln!(out, "{name}{{store=\"{}\"}} {}", escape(&h.store), value(h));
+            }
+        };
+    family(
+        "lifeboat_store_up",
+        "1 if the store could be listed at the last catalog read, else 0.",
+        &|h| u64::from(h.error.is_none()),
+    );
+    family(
+        "lifeboat_store_copies",
+        "Complete copies of backups the store holds.",
+        &|h| h.copies as u64,
+    );
+    family(
+        "lifeboat_store_verified_copies",
+        "Copies in the store whose bytes were hashed against their manifest.",
+        &|h| h.verified as u64,
+    );
+    family(
+        "lifeboat_store_behind",
+        "Backups the store's retention keeps that it holds no verified copy of.",
+        &|h| h.behind as u64,
+    );
+    family(
+        "lifeboat_store_overdue",
+        "Of those, the ones older than [check] copies_grace.",
+        &|h| h.overdue as u64,
+    );
+    family(
+        "lifeboat_store_stored_bytes",
+        "Bytes of backups in the store.",
+        &|h| h.stored_bytes,
+    );
+    out
+}
+
+/// Rewrites the per-store textfile beside `textfile`.
+pub fn write_store_metrics(textfile: &Path, stores: &[crate::stores::StoreHealth]) -> Result<()> {
+    write_atomic(&stores_path(textfile), &render_stores(stores))
+}
+
 /// Writes `text` to `path` through a temporary file in the same directory and a rename, so
 /// the collector never reads half a file.
 pub fn write_atomic(path: &Path, text: &str) -> Result<()> {

@@ -59,6 +59,8 @@ CREATE TABLE IF NOT EXISTS object_cache (
 pub enum CacheKind {
     Manifest,
     Format,
+    /// A store's check record of one copy (see [`crate::stores`]).
+    Check,
 }
 
 impl CacheKind {
@@ -66,6 +68,7 @@ impl CacheKind {
         match self {
             CacheKind::Manifest => "manifest",
             CacheKind::Format => "format",
+            CacheKind::Check => "check",
         }
     }
 }
@@ -229,6 +232,7 @@ impl State {
                     rows: u(8)?,
                     encrypted: r.get(9)?,
                     note: r.get(10)?,
+                    copies: None,
                 })
             })?;
             rows.collect()

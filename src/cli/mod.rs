@@ -1,6 +1,7 @@
 //! Subcommands, their arguments and their output.
 
 mod check;
+mod copy;
 mod daemon;
 mod drill;
 mod output;
@@ -119,6 +120,9 @@ enum Command {
     },
     /// Apply the retention policy: list every backup with keep/prune and why, then delete.
     Prune(prune::PruneArgs),
+    /// Bring every store up to date: copy the backups and records each lacks, check copies
+    /// never read back.
+    Copy(copy::CopyArgs),
     /// Protect a backup from every prune.
     Pin { id: String },
     /// Let the retention policy decide about a pinned backup again.
@@ -408,6 +412,7 @@ pub async fn run() -> Result<ExitCode> {
             })
         }
         Command::Prune(args) => prune::run(&open(&config_path).await?, args, cancel).await,
+        Command::Copy(args) => copy::run(&open(&config_path).await?, args, cli.quiet, cancel).await,
         Command::Pin { id } => prune::pin(&open(&config_path).await?, &id, true).await,
         Command::Unpin { id } => prune::pin(&open(&config_path).await?, &id, false).await,
         Command::BenchConsole {

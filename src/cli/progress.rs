@@ -62,6 +62,14 @@ impl Progress for CliProgress {
         *current = Some(bar);
     }
 
+    fn note(&self, line: &str) {
+        let current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        match current.as_ref() {
+            Some(bar) => bar.suspend(|| eprintln!("{}: {line}", self.prefix)),
+            None => eprintln!("{}: {line}", self.prefix),
+        }
+    }
+
     fn advance(&self, done: u64) {
         if let Some(bar) = self
             .current

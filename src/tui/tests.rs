@@ -50,6 +50,7 @@ fn row(id: &str, source: &str, hours_ago: i64, kind: RowKind, rows: u64) -> Cata
         tables: Some(14),
         rows: Some(rows),
         encrypted: false,
+        copies: None,
         note: match kind {
             RowKind::Orphan => {
                 Some("no manifest: the backup never reached its commit point".into())
@@ -103,6 +104,7 @@ fn rows() -> Vec<CatalogRow> {
         rows: None,
         encrypted: false,
         note: Some("sql.gz".into()),
+        copies: None,
     });
     rows
 }
@@ -327,6 +329,7 @@ fn pinned_backups_say_so_in_the_catalog() {
         manifest: None,
         objects: Vec::new(),
         problem: None,
+        copies: None,
     };
     let mut catalog = Catalog {
         backups: vec![
@@ -431,6 +434,7 @@ fn plan_inputs() -> PlanInputs {
             },
         ],
         incomplete: Vec::new(),
+        other_stores: Default::default(),
     }
 }
 
