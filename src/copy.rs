@@ -639,6 +639,11 @@ impl Lifeboat {
                     actual: sha,
                 });
             }
+            // The source's bytes were read whole and matched (streamed, or copied by the
+            // server and matched on arrival): that proves its copy too.
+            if let Some(src) = source {
+                stores::record_check(src, &self.check_record(m, true, CheckHow::Copy, None)).await;
+            }
         }
         let source = source
             .ok_or_else(|| Error::Invalid("no store holds a good copy to copy from".into()))?;

@@ -227,7 +227,9 @@ impl Lifeboat {
         lock::SourceLock::acquire(&dir.join("locks"), source)
     }
 
-    /// Backs up one source. The job record comes back whatever the outcome.
+    /// Backs up one source into its first store, then copies it to the source's other stores
+    /// (a copy job of its own, which also reads the new backup back). The backup's job record
+    /// comes back whatever the outcome.
     pub async fn backup(
         &self,
         source: &str,
@@ -251,7 +253,7 @@ impl Lifeboat {
                 content_checksums: self.config.backup.content_checksums,
                 seal: pipeline::crypt::Seal::from_config(encryption.as_ref())?.map(Arc::new),
             };
-            let manifest = BackupRun {
+            BackupRun {
                 store: &first.store,
                 source,
                 opts: &opts,
@@ -261,14 +263,7 @@ impl Lifeboat {
                 job: &job,
             }
             .run()
-            .await?;
-            // The upload was hashed as it was written and its size confirmed by the store.
-            stores::record_check(
-                first,
-                &self.check_record(&manifest, true, stores::CheckHow::Backup, None),
-            )
-            .await;
-            Ok(manifest)
+            .await
         }
         .await;
         let (record, result) = self.finish_job(job, result).await;

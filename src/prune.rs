@@ -283,6 +283,48 @@ impl PlanInputs {
                 }
             }
         }
+        // What each store's retention keeps of a source's backups once it holds them all.
+        let union = |source: &str| -> Vec<Candidate> {
+            let mut all: BTreeMap<&str, Candidate> = BTreeMap::new();
+            for s in inputs
+                .iter()
+                .flat_map(|s| s.iter())
+                .filter(|s| s.source == source)
+            {
+                for c in s
+                    .backups
+                    .iter()
+                    .filter(|c| c.state == BackupState::Complete)
+                {
+                    all.entry(c.id.as_str())
+                        .and_modify(|e| e.verified |= c.verified)
+                        .or_insert_with(|| c.clone());
+                }
+            }
+            all.into_values().collect()
+        };
+        let kept_if_up_to_date = |store: usize, source: &str| -> BTreeSet<String> {
+            let Some(si) = inputs[store].iter().find(|s| s.source == source) else {
+                return BTreeSet::new();
+            };
+            let policy = match what_if {
+                Some((n, p)) if store == 0 && n == source => p,
+                _ => &si.policy,
+            };
+            let settings = Settings {
+                timezone: self.timezone,
+                orphan_grace: self.orphan_grace,
+                newest_failed: false,
+                force: false,
+                unconfigured: false,
+            };
+            retention::plan(source, &union(source), policy, self.now, settings)
+                .decisions
+                .into_iter()
+                .filter(|d| d.keep)
+                .map(|d| d.backup.id)
+                .collect()
+        };
         let mut keep: Vec<(usize, String, String)> = Vec::new();
         for ((source, id), held) in &copies {
             // Verified copies count; of a backup verified nowhere, every complete copy does.
@@ -301,34 +343,11 @@ impl PlanInputs {
                 let Some(i) = names.iter().position(|n| n == name) else {
                     return true;
                 };
-                if held.iter().any(|h| h.store == i) {
-                    // It holds a copy, which its plan prunes (else we would not be here).
-                    return true;
-                }
-                let Some(si) = inputs[i].iter().find(|s| &s.source == source) else {
-                    return true;
-                };
-                let policy = match what_if {
-                    Some((n, p)) if i == 0 && n == source => p,
-                    _ => &si.policy,
-                };
-                let Some(b) = copies_candidate(&inputs, source, id) else {
-                    return true;
-                };
-                let holdings: Vec<Candidate> = si
-                    .backups
-                    .iter()
-                    .filter(|c| c.state == BackupState::Complete)
-                    .cloned()
-                    .collect();
-                !crate::stores::would_keep(
-                    policy,
-                    &holdings,
-                    &b,
-                    self.now,
-                    self.timezone,
-                    self.orphan_grace,
-                )
+                // It holds a copy, which its plan prunes (else we would not be here) ...
+                held.iter().any(|h| h.store == i)
+                    // ... or, lacking one, its retention would not keep it if it were up to
+                    // date (the planner over every complete backup of the source).
+                    || !kept_if_up_to_date(i, source).contains(id.as_str())
             });
             if done_everywhere {
                 continue;
@@ -359,17 +378,6 @@ impl PlanInputs {
             }
         }
     }
-}
-
-/// A backup as the planner sees it in whichever store holds it.
-fn copies_candidate(inputs: &[&[SourceInputs]], source: &str, id: &str) -> Option<Candidate> {
-    inputs
-        .iter()
-        .flat_map(|s| s.iter())
-        .filter(|s| s.source == source)
-        .flat_map(|s| &s.backups)
-        .find(|c| c.id == id)
-        .cloned()
 }
 
 /// The source of an upload whose key is `<source>/<backup id>/<object>`, the only shape a

@@ -384,7 +384,7 @@ impl fmt::Display for Reason {
             Reason::Damaged => f.write_str("damaged"),
             Reason::OrphanInGrace => f.write_str("orphan in grace period"),
             Reason::OrphanExpired => f.write_str("orphan past grace period"),
-            Reason::LastCopy => f.write_str("last verified copy"),
+            Reason::LastCopy => f.write_str("last copy"),
         }
     }
 }

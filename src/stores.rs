@@ -2,8 +2,10 @@
 //! others; each store keeps its own retention. This module knows which stores exist, what each
 //! holds, which copies were proven good, and which copies a store still owes.
 //!
-//! A copy is *verified* when its stored bytes were hashed against the manifest: as they were
-//! written (the backup's first store), read back after a copy, or re-read by `verify`. The
+//! A copy is *verified* when its stored bytes were read back and hashed against the manifest:
+//! by a copy (as its source, or after arriving), by `verify`, or (before these records) by a
+//! verify or restore job of the default store. A freshly written backup is not verified until
+//! something reads it: the copy that follows it, in a store set with more than one store. The
 //! proof is a small check record kept in the store that holds the copy, under
 //! `_lifeboat/verified/{source}/{id}.json`, so it travels with the store and every host sees
 //! it. Like everything in a bucket it is untrusted input: it is parsed with a size limit and
@@ -14,7 +16,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 use futures_util::{StreamExt, TryStreamExt, stream};
 use serde::{Deserialize, Serialize};
 
@@ -371,7 +373,13 @@ pub async fn open_all(config: &Config) -> Result<Vec<NamedStore>> {
                 sc.name.clone(),
                 Arc::new(Unavailable {
                     name: sc.name.clone(),
-                    reason: e.to_string(),
+                    location: describe(&sc.storage),
+                    why: match e {
+                        Error::Store(StoreError::Credentials { detail, .. }) => {
+                            Why::Credentials(detail)
+                        }
+                        e => Why::Other(e.to_string()),
+                    },
                 }),
             )),
         }
@@ -385,23 +393,60 @@ pub(crate) fn unopened(name: &str) -> NamedStore {
         name,
         Arc::new(Unavailable {
             name: name.to_owned(),
-            reason: "not opened".into(),
+            location: format!("store {name}"),
+            why: Why::Other("not opened".into()),
         }),
     )
+}
+
+/// Where a store's config points, for people (as its `location()` would say once open).
+fn describe(storage: &StorageConfig) -> String {
+    match storage {
+        StorageConfig::Local { path } => path.display().to_string(),
+        StorageConfig::S3 {
+            bucket,
+            prefix,
+            endpoint,
+            ..
+        } => {
+            let path = match prefix.trim_matches('/') {
+                "" => format!("s3://{bucket}"),
+                p => format!("s3://{bucket}/{p}"),
+            };
+            match endpoint {
+                Some(e) => format!("{path} ({e})"),
+                None => path,
+            }
+        }
+    }
 }
 
 /// A store that could not be opened.
 #[derive(Debug)]
 struct Unavailable {
     name: String,
-    reason: String,
+    location: String,
+    why: Why,
+}
+
+#[derive(Debug)]
+enum Why {
+    Credentials(String),
+    Other(String),
 }
 
 impl Unavailable {
     fn err(&self) -> StoreError {
-        StoreError::Unreachable {
-            endpoint: format!("store {}", self.name),
-            detail: self.reason.clone(),
+        let endpoint = format!("store {}", self.name);
+        match &self.why {
+            Why::Credentials(detail) => StoreError::Credentials {
+                endpoint,
+                detail: detail.clone(),
+            },
+            Why::Other(detail) => StoreError::Unreachable {
+                endpoint,
+                detail: detail.clone(),
+            },
         }
     }
 }
@@ -409,7 +454,7 @@ impl Unavailable {
 #[async_trait]
 impl ObjectStore for Unavailable {
     fn location(&self) -> String {
-        format!("store {} (unavailable: {})", self.name, self.reason)
+        self.location.clone()
     }
     async fn list_page(&self, _: &str, _: Option<String>) -> StoreResult<ListPage> {
         Err(self.err())
@@ -441,9 +486,7 @@ impl ObjectStore for Unavailable {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum CheckHow {
-    /// Hashed while the backup wrote it.
-    Backup,
-    /// Read back after a copy.
+    /// Read whole by a copy: as its source, or back from its destination.
     Copy,
     /// Re-read by `verify`.
     Verify,
@@ -1072,37 +1115,6 @@ pub fn health(config: &Config, catalog: &Catalog, now: DateTime<Utc>) -> Vec<Sto
             }
         })
         .collect()
-}
-
-/// Whether store `policy` would keep `b` if it held it beside `holdings` (the planner's own
-/// rules, newest-complete included: a store that is behind keeps what it has not got yet).
-pub(crate) fn would_keep(
-    policy: &Policy,
-    holdings: &[Candidate],
-    b: &Candidate,
-    now: DateTime<Utc>,
-    timezone: chrono_tz::Tz,
-    orphan_grace: Duration,
-) -> bool {
-    let mut all: Vec<Candidate> = holdings.iter().filter(|c| c.id != b.id).cloned().collect();
-    all.push(b.clone());
-    let plan = retention::plan(
-        "",
-        &all,
-        policy,
-        now,
-        Settings {
-            timezone,
-            orphan_grace,
-            newest_failed: false,
-            force: false,
-            unconfigured: false,
-        },
-    );
-    plan.decisions
-        .iter()
-        .find(|d| d.backup.id == b.id)
-        .is_some_and(|d| d.keep)
 }
 
 #[cfg(test)]
