@@ -236,8 +236,10 @@ impl World {
     }
 }
 
-/// Per backup id, each store's state, in the catalog's store order.
-fn states(catalog: &Catalog) -> Vec<(String, String, Vec<(String, CopyState)>)> {
+/// A backup id, its copies label, and each store's state in the catalog's store order.
+type Line = (String, String, Vec<(String, CopyState)>);
+
+fn states(catalog: &Catalog) -> Vec<Line> {
     catalog
         .complete()
         .map(|b| {
