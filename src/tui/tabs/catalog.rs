@@ -268,9 +268,10 @@ impl CatalogTab {
 
     fn draw_table(&self, frame: &mut Frame, area: Rect, data: &Data, ctx: &Ctx) {
         let t = &ctx.theme;
-        // With several stores a COPIES column joins; CREATED waits for the room.
+        // With several stores a COPIES column joins; CREATED and ROWS wait for the room.
         let copies = ctx.config.stores.len() > 1;
         let mid = area.width >= if copies { 108 } else { 100 };
+        let counts = !copies || area.width >= 90;
         let wide = area.width >= 132;
         let complete = data
             .rows
@@ -307,7 +308,10 @@ impl CatalogTab {
         if wide {
             header.extend(["RAW", "TIME", "TABLES"]);
         }
-        header.extend(["ROWS", "VERIFIED"]);
+        if counts {
+            header.push("ROWS");
+        }
+        header.push("VERIFIED");
         if copies {
             header.push("COPIES");
         }
@@ -357,10 +361,10 @@ impl CatalogTab {
                         Cell::from(fmt::count(r.tables)),
                     ]);
                 }
-                cells.extend([
-                    Cell::from(fmt::count(r.rows)),
-                    Cell::from(Span::styled(verified, vstyle)),
-                ]);
+                if counts {
+                    cells.push(Cell::from(fmt::count(r.rows)));
+                }
+                cells.push(Cell::from(Span::styled(verified, vstyle)));
                 if copies {
                     let (text, style) = match &r.copies {
                         None => ("-".to_owned(), Style::new()),
@@ -394,7 +398,10 @@ impl CatalogTab {
                 Constraint::Length(6),
             ]);
         }
-        widths.extend([Constraint::Length(9), Constraint::Length(10)]);
+        if counts {
+            widths.push(Constraint::Length(9));
+        }
+        widths.push(Constraint::Length(10));
         if copies {
             widths.push(Constraint::Length(6));
         }
@@ -475,7 +482,7 @@ impl CatalogTab {
                     .and_then(|e| e.copies.as_ref())
                     .filter(|_| ctx.config.stores.len() > 1)
                 {
-                    left.push(Line::styled(format!("copies    {}", c.label()), t.title));
+                    right.push(Line::styled(format!("copies {}", c.label()), t.title));
                     for s in &c.stores {
                         let style = match s.state {
                             lifeboat::stores::CopyState::Verified => t.ok,
@@ -488,9 +495,9 @@ impl CatalogTab {
                         } else {
                             ""
                         };
-                        left.push(Line::styled(
+                        right.push(Line::styled(
                             format!(
-                                "  {:<9} {}{}{behind}",
+                                "  {:<8} {}{}{behind}",
                                 s.store,
                                 s.state.label(),
                                 s.checked_at
