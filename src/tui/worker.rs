@@ -320,6 +320,10 @@ impl Progress for ChannelProgress {
             });
         }
     }
+    /// A restore falling back to another store, a copy that failed: the status line.
+    fn note(&self, line: &str) {
+        let _ = self.tx.send(Msg::Notice(Ok(line.to_owned())));
+    }
 }
 
 fn base64(data: &[u8]) -> String {
