@@ -741,6 +741,28 @@ impl Lifeboat {
         progress: Arc<dyn Progress>,
         cancel: CancellationToken,
     ) -> (JobRecord, Result<()>) {
+        self.verify_copies(entry, true, progress, cancel).await
+    }
+
+    /// The check before a restore: the copies a restore would read, in its order, until one
+    /// matches. Bad ones on the way are recorded and said in one line each; it fails only if
+    /// none is good.
+    pub async fn verify_for_restore(
+        &self,
+        entry: &BackupEntry,
+        progress: Arc<dyn Progress>,
+        cancel: CancellationToken,
+    ) -> (JobRecord, Result<()>) {
+        self.verify_copies(entry, false, progress, cancel).await
+    }
+
+    async fn verify_copies(
+        &self,
+        entry: &BackupEntry,
+        all: bool,
+        progress: Arc<dyn Progress>,
+        cancel: CancellationToken,
+    ) -> (JobRecord, Result<()>) {
         let job = self.start_job(JobKind::Verify, Some(&entry.source), Trigger::Manual);
         job.set_backup(entry.id.as_str());
         let result = async {
@@ -756,6 +778,12 @@ impl Lifeboat {
             };
             let targets: Vec<(&NamedStore, Option<String>)> = match &entry.copies {
                 None => vec![(&self.stores[0], None)],
+                Some(_) if !all => self
+                    .restore_stores(&RestoreFrom::Backup(Box::new(entry.clone())))
+                    .into_iter()
+                    .filter_map(|n| self.stores.iter().find(|s| s.name == n.name))
+                    .map(|s| (s, None))
+                    .collect(),
                 Some(copies) => copies
                     .stores
                     .iter()
@@ -779,7 +807,8 @@ impl Lifeboat {
             };
             let several = self.stores.len() > 1;
             let mut first_error = None;
-            for (store, known_bad) in targets {
+            let last = targets.len().saturating_sub(1);
+            for (i, (store, known_bad)) in targets.into_iter().enumerate() {
                 let outcome = match known_bad {
                     Some(why) => Err(Error::Invalid(why)),
                     None => {
@@ -787,15 +816,18 @@ impl Lifeboat {
                             .await
                     }
                 };
+                if outcome.is_ok() && !all {
+                    return Ok(());
+                }
                 if let Err(e) = outcome {
                     if matches!(e, Error::Cancelled) {
                         return Err(e);
                     }
-                    job.log(format!(
-                        "store {}: {}",
-                        store.name,
-                        first_line(&e.to_string())
-                    ));
+                    let line = format!("store {}: {}", store.name, first_line(&e.to_string()));
+                    if !all && i < last {
+                        progress.note(&format!("{line}; checking the next store's copy"));
+                    }
+                    job.log(line);
                     let e = if several {
                         Error::InStore {
                             store: store.name.clone(),

@@ -202,6 +202,36 @@ mod tests {
 
     use super::*;
     use crate::jobs::JobKind;
+
+    #[test]
+    fn store_gauges_go_beside_the_textfile() {
+        assert_eq!(
+            stores_path(Path::new("/var/lib/node_exporter/lifeboat.prom")),
+            Path::new("/var/lib/node_exporter/lifeboat-stores.prom")
+        );
+        let h = crate::stores::StoreHealth {
+            store: "offsite".into(),
+            location: "s3://b".into(),
+            level: crate::health::Level::Critical,
+            error: None,
+            copies: 5,
+            verified: 4,
+            stored_bytes: 1024,
+            behind: 2,
+            overdue: 1,
+            newest_behind: None,
+        };
+        let text = render_stores(&[h]);
+        for line in [
+            "lifeboat_store_up{store=\"offsite\"} 1",
+            "lifeboat_store_verified_copies{store=\"offsite\"} 4",
+            "lifeboat_store_behind{store=\"offsite\"} 2",
+            "lifeboat_store_overdue{store=\"offsite\"} 1",
+            "# TYPE lifeboat_store_copies gauge",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line}\n{text}");
+        }
+    }
     use crate::manifest::Trigger;
 
     fn job(kind: JobKind, source: &str, min: u32, status: JobStatus, bytes: u64) -> JobRecord {

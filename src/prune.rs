@@ -303,7 +303,7 @@ impl PlanInputs {
             }
             all.into_values().collect()
         };
-        let kept_if_up_to_date = |store: usize, source: &str| -> BTreeSet<String> {
+        let plan_kept = |store: usize, source: &str| -> BTreeSet<String> {
             let Some(si) = inputs[store].iter().find(|s| s.source == source) else {
                 return BTreeSet::new();
             };
@@ -324,6 +324,15 @@ impl PlanInputs {
                 .filter(|d| d.keep)
                 .map(|d| d.backup.id)
                 .collect()
+        };
+        // Planned once per store and source, on first need.
+        let memo: std::cell::RefCell<BTreeMap<(usize, String), BTreeSet<String>>> =
+            Default::default();
+        let kept_if_up_to_date = |store: usize, source: &str, id: &str| -> bool {
+            memo.borrow_mut()
+                .entry((store, source.to_owned()))
+                .or_insert_with(|| plan_kept(store, source))
+                .contains(id)
         };
         let mut keep: Vec<(usize, String, String)> = Vec::new();
         for ((source, id), held) in &copies {
@@ -347,7 +356,7 @@ impl PlanInputs {
                 held.iter().any(|h| h.store == i)
                     // ... or, lacking one, its retention would not keep it if it were up to
                     // date (the planner over every complete backup of the source).
-                    || !kept_if_up_to_date(i, source).contains(id.as_str())
+                    || !kept_if_up_to_date(i, source, id)
             });
             if done_everywhere {
                 continue;
@@ -476,17 +485,14 @@ impl Lifeboat {
         };
         // A backup's copies say, per store, whether it is verified there; without them the
         // job history speaks for the default store.
+        let by_dir: std::collections::HashMap<String, &BackupEntry> =
+            catalog.backups.iter().map(|b| (b.dir(), b)).collect();
         let copy_verified = |store: usize, b: &BackupEntry| -> bool {
             if b.state != BackupState::Complete {
                 return false;
             }
             let name = &self.stores[store].name;
-            match catalog
-                .backups
-                .iter()
-                .find(|r| r.source == b.source && r.id == b.id)
-                .and_then(|r| r.copies.as_ref())
-            {
+            match by_dir.get(&b.dir()).and_then(|r| r.copies.as_ref()) {
                 Some(c) => c
                     .stores
                     .iter()

@@ -713,8 +713,22 @@ impl StoreListing {
         self.backups.iter().find(|b| b.dir() == dir)
     }
 
-    /// The state of this store's copy of `rep` (the backup as the catalog shows it).
-    fn copy_state(&self, rep: &BackupEntry, legacy: Option<(bool, DateTime<Utc>)>) -> StoreCopy {
+    /// Its backups by directory.
+    fn index(&self) -> std::collections::HashMap<String, usize> {
+        self.backups
+            .iter()
+            .enumerate()
+            .map(|(i, b)| (b.dir(), i))
+            .collect()
+    }
+
+    /// The state of this store's copy (`mine`) of `rep` (the backup as the catalog shows it).
+    fn copy_state(
+        &self,
+        rep: &BackupEntry,
+        mine: Option<&BackupEntry>,
+        legacy: Option<(bool, DateTime<Utc>)>,
+    ) -> StoreCopy {
         let dir = rep.dir();
         let line = |state, checked_at, detail| StoreCopy {
             store: self.store.clone(),
@@ -726,7 +740,7 @@ impl StoreListing {
         if let Some(e) = &self.error {
             return line(CopyState::Unknown, None, Some(e.clone()));
         }
-        let Some(mine) = self.find(&dir) else {
+        let Some(mine) = mine else {
             return line(CopyState::Missing, None, None);
         };
         match mine.state {
@@ -972,7 +986,17 @@ pub(crate) fn merge(
             None
         }
     };
-    let state_of = |l: &StoreListing, b: &BackupEntry| l.copy_state(b, legacy_for(l, b)).state;
+    let indexes: BTreeMap<String, std::collections::HashMap<String, usize>> = listings
+        .iter()
+        .map(|l| (l.store.clone(), l.index()))
+        .collect();
+    let mine = |l: &StoreListing, b: &BackupEntry| -> Option<usize> {
+        indexes.get(&l.store).and_then(|i| i.get(&b.dir())).copied()
+    };
+    let state_of = |l: &StoreListing, b: &BackupEntry| {
+        l.copy_state(b, mine(l, b).map(|i| &l.backups[i]), legacy_for(l, b))
+            .state
+    };
     compute_owed(config, catalog, &mut listings, &state_of, now);
     for b in &mut catalog.backups {
         if b.state != BackupState::Complete {
@@ -984,7 +1008,7 @@ pub(crate) fn merge(
             let Some(l) = listings.iter().find(|l| l.store == name) else {
                 continue;
             };
-            let line = l.copy_state(b, legacy_for(l, b));
+            let line = l.copy_state(b, mine(l, b).map(|i| &l.backups[i]), legacy_for(l, b));
             let wanted_here = config
                 .source_stores(&b.source)
                 .iter()
@@ -1057,6 +1081,11 @@ impl StoreHealth {
 pub fn health(config: &Config, catalog: &Catalog, now: DateTime<Utc>) -> Vec<StoreHealth> {
     use crate::health::Level;
     let grace = config.check.copies_grace;
+    let times: std::collections::HashMap<String, DateTime<Utc>> = catalog
+        .backups
+        .iter()
+        .map(|b| (b.dir(), b.time()))
+        .collect();
     catalog
         .stores
         .iter()
@@ -1077,13 +1106,7 @@ pub fn health(config: &Config, catalog: &Catalog, now: DateTime<Utc>) -> Vec<Sto
                     }
                 }
             }
-            let time_of = |dir: &str| {
-                catalog
-                    .backups
-                    .iter()
-                    .find(|b| b.dir() == dir)
-                    .map(BackupEntry::time)
-            };
+            let time_of = |dir: &str| times.get(dir).copied();
             let overdue = l
                 .owed
                 .iter()

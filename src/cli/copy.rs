@@ -90,7 +90,12 @@ pub async fn run(
             job.id
         );
         for f in &report.failures {
-            println!("FAILED  store {}: {}: {}", f.store, f.what, f.error);
+            println!(
+                "FAILED  store {}: {}: {}",
+                f.store,
+                plain(&f.what),
+                plain(&f.error)
+            );
         }
     }
     Ok(if failed {
@@ -98,6 +103,14 @@ pub async fn run(
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// A store's error text can quote what a server said: no control characters reach the
+/// terminal.
+fn plain(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
 }
 
 fn totals(plan: &CopyPlan, would: &str) -> String {
@@ -130,7 +143,7 @@ fn print_plan(plan: &CopyPlan, color: bool) {
     for sp in &plan.stores {
         println!("store {}  {}", sp.store, sp.location);
         if let Some(e) = &sp.error {
-            println!("  cannot be read: {e}\n");
+            println!("  cannot be read: {}\n", plain(e));
             continue;
         }
         let mut t = Table::new(&[

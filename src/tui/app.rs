@@ -151,6 +151,18 @@ impl Outbox {
         self.requests.push(Request::Verify {
             task,
             id: id.to_owned(),
+            every_copy: true,
+        });
+        task
+    }
+
+    /// The wizard's check: one good copy, the one a restore would read, is enough.
+    pub fn preflight(&mut self, id: &str, now: DateTime<Utc>) -> TaskId {
+        let task = self.task(format!("verify {id}"), now);
+        self.requests.push(Request::Verify {
+            task,
+            id: id.to_owned(),
+            every_copy: false,
         });
         task
     }

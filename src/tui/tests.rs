@@ -529,10 +529,17 @@ fn wizard_walks_from_choice_to_result() {
     key(&mut app, KeyCode::Enter);
     // The newest shop backup at or before 5 h ago, and its checksum verification started.
     let requests = app.take_requests();
-    let Some(Request::Verify { task: verify, id }) = requests.first() else {
+    let Some(Request::Verify {
+        task: verify,
+        id,
+        every_copy,
+    }) = requests.first()
+    else {
         panic!("{requests:?}")
     };
     assert_eq!(id, "20261123T020000Z-bbbb");
+    // One good copy is enough to go on; `v` in the catalog reads every copy.
+    assert!(!every_copy);
     app.on_msg(Msg::Progress {
         task: *verify,
         phase: Phase::Download,

@@ -101,13 +101,18 @@ impl Worker {
                     });
                 });
             }
-            Request::Verify { task, id } => {
+            Request::Verify {
+                task,
+                id,
+                every_copy,
+            } => {
                 let cancel = self.start(task);
                 tokio::spawn(async move {
                     let progress = ChannelProgress::new(task, tx.clone());
                     let (record, result) = match lb.catalog().await {
                         Ok(catalog) => match catalog.find(&id) {
-                            Some(entry) => lb.verify(entry, progress, cancel).await,
+                            Some(entry) if every_copy => lb.verify(entry, progress, cancel).await,
+                            Some(entry) => lb.verify_for_restore(entry, progress, cancel).await,
                             None => (
                                 placeholder(&lb, JobKind::Verify),
                                 Err(Error::NoBackup(id.clone())),

@@ -511,6 +511,30 @@ async fn a_restore_skips_a_corrupted_or_unreachable_copy_and_says_so() {
     std::fs::write(&path, bytes).unwrap();
 
     let catalog = w.catalog().await;
+    // The wizard's check before a restore is satisfied by one good copy, and says which was
+    // not; `verify` (every copy) fails on the same backup.
+    let entry = catalog.find(id).unwrap();
+    let notes = Arc::new(Notes::default());
+    let (_, checked) =
+        w.lb.verify_for_restore(entry, notes.clone(), CancellationToken::new())
+            .await;
+    checked.unwrap();
+    let noted = notes.0.lock().unwrap().clone();
+    assert!(
+        noted.len() == 1
+            && noted[0].starts_with("store primary: checksum mismatch")
+            && noted[0].ends_with("; checking the next store's copy"),
+        "{noted:?}"
+    );
+    let (_, all) =
+        w.lb.verify(entry, Arc::new(NoProgress), CancellationToken::new())
+            .await;
+    assert!(
+        all.unwrap_err()
+            .to_string()
+            .starts_with("store primary: checksum mismatch")
+    );
+
     let from = w.lb.select(&catalog, &Selector::Id(id.clone())).unwrap();
     let notes = Arc::new(Notes::default());
     let (job, report) =
