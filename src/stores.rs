@@ -709,10 +709,6 @@ pub struct StoreListing {
 }
 
 impl StoreListing {
-    pub fn find(&self, dir: &str) -> Option<&BackupEntry> {
-        self.backups.iter().find(|b| b.dir() == dir)
-    }
-
     /// Its backups by directory.
     fn index(&self) -> std::collections::HashMap<String, usize> {
         self.backups
