@@ -416,33 +416,35 @@ impl Lifeboat {
             let copies = sp.records.iter().map(|r| {
                 let counter = counter.clone();
                 async move {
-                    let key = ObjectKey::new(r.key.clone())?;
-                    let bytes =
-                        stores::get_bounded(source.store.as_ref(), &key, RECORD_LIMIT).await?;
-                    let n = bytes.len() as u64;
-                    dest.store.put_bytes(&key, bytes.into()).await?;
-                    counter.add(2 * n);
-                    Ok::<_, Error>((r.key.clone(), n))
+                    let copied = async {
+                        let key = ObjectKey::new(r.key.clone())?;
+                        let bytes =
+                            stores::get_bounded(source.store.as_ref(), &key, RECORD_LIMIT).await?;
+                        let n = bytes.len() as u64;
+                        dest.store.put_bytes(&key, bytes.into()).await?;
+                        counter.add(2 * n);
+                        Ok::<_, Error>(n)
+                    };
+                    (r.key.clone(), copied.await)
                 }
             });
-            let results: Vec<Result<(String, u64)>> = stream::iter(copies)
+            let results: Vec<(String, Result<u64>)> = stream::iter(copies)
                 .buffer_unordered(RECORD_CONCURRENCY)
                 .collect()
                 .await;
-            for (r, result) in sp.records.iter().zip(results) {
+            let mut records = 0;
+            for (key, result) in results {
                 match result {
-                    Ok((_, n)) => {
-                        report.records += 1;
+                    Ok(n) => {
+                        records += 1;
                         report.bytes += n;
                     }
-                    Err(e) => fail(&mut report, r.key.clone(), &e),
+                    Err(e) => fail(&mut report, key, &e),
                 }
             }
-            if report.records > 0 {
-                job.log(format!(
-                    "store {}: {} record(s) copied",
-                    sp.store, report.records
-                ));
+            if records > 0 {
+                report.records += records;
+                job.log(format!("store {}: {records} record(s) copied", sp.store));
             }
         }
         job.add_bytes(report.bytes);
