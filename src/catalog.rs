@@ -60,6 +60,10 @@ pub struct BackupEntry {
     pub objects: Vec<ObjectMeta>,
     /// Why the backup is not complete.
     pub problem: Option<String>,
+    /// Which stores hold a copy and in what state (set for complete backups once every
+    /// store was read; see [`crate::stores`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub copies: Option<crate::stores::Copies>,
 }
 
 impl BackupEntry {
@@ -128,6 +132,9 @@ pub struct CatalogRow {
     pub encrypted: bool,
     /// Why a backup is not complete, or a foreign object's format.
     pub note: Option<String>,
+    /// Verified copies of expected ones, once every store was read.
+    #[serde(default)]
+    pub copies: Option<crate::stores::CopyCount>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
@@ -184,6 +191,7 @@ impl From<&BackupEntry> for CatalogRow {
             rows: m.map(Manifest::total_rows),
             encrypted: m.is_some_and(|m| m.encryption.is_some()),
             note: b.problem.clone(),
+            copies: b.copies.as_ref().map(crate::stores::Copies::summary),
         }
     }
 }
@@ -202,6 +210,7 @@ impl From<&ForeignObject> for CatalogRow {
             rows: None,
             encrypted: f.format.content == crate::sniff::Content::Age,
             note: Some(f.format.to_string()),
+            copies: None,
         }
     }
 }
@@ -220,6 +229,7 @@ impl From<&Unusable> for CatalogRow {
             rows: None,
             encrypted: false,
             note: Some(u.reason.clone()),
+            copies: None,
         }
     }
 }
@@ -234,6 +244,9 @@ pub struct Catalog {
     pub incomplete: Vec<IncompleteUpload>,
     /// Pinned backups as `source/id` (see [`crate::prune`]).
     pub pins: std::collections::BTreeSet<String>,
+    /// What each store holds, the default store first (see [`crate::stores`]).
+    #[serde(skip)]
+    pub stores: Vec<crate::stores::StoreListing>,
 }
 
 impl Catalog {
@@ -308,6 +321,8 @@ impl CatalogPage {
 pub struct Scanner<'a> {
     store: &'a dyn ObjectStore,
     cache: Option<&'a State>,
+    /// Set when several stores share the cache, so their objects stay apart.
+    cache_prefix: String,
     token: Option<String>,
     done: bool,
     /// Backup directories still collecting objects, keyed by `source/id/`.
@@ -352,10 +367,17 @@ impl<'a> Scanner<'a> {
         Scanner {
             store,
             cache,
+            cache_prefix: String::new(),
             token: None,
             done: false,
             open: BTreeMap::new(),
         }
+    }
+
+    /// Keys this scanner's objects by `prefix` in the cache (one prefix per store).
+    pub fn with_cache_prefix(mut self, prefix: String) -> Self {
+        self.cache_prefix = prefix;
+        self
     }
 
     pub async fn next_page(&mut self) -> Result<Option<CatalogPage>> {
@@ -442,6 +464,7 @@ impl<'a> Scanner<'a> {
             manifest: None,
             objects,
             problem: None,
+            copies: None,
         };
         let Some(meta) = entry
             .objects
@@ -484,9 +507,10 @@ impl<'a> Scanner<'a> {
             .last_modified
             .map(|t| t.to_rfc3339())
             .unwrap_or_default();
+        let cache_key = format!("{}{}", self.cache_prefix, meta.key);
         let cached = |kind| {
             self.cache
-                .and_then(|c| c.cache_get(&meta.key, kind, meta.size, &modified).ok())
+                .and_then(|c| c.cache_get(&cache_key, kind, meta.size, &modified).ok())
                 .flatten()
         };
         if let Some(reason) = cached(CacheKind::Unusable) {
@@ -496,7 +520,7 @@ impl<'a> Scanner<'a> {
             tracing::warn!("{}: {reason}", crate::escape::term(&meta.key));
             if let Some(c) = self.cache {
                 let _ = c.cache_put(
-                    &meta.key,
+                    &cache_key,
                     CacheKind::Unusable,
                     meta.size,
                     &modified,
@@ -530,8 +554,13 @@ impl<'a> Scanner<'a> {
         match Manifest::parse(&meta.key, &bytes) {
             Ok(manifest) => {
                 if let Some(c) = self.cache {
-                    let _ =
-                        c.cache_put(&meta.key, CacheKind::Manifest, meta.size, &modified, &bytes);
+                    let _ = c.cache_put(
+                        &cache_key,
+                        CacheKind::Manifest,
+                        meta.size,
+                        &modified,
+                        &bytes,
+                    );
                 }
                 Ok(manifest)
             }
@@ -548,10 +577,11 @@ impl<'a> Scanner<'a> {
             .last_modified
             .map(|t| t.to_rfc3339())
             .unwrap_or_default();
+        let cache_key = format!("{}{}", self.cache_prefix, meta.key);
         let cached = self
             .cache
             .and_then(|c| {
-                c.cache_get(&meta.key, CacheKind::Format, meta.size, &modified)
+                c.cache_get(&cache_key, CacheKind::Format, meta.size, &modified)
                     .ok()
                     .flatten()
             })
@@ -577,7 +607,7 @@ impl<'a> Scanner<'a> {
                 let format = sniff(&head);
                 if let Some(c) = self.cache {
                     let body = serde_json::to_vec(&format).expect("formats serialize");
-                    let _ = c.cache_put(&meta.key, CacheKind::Format, meta.size, &modified, &body);
+                    let _ = c.cache_put(&cache_key, CacheKind::Format, meta.size, &modified, &body);
                 }
                 format
             }

@@ -16,7 +16,18 @@ pub const FILE_NAME: &str = "lifeboat.toml";
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    /// `[storage]` as written; optional once `[[store]]` tables name the stores.
+    #[serde(default, rename = "storage")]
+    storage_table: Option<StorageConfig>,
+    /// The default store: `[storage]`, else the first `[[store]]` (set after parsing). Job
+    /// records, pins and drill reports live here; the catalog is read from it first.
+    #[serde(skip, default = "StorageConfig::unset")]
     pub storage: StorageConfig,
+    #[serde(default, rename = "store")]
+    store_tables: Vec<crate::stores::StoreConfig>,
+    /// Every store, the default first (set after parsing; see [`crate::stores`]).
+    #[serde(skip)]
+    pub stores: Vec<crate::stores::StoreConfig>,
     #[serde(default)]
     pub state: StateConfig,
     #[serde(default)]
@@ -41,7 +52,7 @@ pub struct Config {
     pub path: PathBuf,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(try_from = "RawStorage")]
 pub enum StorageConfig {
     Local {
@@ -59,6 +70,14 @@ pub enum StorageConfig {
         upload_concurrency: usize,
         max_attempts: u32,
     },
+}
+
+impl StorageConfig {
+    fn unset() -> Self {
+        StorageConfig::Local {
+            path: PathBuf::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]
@@ -221,6 +240,9 @@ pub struct SourceConfig {
     pub rpo: Option<chrono::Duration>,
     /// Replaces the `[retention]` default policy as a whole for this source.
     pub retention: Option<crate::retention::Policy>,
+    /// The stores that hold this source's backups, by name: the first is written by the
+    /// backup, the others receive copies. Default: every store, in config order.
+    pub stores: Option<Vec<String>>,
     /// Past this age `check` is CRITICAL rather than WARNING. Default: twice the RPO.
     #[serde(default, deserialize_with = "de_duration")]
     pub rpo_critical: Option<chrono::Duration>,
@@ -319,9 +341,21 @@ impl Config {
                 *p = base.join(&*p);
             }
         };
-        if let StorageConfig::Local { path } = &mut config.storage {
-            resolve(path);
+        let invalid = |message: String| ConfigError::Invalid {
+            path: shown.clone(),
+            message,
+        };
+        config.stores = crate::stores::StoreConfig::resolve(
+            config.storage_table.take(),
+            std::mem::take(&mut config.store_tables),
+        )
+        .map_err(invalid)?;
+        for store in &mut config.stores {
+            if let StorageConfig::Local { path } = &mut store.storage {
+                resolve(path);
+            }
         }
+        config.storage = config.stores[0].storage.clone();
         if let Some(p) = &mut config.state.path {
             resolve(p);
         }
@@ -398,24 +432,42 @@ impl Config {
         if !(1..=22).contains(&self.backup.compression_level) {
             return Err("backup.compression_level must be between 1 and 22".into());
         }
-        if let StorageConfig::S3 {
-            bucket,
-            part_size_mib,
-            upload_concurrency,
-            ..
-        } = &self.storage
-        {
-            if bucket.is_empty() {
-                return Err("storage.bucket is empty".into());
-            }
-            if *part_size_mib < 5 {
-                return Err("storage.part_size_mib must be at least 5 (an S3 limit)".into());
-            }
-            if *upload_concurrency == 0 {
-                return Err("storage.upload_concurrency must be at least 1".into());
+        for store in &self.stores {
+            if let StorageConfig::S3 {
+                bucket,
+                part_size_mib,
+                upload_concurrency,
+                ..
+            } = &store.storage
+            {
+                let table = store.table_name();
+                if bucket.is_empty() {
+                    return Err(format!("{table}.bucket is empty"));
+                }
+                if *part_size_mib < 5 {
+                    return Err(format!(
+                        "{table}.part_size_mib must be at least 5 (an S3 limit)"
+                    ));
+                }
+                if *upload_concurrency == 0 {
+                    return Err(format!("{table}.upload_concurrency must be at least 1"));
+                }
             }
         }
+        crate::stores::validate(self)?;
         Ok(())
+    }
+
+    /// The stores of a source, in its order (the first is written by the backup). A source
+    /// not configured here is held to every store.
+    pub fn source_stores(&self, source: &str) -> Vec<&crate::stores::StoreConfig> {
+        match self.source(source).and_then(|s| s.stores.as_ref()) {
+            Some(names) => names
+                .iter()
+                .filter_map(|n| self.stores.iter().find(|s| &s.name == n))
+                .collect(),
+            None => self.stores.iter().collect(),
+        }
     }
 
     pub fn source(&self, name: &str) -> Option<&SourceConfig> {

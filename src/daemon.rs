@@ -284,10 +284,10 @@ impl Daemon {
                 let (record, result) = lb.prune(&opts, cancel).await;
                 (Some(record), result.map(drop))
             }
-            JobKind::Restore => (
+            JobKind::Restore | JobKind::Copy => (
                 None,
                 Err(Error::Unsupported(
-                    "restores are not scheduled; use drill".into(),
+                    "restores are not scheduled (use drill); copies follow each backup".into(),
                 )),
             ),
         }

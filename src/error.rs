@@ -83,6 +83,12 @@ pub enum Error {
     /// backup (no key to decrypt it here).
     #[error(transparent)]
     Refused(Box<Error>),
+    /// Some copies between stores failed; the report says which.
+    #[error("{}", .0.failure_summary())]
+    CopyFailed(Box<crate::copy::CopyReport>),
+    /// A failure of one store's copy, when there are several stores.
+    #[error("store {store}: {source}")]
+    InStore { store: String, source: Box<Error> },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -33,6 +33,12 @@ pub struct CheckConfig {
     /// Share of a source's quota at which it is WARNING (CRITICAL at the quota).
     #[serde(default = "default_quota_warning")]
     pub quota_warning: f64,
+    /// Verified copies (in different stores) every backup should have once it is older than
+    /// `copies_grace`; fewer is CRITICAL. Unset: not checked.
+    pub min_copies: Option<u32>,
+    /// How long a new backup may take to reach its copies.
+    #[serde(default = "default_copies_grace", deserialize_with = "de_window")]
+    pub copies_grace: Duration,
 }
 
 impl Default for CheckConfig {
@@ -42,8 +48,14 @@ impl Default for CheckConfig {
             failure_rate_warning: default_rate_warning(),
             failure_rate_critical: default_rate_critical(),
             quota_warning: default_quota_warning(),
+            min_copies: None,
+            copies_grace: default_copies_grace(),
         }
     }
+}
+
+fn default_copies_grace() -> Duration {
+    Duration::hours(6)
 }
 
 fn default_window() -> Duration {
@@ -395,6 +407,32 @@ fn assess_source(
     if last_drill_passed == Some(false) {
         find(Level::Warning, "the last restore drill failed".into());
     }
+    if let Some(min) = config.check.min_copies {
+        // The newest backup that has had time to reach its copies.
+        let due = rows
+            .iter()
+            .filter(|r| r.source.as_deref() == Some(name.as_str()) && r.kind == RowKind::Complete)
+            .filter(|r| r.time.is_some_and(|t| now - t > config.check.copies_grace))
+            .max_by_key(|r| r.time);
+        if let Some((r, c)) = due.and_then(|r| r.copies.as_ref().map(|c| (r, c)))
+            && u32::from(c.verified) < min
+        {
+            let behind = if c.behind.is_empty() {
+                "no other store keeps it".to_owned()
+            } else {
+                format!("behind: {}", c.behind.join(", "))
+            };
+            find(
+                Level::Critical,
+                format!(
+                    "backup {} ({} old) has {} of {min} verified copies; {behind}",
+                    r.id,
+                    short_age(now - r.time.unwrap_or(now)),
+                    c.verified
+                ),
+            );
+        }
+    }
     if let Some(q) = quota {
         let used = stored_bytes as f64 / q as f64;
         let level = if stored_bytes >= q {
@@ -496,6 +534,7 @@ mod tests {
             rows: None,
             encrypted: false,
             note: None,
+            copies: None,
         }
     }
 

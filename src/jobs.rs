@@ -25,6 +25,8 @@ pub enum JobKind {
     Restore,
     Prune,
     Drill,
+    /// Copies between stores (`lifeboat copy`, and after each backup).
+    Copy,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -50,6 +52,7 @@ impl fmt::Display for JobKind {
             JobKind::Restore => "restore",
             JobKind::Prune => "prune",
             JobKind::Drill => "drill",
+            JobKind::Copy => "copy",
         })
     }
 }

@@ -8,6 +8,7 @@ pub mod catalog;
 pub mod clock;
 pub mod config;
 pub mod content;
+pub mod copy;
 pub mod daemon;
 pub mod demo;
 pub mod diff;
@@ -29,6 +30,7 @@ pub mod schedule;
 pub mod sniff;
 pub mod state;
 pub mod storage;
+pub mod stores;
 pub mod when;
 
 use std::path::PathBuf;
@@ -43,20 +45,24 @@ pub use error::{Error, Result};
 
 use catalog::{BackupEntry, Catalog};
 use clock::Clock;
-use config::{ChecksumMode, Config, SourceConfig, StorageConfig};
+use config::{Config, SourceConfig, StorageConfig};
 use jobs::{Job, JobKind, JobRecord, JobStatus};
 use manifest::{Manifest, Trigger};
 use pipeline::backup::{BackupOptions, BackupRun};
 use pipeline::restore::{RestoreFrom, RestoreOptions, RestoreReport, RestoreRun};
 use progress::{Phase, Progress};
 use state::State;
-use storage::{LocalStore, ObjectKey, ObjectStore, ObjectStoreExt, S3Options, S3Store};
+use storage::{ObjectKey, ObjectStore, ObjectStoreExt};
+use stores::NamedStore;
 
-/// The core handle: configuration, the store, the local state and the clock.
+/// The core handle: configuration, the stores, the local state and the clock.
 #[derive(Debug, Clone)]
 pub struct Lifeboat {
     config: Arc<Config>,
+    /// The default store: job records, pins and drill reports live here.
     store: Arc<dyn ObjectStore>,
+    /// Every store, the default first.
+    stores: Arc<Vec<NamedStore>>,
     state: State,
     clock: Clock,
 }
@@ -98,53 +104,52 @@ pub struct SyncSummary {
 
 /// Opens the store a config describes.
 pub async fn open_store(storage: &StorageConfig) -> Result<Arc<dyn ObjectStore>> {
-    Ok(match storage {
-        StorageConfig::Local { path } => Arc::new(LocalStore::open(path)?),
-        StorageConfig::S3 {
-            bucket,
-            prefix,
-            region,
-            endpoint,
-            force_path_style,
-            profile,
-            checksums,
-            part_size_mib,
-            upload_concurrency,
-            max_attempts,
-        } => {
-            let mut opts = S3Options::new(bucket);
-            opts.prefix = prefix.clone();
-            opts.region = region.clone();
-            opts.endpoint = endpoint.clone();
-            opts.force_path_style = *force_path_style;
-            opts.profile = profile.clone();
-            opts.checksums_always = *checksums == ChecksumMode::Always;
-            opts.part_size = part_size_mib * 1024 * 1024;
-            opts.upload_concurrency = *upload_concurrency;
-            opts.max_attempts = *max_attempts;
-            Arc::new(S3Store::connect(opts).await)
-        }
-    })
+    let config =
+        stores::StoreConfig::resolve(Some(storage.clone()), Vec::new()).map_err(Error::Invalid)?;
+    Ok(stores::open(&config[0]).await?.store)
 }
 
 impl Lifeboat {
-    /// Opens the store and the state database a config names.
+    /// Opens the stores and the state database a config names.
     pub async fn open(config: Config) -> Result<Self> {
-        let store = open_store(&config.storage).await?;
+        let stores = stores::open_all(&config).await?;
         let state = State::open(&config.state_path())?;
         let clock = Clock::from_env().map_err(Error::Invalid)?;
-        Ok(Lifeboat::with_parts(config, store, state, clock))
+        Ok(Lifeboat::with_stores(config, stores, state, clock))
     }
 
+    /// A handle on `store` as the default store; any other store the config names is left
+    /// unopened (use [`Lifeboat::with_stores`] for those).
     pub fn with_parts(
         config: Config,
         store: Arc<dyn ObjectStore>,
         state: State,
         clock: Clock,
     ) -> Self {
+        let stores = config
+            .stores
+            .iter()
+            .enumerate()
+            .map(|(i, s)| match i {
+                0 => NamedStore::new(s.name.clone(), store.clone()),
+                _ => stores::unopened(&s.name),
+            })
+            .collect();
+        Lifeboat::with_stores(config, stores, state, clock)
+    }
+
+    /// A handle on opened stores, in the config's order (the first is the default store).
+    pub fn with_stores(
+        config: Config,
+        stores: Vec<NamedStore>,
+        state: State,
+        clock: Clock,
+    ) -> Self {
+        assert!(!stores.is_empty(), "a lifeboat needs a store");
         Lifeboat {
             config: Arc::new(config),
-            store,
+            store: stores[0].store.clone(),
+            stores: Arc::new(stores),
             state,
             clock,
         }
@@ -154,8 +159,36 @@ impl Lifeboat {
         &self.config
     }
 
+    /// The default store.
     pub fn store(&self) -> &Arc<dyn ObjectStore> {
         &self.store
+    }
+
+    /// Every store, the default first.
+    pub fn stores(&self) -> &[NamedStore] {
+        &self.stores
+    }
+
+    pub fn named_store(&self, name: &str) -> Result<&NamedStore> {
+        self.stores.iter().find(|s| s.name == name).ok_or_else(|| {
+            Error::Invalid(format!(
+                "no store named {name:?} (stores: {})",
+                self.stores
+                    .iter()
+                    .map(|s| s.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        })
+    }
+
+    /// The stores of a source, in its order: the first is the one backups are written to.
+    pub fn source_stores(&self, source: &str) -> Vec<&NamedStore> {
+        self.config
+            .source_stores(source)
+            .iter()
+            .filter_map(|sc| self.stores.iter().find(|s| s.name == sc.name))
+            .collect()
     }
 
     pub fn state(&self) -> &State {
@@ -200,7 +233,9 @@ impl Lifeboat {
         lock::SourceLock::acquire(&dir.join("locks"), source)
     }
 
-    /// Backs up one source. The job record comes back whatever the outcome.
+    /// Backs up one source into its first store, then copies it to the source's other stores
+    /// (a copy job of its own, which also reads the new backup back). The backup's job record
+    /// comes back whatever the outcome.
     pub async fn backup(
         &self,
         source: &str,
@@ -209,31 +244,82 @@ impl Lifeboat {
         cancel: CancellationToken,
     ) -> (JobRecord, Result<Manifest>) {
         let job = self.start_job(JobKind::Backup, Some(source), trigger);
+        let first = self.source_stores(source).first().copied().cloned();
         let result = async {
             let source = self.source(source)?;
+            let first = first
+                .as_ref()
+                .ok_or_else(|| Error::Invalid(format!("source {} has no store", source.name)))?;
+            let encryption = self.encryption_for(&source.name);
             let opts = BackupOptions {
                 trigger,
                 compression_level: self.config.backup.compression_level,
                 threads: self.config.backup.threads,
                 staging: self.staging(),
                 content_checksums: self.config.backup.content_checksums,
-                seal: pipeline::crypt::Seal::from_config(self.config.encryption.as_ref())?
-                    .map(Arc::new),
+                seal: pipeline::crypt::Seal::from_config(encryption.as_ref())?.map(Arc::new),
             };
             BackupRun {
-                store: &self.store,
+                store: &first.store,
                 source,
                 opts: &opts,
                 clock: &self.clock,
-                progress,
-                cancel,
+                progress: progress.clone(),
+                cancel: cancel.clone(),
                 job: &job,
             }
             .run()
             .await
         }
         .await;
-        self.finish_job(job, result).await
+        let (record, result) = self.finish_job(job, result).await;
+        if let (Ok(manifest), Some(first)) = (&result, &first) {
+            self.copy_new_backup(first, manifest, progress, cancel)
+                .await;
+        }
+        (record, result)
+    }
+
+    /// `[encryption]` with the recipients of the source's stores added, so each store's key
+    /// holder can read its copies.
+    fn encryption_for(&self, source: &str) -> Option<pipeline::crypt::EncryptionConfig> {
+        let extra: Vec<&String> = self
+            .config
+            .source_stores(source)
+            .iter()
+            .flat_map(|s| &s.recipients)
+            .collect();
+        if extra.is_empty() {
+            return self.config.encryption.clone();
+        }
+        let mut e = self.config.encryption.clone().unwrap_or_default();
+        for r in extra {
+            if !e.recipients.contains(r) {
+                e.recipients.push(r.clone());
+            }
+        }
+        Some(e)
+    }
+
+    /// What a store records after hashing its copy of `m`.
+    pub(crate) fn check_record(
+        &self,
+        m: &Manifest,
+        ok: bool,
+        how: stores::CheckHow,
+        detail: Option<String>,
+    ) -> stores::CheckRecord {
+        stores::CheckRecord {
+            source: m.source.name.clone(),
+            backup: m.id.to_string(),
+            sha256: m.data.sha256.clone(),
+            stored_bytes: m.data.stored_bytes,
+            at: self.clock.now(),
+            ok,
+            how,
+            host: jobs::hostname(),
+            detail,
+        }
     }
 
     /// Reads the whole catalog, using the local cache for manifests already seen, and keeps
@@ -248,21 +334,103 @@ impl Lifeboat {
         &self,
         mut on_page: impl FnMut(Vec<catalog::CatalogRow>),
     ) -> Result<Catalog> {
-        let mut scanner = catalog::Scanner::new(self.store.as_ref(), Some(&self.state));
         let mut catalog = Catalog::default();
-        while let Some(page) = scanner.next_page().await? {
-            on_page(page.rows());
-            catalog.backups.extend(page.backups);
-            catalog.foreign.extend(page.foreign);
-            catalog.unusable.extend(page.unusable);
+        let primary = async {
+            let mut scanner = catalog::Scanner::new(self.store.as_ref(), Some(&self.state));
+            while let Some(page) = scanner.next_page().await? {
+                on_page(page.rows());
+                catalog.backups.extend(page.backups);
+                catalog.foreign.extend(page.foreign);
+                catalog.unusable.extend(page.unusable);
+            }
+            catalog.incomplete = self.store.list_incomplete("").await?;
+            catalog.pins = self.pins().await?;
+            Ok::<_, Error>(())
         }
-        catalog.incomplete = self.store.list_incomplete("").await?;
-        catalog.pins = self.pins().await?;
+        .await;
+        // With other stores to read, an unreachable default store is one finding, not the end:
+        // their copies are still listed and restorable.
+        let primary_error = match primary {
+            Ok(()) => None,
+            Err(e) if self.stores.len() == 1 => return Err(e),
+            Err(e) => {
+                catalog = Catalog::default();
+                Some(e)
+            }
+        };
         catalog.sort();
+        self.survey_stores(&mut catalog, primary_error).await?;
         if let Err(e) = self.state.save_catalog_rows(&catalog.rows()) {
             tracing::warn!("cannot cache the catalog: {e}");
         }
         Ok(catalog)
+    }
+
+    /// Reads the other stores and merges them into `catalog` (see [`stores::merge`]).
+    async fn survey_stores(
+        &self,
+        catalog: &mut Catalog,
+        primary_error: Option<Error>,
+    ) -> Result<()> {
+        let mut listings = Vec::with_capacity(self.stores.len());
+        let first = match primary_error {
+            None => {
+                let primary = (catalog.backups.clone(), catalog.incomplete.clone());
+                stores::list_store(&self.stores[0], Some(&self.state), Some(primary)).await
+            }
+            Some(e) => stores::StoreListing {
+                store: self.stores[0].name.clone(),
+                location: self.store.location(),
+                error: Some(e.to_string()),
+                ..Default::default()
+            },
+        };
+        listings.push(first);
+        let others = futures_util::future::join_all(
+            self.stores[1..]
+                .iter()
+                .map(|s| stores::list_store(s, Some(&self.state), None)),
+        )
+        .await;
+        listings.extend(others);
+        if listings.iter().all(|l| l.error.is_some()) {
+            return Err(Error::Invalid(format!(
+                "no store could be read: {}",
+                listings
+                    .iter()
+                    .map(|l| format!("{}: {}", l.store, l.error.as_deref().unwrap_or_default()))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            )));
+        }
+        let legacy = self.legacy_verifications();
+        let now = self.clock.now();
+        stores::merge(&self.config, catalog, listings, &legacy, now);
+        if self.stores.len() > 1
+            && let Some(path) = &self.config.metrics.textfile
+            && let Err(e) =
+                metrics::write_store_metrics(path, &stores::health(&self.config, catalog, now))
+        {
+            tracing::warn!("cannot write the store metrics: {e}");
+        }
+        Ok(())
+    }
+
+    /// The newest verify/restore/drill outcome per backup id, from the job history.
+    fn legacy_verifications(&self) -> stores::Evidence {
+        let mut map = std::collections::HashMap::new();
+        for j in self.state.jobs().unwrap_or_default() {
+            let relevant = matches!(j.kind, JobKind::Verify | JobKind::Restore | JobKind::Drill)
+                && matches!(j.status, JobStatus::Succeeded | JobStatus::Failed);
+            if let (true, Some(id), Some(at)) = (relevant, j.backup_id, j.finished_at) {
+                let ok = j.status == JobStatus::Succeeded;
+                let e = map.entry(id).or_insert((ok, at));
+                if at > e.1 {
+                    *e = (ok, at);
+                }
+            }
+        }
+        map
     }
 
     /// The catalog lines as last listed, newest first, without asking the bucket; `limit`
@@ -457,20 +625,66 @@ impl Lifeboat {
         };
         let log = |line: String| job.log(line);
         let started = self.clock.now();
-        let result = RestoreRun {
-            store: &self.store,
-            from: &from,
-            opts: &opts,
-            source_path,
-            source_conn,
-            bin_dir,
-            progress,
-            cancel,
-            log: &log,
-            keys: self.config.encryption.as_ref(),
+        let stores = self.restore_stores(&from);
+        let mut result = Err(Error::Cancelled);
+        for (i, store) in stores.iter().enumerate() {
+            result = RestoreRun {
+                store: &store.store,
+                from: &from,
+                opts: &opts,
+                source_path: source_path.clone(),
+                source_conn: source_conn.clone(),
+                bin_dir: bin_dir.clone(),
+                progress: progress.clone(),
+                cancel: cancel.clone(),
+                log: &log,
+                keys: self.config.encryption.as_ref(),
+            }
+            .run(started)
+            .await;
+            let Err(e) = &result else {
+                if i > 0 {
+                    job.log(format!("restored from the copy in store {}", store.name));
+                }
+                break;
+            };
+            if stores.len() > 1 {
+                if let (true, RestoreFrom::Backup(b)) = (bad_copy(e), &from)
+                    && let Some(m) = &b.manifest
+                {
+                    let record = self.check_record(
+                        m,
+                        false,
+                        stores::CheckHow::Restore,
+                        Some(first_line(&e.to_string()).to_owned()),
+                    );
+                    stores::record_check(store, &record).await;
+                }
+                let next = stores
+                    .get(i + 1)
+                    .filter(|_| falls_back(e) && !cancel.is_cancelled());
+                let line = match next {
+                    Some(next) => format!(
+                        "store {}: {}; restoring from store {} instead",
+                        store.name,
+                        first_line(&e.to_string()),
+                        next.name
+                    ),
+                    None => format!("store {}: {}", store.name, first_line(&e.to_string())),
+                };
+                job.log(line.clone());
+                progress.note(&line);
+                if next.is_none() {
+                    result = result.map_err(|e| Error::InStore {
+                        store: store.name.clone(),
+                        source: Box::new(e),
+                    });
+                    break;
+                }
+            } else {
+                break;
+            }
         }
-        .run(started)
-        .await;
         let result = result.and_then(|(mut report, _)| {
             job.add_bytes(report.stored_bytes);
             report.started_at = started;
@@ -498,10 +712,64 @@ impl Lifeboat {
         self.finish_job(job, result).await
     }
 
-    /// Re-downloads a backup and re-hashes it against its manifest.
+    /// The stores a restore of `from` tries, in order: those with a verified copy, then
+    /// those with an unchecked one, then those that could not be read when listed, then those
+    /// whose copy failed a check (it may have been replaced since).
+    fn restore_stores(&self, from: &RestoreFrom) -> Vec<NamedStore> {
+        let RestoreFrom::Backup(b) = from else {
+            return vec![self.stores[0].clone()];
+        };
+        let Some(copies) = &b.copies else {
+            return vec![self.stores[0].clone()];
+        };
+        let mut names: Vec<&str> = copies.restore_order();
+        for state in [stores::CopyState::Unknown, stores::CopyState::Failed] {
+            names.extend(
+                copies
+                    .stores
+                    .iter()
+                    .filter(|c| c.state == state)
+                    .map(|c| c.store.as_str()),
+            );
+        }
+        let list: Vec<NamedStore> = names
+            .into_iter()
+            .filter_map(|n| self.stores.iter().find(|s| s.name == n).cloned())
+            .collect();
+        if list.is_empty() {
+            vec![self.stores[0].clone()]
+        } else {
+            list
+        }
+    }
+
+    /// Re-downloads a backup from every store that holds a copy and re-hashes each against
+    /// its manifest. Each store records what it found; the job fails if any copy is bad.
     pub async fn verify(
         &self,
         entry: &BackupEntry,
+        progress: Arc<dyn Progress>,
+        cancel: CancellationToken,
+    ) -> (JobRecord, Result<()>) {
+        self.verify_copies(entry, true, progress, cancel).await
+    }
+
+    /// The check before a restore: the copies a restore would read, in its order, until one
+    /// matches. Bad ones on the way are recorded and said in one line each; it fails only if
+    /// none is good.
+    pub async fn verify_for_restore(
+        &self,
+        entry: &BackupEntry,
+        progress: Arc<dyn Progress>,
+        cancel: CancellationToken,
+    ) -> (JobRecord, Result<()>) {
+        self.verify_copies(entry, false, progress, cancel).await
+    }
+
+    async fn verify_copies(
+        &self,
+        entry: &BackupEntry,
+        all: bool,
         progress: Arc<dyn Progress>,
         cancel: CancellationToken,
     ) -> (JobRecord, Result<()>) {
@@ -518,32 +786,127 @@ impl Lifeboat {
                         .unwrap_or_else(|| "no manifest".into()),
                 });
             };
-            progress.phase(Phase::Download, Some(m.data.stored_bytes));
-            let (sha, size) =
-                pipeline::restore::download(self.store.as_ref(), &key, None, &*progress, &cancel)
-                    .await?;
-            job.add_bytes(size);
-            if size != m.data.stored_bytes {
-                return Err(Error::Size {
-                    key: key.to_string(),
-                    expected: m.data.stored_bytes,
-                    actual: size,
-                });
+            let targets: Vec<(&NamedStore, Option<String>)> = match &entry.copies {
+                None => vec![(&self.stores[0], None)],
+                Some(_) if !all => self
+                    .restore_stores(&RestoreFrom::Backup(Box::new(entry.clone())))
+                    .into_iter()
+                    .filter_map(|n| self.stores.iter().find(|s| s.name == n.name))
+                    .map(|s| (s, None))
+                    .collect(),
+                Some(copies) => copies
+                    .stores
+                    .iter()
+                    .filter(|c| c.state != stores::CopyState::Missing)
+                    .filter_map(|c| {
+                        let store = self.stores.iter().find(|s| s.name == c.store)?;
+                        let known_bad = matches!(
+                            c.state,
+                            stores::CopyState::Incomplete | stores::CopyState::Damaged
+                        )
+                        .then(|| {
+                            format!(
+                                "{} copy: {}",
+                                c.state.label(),
+                                c.detail.as_deref().unwrap_or("not a complete copy")
+                            )
+                        });
+                        Some((store, known_bad))
+                    })
+                    .collect(),
+            };
+            let several = self.stores.len() > 1;
+            let mut first_error = None;
+            let last = targets.len().saturating_sub(1);
+            for (i, (store, known_bad)) in targets.into_iter().enumerate() {
+                let outcome = match known_bad {
+                    Some(why) => Err(Error::Invalid(why)),
+                    None => {
+                        self.verify_copy(store, m, &key, &*progress, &cancel, &job)
+                            .await
+                    }
+                };
+                if outcome.is_ok() && !all {
+                    return Ok(());
+                }
+                if let Err(e) = outcome {
+                    if matches!(e, Error::Cancelled) {
+                        return Err(e);
+                    }
+                    let line = format!("store {}: {}", store.name, first_line(&e.to_string()));
+                    if !all && i < last {
+                        progress.note(&format!("{line}; checking the next store's copy"));
+                    }
+                    job.log(line);
+                    let e = if several {
+                        Error::InStore {
+                            store: store.name.clone(),
+                            source: Box::new(e),
+                        }
+                    } else {
+                        e
+                    };
+                    first_error.get_or_insert(e);
+                }
             }
-            if sha != m.data.sha256 {
-                return Err(Error::Checksum {
-                    key: key.to_string(),
-                    expected: m.data.sha256.clone(),
-                    actual: sha,
-                });
-            }
-            job.log(format!(
-                "{key}: {size} bytes, sha256 {sha} matches the manifest"
-            ));
-            Ok(())
+            first_error.map_or(Ok(()), Err)
         }
         .await;
         self.finish_job(job, result).await
+    }
+
+    /// Hashes one store's copy and records the outcome in that store.
+    async fn verify_copy(
+        &self,
+        store: &NamedStore,
+        m: &Manifest,
+        key: &ObjectKey,
+        progress: &dyn Progress,
+        cancel: &CancellationToken,
+        job: &Job,
+    ) -> Result<()> {
+        progress.phase(Phase::Download, Some(m.data.stored_bytes));
+        let (sha, size) =
+            pipeline::restore::download(store.store.as_ref(), key, None, progress, cancel).await?;
+        job.add_bytes(size);
+        let mismatch = if size != m.data.stored_bytes {
+            Some(Error::Size {
+                key: key.to_string(),
+                expected: m.data.stored_bytes,
+                actual: size,
+            })
+        } else if sha != m.data.sha256 {
+            Some(Error::Checksum {
+                key: key.to_string(),
+                expected: m.data.sha256.clone(),
+                actual: sha.clone(),
+            })
+        } else {
+            None
+        };
+        let record = self.check_record(
+            m,
+            mismatch.is_none(),
+            stores::CheckHow::Verify,
+            mismatch
+                .as_ref()
+                .map(|e| first_line(&e.to_string()).to_owned()),
+        );
+        stores::record_check(store, &record).await;
+        match mismatch {
+            Some(e) => Err(e),
+            None => {
+                job.log(format!(
+                    "{}{key}: {size} bytes, sha256 {sha} matches the manifest",
+                    if self.stores.len() > 1 {
+                        format!("store {}: ", store.name)
+                    } else {
+                        String::new()
+                    }
+                ));
+                Ok(())
+            }
+        }
     }
 
     /// The newest verify or successful-restore evidence for a backup.
@@ -709,6 +1072,24 @@ impl Lifeboat {
 
 fn job_json(job: &JobRecord) -> Vec<u8> {
     serde_json::to_vec_pretty(job).expect("job records serialize")
+}
+
+fn first_line(s: &str) -> &str {
+    s.lines().next().unwrap_or_default()
+}
+
+/// A copy that was read and found bad (as opposed to a store that could not be read).
+fn bad_copy(e: &Error) -> bool {
+    matches!(e, Error::Checksum { .. } | Error::Size { .. })
+}
+
+/// A failure another store's copy may not have: the store, or the bytes it returned.
+fn falls_back(e: &Error) -> bool {
+    match e {
+        Error::Store(_) | Error::Checksum { .. } | Error::Size { .. } => true,
+        Error::Io { context, .. } => context.starts_with("download "),
+        _ => false,
+    }
 }
 
 fn for_source(source: &Option<String>) -> String {

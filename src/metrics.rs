@@ -114,6 +114,66 @@ fn escape(label: &str) -> String {
         .replace('\n', "\\n")
 }
 
+/// Where the per-store gauges go: beside the textfile, `lifeboat.prom` ->
+/// `lifeboat-stores.prom` (node_exporter reads every `*.prom` in the directory). They come
+/// from a catalog read, not from the job history, so they have a file of their own.
+pub fn stores_path(textfile: &Path) -> PathBuf {
+    let stem = textfile
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "lifeboat".into());
+    textfile.with_file_name(format!("{stem}-stores.prom"))
+}
+
+/// The per-store gauges.
+pub fn render_stores(stores: &[crate::stores::StoreHealth]) -> String {
+    let mut out = String::new();
+    let mut family =
+        |name: &str, help: &str, value: &dyn Fn(&crate::stores::StoreHealth) -> u64| {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} gauge");
+            for h in stores {
+                let _ = writeln!(out, "{name}{{store=\"{}\"}} {}", escape(&h.store), value(h));
+            }
+        };
+    family(
+        "lifeboat_store_up",
+        "1 if the store could be listed at the last catalog read, else 0.",
+        &|h| u64::from(h.error.is_none()),
+    );
+    family(
+        "lifeboat_store_copies",
+        "Complete copies of backups the store holds.",
+        &|h| h.copies as u64,
+    );
+    family(
+        "lifeboat_store_verified_copies",
+        "Copies in the store whose bytes were hashed against their manifest.",
+        &|h| h.verified as u64,
+    );
+    family(
+        "lifeboat_store_behind",
+        "Backups the store's retention keeps that it holds no verified copy of.",
+        &|h| h.behind as u64,
+    );
+    family(
+        "lifeboat_store_overdue",
+        "Of those, the ones older than [check] copies_grace.",
+        &|h| h.overdue as u64,
+    );
+    family(
+        "lifeboat_store_stored_bytes",
+        "Bytes of backups in the store.",
+        &|h| h.stored_bytes,
+    );
+    out
+}
+
+/// Rewrites the per-store textfile beside `textfile`.
+pub fn write_store_metrics(textfile: &Path, stores: &[crate::stores::StoreHealth]) -> Result<()> {
+    write_atomic(&stores_path(textfile), &render_stores(stores))
+}
+
 /// Writes `text` to `path` through a temporary file in the same directory and a rename, so
 /// the collector never reads half a file.
 pub fn write_atomic(path: &Path, text: &str) -> Result<()> {
@@ -143,6 +203,36 @@ mod tests {
 
     use super::*;
     use crate::jobs::JobKind;
+
+    #[test]
+    fn store_gauges_go_beside_the_textfile() {
+        assert_eq!(
+            stores_path(Path::new("/var/lib/node_exporter/lifeboat.prom")),
+            Path::new("/var/lib/node_exporter/lifeboat-stores.prom")
+        );
+        let h = crate::stores::StoreHealth {
+            store: "offsite".into(),
+            location: "s3://b".into(),
+            level: crate::health::Level::Critical,
+            error: None,
+            copies: 5,
+            verified: 4,
+            stored_bytes: 1024,
+            behind: 2,
+            overdue: 1,
+            newest_behind: None,
+        };
+        let text = render_stores(&[h]);
+        for line in [
+            "lifeboat_store_up{store=\"offsite\"} 1",
+            "lifeboat_store_verified_copies{store=\"offsite\"} 4",
+            "lifeboat_store_behind{store=\"offsite\"} 2",
+            "lifeboat_store_overdue{store=\"offsite\"} 1",
+            "# TYPE lifeboat_store_copies gauge",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line}\n{text}");
+        }
+    }
     use crate::manifest::Trigger;
 
     fn job(kind: JobKind, source: &str, min: u32, status: JobStatus, bytes: u64) -> JobRecord {

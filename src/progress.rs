@@ -12,6 +12,8 @@ pub enum Phase {
     Count,
     CountLive,
     Diff,
+    /// Copying backups and records from store to store.
+    Copy,
 }
 
 impl Phase {
@@ -25,6 +27,7 @@ impl Phase {
             Phase::Count => "count rows",
             Phase::CountLive => "count live rows",
             Phase::Diff => "diff",
+            Phase::Copy => "copy + verify",
         }
     }
 }
@@ -36,6 +39,9 @@ pub trait Progress: Send + Sync {
     fn phase(&self, _phase: Phase, _total: Option<u64>) {}
     /// Bytes done so far in the current phase (absolute, not a delta).
     fn advance(&self, _done: u64) {}
+    /// One line worth telling the person watching (a restore falling back to another
+    /// store, a copy that failed).
+    fn note(&self, _line: &str) {}
 }
 
 /// Discards everything.

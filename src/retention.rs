@@ -365,6 +365,9 @@ pub enum Reason {
     Damaged,
     OrphanInGrace,
     OrphanExpired,
+    /// Deleting it would leave no verified copy of it in any store while another store of
+    /// its source still keeps it (or cannot be read).
+    LastCopy,
 }
 
 impl fmt::Display for Reason {
@@ -385,6 +388,7 @@ impl fmt::Display for Reason {
             Reason::Damaged => f.write_str("damaged"),
             Reason::OrphanInGrace => f.write_str("orphan in grace period"),
             Reason::OrphanExpired => f.write_str("orphan past grace period"),
+            Reason::LastCopy => f.write_str("last copy"),
         }
     }
 }

@@ -63,6 +63,8 @@ pub enum CacheKind {
     Format,
     Report,
     Unusable,
+    /// A store's check record of one copy (see [`crate::stores`]).
+    Check,
 }
 
 impl CacheKind {
@@ -72,6 +74,7 @@ impl CacheKind {
             CacheKind::Format => "format",
             CacheKind::Report => "report",
             CacheKind::Unusable => "unusable",
+            CacheKind::Check => "check",
         }
     }
 }
@@ -235,6 +238,7 @@ impl State {
                     rows: u(8)?,
                     encrypted: r.get(9)?,
                     note: r.get(10)?,
+                    copies: None,
                 })
             })?;
             rows.collect()

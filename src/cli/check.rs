@@ -9,6 +9,7 @@ use lifeboat::Lifeboat;
 use lifeboat::config::Config;
 use lifeboat::escape;
 use lifeboat::health::{self, Level, SourceHealth};
+use lifeboat::stores::StoreHealth;
 use lifeboat::when::short_age;
 use serde_json::json;
 
@@ -16,21 +17,27 @@ const UNKNOWN: u8 = 3;
 
 pub async fn run(config_path: &Path, source: Option<String>, json: bool) -> ExitCode {
     match assess(config_path, source).await {
-        Ok(sources) => {
-            let level = sources.iter().map(|h| h.level).max().unwrap_or(Level::Ok);
+        Ok((sources, stores)) => {
+            let level = sources
+                .iter()
+                .map(|h| h.level)
+                .chain(stores.iter().map(|s| s.level))
+                .max()
+                .unwrap_or(Level::Ok);
             let code = match level {
                 Level::Ok => 0,
                 Level::Warning => 1,
                 Level::Critical => 2,
             };
             // Findings quote job errors, which may come from another host's record.
-            let summary = summary(&sources);
+            let summary = summary(&sources, &stores);
             if json {
                 let body = json!({
                     "status": status_word(Some(level)),
                     "code": code,
                     "summary": summary,
                     "sources": sources,
+                    "stores": stores,
                 });
                 let text = serde_json::to_string_pretty(&body).unwrap_or_default();
                 println!("{}", escape::json(&text));
@@ -39,7 +46,7 @@ pub async fn run(config_path: &Path, source: Option<String>, json: bool) -> Exit
                     "LIFEBOAT {} - {} | {}",
                     status_word(Some(level)),
                     escape::term(&summary),
-                    escape::term(&perfdata(&sources))
+                    escape::term(&perfdata(&sources, &stores))
                 );
             }
             ExitCode::from(code)
@@ -59,10 +66,11 @@ pub async fn run(config_path: &Path, source: Option<String>, json: bool) -> Exit
     }
 }
 
+/// Per-source health and, with more than one store, per-store health.
 async fn assess(
     config_path: &Path,
     source: Option<String>,
-) -> Result<Vec<SourceHealth>, lifeboat::Error> {
+) -> Result<(Vec<SourceHealth>, Vec<StoreHealth>), lifeboat::Error> {
     let config = Config::load(config_path)?;
     let lb = Lifeboat::open(config).await?;
     if let Some(s) = &source {
@@ -73,6 +81,11 @@ async fn assess(
     lb.sync_jobs().await?;
     let jobs = lb.jobs()?;
     let mut sources = health::assess(lb.config(), &catalog.rows(), &jobs, lb.clock().now());
+    let stores = if lb.stores().len() > 1 {
+        lifeboat::stores::health(lb.config(), &catalog, lb.clock().now())
+    } else {
+        Vec::new()
+    };
     if let Some(s) = &source {
         sources.retain(|h| &h.source == s);
     }
@@ -81,7 +94,7 @@ async fn assess(
             "no sources configured and none found in the bucket".into(),
         ));
     }
-    Ok(sources)
+    Ok((sources, stores))
 }
 
 fn status_word(level: Option<Level>) -> &'static str {
@@ -93,10 +106,32 @@ fn status_word(level: Option<Level>) -> &'static str {
     }
 }
 
-/// The worst sources' findings first; all-OK says how fresh each source is.
-fn summary(sources: &[SourceHealth]) -> String {
+/// The worst sources' findings first, then the stores that are behind; all-OK says how
+/// fresh each source is.
+fn summary(sources: &[SourceHealth], stores: &[StoreHealth]) -> String {
     let mut bad: Vec<&SourceHealth> = sources.iter().filter(|h| h.level > Level::Ok).collect();
     bad.sort_by_key(|h| std::cmp::Reverse(h.level));
+    let mut bad_stores: Vec<&StoreHealth> = stores.iter().filter(|s| s.level > Level::Ok).collect();
+    bad_stores.sort_by_key(|s| std::cmp::Reverse(s.level));
+    let store_text = bad_stores
+        .iter()
+        .map(|s| match &s.error {
+            Some(_) => format!("store {}: {}", s.store, s.summary()),
+            None => format!(
+                "store {}: {} backup(s) behind, {} older than the copies grace{}",
+                s.store,
+                s.behind,
+                s.overdue,
+                s.newest_behind
+                    .as_ref()
+                    .map(|id| format!(" (newest {id})"))
+                    .unwrap_or_default()
+            ),
+        })
+        .collect::<Vec<_>>();
+    if bad.is_empty() && !store_text.is_empty() {
+        return store_text.join("; ");
+    }
     if bad.is_empty() {
         let fresh: Vec<String> = sources
             .iter()
@@ -112,12 +147,13 @@ fn summary(sources: &[SourceHealth]) -> String {
             let reasons: Vec<&str> = h.findings.iter().map(|f| f.message.as_str()).collect();
             format!("{}: {}", h.source, reasons.join(", "))
         })
+        .chain(store_text)
         .collect::<Vec<_>>()
         .join("; ")
 }
 
 /// `'label'=value[UOM];warn;crit;min;max` per measure and source.
-fn perfdata(sources: &[SourceHealth]) -> String {
+fn perfdata(sources: &[SourceHealth], stores: &[StoreHealth]) -> String {
     let mut out = String::new();
     for h in sources {
         let s = &h.source;
@@ -148,6 +184,17 @@ fn perfdata(sources: &[SourceHealth]) -> String {
                 interval.num_seconds() * 2
             );
         }
+    }
+    for st in stores {
+        let s = &st.store;
+        let _ = write!(
+            out,
+            "'store_{s}_up'={};;;0;1 'store_{s}_verified'={};;;0; 'store_{s}_behind'={};;;0; 'store_{s}_overdue'={};;1;0; ",
+            u8::from(st.error.is_none()),
+            st.verified,
+            st.behind,
+            st.overdue
+        );
     }
     out.trim_end().to_owned()
 }

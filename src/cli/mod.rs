@@ -1,6 +1,7 @@
 //! Subcommands, their arguments and their output.
 
 mod check;
+mod copy;
 mod daemon;
 mod drill;
 mod output;
@@ -124,6 +125,9 @@ enum Command {
     },
     /// Apply the retention policy: list every backup with keep/prune and why, then delete.
     Prune(prune::PruneArgs),
+    /// Bring every store up to date: copy the backups and records each lacks, check copies
+    /// never read back.
+    Copy(copy::CopyArgs),
     /// Protect a backup from every prune.
     Pin {
         id: String,
@@ -448,6 +452,7 @@ pub async fn run() -> Result<ExitCode> {
             })
         }
         Command::Prune(args) => prune::run(&open(&config_path).await?, args, cancel).await,
+        Command::Copy(args) => copy::run(&open(&config_path).await?, args, cli.quiet, cancel).await,
         Command::Pin { id, json } => prune::pin(&open(&config_path).await?, &id, true, json).await,
         Command::Unpin { id, json } => {
             prune::pin(&open(&config_path).await?, &id, false, json).await

@@ -92,7 +92,11 @@ fn verified_text(v: Option<&Verification>, now: DateTime<Utc>) -> (String, Optio
 pub fn catalog(lb: &Lifeboat, catalog: &Catalog, color: bool) {
     let now = lb.clock().now();
     println!("bucket: {}", lb.store().location());
-    let mut t = Table::new(&[
+    let several = lb.stores().len() > 1;
+    if several {
+        stores_lines(catalog);
+    }
+    let mut headers = vec![
         ("ID", Align::Left),
         ("SOURCE", Align::Left),
         ("CREATED", Align::Left),
@@ -104,8 +108,12 @@ pub fn catalog(lb: &Lifeboat, catalog: &Catalog, color: bool) {
         ("ROWS", Align::Right),
         ("ENC", Align::Left),
         ("VERIFIED", Align::Left),
-        ("STATE", Align::Left),
-    ]);
+    ];
+    if several {
+        headers.push(("COPIES", Align::Right));
+    }
+    headers.push(("STATE", Align::Left));
+    let mut t = Table::new(&headers);
     for b in &catalog.backups {
         let m = b.manifest.as_ref();
         let verified = lb.verification(b.id.as_str());
@@ -116,7 +124,7 @@ pub fn catalog(lb: &Lifeboat, catalog: &Catalog, color: bool) {
             BackupState::Orphan => colored("orphan", YELLOW),
             BackupState::Damaged => colored("damaged", RED),
         };
-        t.row(vec![
+        let mut cells = vec![
             b.id.to_string().into(),
             b.source.as_str().into(),
             time(b.time()).into(),
@@ -132,8 +140,12 @@ pub fn catalog(lb: &Lifeboat, catalog: &Catalog, color: bool) {
                 Some(c) => colored(vtext, c),
                 None => vtext.into(),
             },
-            state,
-        ]);
+        ];
+        if several {
+            cells.push(copies_cell(b.copies.as_ref()));
+        }
+        cells.push(state);
+        t.row(cells);
     }
     if t.is_empty() {
         println!("\nno backups yet: run `lifeboat backup`");
@@ -211,8 +223,52 @@ pub fn catalog(lb: &Lifeboat, catalog: &Catalog, color: bool) {
     }
 }
 
+/// `2/3`, green when every store that should hold a verified copy does.
+fn copies_cell(copies: Option<&lifeboat::stores::Copies>) -> super::table::Cell {
+    match copies {
+        None => "-".into(),
+        Some(c) if c.verified() == 0 => colored(c.label(), RED),
+        Some(c) if c.behind().next().is_some() => colored(c.label(), YELLOW),
+        Some(c) => colored(c.label(), GREEN),
+    }
+}
+
+/// One line per store: where it is and how it is doing.
+fn stores_lines(catalog: &Catalog) {
+    for l in &catalog.stores {
+        let what = match &l.error {
+            Some(e) => format!("UNREACHABLE: {}", esc(e.lines().next().unwrap_or_default())),
+            None if l.owed.is_empty() => "up to date".to_owned(),
+            None => format!("{} behind (`lifeboat copy`)", l.owed.len()),
+        };
+        println!("store {}: {}  {what}", l.store, l.location);
+    }
+}
+
+/// Per store, the state of a backup's copy.
+fn copies_text(c: &lifeboat::stores::Copies, now: DateTime<Utc>) -> String {
+    let lines: Vec<String> = c
+        .stores
+        .iter()
+        .map(|s| {
+            let when = s
+                .checked_at
+                .map(|t| format!(" {} ago", short_age(now - t)))
+                .unwrap_or_default();
+            let behind = if s.owed && s.state != lifeboat::stores::CopyState::Verified {
+                " (behind)"
+            } else {
+                ""
+            };
+            format!("{} {}{when}{behind}", s.store, s.state.label())
+        })
+        .collect();
+    format!("{}: {}", c.label(), lines.join(", "))
+}
+
 pub fn entry_json(lb: &Lifeboat, b: &BackupEntry, pinned: bool) -> serde_json::Value {
     json!({
+        "copies": b.copies,
         "id": b.id,
         "source": b.source,
         "state": b.state,
@@ -232,6 +288,7 @@ pub fn entry_json(lb: &Lifeboat, b: &BackupEntry, pinned: bool) -> serde_json::V
 pub fn catalog_json(lb: &Lifeboat, catalog: &Catalog) -> serde_json::Value {
     json!({
         "location": lb.store().location(),
+        "stores": catalog.stores,
         "backups": catalog.backups.iter().map(|b| entry_json(lb, b, catalog.pinned(b))).collect::<Vec<_>>(),
         "foreign": catalog.foreign,
         "unusable": catalog.unusable,
@@ -307,6 +364,9 @@ pub fn show(lb: &Lifeboat, b: &BackupEntry, pinned: bool) {
     }
     let (v, _) = verified_text(lb.verification(b.id.as_str()).as_ref(), now);
     println!("verified  {v}");
+    if let Some(c) = b.copies.as_ref().filter(|_| lb.stores().len() > 1) {
+        println!("copies    {}", copies_text(c, now));
+    }
     if pinned {
         println!("pinned    yes: `lifeboat prune` never deletes it (`lifeboat unpin` to release)");
     }

@@ -68,6 +68,19 @@ impl Progress for CliProgress {
         *current = Some(bar);
     }
 
+    fn note(&self, line: &str) {
+        // Notes can quote a store's error text: no control characters reach the terminal.
+        let line: String = line
+            .chars()
+            .map(|c| if c.is_control() { '?' } else { c })
+            .collect();
+        let current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        match current.as_ref() {
+            Some(bar) => bar.suspend(|| eprintln!("{}: {line}", self.prefix)),
+            None => eprintln!("{}: {line}", self.prefix),
+        }
+    }
+
     fn advance(&self, done: u64) {
         if let Some(bar) = self
             .current

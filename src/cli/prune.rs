@@ -50,7 +50,7 @@ pub async fn run(lb: &Lifeboat, args: PruneArgs, cancel: CancellationToken) -> R
         if args.json {
             print_json(&json!({ "dry_run": true, "plan": plan }))?;
         } else {
-            print_plan(&plan, super::color());
+            print_plan(&plan, &lb.stores()[0].name, super::color());
             println!(
                 "dry run: nothing deleted; {} backup(s) and {} upload(s) would go, freeing {}",
                 plan.pruned_count(),
@@ -66,7 +66,7 @@ pub async fn run(lb: &Lifeboat, args: PruneArgs, cancel: CancellationToken) -> R
             if args.json {
                 print_json(&json!({ "dry_run": false, "job": job, "report": report }))?;
             } else {
-                print_plan(&report.plan, super::color());
+                print_plan(&report.plan, &lb.stores()[0].name, super::color());
                 println!(
                     "deleted {} backup(s), aborted {} upload(s), freed {} (job {})",
                     report.deleted,
@@ -86,12 +86,44 @@ pub async fn run(lb: &Lifeboat, args: PruneArgs, cancel: CancellationToken) -> R
     }
 }
 
-fn print_plan(plan: &PrunePlan, color: bool) {
+fn print_plan(plan: &PrunePlan, default_store: &str, color: bool) {
     let tz = plan
         .timezone
         .parse::<chrono_tz::Tz>()
         .unwrap_or(chrono_tz::UTC);
-    for sp in &plan.sources {
+    if !plan.stores.is_empty() {
+        println!("store {}\n", esc(default_store));
+    }
+    print_sources(&plan.sources, tz, color);
+    for u in &plan.uploads {
+        println!(
+            "incomplete upload {}  started {}  {} ({})",
+            esc(&u.upload.key),
+            u.upload
+                .started
+                .map_or("-".into(), |t| t.format("%Y-%m-%d %H:%M UTC").to_string()),
+            if u.abort { "abort" } else { "keep" },
+            esc(&u.reason)
+        );
+    }
+    for st in &plan.stores {
+        println!("store {}\n", esc(&st.store));
+        match &st.error {
+            Some(e) => println!("  not pruned: it could not be read: {}\n", esc(e)),
+            None => print_sources(&st.sources, tz, color),
+        }
+        for u in st.uploads.iter().filter(|u| u.abort) {
+            println!(
+                "incomplete upload {}  abort ({})",
+                esc(&u.upload.key),
+                esc(&u.reason)
+            );
+        }
+    }
+}
+
+fn print_sources(sources: &[lifeboat::retention::SourcePlan], tz: chrono_tz::Tz, color: bool) {
+    for sp in sources {
         println!("{}: {}", esc(&sp.source), esc(&sp.policy));
         if let Some(why) = &sp.skipped {
             println!("  SKIPPED: {}", esc(why));
@@ -134,17 +166,6 @@ fn print_plan(plan: &PrunePlan, color: bool) {
             sp.decisions.len() - sp.pruned().count(),
             sp.pruned().count(),
             size(sp.freed_bytes())
-        );
-    }
-    for u in &plan.uploads {
-        println!(
-            "incomplete upload {}  started {}  {} ({})",
-            esc(&u.upload.key),
-            u.upload
-                .started
-                .map_or("-".into(), |t| t.format("%Y-%m-%d %H:%M UTC").to_string()),
-            if u.abort { "abort" } else { "keep" },
-            esc(&u.reason)
         );
     }
 }

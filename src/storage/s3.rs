@@ -1,5 +1,7 @@
 //! S3 and S3-compatible stores through aws-sdk-s3.
 
+mod copy;
+
 use std::time::Duration;
 
 use async_trait::async_trait;

@@ -102,6 +102,8 @@ pub struct Data {
     pub refreshing: bool,
     pub tasks: BTreeMap<TaskId, TaskView>,
     pub health: Vec<SourceHealth>,
+    /// One line per store, once a catalog read has reached every store.
+    pub stores: Vec<lifeboat::stores::StoreHealth>,
     pub now: DateTime<Utc>,
 }
 
@@ -149,6 +151,18 @@ impl Outbox {
         self.requests.push(Request::Verify {
             task,
             id: id.to_owned(),
+            every_copy: true,
+        });
+        task
+    }
+
+    /// The wizard's check: one good copy, the one a restore would read, is enough.
+    pub fn preflight(&mut self, id: &str, now: DateTime<Utc>) -> TaskId {
+        let task = self.task(format!("verify {id}"), now);
+        self.requests.push(Request::Verify {
+            task,
+            id: id.to_owned(),
+            every_copy: false,
         });
         task
     }
@@ -460,6 +474,8 @@ impl App {
                 match result {
                     Ok(catalog) => {
                         self.data.rows = catalog.rows();
+                        self.data.stores =
+                            lifeboat::stores::health(&self.ctx.config, &catalog, self.data.now);
                         self.data.catalog = Some(catalog);
                         self.rows_changed();
                     }
@@ -538,7 +554,8 @@ impl App {
 
     pub fn draw(&self, frame: &mut Frame) {
         let area = frame.area();
-        let header_height = 1 + self.data.health.len().min(4) as u16;
+        let header_height =
+            1 + self.data.health.len().min(4) as u16 + self.store_lines().len() as u16;
         let [header, tabs, body, footer] = Layout::vertical([
             Constraint::Length(header_height),
             Constraint::Length(1),
@@ -647,7 +664,40 @@ impl App {
                 ),
             ]));
         }
+        lines.extend(self.store_lines());
         frame.render_widget(Paragraph::new(lines), area);
+    }
+
+    /// With more than one store, a line for each (at most three): reachable or not, copies
+    /// held, and how many backups it still owes.
+    fn store_lines(&self) -> Vec<Line<'static>> {
+        let t = &self.ctx.theme;
+        let configured = &self.ctx.config.stores;
+        if configured.len() < 2 {
+            return Vec::new();
+        }
+        configured
+            .iter()
+            .take(3)
+            .map(|sc| {
+                let h = self.data.stores.iter().find(|h| h.store == sc.name);
+                let (mark, style) = match h.map(|h| h.level) {
+                    None => ("○     ", t.dim),
+                    Some(Level::Ok) => ("● ok  ", t.ok),
+                    Some(Level::Warning) => ("▲ warn", t.warn),
+                    Some(Level::Critical) => ("✖ crit", t.bad),
+                };
+                let text = match h {
+                    None => "reading…".to_owned(),
+                    Some(h) => h.summary(),
+                };
+                Line::from(vec![
+                    Span::styled(format!("{mark} "), style),
+                    Span::styled(format!("store {:<9} ", sc.name), t.title),
+                    Span::styled(text, style),
+                ])
+            })
+            .collect()
     }
 
     fn draw_tabs(&self, frame: &mut Frame, area: Rect) {

@@ -53,6 +53,7 @@ pub fn run(rows: usize, width: u16, height: u16) -> Result<()> {
                 rows: Some(rng.u64(..1 << 30)),
                 encrypted: false,
                 note: None,
+                copies: None,
             }
         })
         .collect();

@@ -29,6 +29,8 @@ pub enum Request {
     Verify {
         task: TaskId,
         id: String,
+        /// Every store's copy (`v`), or only until one good copy is found (the wizard).
+        every_copy: bool,
     },
     Restore(RestoreRequest),
     Cancel {

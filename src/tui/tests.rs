@@ -50,6 +50,7 @@ fn row(id: &str, source: &str, hours_ago: i64, kind: RowKind, rows: u64) -> Cata
         tables: Some(14),
         rows: Some(rows),
         encrypted: false,
+        copies: None,
         note: match kind {
             RowKind::Orphan => {
                 Some("no manifest: the backup never reached its commit point".into())
@@ -103,6 +104,7 @@ fn rows() -> Vec<CatalogRow> {
         rows: None,
         encrypted: false,
         note: Some("sql.gz".into()),
+        copies: None,
     });
     rows
 }
@@ -327,6 +329,7 @@ fn pinned_backups_say_so_in_the_catalog() {
         manifest: None,
         objects: Vec::new(),
         problem: None,
+        copies: None,
     };
     let mut catalog = Catalog {
         backups: vec![
@@ -431,6 +434,7 @@ fn plan_inputs() -> PlanInputs {
             },
         ],
         incomplete: Vec::new(),
+        other_stores: Default::default(),
     }
 }
 
@@ -525,10 +529,17 @@ fn wizard_walks_from_choice_to_result() {
     key(&mut app, KeyCode::Enter);
     // The newest shop backup at or before 5 h ago, and its checksum verification started.
     let requests = app.take_requests();
-    let Some(Request::Verify { task: verify, id }) = requests.first() else {
+    let Some(Request::Verify {
+        task: verify,
+        id,
+        every_copy,
+    }) = requests.first()
+    else {
         panic!("{requests:?}")
     };
     assert_eq!(id, "20261123T020000Z-bbbb");
+    // One good copy is enough to go on; `v` in the catalog reads every copy.
+    assert!(!every_copy);
     app.on_msg(Msg::Progress {
         task: *verify,
         phase: Phase::Download,
@@ -858,4 +869,216 @@ fn an_existing_postgres_database_needs_its_name_typed() {
     let r = restore_request(&mut app);
     assert!(r.force_target);
     assert_eq!(r.target, PathBuf::from("taken"));
+}
+
+/// Three stores: the default, an offsite bucket and an archive.
+fn three_stores() -> Config {
+    let text = "[[store]]\nname = \"primary\"\ntype = \"local\"\npath = \"/srv/backups\"\n\
+                [[store]]\nname = \"offsite\"\ntype = \"s3\"\nbucket = \"acme-offsite\"\nendpoint = \"https://s3.example.net\"\n\
+                [[store]]\nname = \"archive\"\ntype = \"local\"\npath = \"/mnt/archive\"\n\
+                [restore]\nscratch_dir = \"/var/tmp/restores\"\n\
+                [[source]]\nname = \"shop\"\nengine = \"sqlite\"\npath = \"/srv/shop.db\"\n\
+                [[source]]\nname = \"auth\"\nengine = \"sqlite\"\npath = \"/srv/auth.db\"\nrpo = \"2d\"\n";
+    Config::parse(text, std::path::Path::new("/etc/lifeboat/lifeboat.toml")).unwrap()
+}
+
+/// A complete backup whose copies are in the given states, in store order.
+fn entry_with_copies(
+    id: &str,
+    source: &str,
+    hours_ago: i64,
+    rows: u64,
+    states: [(lifeboat::stores::CopyState, bool); 3],
+) -> lifeboat::catalog::BackupEntry {
+    use lifeboat::manifest::{DataInfo, Manifest, SourceInfo, ToolInfo};
+    use lifeboat::stores::{Copies, StoreCopy};
+    let time = now() - Duration::hours(hours_ago);
+    let stored = rows * 25;
+    let manifest = Manifest {
+        format: 1,
+        id: id.parse().unwrap(),
+        source: SourceInfo {
+            name: source.into(),
+            engine: lifeboat::manifest::EngineKind::Sqlite,
+            server_version: "3.50.4".into(),
+            database: format!("/srv/{source}.db"),
+        },
+        started_at: time,
+        finished_at: time + Duration::milliseconds(900),
+        trigger: Trigger::Scheduled,
+        tool: ToolInfo::this(),
+        host: "db1".into(),
+        data: DataInfo {
+            key: "data.sqlite.zst".into(),
+            raw_bytes: rows * 90,
+            stored_bytes: stored,
+            compression: "zstd".into(),
+            compression_level: 3,
+            sha256: "cd".repeat(32),
+        },
+        encryption: None,
+        tables: vec![TableCount {
+            name: "orders".into(),
+            rows,
+        }],
+        content_checksums: Default::default(),
+        postgres: None,
+    };
+    lifeboat::catalog::BackupEntry {
+        source: source.into(),
+        id: id.parse().unwrap(),
+        state: lifeboat::catalog::BackupState::Complete,
+        objects: vec![lifeboat::storage::ObjectMeta {
+            key: format!("{source}/{id}/data.sqlite.zst"),
+            size: stored,
+            last_modified: Some(time),
+        }],
+        manifest: Some(manifest),
+        problem: None,
+        copies: Some(Copies {
+            stores: ["primary", "offsite", "archive"]
+                .into_iter()
+                .zip(states)
+                .map(|(store, (state, owed))| StoreCopy {
+                    store: store.into(),
+                    state,
+                    owed,
+                    checked_at: (state == lifeboat::stores::CopyState::Verified
+                        || state == lifeboat::stores::CopyState::Failed)
+                        .then(|| time + Duration::minutes(5)),
+                    detail: None,
+                })
+                .collect(),
+        }),
+    }
+}
+
+/// The console over three stores: an offsite copy that failed its check more than the grace
+/// period ago, and an archive one backup behind.
+fn copies_app(offsite_error: Option<&str>) -> App {
+    use lifeboat::stores::CopyState::{Failed, Missing, Verified};
+    use lifeboat::stores::StoreListing;
+    let ctx = Ctx {
+        config: Arc::new(three_stores()),
+        location: "/srv/backups".into(),
+        clock: Clock::starting_at(now()),
+        keymap: Keymap::load(None).unwrap(),
+        theme: Theme::colored(),
+    };
+    let mut app = App::new(ctx);
+    app.on_msg(Msg::Jobs(Ok(Arc::new(jobs()))));
+    let backups = vec![
+        entry_with_copies(
+            "20261123T080000Z-aaaa",
+            "shop",
+            4,
+            111_031,
+            [(Verified, false), (Verified, false), (Missing, true)],
+        ),
+        entry_with_copies(
+            "20261123T020000Z-bbbb",
+            "shop",
+            10,
+            110_888,
+            [(Verified, false), (Verified, false), (Verified, false)],
+        ),
+        entry_with_copies(
+            "20261122T021500Z-cccc",
+            "auth",
+            34,
+            6_533,
+            [(Verified, false), (Failed, true), (Verified, false)],
+        ),
+        entry_with_copies(
+            "20261121T020000Z-eeee",
+            "shop",
+            58,
+            110_180,
+            [(Verified, false), (Verified, false), (Verified, false)],
+        ),
+    ];
+    let listing = |store: &str, location: &str, owed: &[&str], error: Option<&str>| {
+        let holds = |b: &&lifeboat::catalog::BackupEntry| {
+            b.copies.as_ref().unwrap().stores.iter().any(|c| {
+                c.store == store
+                    && !matches!(c.state, Missing | lifeboat::stores::CopyState::Unknown)
+            })
+        };
+        StoreListing {
+            store: store.into(),
+            location: location.into(),
+            error: error.map(str::to_owned),
+            backups: backups.iter().filter(holds).cloned().collect(),
+            owed: owed.iter().map(|s| (*s).to_owned()).collect(),
+            ..StoreListing::default()
+        }
+    };
+    let catalog = lifeboat::catalog::Catalog {
+        stores: vec![
+            listing("primary", "/srv/backups", &[], None),
+            listing(
+                "offsite",
+                "s3://acme-offsite (https://s3.example.net)",
+                &["auth/20261122T021500Z-cccc"],
+                offsite_error,
+            ),
+            listing(
+                "archive",
+                "/mnt/archive",
+                &["shop/20261123T080000Z-aaaa"],
+                None,
+            ),
+        ],
+        backups,
+        ..Default::default()
+    };
+    app.on_msg(Msg::CatalogDone {
+        generation: 0,
+        result: Ok(Arc::new(catalog)),
+    });
+    app
+}
+
+#[test]
+fn catalog_shows_copies_and_a_line_per_store() {
+    let mut app = copies_app(None);
+    let s = screen(&app);
+    assert!(s.contains("COPIES"), "{s}");
+    insta::assert_snapshot!("catalog_copies", s);
+    key(&mut app, KeyCode::Enter);
+    let s = screen(&app);
+    assert!(s.contains("copies 2/3"), "{s}");
+    insta::assert_snapshot!("catalog_copies_detail", s);
+    // A single-store console has neither.
+    let s = screen(&self::app());
+    assert!(!s.contains("COPIES") && !s.contains(" store "), "{s}");
+}
+
+#[test]
+fn an_unreachable_store_is_a_red_header_line() {
+    let app = copies_app(Some(
+        "cannot reach https://s3.example.net: connection refused",
+    ));
+    let s = screen(&app);
+    let line = s
+        .lines()
+        .find(|l| l.contains("store offsite"))
+        .unwrap_or_else(|| panic!("{s}"));
+    assert!(
+        line.contains("✖ crit store offsite   unreachable: cannot reach https://s3.example.net"),
+        "{line}"
+    );
+    // Its copies are unknown, never counted as good.
+    let mut terminal = Terminal::new(TestBackend::new(80, 24)).unwrap();
+    terminal.draw(|f| app.draw(f)).unwrap();
+    let buffer = terminal.backend().buffer().clone();
+    let y = (0..24)
+        .find(|&y| {
+            (0..80)
+                .map(|x| buffer[(x, y)].symbol().to_owned())
+                .collect::<String>()
+                .contains("store offsite")
+        })
+        .unwrap();
+    assert_eq!(buffer[(0, y)].fg, Color::Red);
 }

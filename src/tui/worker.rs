@@ -113,13 +113,18 @@ impl Worker {
                     });
                 });
             }
-            Request::Verify { task, id } => {
+            Request::Verify {
+                task,
+                id,
+                every_copy,
+            } => {
                 let cancel = self.start(task);
                 tokio::spawn(async move {
                     let progress = ChannelProgress::new(task, tx.clone());
                     let (record, result) = match lb.catalog().await {
                         Ok(catalog) => match catalog.find(&id) {
-                            Some(entry) => lb.verify(entry, progress, cancel).await,
+                            Some(entry) if every_copy => lb.verify(entry, progress, cancel).await,
+                            Some(entry) => lb.verify_for_restore(entry, progress, cancel).await,
                             None => (
                                 placeholder(&lb, JobKind::Verify),
                                 Err(Error::NoBackup(id.clone())),
@@ -331,6 +336,10 @@ impl Progress for ChannelProgress {
                 done,
             });
         }
+    }
+    /// A restore falling back to another store, a copy that failed: the status line.
+    fn note(&self, line: &str) {
+        let _ = self.tx.send(Msg::Notice(Ok(line.to_owned())));
     }
 }
 

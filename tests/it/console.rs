@@ -138,3 +138,66 @@ fn assert_restorable(path: &Path) {
         .unwrap();
     assert!(n > 0);
 }
+
+/// Two stores: the catalog's COPIES column and a header line per store, in a real terminal.
+#[test]
+fn the_console_shows_copies_and_each_store() {
+    let dir = tempfile::tempdir().unwrap();
+    crate::common::make_sample_db(&dir.path().join("app.db"), 1);
+    let config = dir.path().join("lifeboat.toml");
+    std::fs::write(
+        &config,
+        "[[store]]\nname = \"primary\"\ntype = \"local\"\npath = \"hot\"\n\
+         [[store]]\nname = \"offsite\"\ntype = \"local\"\npath = \"offsite\"\n\
+         [state]\npath = \"state.db\"\n\
+         [[source]]\nname = \"app\"\nengine = \"sqlite\"\npath = \"app.db\"\n",
+    )
+    .unwrap();
+    let tmux = Tmux {
+        socket: format!("lifeboat-copies-{}", std::process::id()),
+    };
+    let script = format!(
+        "cd {dir} && export HOME={dir} LIFEBOAT_NOW=2026-11-23T02:00:00Z; {bin} --config {config} backup app \
+         && LIFEBOAT_NOW=2026-11-23T03:00:00Z {bin} --config {config}; echo EXIT=$?; sleep 60",
+        dir = dir.path().display(),
+        bin = env!("CARGO_BIN_EXE_lifeboat"),
+        config = config.display()
+    );
+    let started = tmux
+        .cmd()
+        .args(["new-session", "-d", "-s", "lb", "-x", "100", "-y", "30"])
+        .arg(script)
+        .status()
+        .expect("tmux is installed (scripts/test installs it)");
+    assert!(started.success());
+    let screen = tmux.wait_for("COPIES", Duration::from_secs(60));
+    let screen = if screen.contains("2/2") {
+        screen
+    } else {
+        tmux.wait_for("2/2", Duration::from_secs(30))
+    };
+    for store in ["store primary", "store offsite"] {
+        let line = screen
+            .lines()
+            .find(|l| l.contains(store))
+            .unwrap_or_else(|| panic!("no line for {store}:\n{screen}"));
+        assert!(
+            line.contains("● ok") && line.contains("1 copy (1 verified)"),
+            "{line}"
+        );
+    }
+    let row = screen
+        .lines()
+        .find(|l| l.contains("│2026112"))
+        .unwrap_or_else(|| panic!("{screen}"));
+    assert!(row.contains(" 2/2 "), "{row}");
+    // The detail pane names each store's copy.
+    tmux.keys(&["Enter"]);
+    let screen = tmux.wait_for("copies 2/2", Duration::from_secs(10));
+    assert!(
+        screen.contains("primary  verified") && screen.contains("offsite  verified"),
+        "{screen}"
+    );
+    tmux.keys(&["q"]);
+    tmux.wait_for("EXIT=0", Duration::from_secs(10));
+}

@@ -4,6 +4,7 @@ mod backup_restore;
 mod cli;
 mod common;
 mod console;
+mod copies;
 mod faults;
 mod faults_s3;
 mod foreign;

@@ -268,7 +268,10 @@ impl CatalogTab {
 
     fn draw_table(&self, frame: &mut Frame, area: Rect, data: &Data, ctx: &Ctx) {
         let t = &ctx.theme;
-        let mid = area.width >= 100;
+        // With several stores a COPIES column joins; CREATED and ROWS wait for the room.
+        let copies = ctx.config.stores.len() > 1;
+        let mid = area.width >= if copies { 108 } else { 100 };
+        let counts = !copies || area.width >= 90;
         let wide = area.width >= 132;
         let complete = data
             .rows
@@ -315,7 +318,14 @@ impl CatalogTab {
         if wide {
             header.extend(["RAW", "TIME", "TABLES"]);
         }
-        header.extend(["ROWS", "VERIFIED", "STATE"]);
+        if counts {
+            header.push("ROWS");
+        }
+        header.push("VERIFIED");
+        if copies {
+            header.push("COPIES");
+        }
+        header.push("STATE");
         if wide {
             header.push("ENC");
         }
@@ -362,11 +372,20 @@ impl CatalogTab {
                         Cell::from(fmt::count(r.tables)),
                     ]);
                 }
-                cells.extend([
-                    Cell::from(fmt::count(r.rows)),
-                    Cell::from(Span::styled(verified, vstyle)),
-                    Cell::from(Span::styled(state_text, state_style)),
-                ]);
+                if counts {
+                    cells.push(Cell::from(fmt::count(r.rows)));
+                }
+                cells.push(Cell::from(Span::styled(verified, vstyle)));
+                if copies {
+                    let (text, style) = match &r.copies {
+                        None => ("-".to_owned(), Style::new()),
+                        Some(c) if c.verified == 0 => (c.label(), t.bad),
+                        Some(c) if !c.complete() => (c.label(), t.warn),
+                        Some(c) => (c.label(), t.ok),
+                    };
+                    cells.push(Cell::from(Span::styled(text, style)));
+                }
+                cells.push(Cell::from(Span::styled(state_text, state_style)));
                 if wide {
                     cells.push(Cell::from(if r.encrypted { "age" } else { "-" }));
                 }
@@ -390,11 +409,14 @@ impl CatalogTab {
                 Constraint::Length(6),
             ]);
         }
-        widths.extend([
-            Constraint::Length(9),
-            Constraint::Length(10),
-            Constraint::Min(8),
-        ]);
+        if counts {
+            widths.push(Constraint::Length(9));
+        }
+        widths.push(Constraint::Length(10));
+        if copies {
+            widths.push(Constraint::Length(6));
+        }
+        widths.push(Constraint::Min(8));
         if wide {
             widths.push(Constraint::Length(4));
         }
@@ -479,6 +501,36 @@ impl CatalogTab {
                     "encrypted {}",
                     if m.encryption.is_some() { "yes" } else { "no" }
                 )));
+                if let Some(c) = entry
+                    .and_then(|e| e.copies.as_ref())
+                    .filter(|_| ctx.config.stores.len() > 1)
+                {
+                    right.push(Line::styled(format!("copies {}", c.label()), t.title));
+                    for s in &c.stores {
+                        let style = match s.state {
+                            lifeboat::stores::CopyState::Verified => t.ok,
+                            lifeboat::stores::CopyState::Unverified
+                            | lifeboat::stores::CopyState::Missing => t.warn,
+                            _ => t.bad,
+                        };
+                        let behind = if s.owed && s.state != lifeboat::stores::CopyState::Verified {
+                            "  behind"
+                        } else {
+                            ""
+                        };
+                        right.push(Line::styled(
+                            format!(
+                                "  {:<8} {}{}{behind}",
+                                s.store,
+                                s.state.label(),
+                                s.checked_at
+                                    .map(|at| format!(" {}", fmt::ago(Some(at), data.now)))
+                                    .unwrap_or_default()
+                            ),
+                            style,
+                        ));
+                    }
+                }
                 right.push(Line::styled(
                     format!(
                         "{} tables, {} rows",

@@ -120,7 +120,7 @@ impl RestoreWizard {
         self.verified = None;
         self.verify_task = None;
         if row.kind == RowKind::Complete {
-            self.verify_task = Some(outbox.verify(&row.id, data.now));
+            self.verify_task = Some(outbox.preflight(&row.id, data.now));
         }
         self.chosen = Some(row);
         self.step = Step::Preflight;
