@@ -25,6 +25,7 @@ pub mod prune;
 pub mod report;
 pub mod retention;
 pub mod schedule;
+pub mod signing;
 pub mod sniff;
 pub mod state;
 pub mod storage;
@@ -58,6 +59,8 @@ pub struct Lifeboat {
     store: Arc<dyn ObjectStore>,
     state: State,
     clock: Clock,
+    /// The public keys that authenticate backups here.
+    trust: Arc<signing::Trust>,
 }
 
 /// Which backup to restore.
@@ -136,12 +139,55 @@ impl Lifeboat {
         state: State,
         clock: Clock,
     ) -> Self {
+        let trust = Arc::new(signing::Trust::from_config(config.signing.as_ref()));
         Lifeboat {
             config: Arc::new(config),
             store,
             state,
             clock,
+            trust,
         }
+    }
+
+    /// Whether a backup's manifest is signed by a key this host trusts (see [`signing`]).
+    pub fn authenticity(&self, manifest: &Manifest) -> signing::Authenticity {
+        self.trust.authenticity(manifest)
+    }
+
+    /// What a restore of `from` may do: a manifest whose signature fails is refused, and
+    /// only an authenticated backup may be restored `privileged`.
+    fn check_rights(
+        &self,
+        from: &RestoreFrom,
+        opts: &RestoreOptions,
+    ) -> Result<Option<signing::Authenticity>> {
+        let authenticity = match from {
+            RestoreFrom::Backup(b) => b.manifest.as_ref().map(|m| self.authenticity(m)),
+            RestoreFrom::Foreign(_) => None,
+        };
+        if let Some(signing::Authenticity::Bad { reason }) = &authenticity {
+            return Err(Error::NotRestorable {
+                id: from.label(),
+                reason: format!("its manifest is not to be trusted: {reason}"),
+            });
+        }
+        if opts.privileged && !authenticity.as_ref().is_some_and(|a| a.is_authenticated()) {
+            let what = match (from, &authenticity) {
+                (RestoreFrom::Foreign(_), _) => "a foreign object, which nobody signed".to_owned(),
+                (_, Some(a)) => format!("a backup that is {a}"),
+                (_, None) => "a backup without a manifest".to_owned(),
+            };
+            return Err(Error::Refused(format!(
+                "--privileged is only for authenticated backups (signed by a key in [signing]); {} is {what}: restore it without --privileged",
+                from.label()
+            )));
+        }
+        if opts.privileged && matches!(opts.target, pipeline::restore::RestoreTarget::Sqlite(_)) {
+            return Err(Error::Refused(
+                "--privileged applies to PostgreSQL restores only; a SQLite restore has no rights to add".into(),
+            ));
+        }
+        Ok(authenticity)
     }
 
     pub fn config(&self) -> &Config {
@@ -213,6 +259,7 @@ impl Lifeboat {
                 content_checksums: self.config.backup.content_checksums,
                 seal: pipeline::crypt::Seal::from_config(self.config.encryption.as_ref())?
                     .map(Arc::new),
+                signer: signing::Signer::from_config(self.config.signing.as_ref())?.map(Arc::new),
             };
             BackupRun {
                 store: &self.store,
@@ -447,20 +494,32 @@ impl Lifeboat {
         };
         let log = |line: String| job.log(line);
         let started = self.clock.now();
-        let result = RestoreRun {
-            store: &self.store,
-            from: &from,
-            opts: &opts,
-            source_path,
-            source_conn,
-            bin_dir,
-            progress,
-            cancel,
-            log: &log,
-            keys: self.config.encryption.as_ref(),
-        }
-        .run(started)
-        .await;
+        let result = match self.check_rights(&from, &opts) {
+            Err(e) => Err(e),
+            Ok(authenticity) => {
+                if let Some(a) = &authenticity {
+                    job.log(format!("manifest {a}"));
+                }
+                RestoreRun {
+                    store: &self.store,
+                    from: &from,
+                    opts: &opts,
+                    source_path,
+                    source_conn,
+                    bin_dir,
+                    progress,
+                    cancel,
+                    log: &log,
+                    keys: self.config.encryption.as_ref(),
+                }
+                .run(started)
+                .await
+                .map(|(mut report, at)| {
+                    report.authenticity = authenticity;
+                    (report, at)
+                })
+            }
+        };
         let result = result.and_then(|(mut report, _)| {
             job.add_bytes(report.stored_bytes);
             report.started_at = started;
@@ -508,6 +567,14 @@ impl Lifeboat {
                         .unwrap_or_else(|| "no manifest".into()),
                 });
             };
+            let authenticity = self.authenticity(m);
+            if let signing::Authenticity::Bad { reason } = &authenticity {
+                return Err(Error::NotRestorable {
+                    id: entry.id.to_string(),
+                    reason: format!("its manifest is not to be trusted: {reason}"),
+                });
+            }
+            job.log(format!("manifest {authenticity}"));
             progress.phase(Phase::Download, Some(m.data.stored_bytes));
             let (sha, size) =
                 pipeline::restore::download(self.store.as_ref(), &key, None, &*progress, &cancel)

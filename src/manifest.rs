@@ -5,6 +5,7 @@ use std::str::FromStr;
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::{Deserialize, Serialize};
+use sha2::Digest;
 
 /// The manifest format this build writes and the newest it reads.
 pub const FORMAT: u32 = 1;
@@ -207,6 +208,29 @@ pub struct Manifest {
     /// PostgreSQL backups only; absent from SQLite manifests.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub postgres: Option<PostgresInfo>,
+    /// The manifest's checksum of itself, and its signature when the writing host signs;
+    /// absent from manifests written before lifeboat recorded them ("unchecked").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub integrity: Option<Integrity>,
+}
+
+/// A manifest's own checksum and signature (see [`Manifest::seal`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Integrity {
+    /// SHA-256 of the manifest without this field, as canonical JSON (object keys sorted, no
+    /// whitespace), lowercase hex. Every other field, known to this version or not, is covered.
+    pub sha256: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<ManifestSignature>,
+}
+
+/// An Ed25519 signature over [`Integrity::sha256`] (see [`crate::signing`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestSignature {
+    /// The signer's public key, `ed25519:` and 64 hex digits.
+    pub key: String,
+    /// 128 hex digits.
+    pub value: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -228,6 +252,16 @@ impl Manifest {
 
     pub fn duration(&self) -> chrono::Duration {
         self.finished_at - self.started_at
+    }
+
+    /// Records the manifest's checksum of itself, signed when a signer is given. Call it last:
+    /// any later change to any field makes [`Manifest::parse`] refuse the manifest.
+    pub fn seal(&mut self, signer: Option<&crate::signing::Signer>) {
+        self.integrity = None;
+        let value = serde_json::to_value(&*self).expect("a manifest always serializes");
+        let sha256 = body_sha256(value);
+        let signature = signer.map(|s| s.sign(&sha256));
+        self.integrity = Some(Integrity { sha256, signature });
     }
 
     pub fn to_json(&self) -> Vec<u8> {
@@ -284,7 +318,60 @@ impl Manifest {
         if m.data.sha256.len() != 64 || !m.data.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(inconsistent("sha256 is not 64 hex digits".into()));
         }
+        if let Some(integrity) = &m.integrity {
+            // The file's own fields, not this version's view of them: an edited field this
+            // version does not know is caught as well.
+            let value: serde_json::Value = serde_json::from_slice(bytes).map_err(invalid)?;
+            if body_sha256(value) != integrity.sha256 {
+                return Err(inconsistent(
+                    "its own checksum does not match: it was changed after it was written".into(),
+                ));
+            }
+        }
         Ok(m)
+    }
+}
+
+/// SHA-256 of a manifest's JSON without its `integrity` field, in canonical form.
+fn body_sha256(mut value: serde_json::Value) -> String {
+    if let serde_json::Value::Object(map) = &mut value {
+        map.remove("integrity");
+    }
+    let mut out = Vec::new();
+    canonical(&value, &mut out);
+    crate::pipeline::hex(sha2::Sha256::digest(&out))
+}
+
+/// JSON with object keys in byte order and no whitespace, so the same document always gives
+/// the same bytes, however it was formatted.
+fn canonical(value: &serde_json::Value, out: &mut Vec<u8>) {
+    use serde_json::Value;
+    match value {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            out.push(b'{');
+            for (i, k) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                out.extend(serde_json::to_vec(k).expect("strings serialize"));
+                out.push(b':');
+                canonical(&map[k], out);
+            }
+            out.push(b'}');
+        }
+        Value::Array(items) => {
+            out.push(b'[');
+            for (i, v) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                canonical(v, out);
+            }
+            out.push(b']');
+        }
+        scalar => out.extend(serde_json::to_vec(scalar).expect("scalars serialize")),
     }
 }
 

@@ -248,6 +248,7 @@ fn report(mismatch: bool) -> RestoreReport {
         created: true,
         sha256: "ab".repeat(32),
         checksum_verified: true,
+        authenticity: None,
         stored_bytes: 3_100_000,
         raw_bytes: 10_000_000,
         started_at: now(),
