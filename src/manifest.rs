@@ -379,6 +379,89 @@ fn canonical(value: &serde_json::Value, out: &mut Vec<u8>) {
 mod tests {
     use super::*;
 
+    const KEY: &str = "app/20261122T020000Z-7f3a/manifest.json";
+
+    fn manifest() -> Manifest {
+        let at = DateTime::parse_from_rfc3339("2026-11-22T02:00:00Z")
+            .unwrap()
+            .to_utc();
+        Manifest {
+            format: FORMAT,
+            id: "20261122T020000Z-7f3a".parse().unwrap(),
+            source: SourceInfo {
+                name: "app".into(),
+                engine: EngineKind::Sqlite,
+                server_version: "3.45.3".into(),
+                database: "/srv/app.db".into(),
+            },
+            started_at: at,
+            finished_at: at,
+            trigger: Trigger::Manual,
+            tool: ToolInfo::this(),
+            host: "db1".into(),
+            data: DataInfo {
+                key: "data.sqlite.zst".into(),
+                raw_bytes: 4096,
+                stored_bytes: 900,
+                compression: "zstd".into(),
+                compression_level: 3,
+                sha256: "ab".repeat(32),
+            },
+            encryption: None,
+            tables: vec![TableCount {
+                name: "t".into(),
+                rows: 12,
+            }],
+            content_checksums: Default::default(),
+            postgres: None,
+            integrity: None,
+        }
+    }
+
+    #[test]
+    fn a_sealed_manifest_parses_and_any_edit_is_caught() {
+        let mut m = manifest();
+        m.seal(None);
+        let json = m.to_json();
+        assert_eq!(Manifest::parse(KEY, &json).unwrap(), m);
+        // Formatting is not content: compact JSON with keys in another order still matches.
+        let v: serde_json::Value = serde_json::from_slice(&json).unwrap();
+        Manifest::parse(KEY, &serde_json::to_vec(&v).unwrap()).unwrap();
+        let text = String::from_utf8(json).unwrap();
+        for (from, to) in [
+            ("\"raw_bytes\": 4096", "\"raw_bytes\": 4097"),
+            ("\"rows\": 12", "\"rows\": 13"),
+            ("\"host\": \"db1\"", "\"host\": \"db2\""),
+            ("\"format\": 1,", "\"format\": 1, \"extra\": true,"),
+        ] {
+            let edited = text.replacen(from, to, 1);
+            assert_ne!(edited, text, "{from}");
+            let err = Manifest::parse(KEY, edited.as_bytes()).unwrap_err();
+            assert!(err.to_string().contains("own checksum"), "{err}");
+        }
+        // Written before manifests had one: still read, without a check.
+        let mut old = manifest();
+        old.integrity = None;
+        assert!(
+            Manifest::parse(KEY, &old.to_json())
+                .unwrap()
+                .integrity
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn canonical_json_sorts_keys_at_every_level() {
+        let v: serde_json::Value =
+            serde_json::from_str(r#"{"b": [ {"z": 1, "a": "\u00e9"} ], "a": null}"#).unwrap();
+        let mut out = Vec::new();
+        canonical(&v, &mut out);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            r#"{"a":null,"b":[{"a":"é","z":1}]}"#
+        );
+    }
+
     #[test]
     fn backup_ids_round_trip_and_sort_by_time() {
         let t1 = DateTime::parse_from_rfc3339("2026-11-22T02:00:00Z")

@@ -754,4 +754,18 @@ mod tests {
             None
         );
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+
+        /// The lexer and the statement cutter take any text without panicking.
+        #[test]
+        fn any_text_is_cut_without_panicking(text in "(?s).{0,400}") {
+            let parts = statements(&text);
+            proptest::prop_assert_eq!(parts.concat().len() <= text.len(), true);
+            let _ = virtual_table_row(&text);
+            let _ = writable_schema_frame(&text);
+            let _ = leading_words(&text, 2);
+        }
+    }
 }

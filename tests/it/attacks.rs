@@ -1292,3 +1292,60 @@ async fn pg_privileged_restores_are_for_authenticated_backups_only() {
     assert_refused(&err, "only for authenticated backups", "stripped signature");
     assert!(!cluster.databases().contains(&"ext_stripped".to_owned()));
 }
+
+/// The scratch server's user need not be a superuser: CREATEDB and CREATEROLE are enough to
+/// create the restore role and a database it owns, and to drop both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_a_scratch_user_without_superuser_rights_restores_and_drops() {
+    let cluster = Cluster::start();
+    std::fs::write(
+        cluster.dir.join("data/pg_hba.conf"),
+        "local all postgres,restorer trust\nlocal all all scram-sha-256\n",
+    )
+    .unwrap();
+    cluster.psql("postgres", "SELECT pg_reload_conf()");
+    cluster.psql("postgres", "CREATE ROLE restorer LOGIN CREATEDB CREATEROLE");
+    cluster.psql("postgres", "CREATE DATABASE app OWNER restorer");
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn lifeboat::storage::ObjectStore> =
+        Arc::new(lifeboat::storage::LocalStore::open(dir.path().join("bucket")).unwrap());
+    let lb = crate::pg::lifeboat(
+        dir.path(),
+        store,
+        &cluster
+            .source_toml("app", "app", "")
+            .replace("user = \"postgres\"", "user = \"restorer\""),
+    );
+    put(
+        &lb,
+        "legacy/app.sql",
+        "-- a dump\nSET standard_conforming_strings = on;\nCREATE TABLE items (id int, note text);\nCOPY items (id, note) FROM stdin;\n1\tone\n2\ttwo; with \\\\ a backslash\n\\.\nALTER TABLE items OWNER TO postgres;\nGRANT ALL ON items TO PUBLIC;\n",
+    )
+    .await;
+    let report = restore_foreign_pg(&lb, "legacy/app.sql", "from_plain")
+        .await
+        .unwrap();
+    assert_eq!(report.diff.total_restored(), 2);
+    assert_eq!(
+        cluster.psql("from_plain", "SELECT note FROM items WHERE id = 2"),
+        "two; with \\ a backslash"
+    );
+    let role = lifeboat::engine::postgres::role::scratch_role_for("from_plain");
+    assert_eq!(
+        cluster.psql(
+            "from_plain",
+            "SELECT tableowner FROM pg_tables WHERE tablename = 'items'"
+        ),
+        role,
+        "owners in the dump are left out"
+    );
+    lb.drop_scratch(&report.target).await.unwrap();
+    assert!(!cluster.databases().contains(&"from_plain".to_owned()));
+    assert_eq!(
+        cluster.psql(
+            "postgres",
+            &format!("SELECT count(*) FROM pg_roles WHERE rolname = '{role}'")
+        ),
+        "0"
+    );
+}
