@@ -210,7 +210,12 @@ pub fn load_sql(reader: impl BufRead, dest: &Path) -> Result<u64> {
         chunk.push('\n');
         if is_complete(&chunk) {
             for stmt in statements(&chunk) {
-                run(&conn, &verdicts, stmt, first_line)?;
+                // The line of its first token: comments before it do not count.
+                let at = stmt.as_ptr() as usize - chunk.as_ptr() as usize;
+                let mut start = stmt.len();
+                lex(stmt, |i, _| start = start.min(i));
+                let line = first_line + chunk[..at + start].matches('\n').count() as u64;
+                run(&conn, &verdicts, stmt, line)?;
             }
             chunk.clear();
         }
@@ -238,7 +243,7 @@ pub fn load_sql(reader: impl BufRead, dest: &Path) -> Result<u64> {
     Ok(done)
 }
 
-/// Runs one statement of the dump (`line` is where its chunk starts).
+/// Runs one statement of the dump, which starts on `line`.
 fn run(conn: &Connection, verdicts: &Verdicts, stmt: &str, line: u64) -> Result<()> {
     let refuse = |what: &str| {
         Error::Refused(format!(

@@ -1339,6 +1339,18 @@ async fn pg_a_scratch_user_without_superuser_rights_restores_and_drops() {
         role,
         "owners in the dump are left out"
     );
+    // The superuser sessions above must be gone: a user that is not a superuser cannot end
+    // them, and says so.
+    for _ in 0..100 {
+        let sessions = cluster.psql(
+            "postgres",
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = 'from_plain'",
+        );
+        if sessions == "0" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     lb.drop_scratch(&report.target).await.unwrap();
     assert!(!cluster.databases().contains(&"from_plain".to_owned()));
     assert_eq!(

@@ -447,9 +447,14 @@ async fn load_into(client: &Client, file: &Path) -> Result<Loaded> {
                 splitter.line_no() + 1
             ))
         })?;
-        let found = splitter
-            .line(line)
-            .map_err(|why| Error::Refused(format!("refused the SQL dump at {why}")))?;
+        let found = match splitter.line(line) {
+            Ok(found) => found,
+            Err(why) => {
+                // A statement queued from earlier lines that fails is the first cause.
+                flush(client, &mut queued).await?;
+                return Err(Error::Refused(format!("refused the SQL dump at {why}")));
+            }
+        };
         for stmt in found {
             if stmt.owners_or_grants {
                 loaded.skipped += 1;
