@@ -122,8 +122,18 @@ pub async fn drop_role(admin: &Client, name: &str) -> Result<()> {
             "{name:?} is not a lifeboat restore role"
         )));
     }
+    // Looked up first: a user without CREATEROLE (enough for privileged restores) may not
+    // even DROP ROLE IF EXISTS.
+    let exists = admin
+        .query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&name])
+        .await
+        .map_err(pg_error("look up roles"))?
+        .is_some();
+    if !exists {
+        return Ok(());
+    }
     admin
-        .batch_execute(&format!("DROP ROLE IF EXISTS {}", quote_ident(name)))
+        .batch_execute(&format!("DROP ROLE {}", quote_ident(name)))
         .await
         .map_err(pg_error(format!("drop the restore role {name}")))
 }
