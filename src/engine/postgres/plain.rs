@@ -461,20 +461,26 @@ async fn load_into(client: &Client, file: &Path) -> Result<Loaded> {
                 continue;
             }
             loaded.statements += 1;
-            if stmt.copy_out {
-                return Err(Error::Refused(format!(
+            let refused = if stmt.copy_out {
+                Some(Error::Refused(format!(
                     "refused the SQL dump at line {}: COPY ... TO STDOUT prints data; a restore only loads it",
                     stmt.line
-                )));
-            }
-            if stmt.kind == "SET CLIENT_ENCODING" && !names_utf8(&stmt.text) {
-                return Err(Error::Invalid(format!(
+                )))
+            } else if stmt.kind == "SET CLIENT_ENCODING" && !names_utf8(&stmt.text) {
+                Some(Error::Invalid(format!(
                     "line {}: the dump is in another encoding than UTF-8 ({}): convert it to UTF-8 first",
                     stmt.line, stmt.text
-                )));
+                )))
+            } else {
+                None
+            };
+            if let Some(e) = refused {
+                flush(client, &mut queued).await?;
+                return Err(e);
             }
             if stmt.copy_in {
                 flush(client, &mut queued).await?;
+                queued_bytes = 0;
                 copy_in(client, &stmt, &mut reader, &mut splitter).await?;
                 continue;
             }
