@@ -47,6 +47,8 @@ pub struct Config {
     #[serde(default)]
     pub metrics: crate::metrics::MetricsConfig,
     pub encryption: Option<crate::pipeline::crypt::EncryptionConfig>,
+    /// Signing new manifests and the keys that authenticate backups.
+    pub signing: Option<crate::signing::SigningConfig>,
     /// The file this was read from (set after parsing).
     #[serde(skip)]
     pub path: PathBuf,
@@ -375,6 +377,9 @@ impl Config {
         {
             resolve(p);
         }
+        if let Some(p) = config.signing.as_mut().and_then(|s| s.key_file.as_mut()) {
+            resolve(p);
+        }
         for s in &mut config.sources {
             for p in s.path.iter_mut().chain(s.bin_dir.iter_mut()) {
                 resolve(p);
@@ -428,6 +433,9 @@ impl Config {
             if self.backup.content_checksums {
                 return Err("backup.content_checksums cannot be combined with [encryption]: the unkeyed row sums in the plaintext manifest would let anyone with bucket access guess small tables".into());
             }
+        }
+        if let Some(s) = &self.signing {
+            s.validate()?;
         }
         if !(1..=22).contains(&self.backup.compression_level) {
             return Err("backup.compression_level must be between 1 and 22".into());

@@ -646,6 +646,7 @@ pub async fn create(opts: &DemoOptions) -> Result<DemoSummary> {
         integrity_check: true,
         drill: false,
         staging: lb.staging(),
+        privileged: false,
     };
     let (_, r) = lb
         .restore(

@@ -90,6 +90,7 @@ impl Lifeboat {
             integrity_check: true,
             drill: true,
             staging: self.staging(),
+            privileged: false,
         };
         let (record, result) = self.restore(from, restore_opts, progress, cancel).await;
         let restore = match result {

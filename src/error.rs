@@ -70,6 +70,10 @@ pub enum Error {
     Tool(String),
     #[error("not supported yet: {0}")]
     Unsupported(String),
+    /// A dump asked for what a restore never does (reach another file or database, run code,
+    /// take rights it was not given); the message names it and what would allow it.
+    #[error("{0}")]
+    Forbidden(String),
     /// Input that cannot be used as it is; the message says why and what to do.
     #[error("{0}")]
     Invalid(String),

@@ -27,6 +27,7 @@ pub mod prune;
 pub mod report;
 pub mod retention;
 pub mod schedule;
+pub mod signing;
 pub mod sniff;
 pub mod state;
 pub mod storage;
@@ -65,6 +66,8 @@ pub struct Lifeboat {
     stores: Arc<Vec<NamedStore>>,
     state: State,
     clock: Clock,
+    /// The public keys that authenticate backups here.
+    trust: Arc<signing::Trust>,
 }
 
 /// Which backup to restore.
@@ -146,13 +149,56 @@ impl Lifeboat {
         clock: Clock,
     ) -> Self {
         assert!(!stores.is_empty(), "a lifeboat needs a store");
+        let trust = Arc::new(signing::Trust::from_config(config.signing.as_ref()));
         Lifeboat {
             config: Arc::new(config),
             store: stores[0].store.clone(),
             stores: Arc::new(stores),
             state,
             clock,
+            trust,
         }
+    }
+
+    /// Whether a backup's manifest is signed by a key this host trusts (see [`signing`]).
+    pub fn authenticity(&self, manifest: &Manifest) -> signing::Authenticity {
+        self.trust.authenticity(manifest)
+    }
+
+    /// What a restore of `from` may do: a manifest whose signature fails is refused, and
+    /// only an authenticated backup may be restored `privileged`.
+    fn check_rights(
+        &self,
+        from: &RestoreFrom,
+        opts: &RestoreOptions,
+    ) -> Result<Option<signing::Authenticity>> {
+        let authenticity = match from {
+            RestoreFrom::Backup(b) => b.manifest.as_ref().map(|m| self.authenticity(m)),
+            RestoreFrom::Foreign(_) => None,
+        };
+        if let Some(signing::Authenticity::Bad { reason }) = &authenticity {
+            return Err(Error::NotRestorable {
+                id: from.label(),
+                reason: format!("its manifest is not to be trusted: {reason}"),
+            });
+        }
+        if opts.privileged && !authenticity.as_ref().is_some_and(|a| a.is_authenticated()) {
+            let what = match (from, &authenticity) {
+                (RestoreFrom::Foreign(_), _) => "a foreign object, which nobody signed".to_owned(),
+                (_, Some(a)) => format!("a backup that is {a}"),
+                (_, None) => "a backup without a manifest".to_owned(),
+            };
+            return Err(Error::Refused(Box::new(Error::Invalid(format!(
+                "--privileged is only for authenticated backups (signed by a key in [signing]); {} is {what}: restore it without --privileged",
+                from.label()
+            )))));
+        }
+        if opts.privileged && matches!(opts.target, pipeline::restore::RestoreTarget::Sqlite(_)) {
+            return Err(Error::Refused(Box::new(Error::Invalid(
+                "--privileged applies to PostgreSQL restores only; a SQLite restore has no rights to add".into(),
+            ))));
+        }
+        Ok(authenticity)
     }
 
     pub fn config(&self) -> &Config {
@@ -258,6 +304,7 @@ impl Lifeboat {
                 staging: self.staging(),
                 content_checksums: self.config.backup.content_checksums,
                 seal: pipeline::crypt::Seal::from_config(encryption.as_ref())?.map(Arc::new),
+                signer: signing::Signer::from_config(self.config.signing.as_ref())?.map(Arc::new),
             };
             BackupRun {
                 store: &first.store,
@@ -625,66 +672,79 @@ impl Lifeboat {
         };
         let log = |line: String| job.log(line);
         let started = self.clock.now();
-        let stores = self.restore_stores(&from);
-        let mut result = Err(Error::Cancelled);
-        for (i, store) in stores.iter().enumerate() {
-            result = RestoreRun {
-                store: &store.store,
-                from: &from,
-                opts: &opts,
-                source_path: source_path.clone(),
-                source_conn: source_conn.clone(),
-                bin_dir: bin_dir.clone(),
-                progress: progress.clone(),
-                cancel: cancel.clone(),
-                log: &log,
-                keys: self.config.encryption.as_ref(),
-            }
-            .run(started)
-            .await;
-            let Err(e) = &result else {
-                if i > 0 {
-                    job.log(format!("restored from the copy in store {}", store.name));
+        let result = match self.check_rights(&from, &opts) {
+            Err(e) => Err(e),
+            Ok(authenticity) => {
+                if let Some(a) = &authenticity {
+                    job.log(format!("manifest {a}"));
                 }
-                break;
-            };
-            if stores.len() > 1 {
-                if let (true, RestoreFrom::Backup(b)) = (bad_copy(e), &from)
-                    && let Some(m) = &b.manifest
-                {
-                    let record = self.check_record(
-                        m,
-                        false,
-                        stores::CheckHow::Restore,
-                        Some(first_line(&e.to_string()).to_owned()),
-                    );
-                    stores::record_check(store, &record).await;
-                }
-                let next = stores
-                    .get(i + 1)
-                    .filter(|_| falls_back(e) && !cancel.is_cancelled());
-                let line = match next {
-                    Some(next) => format!(
-                        "store {}: {}; restoring from store {} instead",
-                        store.name,
-                        first_line(&e.to_string()),
-                        next.name
-                    ),
-                    None => format!("store {}: {}", store.name, first_line(&e.to_string())),
-                };
-                job.log(line.clone());
-                progress.note(&line);
-                if next.is_none() {
-                    result = result.map_err(|e| Error::InStore {
-                        store: store.name.clone(),
-                        source: Box::new(e),
+                let stores = self.restore_stores(&from);
+                let mut result = Err(Error::Cancelled);
+                for (i, store) in stores.iter().enumerate() {
+                    result = RestoreRun {
+                        store: &store.store,
+                        from: &from,
+                        opts: &opts,
+                        source_path: source_path.clone(),
+                        source_conn: source_conn.clone(),
+                        bin_dir: bin_dir.clone(),
+                        progress: progress.clone(),
+                        cancel: cancel.clone(),
+                        log: &log,
+                        keys: self.config.encryption.as_ref(),
+                    }
+                    .run(started)
+                    .await
+                    .map(|(mut report, at)| {
+                        report.authenticity = authenticity.clone();
+                        (report, at)
                     });
-                    break;
+                    let Err(e) = &result else {
+                        if i > 0 {
+                            job.log(format!("restored from the copy in store {}", store.name));
+                        }
+                        break;
+                    };
+                    if stores.len() > 1 {
+                        if let (true, RestoreFrom::Backup(b)) = (bad_copy(e), &from)
+                            && let Some(m) = &b.manifest
+                        {
+                            let record = self.check_record(
+                                m,
+                                false,
+                                stores::CheckHow::Restore,
+                                Some(first_line(&e.to_string()).to_owned()),
+                            );
+                            stores::record_check(store, &record).await;
+                        }
+                        let next = stores
+                            .get(i + 1)
+                            .filter(|_| falls_back(e) && !cancel.is_cancelled());
+                        let line = match next {
+                            Some(next) => format!(
+                                "store {}: {}; restoring from store {} instead",
+                                store.name,
+                                first_line(&e.to_string()),
+                                next.name
+                            ),
+                            None => format!("store {}: {}", store.name, first_line(&e.to_string())),
+                        };
+                        job.log(line.clone());
+                        progress.note(&line);
+                        if next.is_none() {
+                            result = result.map_err(|e| Error::InStore {
+                                store: store.name.clone(),
+                                source: Box::new(e),
+                            });
+                            break;
+                        }
+                    } else {
+                        break;
+                    }
                 }
-            } else {
-                break;
+                result
             }
-        }
+        };
         let result = result.and_then(|(mut report, _)| {
             job.add_bytes(report.stored_bytes);
             report.started_at = started;
@@ -786,6 +846,14 @@ impl Lifeboat {
                         .unwrap_or_else(|| "no manifest".into()),
                 });
             };
+            let authenticity = self.authenticity(m);
+            if let signing::Authenticity::Bad { reason } = &authenticity {
+                return Err(Error::NotRestorable {
+                    id: entry.id.to_string(),
+                    reason: format!("its manifest is not to be trusted: {reason}"),
+                });
+            }
+            job.log(format!("manifest {authenticity}"));
             let targets: Vec<(&NamedStore, Option<String>)> = match &entry.copies {
                 None => vec![(&self.stores[0], None)],
                 Some(_) if !all => self

@@ -5,6 +5,7 @@ use std::str::FromStr;
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::{Deserialize, Serialize};
+use sha2::Digest;
 
 /// The manifest format this build writes and the newest it reads.
 pub const FORMAT: u32 = 1;
@@ -212,6 +213,29 @@ pub struct Manifest {
     /// PostgreSQL backups only; absent from SQLite manifests.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub postgres: Option<PostgresInfo>,
+    /// The manifest's checksum of itself, and its signature when the writing host signs;
+    /// absent from manifests written before lifeboat recorded them ("unchecked").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub integrity: Option<Integrity>,
+}
+
+/// A manifest's own checksum and signature (see [`Manifest::seal`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Integrity {
+    /// SHA-256 of the manifest without this field, as canonical JSON (object keys sorted, no
+    /// whitespace), lowercase hex. Every other field, known to this version or not, is covered.
+    pub sha256: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<ManifestSignature>,
+}
+
+/// An Ed25519 signature over [`Integrity::sha256`] (see [`crate::signing`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestSignature {
+    /// The signer's public key, `ed25519:` and 64 hex digits.
+    pub key: String,
+    /// 128 hex digits.
+    pub value: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -234,6 +258,16 @@ impl Manifest {
 
     pub fn duration(&self) -> chrono::Duration {
         self.finished_at - self.started_at
+    }
+
+    /// Records the manifest's checksum of itself, signed when a signer is given. Call it last:
+    /// any later change to any field makes [`Manifest::parse`] refuse the manifest.
+    pub fn seal(&mut self, signer: Option<&crate::signing::Signer>) {
+        self.integrity = None;
+        let value = serde_json::to_value(&*self).expect("a manifest always serializes");
+        let sha256 = body_sha256(value);
+        let signature = signer.map(|s| s.sign(&sha256));
+        self.integrity = Some(Integrity { sha256, signature });
     }
 
     pub fn to_json(&self) -> Vec<u8> {
@@ -295,13 +329,149 @@ impl Manifest {
                 "its times are not between the years 1970 and 9999".into(),
             ));
         }
+        if let Some(integrity) = &m.integrity {
+            // The file's own fields, not this version's view of them: an edited field this
+            // version does not know is caught as well.
+            let value: serde_json::Value = serde_json::from_slice(bytes).map_err(invalid)?;
+            if body_sha256(value) != integrity.sha256 {
+                return Err(inconsistent(
+                    "its own checksum does not match: it was changed after it was written".into(),
+                ));
+            }
+        }
         Ok(m)
+    }
+}
+
+/// SHA-256 of a manifest's JSON without its `integrity` field, in canonical form.
+fn body_sha256(mut value: serde_json::Value) -> String {
+    if let serde_json::Value::Object(map) = &mut value {
+        map.remove("integrity");
+    }
+    let mut out = Vec::new();
+    canonical(&value, &mut out);
+    crate::pipeline::hex(sha2::Sha256::digest(&out))
+}
+
+/// JSON with object keys in byte order and no whitespace, so the same document always gives
+/// the same bytes, however it was formatted.
+fn canonical(value: &serde_json::Value, out: &mut Vec<u8>) {
+    use serde_json::Value;
+    match value {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            out.push(b'{');
+            for (i, k) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                out.extend(serde_json::to_vec(k).expect("strings serialize"));
+                out.push(b':');
+                canonical(&map[k], out);
+            }
+            out.push(b'}');
+        }
+        Value::Array(items) => {
+            out.push(b'[');
+            for (i, v) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                canonical(v, out);
+            }
+            out.push(b']');
+        }
+        scalar => out.extend(serde_json::to_vec(scalar).expect("scalars serialize")),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const KEY: &str = "app/20261122T020000Z-7f3a/manifest.json";
+
+    fn manifest() -> Manifest {
+        let at = DateTime::parse_from_rfc3339("2026-11-22T02:00:00Z")
+            .unwrap()
+            .to_utc();
+        Manifest {
+            format: FORMAT,
+            id: "20261122T020000Z-7f3a".parse().unwrap(),
+            source: SourceInfo {
+                name: "app".into(),
+                engine: EngineKind::Sqlite,
+                server_version: "3.45.3".into(),
+                database: "/srv/app.db".into(),
+            },
+            started_at: at,
+            finished_at: at,
+            trigger: Trigger::Manual,
+            tool: ToolInfo::this(),
+            host: "db1".into(),
+            data: DataInfo {
+                key: "data.sqlite.zst".into(),
+                raw_bytes: 4096,
+                stored_bytes: 900,
+                compression: "zstd".into(),
+                compression_level: 3,
+                sha256: "ab".repeat(32),
+            },
+            encryption: None,
+            tables: vec![TableCount {
+                name: "t".into(),
+                rows: 12,
+            }],
+            content_checksums: Default::default(),
+            postgres: None,
+            integrity: None,
+        }
+    }
+
+    #[test]
+    fn a_sealed_manifest_parses_and_any_edit_is_caught() {
+        let mut m = manifest();
+        m.seal(None);
+        let json = m.to_json();
+        assert_eq!(Manifest::parse(KEY, &json).unwrap(), m);
+        // Formatting is not content: compact JSON with keys in another order still matches.
+        let v: serde_json::Value = serde_json::from_slice(&json).unwrap();
+        Manifest::parse(KEY, &serde_json::to_vec(&v).unwrap()).unwrap();
+        let text = String::from_utf8(json).unwrap();
+        for (from, to) in [
+            ("\"raw_bytes\": 4096", "\"raw_bytes\": 4097"),
+            ("\"rows\": 12", "\"rows\": 13"),
+            ("\"host\": \"db1\"", "\"host\": \"db2\""),
+            ("\"format\": 1,", "\"format\": 1, \"extra\": true,"),
+        ] {
+            let edited = text.replacen(from, to, 1);
+            assert_ne!(edited, text, "{from}");
+            let err = Manifest::parse(KEY, edited.as_bytes()).unwrap_err();
+            assert!(err.to_string().contains("own checksum"), "{err}");
+        }
+        // Written before manifests had one: still read, without a check.
+        let mut old = manifest();
+        old.integrity = None;
+        assert!(
+            Manifest::parse(KEY, &old.to_json())
+                .unwrap()
+                .integrity
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn canonical_json_sorts_keys_at_every_level() {
+        let v: serde_json::Value =
+            serde_json::from_str(r#"{"b": [ {"z": 1, "a": "\u00e9"} ], "a": null}"#).unwrap();
+        let mut out = Vec::new();
+        canonical(&v, &mut out);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            r#"{"a":null,"b":[{"a":"é","z":1}]}"#
+        );
+    }
 
     #[test]
     fn backup_ids_round_trip_and_sort_by_time() {

@@ -172,6 +172,14 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Write a new signing key to FILE (mode 0600) and print its public key, for `[signing]`.
+    Keygen {
+        /// Where to write the secret key; with --public, the key file to read.
+        file: PathBuf,
+        /// Print the public key of an existing key file instead.
+        #[arg(long)]
+        public: bool,
+    },
     /// Job history.
     Jobs {
         #[arg(long)]
@@ -212,6 +220,11 @@ struct RestoreArgs {
     /// Also run SQLite's integrity check on the result (reads the whole database once more).
     #[arg(long)]
     integrity_check: bool,
+    /// PostgreSQL, authenticated backups only: restore with the scratch server user's rights,
+    /// keeping owners and grants (an untrusted extension, restoring over an existing
+    /// database). Without it a restore runs as a role that owns the new database only.
+    #[arg(long)]
+    privileged: bool,
     #[arg(long)]
     json: bool,
 }
@@ -433,7 +446,7 @@ pub async fn run() -> Result<ExitCode> {
                     failed += 1;
                 }
                 if !json {
-                    output::verify_line(entry, result.as_ref().err());
+                    output::verify_line(&lb, entry, result.as_ref().err());
                 }
                 results.push(job);
                 if cancel.is_cancelled() {
@@ -481,6 +494,7 @@ pub async fn run() -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Daemon => daemon::daemon(&config_path, cancel).await,
+        Command::Keygen { file, public } => keygen(&file, public),
         Command::Schedule { count, json } => daemon::schedule(&config_path, count, json),
         Command::Check { source, json } => Ok(check::run(&config_path, source, json).await),
         Command::Jobs {
@@ -616,6 +630,7 @@ async fn restore(
         integrity_check: args.integrity_check,
         drill: false,
         staging: lb.staging(),
+        privileged: args.privileged,
     };
     // A foreign object's key names the restore: it comes from the bucket.
     let progress = Arc::new(CliProgress::new(
@@ -647,6 +662,40 @@ async fn restore(
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// Writes a new secret signing key (never over an existing file) and prints its public key.
+fn keygen(file: &std::path::Path, public: bool) -> Result<ExitCode> {
+    use lifeboat::signing::Signer;
+    let signer = if public {
+        let text = std::fs::read_to_string(file)
+            .wrap_err_with(|| format!("cannot read {}", file.display()))?;
+        Signer::parse(&text).ok_or_else(|| {
+            color_eyre::eyre::eyre!("{} does not hold a lifeboat signing key", file.display())
+        })?
+    } else {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let (signer, text) = Signer::generate()?;
+        let mut out = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(file)
+            .wrap_err_with(|| {
+                format!("cannot create {} (it must not exist yet)", file.display())
+            })?;
+        out.write_all(text.as_bytes())
+            .and_then(|()| out.sync_all())
+            .wrap_err_with(|| format!("cannot write {}", file.display()))?;
+        eprintln!(
+            "wrote the secret key to {}: set [signing] key_file to it on hosts that back up",
+            file.display()
+        );
+        signer
+    };
+    println!("{}", signer.public());
+    Ok(ExitCode::SUCCESS)
 }
 
 pub(crate) async fn open(config_path: &std::path::Path) -> Result<Lifeboat> {

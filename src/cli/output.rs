@@ -278,6 +278,7 @@ pub fn entry_json(lb: &Lifeboat, b: &BackupEntry, pinned: bool) -> serde_json::V
         "stored_bytes": b.stored_bytes(),
         "objects": b.objects,
         "manifest": b.manifest,
+        "authenticity": b.manifest.as_ref().map(|m| lb.authenticity(m)),
         "verified": lb.verification(b.id.as_str()),
         "jobs": lb.state().jobs_for_backup(b.id.as_str()).unwrap_or_default().iter()
             .map(|j| json!({"id": j.id, "kind": j.kind, "status": j.status, "started_at": j.started_at}))
@@ -353,6 +354,7 @@ pub fn show(lb: &Lifeboat, b: &BackupEntry, pinned: bool) {
             m.data.compression_level
         );
         println!("sha256    {}", m.data.sha256);
+        println!("manifest  {}", lb.authenticity(m));
         println!(
             "encrypted {}",
             m.encryption.as_ref().map_or("no".into(), |e| esc(format!(
@@ -400,9 +402,16 @@ pub fn show(lb: &Lifeboat, b: &BackupEntry, pinned: bool) {
     }
 }
 
-pub fn verify_line(b: &BackupEntry, err: Option<&lifeboat::Error>) {
+pub fn verify_line(lb: &Lifeboat, b: &BackupEntry, err: Option<&lifeboat::Error>) {
     match err {
-        None => println!("ok      {}  {}", esc(&b.source), b.id),
+        None => println!(
+            "ok      {}  {}  manifest {}",
+            esc(&b.source),
+            b.id,
+            b.manifest
+                .as_ref()
+                .map_or("-".into(), |m| lb.authenticity(m).to_string())
+        ),
         Some(e) => println!("FAILED  {}  {}: {}", esc(&b.source), b.id, esc(e)),
     }
 }
@@ -473,6 +482,9 @@ pub fn restore_report(r: &RestoreReport, job: &JobRecord, color: bool) {
             "(no manifest to check against)"
         }
     );
+    if let Some(a) = &r.authenticity {
+        println!("manifest   {a}");
+    }
     println!("target     {}", esc(&r.target));
     println!(
         "size       {} downloaded, {} restored, in {}",

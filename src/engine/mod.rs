@@ -2,6 +2,7 @@
 
 pub mod postgres;
 pub mod sqlite;
+mod sqlite_dump;
 
 use std::future::Future;
 use std::io::Read;

@@ -1,13 +1,14 @@
 //! SQLite: snapshots through the online backup API, loads from a database file or SQL text.
 
-use std::ffi::CString;
-use std::io::{BufRead, Read, Write};
+use std::io::{Read, Write};
 use std::path::Path;
 use std::time::Duration;
 
 use rusqlite::backup::{Backup, StepResult};
 use rusqlite::{Connection, OpenFlags};
 
+use super::sqlite_dump::harden;
+pub use super::sqlite_dump::load_sql;
 use super::{Snapshot, quote_ident};
 use crate::error::{Error, Result};
 use crate::manifest::{EngineKind, SourceInfo, TableCount};
@@ -35,6 +36,7 @@ pub fn open_read_only(path: &Path) -> Result<Connection> {
     )))?;
     conn.busy_timeout(Duration::from_secs(30))
         .map_err(Error::sqlite("busy timeout"))?;
+    harden(&conn)?;
     Ok(conn)
 }
 
@@ -169,6 +171,8 @@ pub fn check_and_count(path: &Path, integrity_check: bool) -> Result<Vec<TableCo
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
     .map_err(Error::sqlite(ctx.clone()))?;
+    // The file may come from anywhere (a foreign object, a dump's schema).
+    harden(&conn)?;
     let result: String = if integrity_check {
         conn.query_row("PRAGMA quick_check", [], |r| r.get(0))
             .map_err(Error::sqlite(ctx))?
@@ -215,88 +219,4 @@ pub fn write_image(mut reader: impl Read, dest: &Path) -> Result<u64> {
     file.sync_all()
         .map_err(Error::io(format!("fsync {}", dest.display())))?;
     Ok(done)
-}
-
-/// Executes a SQL text dump (as `sqlite3 .dump` writes) into a new database at `dest`,
-/// statement by statement, never holding the whole dump in memory.
-pub fn load_sql(reader: impl BufRead, dest: &Path) -> Result<u64> {
-    let conn = Connection::open_with_flags(
-        dest,
-        OpenFlags::SQLITE_OPEN_READ_WRITE
-            | OpenFlags::SQLITE_OPEN_CREATE
-            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(Error::sqlite(format!("create {}", dest.display())))?;
-    // A scratch database being filled: durability only matters at the end.
-    conn.execute_batch("PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF;")
-        .map_err(Error::sqlite("prepare scratch database"))?;
-    let mut stmt = String::new();
-    let mut done = 0u64;
-    let mut line_no = 0u64;
-    let mut first_line = 0u64;
-    for line in reader.lines() {
-        let line = line.map_err(Error::io("read the SQL dump"))?;
-        line_no += 1;
-        done += line.len() as u64 + 1;
-        if stmt.is_empty() {
-            if line.trim().is_empty() {
-                continue;
-            }
-            first_line = line_no;
-        }
-        stmt.push_str(&line);
-        stmt.push('\n');
-        if is_complete(&stmt) {
-            conn.execute_batch(&stmt).map_err(Error::sqlite(format!(
-                "SQL dump, statement at line {first_line}"
-            )))?;
-            stmt.clear();
-        }
-    }
-    if !stmt.trim().is_empty() {
-        return Err(Error::Invalid(format!(
-            "SQL dump ends inside a statement that starts at line {first_line}"
-        )));
-    }
-    // Dumps often wrap everything in a transaction; one left open would be rolled back.
-    if !conn.is_autocommit() {
-        return Err(Error::Invalid(
-            "SQL dump ends with a transaction still open (no COMMIT)".into(),
-        ));
-    }
-    conn.execute_batch("PRAGMA journal_mode = DELETE;")
-        .map_err(Error::sqlite("finish scratch database"))?;
-    drop(conn);
-    let file =
-        std::fs::File::open(dest).map_err(Error::io(format!("reopen {}", dest.display())))?;
-    file.sync_all()
-        .map_err(Error::io(format!("fsync {}", dest.display())))?;
-    Ok(done)
-}
-
-/// SQLite's own tokenizer decides whether `sql` ends with a complete statement, so
-/// semicolons inside strings, comments and trigger bodies are handled as SQLite does.
-fn is_complete(sql: &str) -> bool {
-    let Ok(c) = CString::new(sql) else {
-        return false;
-    };
-    // SAFETY: `c` is a valid NUL-terminated string that outlives the call.
-    unsafe { rusqlite::ffi::sqlite3_complete(c.as_ptr()) != 0 }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn statement_completeness_follows_sqlite() {
-        assert!(is_complete("CREATE TABLE t(a);\n"));
-        assert!(!is_complete("INSERT INTO t VALUES('a;\n"));
-        assert!(!is_complete(
-            "CREATE TRIGGER x AFTER INSERT ON t BEGIN SELECT 1;\n"
-        ));
-        assert!(is_complete(
-            "CREATE TRIGGER x AFTER INSERT ON t BEGIN SELECT 1; END;\n"
-        ));
-    }
 }

@@ -38,6 +38,8 @@ pub struct BackupOptions {
     pub content_checksums: bool,
     /// Encrypt the compressed stream with age.
     pub seal: Option<Arc<Seal>>,
+    /// Sign the manifest (see [`crate::signing`]).
+    pub signer: Option<Arc<crate::signing::Signer>>,
 }
 
 pub(crate) struct BackupRun<'a> {
@@ -157,7 +159,7 @@ impl BackupRun<'_> {
             return Err(Error::Cancelled);
         }
         self.progress.phase(Phase::Commit, None);
-        let manifest = Manifest {
+        let mut manifest = Manifest {
             format: crate::manifest::FORMAT,
             id,
             source: source_info,
@@ -178,7 +180,9 @@ impl BackupRun<'_> {
             tables,
             content_checksums: content.unwrap_or_default(),
             postgres,
+            integrity: None,
         };
+        manifest.seal(self.opts.signer.as_deref());
         let manifest_key = dir.join(MANIFEST_NAME)?;
         if let Err(e) = self
             .store

@@ -118,6 +118,9 @@ pub struct RestoreOptions {
     /// Record the job as a drill (a rehearsal whose report is kept as evidence).
     pub drill: bool,
     pub staging: PathBuf,
+    /// Restore with the scratch server user's rights, keeping owners and grants (PostgreSQL).
+    /// Only an authenticated backup may be; [`crate::Lifeboat::restore`] refuses the rest.
+    pub privileged: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -133,6 +136,8 @@ pub struct RestoreReport {
     pub sha256: String,
     /// Whether the hash was checked against a manifest (foreign objects have none).
     pub checksum_verified: bool,
+    /// Whether the manifest is signed by a trusted key (foreign objects have none).
+    pub authenticity: Option<crate::signing::Authenticity>,
     pub stored_bytes: u64,
     pub raw_bytes: u64,
     pub started_at: DateTime<Utc>,
@@ -252,6 +257,7 @@ impl RestoreRun<'_> {
             created,
             sha256,
             checksum_verified: expected.is_some(),
+            authenticity: None,
             stored_bytes,
             raw_bytes,
             started_at,

@@ -1,12 +1,13 @@
 //! Restoring into PostgreSQL: download (hashing, decompressing) into a staging file, verify,
-//! create the scratch database, `pg_restore -j N` (or `psql` for a plain SQL dump), count,
-//! diff. A failed or cancelled restore drops the database it created.
+//! create the restore role and the scratch database it owns, `pg_restore -j N` (or lifeboat's
+//! own load of a plain SQL dump) logged in as that role, count, diff. A failed or cancelled
+//! restore drops the database it created and its role.
 
 use chrono::{DateTime, Utc};
 
 use super::restore::{Object, RestoreFrom, RestoreReport, RestoreRun, RestoreTarget};
 use super::staging_prefix;
-use crate::engine::postgres::{self, Conn, tools};
+use crate::engine::postgres::{self, Conn, role, tools};
 use crate::error::{Error, Result};
 use crate::manifest::EngineKind;
 use crate::progress::Phase;
@@ -37,6 +38,14 @@ impl RestoreRun<'_> {
         }
         if exists && !self.opts.force_target {
             return Err(Error::DatabaseExists(database.to_owned()));
+        }
+        // A restore role owns the database it loads and nothing else, so it can only load a
+        // database it creates; over an existing one only a privileged restore may go.
+        let privileged = self.opts.privileged;
+        if exists && !privileged {
+            return Err(Error::Refused(Box::new(Error::Invalid(format!(
+                "database {database} already exists: a restore runs as a role that owns only the database it creates, so it cannot load an existing one; restore into a new name, or restore an authenticated backup with --privileged"
+            )))));
         }
         // pg_restore must be at least as new as the server it loads and the pg_dump that wrote
         // the archive.
@@ -83,10 +92,9 @@ impl RestoreRun<'_> {
             )));
         }
         let tool = match format.content {
-            Content::Sql => "psql",
-            _ => "pg_restore",
+            Content::Sql => None,
+            _ => Some(tools::find("pg_restore", bin_dir, min_major)?),
         };
-        let tool = tools::find(tool, bin_dir, min_major)?;
         if format.content == Content::PgCustom {
             let path = staged.path().to_path_buf();
             match tokio::task::spawn_blocking(move || postgres::toc::add_offsets(&path)).await {
@@ -101,18 +109,49 @@ impl RestoreRun<'_> {
 
         let want_content = self.want_content();
         self.progress.phase(Phase::Load, None);
+        let restore_role = if privileged {
+            (self.log)(format!(
+                "privileged restore of an authenticated backup: as {}, keeping owners and grants",
+                server.user
+            ));
+            if !exists {
+                postgres::create_database(&admin, database, None).await?;
+            }
+            None
+        } else {
+            let role = role::create(&admin, database).await?;
+            if let Err(e) = postgres::create_database(&admin, database, Some(&role.name)).await {
+                let _ = role::drop_role(&admin, &role.name).await;
+                return Err(e);
+            }
+            (self.log)(format!(
+                "restoring as role {}, owner of {database} only",
+                role.name
+            ));
+            Some(role)
+        };
         if !exists {
-            postgres::create_database(&admin, database).await?;
             (self.log)(format!("created database {database}"));
         }
-        drop(admin);
-        let target = server.with_dbname(database);
+        let target = match &restore_role {
+            Some(role) => role.login(&server.with_dbname(database)),
+            None => server.with_dbname(database),
+        };
         let loaded = async {
-            match format.content {
-                Content::Sql => {
-                    postgres::run_psql(&target, &tool.path, staged.path(), &self.cancel).await
+            match (format.content, &tool) {
+                (Content::Sql, _) | (_, None) => {
+                    let n = postgres::plain::load(&target, staged.path(), &self.cancel).await?;
+                    (self.log)(format!(
+                        "loaded {} statements of plain SQL into {database}, leaving out {} that set owners or grants",
+                        n.statements, n.skipped
+                    ));
                 }
-                _ => {
+                (_, Some(tool)) => {
+                    // The restore role must be able to log in before pg_restore is started
+                    // as it, or pg_restore's own message would be all there is to go on.
+                    if restore_role.is_some() {
+                        target.connect().await.map_err(login_hint)?;
+                    }
                     let jobs = std::thread::available_parallelism().map_or(1, |n| n.get());
                     (self.log)(format!(
                         "pg_restore {} -j {jobs} into {database}",
@@ -124,13 +163,21 @@ impl RestoreRun<'_> {
                         staged.path(),
                         jobs,
                         exists,
+                        privileged,
                         &self.cancel,
                     )
-                    .await
+                    .await?;
                 }
-            }?;
+            }
             self.progress.phase(Phase::Count, None);
-            postgres::count_database(&target, !want_content.is_empty(), &self.cancel).await
+            // Counted as the role too: whatever the dump left in the database (a search_path
+            // set on it, functions in its schemas) never runs with more rights than it had.
+            let counted =
+                postgres::count_database(&target, !want_content.is_empty(), &self.cancel).await?;
+            if let Some(role) = &restore_role {
+                role::settle(&admin, database, role).await?;
+            }
+            Ok(counted)
         }
         .await;
         drop(staged);
@@ -138,6 +185,7 @@ impl RestoreRun<'_> {
             Ok(counted) => counted,
             Err(e) => {
                 if !exists {
+                    drop(admin);
                     match postgres::drop_database(server, database).await {
                         Ok(()) => (self.log)(format!("dropped the partial database {database}")),
                         Err(d) => (self.log)(format!(
@@ -148,6 +196,7 @@ impl RestoreRun<'_> {
                 return Err(e);
             }
         };
+        drop(admin);
         (self.log)(format!("restored into {target} ({raw_bytes} bytes)"));
 
         let diff = self.diff(&tables, content.as_ref()).await?;
@@ -166,6 +215,7 @@ impl RestoreRun<'_> {
             created: !exists,
             sha256,
             checksum_verified: expected.is_some(),
+            authenticity: None,
             stored_bytes,
             raw_bytes,
             started_at,
@@ -173,5 +223,18 @@ impl RestoreRun<'_> {
             diff,
         };
         Ok((report, finished_at))
+    }
+}
+
+/// A restore role that cannot log in is almost always pg_hba.conf.
+fn login_hint(e: Error) -> Error {
+    match e {
+        Error::Postgres { context, detail } => Error::Postgres {
+            context,
+            detail: format!(
+                "{detail} (the restore logs in as its own role with a password over the same connection as the scratch server's user: pg_hba.conf must accept password logins, scram-sha-256 or md5, for roles named lifeboat_owner_*; see docs/postgres.md)"
+            ),
+        },
+        other => other,
     }
 }

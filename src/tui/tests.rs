@@ -250,6 +250,7 @@ fn report(mismatch: bool) -> RestoreReport {
         created: true,
         sha256: "ab".repeat(32),
         checksum_verified: true,
+        authenticity: None,
         stored_bytes: 3_100_000,
         raw_bytes: 10_000_000,
         started_at: now(),
@@ -923,6 +924,7 @@ fn entry_with_copies(
         }],
         content_checksums: Default::default(),
         postgres: None,
+        integrity: None,
     };
     lifeboat::catalog::BackupEntry {
         source: source.into(),

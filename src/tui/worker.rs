@@ -257,6 +257,7 @@ async fn restore(
                 integrity_check: true,
                 drill: r.drill,
                 staging: lb.staging(),
+                privileged: false,
             };
             let (record, result) = lb.restore(from, opts, progress, cancel).await;
             (record, result, backup_time)

@@ -23,6 +23,7 @@ fn opts(world: &World, target: &str) -> RestoreOptions {
         integrity_check: false,
         drill: false,
         staging: world.lb.staging(),
+        privileged: false,
     }
 }
 
@@ -325,10 +326,15 @@ async fn tampered_counts_are_reported_with_their_delta() {
     let world = World::local();
     let manifest = backup(&world).await;
     let path = world.path(&format!("bucket/app/{}/manifest.json", manifest.id));
-    let text = std::fs::read_to_string(&path).unwrap();
-    let tampered = text.replacen("\"rows\": 2000", "\"rows\": 2003", 1);
-    assert_ne!(text, tampered);
-    std::fs::write(&path, tampered).unwrap();
+    common::rewrite_manifest(&path, |v| {
+        let orders = v["tables"]
+            .as_array_mut()
+            .unwrap()
+            .iter_mut()
+            .find(|t| t["rows"] == 2000)
+            .unwrap();
+        orders["rows"] = 2003.into();
+    });
 
     let (job, result) = world
         .lb
@@ -543,6 +549,11 @@ async fn orphans_and_damaged_backups_never_look_complete() {
     .unwrap()
     .replace(good.id.as_str(), "20261102T000000Z-0002");
     store.put_bytes(&broken, text.into()).await.unwrap();
+    // Written as such, not edited: its checksum of itself is right.
+    common::rewrite_manifest(
+        &world.path("bucket/app/20261102T000000Z-0002/manifest.json"),
+        |_| {},
+    );
     // A manifest that is not JSON at all.
     let garbage =
         lifeboat::storage::ObjectKey::new("app/20261103T000000Z-0003/manifest.json").unwrap();

@@ -400,11 +400,15 @@ async fn restore_exit_codes_follow_the_diff_and_targets_are_guarded() {
     assert_one_line_error(&out, "does not repeat --to");
 
     let manifest = home.join(format!("bucket/app/{id}/manifest.json"));
-    let text =
-        std::fs::read_to_string(&manifest)
+    crate::common::rewrite_manifest(&manifest, |v| {
+        let customers = v["tables"]
+            .as_array_mut()
             .unwrap()
-            .replacen("\"rows\": 500", "\"rows\": 499", 1);
-    std::fs::write(&manifest, text).unwrap();
+            .iter_mut()
+            .find(|t| t["rows"] == 500)
+            .unwrap();
+        customers["rows"] = 499.into();
+    });
     let out = run(with_config(
         home,
         &config,

@@ -495,6 +495,7 @@ fn restore_opts(w: &World, target: &str) -> RestoreOptions {
         live: None,
         integrity_check: true,
         drill: false,
+        privileged: false,
         staging: w.lb.staging(),
     }
 }

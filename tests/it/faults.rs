@@ -75,6 +75,7 @@ async fn a_killed_backup_never_looks_complete() {
                 integrity_check: false,
                 drill: false,
                 staging: lb.staging(),
+                privileged: false,
             };
             let (_, r) = lb
                 .restore(
@@ -227,6 +228,7 @@ async fn damaged_objects_and_manifests_are_always_caught() {
                 integrity_check: true,
                 drill: false,
                 staging: world.lb.staging(),
+                privileged: false,
             };
             let (_, r) = world
                 .lb

@@ -361,5 +361,6 @@ fn restore_opts(world: &World, target: &std::path::Path) -> RestoreOptions {
         integrity_check: true,
         drill: false,
         staging: world.lb.staging(),
+        privileged: false,
     }
 }

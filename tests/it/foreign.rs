@@ -47,6 +47,7 @@ fn opts(world: &World, target: &str) -> RestoreOptions {
         integrity_check: false,
         drill: false,
         staging: world.lb.staging(),
+        privileged: false,
     }
 }
 

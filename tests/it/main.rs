@@ -1,5 +1,6 @@
 //! Integration tests: one binary, so the S3 SDK is linked once.
 
+mod attacks;
 mod backup_restore;
 mod cli;
 mod common;

@@ -741,10 +741,10 @@ async fn a_drill_with_wrong_counts_fails_is_retried_and_alerted() {
     let manifest = dir
         .path()
         .join(format!("bucket/app/{}/manifest.json", m.id));
-    let mut v: Value = serde_json::from_slice(&std::fs::read(&manifest).unwrap()).unwrap();
-    let rows = v["tables"][0]["rows"].as_u64().unwrap();
-    v["tables"][0]["rows"] = (rows + 1000).into();
-    std::fs::write(&manifest, serde_json::to_vec(&v).unwrap()).unwrap();
+    crate::common::rewrite_manifest(&manifest, |v| {
+        let rows = v["tables"][0]["rows"].as_u64().unwrap();
+        v["tables"][0]["rows"] = (rows + 1000).into();
+    });
 
     let mut daemon = Daemon::new(lb.clone()).unwrap();
     daemon.delivery = quick_delivery();

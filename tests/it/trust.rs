@@ -427,6 +427,7 @@ async fn content_checksums_catch_changed_rows_with_the_right_counts() {
             integrity_check: false,
             drill: false,
             staging: lb.staging(),
+            privileged: false,
         };
         lb.restore(
             from,
@@ -458,12 +459,11 @@ async fn content_checksums_catch_changed_rows_with_the_right_counts() {
     let sealed = zstd::encode_all(std::fs::File::open(&scratch).unwrap(), 3).unwrap();
     std::fs::write(&object, &sealed).unwrap();
     let manifest_path = backup_dir.join("manifest.json");
-    let mut v: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&manifest_path).unwrap()).unwrap();
     use sha2::Digest;
-    v["data"]["sha256"] = format!("{:x}", sha2::Sha256::digest(&sealed)).into();
-    v["data"]["stored_bytes"] = sealed.len().into();
-    std::fs::write(&manifest_path, serde_json::to_vec(&v).unwrap()).unwrap();
+    crate::common::rewrite_manifest(&manifest_path, |v| {
+        v["data"]["sha256"] = format!("{:x}", sha2::Sha256::digest(&sealed)).into();
+        v["data"]["stored_bytes"] = sealed.len().into();
+    });
 
     let (_, r) = restore("changed.db").await;
     let Err(lifeboat::Error::RowCountMismatch(report)) = r else {

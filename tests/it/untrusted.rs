@@ -182,6 +182,7 @@ fn restore_opts_at(to: &Path, staging: &Path) -> RestoreOptions {
         live: None,
         integrity_check: false,
         drill: false,
+        privileged: false,
         staging: staging.to_path_buf(),
     }
 }
@@ -286,15 +287,15 @@ async fn hostile_world() -> (Local, String) {
     let l = Local::new();
     let id = backup(&l.world.lb).await;
     let key = format!("app/{id}/manifest.json");
-    let mut m: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(l.bucket(&key)).unwrap()).unwrap();
-    m["host"] = "db1\x1b]52;c;cHduZWQ=\x07".into();
-    m["source"]["database"] = "/srv/\x1b[2J\u{202e}bd.ppa".into();
-    m["tables"][0]["name"] = "customers\x1b[31m|\n| forged | 0 |".into();
-    // Counts no database holds: sums and deltas must not overflow.
-    m["tables"][1]["rows"] = u64::MAX.into();
-    m["tables"][2]["rows"] = u64::MAX.into();
-    l.put(&key, &serde_json::to_vec_pretty(&m).unwrap());
+    // Whoever can write the bucket can also recompute a manifest's own (unkeyed) checksum.
+    common::rewrite_manifest(&l.bucket(&key), |m| {
+        m["host"] = "db1\x1b]52;c;cHduZWQ=\x07".into();
+        m["source"]["database"] = "/srv/\x1b[2J\u{202e}bd.ppa".into();
+        m["tables"][0]["name"] = "customers\x1b[31m|\n| forged | 0 |".into();
+        // Counts no database holds: sums and deltas must not overflow.
+        m["tables"][1]["rows"] = u64::MAX.into();
+        m["tables"][2]["rows"] = u64::MAX.into();
+    });
     let job = serde_json::json!({
         "id": "20291231T100000Z-backup-beef",
         "kind": "backup",

@@ -185,6 +185,15 @@ impl Conn {
         }
     }
 
+    /// The same server and database, logging in as `user` with `password`.
+    pub fn with_login(&self, user: &str, password: &str) -> Conn {
+        Conn {
+            user: user.to_owned(),
+            password: Some(password.to_owned()),
+            ..self.clone()
+        }
+    }
+
     /// Whether both name the same server (and so the same set of databases).
     pub fn same_server(&self, other: &Conn) -> bool {
         self.hosts == other.hosts && self.port == other.port

@@ -7,7 +7,8 @@
 
 pub mod conn;
 pub mod content;
-pub mod sql_guard;
+pub mod plain;
+pub mod role;
 pub mod tls;
 pub mod toc;
 pub mod tools;
@@ -44,7 +45,7 @@ pub(crate) fn pg_error(context: impl Into<String>) -> impl FnOnce(tokio_postgres
 
 /// The server's own message when there is one ("password authentication failed for user
 /// ..."), else the client library's.
-fn describe_error(e: &tokio_postgres::Error) -> String {
+pub(crate) fn describe_error(e: &tokio_postgres::Error) -> String {
     if let Some(db) = e.as_db_error() {
         return db.message().to_owned();
     }
@@ -245,7 +246,7 @@ pub async fn count_database(
 
 /// Runs `work` unless `cancel` fires first; then the server is told to stop the query too,
 /// since dropping its future leaves a count or a hash running there.
-async fn until_cancelled<T>(
+pub(crate) async fn until_cancelled<T>(
     conn: &Conn,
     token: &tokio_postgres::CancelToken,
     cancel: &CancellationToken,
@@ -546,18 +547,24 @@ pub async fn database_exists(client: &Client, database: &str) -> Result<bool> {
         .is_some())
 }
 
-pub async fn create_database(client: &Client, database: &str) -> Result<()> {
+/// Creates `database`, owned by `owner` when given (a restore role), else by the user
+/// `client` is connected as.
+pub async fn create_database(client: &Client, database: &str, owner: Option<&str>) -> Result<()> {
     validate_db_name(database)?;
+    let owner = owner
+        .map(|o| format!(" OWNER {}", quote_ident(o)))
+        .unwrap_or_default();
     client
         .batch_execute(&format!(
-            "CREATE DATABASE {} TEMPLATE template0",
+            "CREATE DATABASE {}{owner} TEMPLATE template0",
             quote_ident(database)
         ))
         .await
         .map_err(pg_error(format!("create database {database}")))
 }
 
-/// Drops a database, disconnecting whoever is still in it.
+/// Drops a scratch database, disconnecting whoever is still in it, and the restore role that
+/// owned it ([`role::scratch_role_for`]), if there is one.
 pub async fn drop_database(server: &Conn, database: &str) -> Result<()> {
     validate_db_name(database)?;
     let client = server.connect().await?;
@@ -566,7 +573,8 @@ pub async fn drop_database(server: &Conn, database: &str) -> Result<()> {
         .await
         .map_err(pg_error("server version"))?
         .get(0);
-    drop_with(&client, database, version >= 130_000).await
+    drop_with(&client, database, version >= 130_000).await?;
+    role::drop_role(&client, &role::scratch_role_for(database)).await
 }
 
 /// `DROP DATABASE ... WITH (FORCE)` where the server has it (13+); before that the sessions
@@ -584,6 +592,14 @@ pub async fn drop_with(client: &Client, database: &str, with_force: bool) -> Res
             .await
             .map_err(pg_error(format!("disconnect database {database}")))?;
     }
+    // A restore role owns its database and may have marked it a template, which cannot be
+    // dropped, or closed it to connections.
+    let _ = client
+        .batch_execute(&format!(
+            "ALTER DATABASE {} WITH IS_TEMPLATE false ALLOW_CONNECTIONS true",
+            quote_ident(database)
+        ))
+        .await;
     let force = if with_force { " WITH (FORCE)" } else { "" };
     client
         .batch_execute(&format!(
@@ -594,61 +610,80 @@ pub async fn drop_with(client: &Client, database: &str, with_force: bool) -> Res
         .map_err(pg_error(format!("drop database {database}")))
 }
 
-/// Runs `pg_restore` from a dump file into `target`, in `jobs` parallel jobs.
+/// Runs `pg_restore` from a dump file into `target`, in `jobs` parallel jobs. Unless
+/// `privileged`, ownership and grants are left out (they name roles the restore role may not
+/// act for) and so are subscriptions (a scratch copy never connects to another server).
+/// pg_restore sends the archive's SQL to the server; it has no client-side commands to run.
 pub async fn run_pg_restore(
     target: &Conn,
     pg_restore: &Path,
     file: &Path,
     jobs: usize,
     clean: bool,
+    privileged: bool,
     cancel: &CancellationToken,
 ) -> Result<()> {
     let mut cmd = target.command(pg_restore);
-    cmd.args(["--no-owner", "--no-acl", "--no-password", "--exit-on-error"])
+    cmd.args(["--no-password", "--exit-on-error"])
         .arg(format!("--jobs={}", jobs.max(1)))
         .arg(format!("--dbname={}", target.dbname))
         .stdout(Stdio::null());
+    if !privileged {
+        cmd.args(["--no-owner", "--no-acl", "--no-subscriptions"]);
+    }
     if clean {
         cmd.args(["--clean", "--if-exists"]);
     }
     cmd.arg(file);
     let (status, stderr) = ChildGuard::spawn(cmd, "pg_restore")?.wait(cancel).await?;
     if !status.success() {
+        let what = stderr
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("Command was:"))
+            .map(|c| c.trim().chars().take(80).collect::<String>());
+        // A privileged restore has all the rights lifeboat can give: its failure is pg_restore's.
+        if !privileged
+            && let Some(refused) = refusal(&stderr, what.as_deref().unwrap_or("an archive entry"))
+        {
+            return Err(refused);
+        }
         return Err(tool_failure("pg_restore", status, &stderr));
     }
     Ok(())
 }
 
-/// Runs a plain SQL dump through `psql` in one transaction, stopping at the first error,
-/// once [`sql_guard`] found nothing in it that reaches outside the target database.
-pub async fn run_psql(
-    target: &Conn,
-    psql: &Path,
-    file: &Path,
-    cancel: &CancellationToken,
-) -> Result<()> {
-    let owned = file.to_owned();
-    tokio::task::spawn_blocking(move || sql_guard::check_plain_sql(&owned))
-        .await
-        .map_err(|e| Error::Tool(format!("checking the SQL dump: {e}")))??;
-    let mut cmd = target.command(psql);
-    cmd.args([
-        "--no-psqlrc",
-        "--quiet",
-        "--no-password",
-        "--single-transaction",
-        "-v",
-        "ON_ERROR_STOP=1",
-    ])
-    .arg(format!("--dbname={}", target.dbname))
-    .arg("--file")
-    .arg(file)
-    .stdout(Stdio::null());
-    let (status, stderr) = ChildGuard::spawn(cmd, "psql")?.wait(cancel).await?;
-    if !status.success() {
-        return Err(tool_failure("psql", status, &stderr));
-    }
-    Ok(())
+/// The server refused something for lack of rights: one line that says what, and what would
+/// allow it. `None` when `detail` is another kind of failure.
+pub(crate) fn refusal(detail: &str, what: &str) -> Option<Error> {
+    let said = detail
+        .lines()
+        .map(|l| {
+            l.trim()
+                .trim_start_matches("pg_restore: error: could not execute query: ")
+        })
+        .find(|l| {
+            let l = l.to_ascii_lowercase();
+            l.contains("permission denied")
+                || l.contains("must be superuser")
+                || l.contains("must be owner")
+                || l.contains("must be member")
+                || l.contains("must have privileges of")
+                || l.contains("must be able to set role")
+        })?
+        .trim_start_matches("ERROR:")
+        .trim()
+        .to_owned();
+    let extension = said
+        .strip_prefix("permission denied to create extension \"")
+        .and_then(|r| r.split('"').next());
+    Some(Error::Forbidden(match extension {
+        Some(ext) => format!(
+            "the dump needs extension {ext}, which is not trusted: only a superuser may create it, and a restore runs as a role that owns the scratch database and nothing else; restore an authenticated backup with --privileged to allow it"
+        ),
+        None => format!(
+            "the dump needs more rights than a restore has ({what}: {said}); a restore runs as a role that owns the scratch database and nothing else, and only an authenticated backup may be restored with --privileged"
+        ),
+    }))
 }
 
 #[cfg(test)]
