@@ -9,6 +9,7 @@ pub mod clock;
 pub mod config;
 pub mod content;
 pub mod daemon;
+pub mod debris;
 pub mod demo;
 pub mod diff;
 pub mod drill;
@@ -93,7 +94,7 @@ pub struct SyncSummary {
 /// Opens the store a config describes.
 pub async fn open_store(storage: &StorageConfig) -> Result<Arc<dyn ObjectStore>> {
     Ok(match storage {
-        StorageConfig::Local { path } => Arc::new(LocalStore::open(path)?),
+        StorageConfig::Local { path, mode } => Arc::new(LocalStore::open_with_mode(path, *mode)?),
         StorageConfig::S3 {
             bucket,
             prefix,
@@ -105,6 +106,7 @@ pub async fn open_store(storage: &StorageConfig) -> Result<Arc<dyn ObjectStore>>
             part_size_mib,
             upload_concurrency,
             max_attempts,
+            timeouts,
         } => {
             let mut opts = S3Options::new(bucket);
             opts.prefix = prefix.clone();
@@ -116,6 +118,7 @@ pub async fn open_store(storage: &StorageConfig) -> Result<Arc<dyn ObjectStore>>
             opts.part_size = part_size_mib * 1024 * 1024;
             opts.upload_concurrency = *upload_concurrency;
             opts.max_attempts = *max_attempts;
+            opts.timeouts = *timeouts;
             Arc::new(S3Store::connect(opts).await)
         }
     })
@@ -203,6 +206,8 @@ impl Lifeboat {
         cancel: CancellationToken,
     ) -> (JobRecord, Result<Manifest>) {
         let job = self.start_job(JobKind::Backup, Some(source), trigger);
+        self.sweep_for(&job).await;
+        let debris = debris::Recorder::for_job(self.state.clone(), &job);
         let result = async {
             let source = self.source(source)?;
             let opts = BackupOptions {
@@ -222,6 +227,7 @@ impl Lifeboat {
                 progress,
                 cancel,
                 job: &job,
+                debris: &debris,
             }
             .run()
             .await
@@ -434,6 +440,9 @@ impl Lifeboat {
         if let Some(id) = &backup_id {
             job.set_backup(id);
         }
+        // A killed restore's scratch database goes first, so a retry with its name works.
+        self.sweep_for(&job).await;
+        let debris = debris::Recorder::for_job(self.state.clone(), &job);
         let source_config = source
             .as_deref()
             .or(opts.for_source.as_deref())
@@ -458,6 +467,8 @@ impl Lifeboat {
             cancel,
             log: &log,
             keys: self.config.encryption.as_ref(),
+            debris: &debris,
+            file_mode: self.config.restore.mode,
         }
         .run(started)
         .await;
@@ -600,11 +611,37 @@ impl Lifeboat {
     }
 
     fn start_job(&self, kind: JobKind, source: Option<&str>, trigger: Trigger) -> Job {
-        let job = Job::start(kind, source, trigger, &self.clock);
+        let mut job = Job::start(kind, source, trigger, &self.clock);
+        // Taken before the record says `running`: a running record without a held lock is
+        // a dead job's.
+        match lock::JobLock::acquire(&self.state.job_lock_dir(), &job.id()) {
+            Ok(lock) => job.hold(lock),
+            Err(e) => tracing::warn!("cannot take the lock of job {}: {e}", job.id()),
+        }
         if let Err(e) = self.state.put_job(&job.snapshot(), false) {
             tracing::warn!("cannot record job start: {e}");
         }
         job
+    }
+
+    /// Sweeps what dead jobs left behind (see [`debris`]) before `job` starts its own work,
+    /// noting each in its log. A failure to sweep never fails the job.
+    async fn sweep_for(&self, job: &Job) {
+        match self.sweep_debris(false).await {
+            Ok(swept) => {
+                for s in swept {
+                    let by = s.job_id.as_deref().unwrap_or("an earlier run");
+                    match s.error {
+                        None => job.log(format!("removed {}, left by job {by}", s.what)),
+                        Some(e) => job.log(format!(
+                            "could not remove {}, left by job {by}: {e}",
+                            s.what
+                        )),
+                    }
+                }
+            }
+            Err(e) => tracing::warn!("cannot sweep what earlier runs left: {e}"),
+        }
     }
 
     async fn finish_job<T>(&self, job: Job, result: Result<T>) -> (JobRecord, Result<T>) {

@@ -485,6 +485,7 @@ mod tests {
             key: key.into(),
             started: Some(started),
             handle: format!("h-{key}"),
+            writer_alive: None,
         }
     }
 

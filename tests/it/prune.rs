@@ -510,6 +510,7 @@ async fn s3_incomplete_uploads_can_be_aborted() {
             key: key.into(),
             started: None,
             handle: id.clone(),
+            writer_alive: None,
         })
         .await
         .unwrap();
@@ -519,6 +520,7 @@ async fn s3_incomplete_uploads_can_be_aborted() {
         key: key.into(),
         started: None,
         handle: "not-an-upload".into(),
+        writer_alive: None,
     };
     assert!(store.abort_incomplete(&bogus).await.is_err());
 }
