@@ -134,6 +134,8 @@ pub struct SourceHealth {
     pub stored_bytes: u64,
     pub quota: Option<u64>,
     pub backups: usize,
+    /// Backups with a manifest whose objects are not whole (see `lifeboat list`).
+    pub damaged: usize,
     pub findings: Vec<Finding>,
 }
 
@@ -222,7 +224,8 @@ fn assess_source(
         .filter_map(|r| r.time)
         .max();
     let stored_bytes = mine.clone().map(|r| r.stored_bytes).sum();
-    let backups = mine.filter(|r| r.kind == RowKind::Complete).count();
+    let backups = mine.clone().filter(|r| r.kind == RowKind::Complete).count();
+    let damaged: Vec<&CatalogRow> = mine.filter(|r| r.kind == RowKind::Damaged).collect();
     let source_jobs = jobs
         .iter()
         .filter(|j| j.source.as_deref() == Some(name.as_str()));
@@ -332,6 +335,18 @@ fn assess_source(
     if last_drill_passed == Some(false) {
         find(Level::Warning, "the last restore drill failed".into());
     }
+    // A backup someone counted on is gone. WARNING, not CRITICAL: whether the source can
+    // still be restored in time is what the age of the newest good backup says above.
+    if let Some(newest_damaged) = damaged.iter().max_by_key(|r| r.time) {
+        find(
+            Level::Warning,
+            format!(
+                "{} damaged backup(s), newest {}",
+                damaged.len(),
+                newest_damaged.id
+            ),
+        );
+    }
     if let Some(q) = quota {
         let used = stored_bytes as f64 / q as f64;
         let level = if stored_bytes >= q {
@@ -372,6 +387,7 @@ fn assess_source(
         stored_bytes,
         quota,
         backups,
+        damaged: damaged.len(),
         findings,
     }
 }

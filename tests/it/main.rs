@@ -10,6 +10,7 @@ mod foreign;
 mod fuzz;
 mod ops;
 mod pg;
+mod proxy;
 mod prune;
 mod storage;
 mod trust;
