@@ -130,6 +130,40 @@ async fn a_killed_backup_never_looks_complete() {
             + catalog.incomplete.len()
     );
     assert!(interrupted > 0, "some trials were killed mid-way");
+
+    // Each run swept what the kill before it left; `clean` sweeps what the last one left.
+    // Afterwards nothing half-made remains: no orphan, no temp file, no staging copy.
+    let out = run({
+        let mut c = lifeboat(home);
+        c.arg("--config").arg(&config).args(["clean", "--json"]);
+        c
+    })
+    .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let cleaned: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let after = lb.catalog().await.unwrap();
+    assert_eq!(after.complete().count(), catalog.complete().count());
+    assert!(
+        after
+            .backups
+            .iter()
+            .all(|b| b.state == BackupState::Complete),
+        "{:#?}",
+        after
+            .backups
+            .iter()
+            .filter(|b| b.problem.is_some())
+            .collect::<Vec<_>>()
+    );
+    assert!(after.incomplete.is_empty(), "{:?}", after.incomplete);
+    let staging: Vec<_> = std::fs::read_dir(home.join("staging"))
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(staging.is_empty(), "{staging:?}");
+    eprintln!(
+        "SIGKILL: the last kill's leftovers removed by clean: {}",
+        cleaned["items"]
+    );
 }
 
 /// What a dead job recorded is swept by the next run; what a live job recorded is not, even

@@ -5,6 +5,7 @@ mod cli;
 mod common;
 mod console;
 mod faults;
+mod faults_pg;
 mod faults_s3;
 mod foreign;
 mod fuzz;
