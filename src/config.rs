@@ -230,7 +230,7 @@ fn de_restore_mode<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Err
 pub struct BackupConfig {
     #[serde(default = "default_level")]
     pub compression_level: i32,
-    /// zstd worker threads; 0 means one per core.
+    /// zstd worker threads; 0 means one per core, at most 4.
     #[serde(default)]
     pub threads: u32,
     /// Where snapshots and downloads are staged. Default: the system temp dir.

@@ -133,7 +133,8 @@ impl Recorded {
         }
     }
 
-    /// Leaves the record to be cleared by someone else (a drill, by its job id).
+    /// Leaves the record in place: for a later sweep once the job has ended, or for whoever
+    /// clears the job's records (a drill, once its scratch database is dropped).
     pub fn keep(self) {}
 
     /// Removes a staging directory and clears its record; a failure leaves the record for

@@ -23,10 +23,14 @@ use crate::error::{Error, Result};
 use crate::jobs::{Job, hostname};
 use crate::manifest::{BackupId, DataInfo, EngineKind, MANIFEST_NAME, Manifest, ToolInfo, Trigger};
 use crate::progress::{Phase, Progress};
-use crate::storage::{ByteStream, ObjectKey, ObjectStore, ObjectStoreExt};
+use crate::storage::{ByteStream, ObjectKey, ObjectStore, ObjectStoreExt, StoreError};
 
 const CHUNK: usize = 1 << 20;
 const CHANNEL_DEPTH: usize = 4;
+const ZSTD_JOB_SIZE: u32 = 1 << 20;
+/// zstd workers when the config says "one per core": more rarely pays (level 3 outruns most
+/// uploads with a few) and each costs memory.
+const DEFAULT_MAX_THREADS: u32 = 4;
 
 #[derive(Debug, Clone)]
 pub struct BackupOptions {
@@ -93,7 +97,9 @@ impl BackupRun<'_> {
         let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(CHANNEL_DEPTH);
         let level = self.opts.compression_level;
         let threads = match self.opts.threads {
-            0 => std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
+            0 => std::thread::available_parallelism()
+                .map_or(1, |n| n.get() as u32)
+                .min(DEFAULT_MAX_THREADS),
             n => n,
         };
         // Recorded before the first byte goes up: a kill from here on leaves an upload (or an
@@ -141,15 +147,19 @@ impl BackupRun<'_> {
             }
             // The compressor only saw the upload go away: the store's error is the cause.
             (Err(c), Err(p)) if upload_gone(&c) => {
-                self.discard(&data_key, upload).await;
+                self.discard_after(&p, &data_key, upload).await;
                 return Err(p.into());
             }
-            (Err(e), _) => {
+            (Err(e), Err(p)) => {
+                self.discard_after(&p, &data_key, upload).await;
+                return Err(e);
+            }
+            (Err(e), Ok(_)) => {
                 self.discard(&data_key, upload).await;
                 return Err(e);
             }
             (Ok(_), Err(e)) => {
-                self.discard(&data_key, upload).await;
+                self.discard_after(&e, &data_key, upload).await;
                 return Err(e.into());
             }
         };
@@ -214,6 +224,17 @@ impl BackupRun<'_> {
             "manifest written: {manifest_key}, confirmed by the store"
         ));
         Ok(manifest)
+    }
+
+    /// After a failed upload: the store removed what it could; an object can only be left when
+    /// it was stored but not confirmed. A store that cannot be reached is not asked again now
+    /// (each request would wait out its timeouts): the record stays for the next run's sweep.
+    async fn discard_after(&self, e: &StoreError, data_key: &ObjectKey, upload: Recorded) {
+        if matches!(e, StoreError::Unreachable { .. }) {
+            upload.keep();
+        } else {
+            self.discard(data_key, upload).await;
+        }
     }
 
     /// Removes the data object of a backup that will not be committed; if that fails, the
@@ -325,6 +346,11 @@ fn compress(
     if threads > 1 {
         enc.multithread(threads)
             .map_err(Error::io("zstd workers"))?;
+        // zstd's default job is 4 windows (8 MiB at level 3), and each worker holds a few jobs
+        // of input and output: 66 MiB for two workers. 1 MiB jobs take 7 MiB, compress as
+        // well and as fast (docs/performance.md).
+        enc.set_parameter(zstd::stream::raw::CParameter::JobSize(ZSTD_JOB_SIZE))
+            .map_err(Error::io("zstd job size"))?;
     }
     let mut buf = vec![0u8; CHUNK];
     let mut raw = 0u64;

@@ -484,29 +484,32 @@ async fn a_full_disk_never_gives_a_false_ok() {
     if !is_root() {
         return full_disk_without_root().await;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let home = dir.path();
-    common::make_sample_db(&home.join("app.db"), 1);
-    common::add_random_blobs(&home.join("app.db"), 3);
-    // The size of the stored object, learned from a backup to a roomy directory.
-    common::config_for(home, "[storage]\ntype = \"local\"\npath = \"roomy\"");
-    let config = home.join("lifeboat.toml");
-    let out = run(with_config(home, &config, &["backup", "--json"])).await;
-    let stored = json(&out)[0]["manifest"]["data"]["stored_bytes"]
-        .as_u64()
-        .unwrap();
-    assert!(stored > 3 << 20);
-
-    common::config_for(home, "[storage]\ntype = \"local\"\npath = \"bucket\"");
     let mut cases = Vec::new();
-    for (case, kib) in [
-        // Room for all but the last half MiB: the failing write is in the last 1 MiB chunk.
-        ("space inside the last chunk", (stored - (512 << 10)) / 1024),
-        ("0 bytes free", 1024),
-    ] {
+    // The failing write must be the last one: its error is the one an fsync without a flush
+    // loses. Hence a 3 MiB+ object with room ending inside its last chunk, and an object of
+    // one chunk with no room at all.
+    for (case, blobs_mib) in [("space inside the last chunk", 3), ("0 bytes free", 0)] {
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path();
+        common::make_sample_db(&home.join("app.db"), 1);
+        common::add_random_blobs(&home.join("app.db"), blobs_mib);
+        // The size of the stored object, learned from a backup to a roomy directory.
+        common::config_for(home, "[storage]\ntype = \"local\"\npath = \"roomy\"");
+        let config = home.join("lifeboat.toml");
+        let out = run(with_config(home, &config, &["backup", "--json"])).await;
+        let stored = json(&out)[0]["manifest"]["data"]["stored_bytes"]
+            .as_u64()
+            .unwrap();
+        let chunk = 1 << 20;
+        let last = stored - (stored - 1) / chunk * chunk;
+        let kib = match blobs_mib {
+            0 => 1024,
+            _ => (stored - last / 2) / 4096 * 4,
+        };
+        common::config_for(home, "[storage]\ntype = \"local\"\npath = \"bucket\"");
         let bucket = home.join("bucket");
         let fs = Tmpfs::mount(&bucket, kib);
-        if case == "0 bytes free" {
+        if blobs_mib == 0 {
             fs.fill();
         }
         let out = run(with_config(home, &config, &["backup", "app"])).await;
@@ -542,7 +545,7 @@ async fn a_full_disk_never_gives_a_false_ok() {
         drop(fs);
         let out = run(with_config(home, &config, &["backup", "app"])).await;
         assert_eq!(out.code, 0, "{case}: {}", out.stderr);
-        let target = home.join(format!("after-{}.db", cases.len()));
+        let target = home.join("after.db");
         let out = run(with_config(
             home,
             &config,
@@ -550,8 +553,7 @@ async fn a_full_disk_never_gives_a_false_ok() {
         ))
         .await;
         assert_eq!(out.code, 0, "{}", out.stderr);
-        std::fs::remove_dir_all(&bucket).unwrap();
-        cases.push(format!("{case}: {line}"));
+        cases.push(format!("{case} ({stored} bytes, room {kib} KiB): {line}"));
     }
     eprintln!("full disk: {cases:#?}");
 }
