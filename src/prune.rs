@@ -140,6 +140,10 @@ impl PlanInputs {
                 let dead = u.writer_alive == Some(false);
                 let old = u.started.is_some_and(|t| self.now - t >= self.orphan_grace);
                 let (abort, reason) = match (upload_source(&u.key), u.started) {
+                    // A local store knows its writer is alive, whatever the time says.
+                    _ if u.writer_alive == Some(true) => {
+                        (false, "a running process is still writing it".to_owned())
+                    }
                     // A job record, pin or report whose write was cut short: nobody will
                     // finish it.
                     (None, _) if u.key.starts_with("_lifeboat/") && dead => {
@@ -575,7 +579,7 @@ mod tests {
                 (false, "source skipped"),
                 (false, "source not configured on this host"),
                 (true, "left by a process that died"),
-                (false, "not an upload of a lifeboat backup"),
+                (false, "a running process is still writing it"),
                 (true, "left by a process that died"),
             ]
         );
