@@ -472,7 +472,9 @@ impl RestoreRun<'_> {
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
-        std::fs::create_dir_all(parent)
+        // Directories lifeboat makes for a restore are as private as the file it puts there.
+        std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
+            .create(parent)
             .map_err(Error::io(format!("create {}", parent.display())))?;
         let name = target
             .file_name()

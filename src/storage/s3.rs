@@ -339,8 +339,10 @@ impl S3Store {
                 actual: meta.0,
             });
         }
+        // Stores differ in whether they quote an entity tag; the value is what counts.
+        let bare = |t: &str| t.trim_start_matches("W/").trim_matches('"').to_owned();
         if let (Some(sent), Some(held)) = (etag, meta.1.as_deref())
-            && sent != held
+            && bare(sent) != bare(held)
         {
             return Err(StoreError::Request {
                 op: "read back",

@@ -657,6 +657,11 @@ async fn store_objects_and_restored_files_are_private() {
     }
     assert!(seen >= 3, "data, manifest, job record");
     assert_eq!(mode(&target), 0o600);
+    assert_eq!(
+        mode(target.parent().unwrap()),
+        0o700,
+        "made for the restore"
+    );
 
     // A configured mode wins (and the umask does not take from it).
     let text = std::fs::read_to_string(&config)
