@@ -59,6 +59,8 @@ pub struct Config {
 pub enum StorageConfig {
     Local {
         path: PathBuf,
+        /// Permission bits of new objects (directories add search where reading is allowed).
+        mode: u32,
     },
     S3 {
         bucket: String,
@@ -71,6 +73,7 @@ pub enum StorageConfig {
         part_size_mib: usize,
         upload_concurrency: usize,
         max_attempts: u32,
+        timeouts: crate::storage::Timeouts,
     },
 }
 
@@ -78,6 +81,7 @@ impl StorageConfig {
     fn unset() -> Self {
         StorageConfig::Local {
             path: PathBuf::new(),
+            mode: crate::storage::DEFAULT_MODE,
         }
     }
 }
@@ -113,6 +117,16 @@ struct RawStorage {
     upload_concurrency: usize,
     #[serde(default = "default_max_attempts")]
     max_attempts: u32,
+    #[serde(default, deserialize_with = "de_mode")]
+    mode: Option<u32>,
+    #[serde(default, deserialize_with = "de_duration")]
+    connect_timeout: Option<chrono::Duration>,
+    #[serde(default, deserialize_with = "de_duration")]
+    read_timeout: Option<chrono::Duration>,
+    #[serde(default, deserialize_with = "de_duration")]
+    stall_timeout: Option<chrono::Duration>,
+    #[serde(default, deserialize_with = "de_duration")]
+    attempt_timeout: Option<chrono::Duration>,
 }
 
 impl TryFrom<RawStorage> for StorageConfig {
@@ -121,16 +135,45 @@ impl TryFrom<RawStorage> for StorageConfig {
     fn try_from(r: RawStorage) -> Result<Self, String> {
         match r.kind {
             StorageKind::Local => {
-                if r.bucket.is_some() || r.endpoint.is_some() || r.region.is_some() {
+                let timeouts = [
+                    &r.connect_timeout,
+                    &r.read_timeout,
+                    &r.stall_timeout,
+                    &r.attempt_timeout,
+                ];
+                if r.bucket.is_some()
+                    || r.endpoint.is_some()
+                    || r.region.is_some()
+                    || timeouts.iter().any(|t| t.is_some())
+                {
                     return Err("storage type \"local\" takes `path`, not S3 settings".into());
                 }
                 let path = r.path.ok_or("storage type \"local\" needs `path`")?;
-                Ok(StorageConfig::Local { path })
+                Ok(StorageConfig::Local {
+                    path,
+                    mode: r.mode.unwrap_or(crate::storage::DEFAULT_MODE),
+                })
             }
             StorageKind::S3 => {
                 if r.path.is_some() {
                     return Err("storage type \"s3\" takes `bucket`, not `path`".into());
                 }
+                if r.mode.is_some() {
+                    return Err(
+                        "storage.mode is for a local store; an S3 bucket has policies instead"
+                            .into(),
+                    );
+                }
+                let std = |d: Option<chrono::Duration>, default: std::time::Duration| {
+                    d.and_then(|d| d.to_std().ok()).unwrap_or(default)
+                };
+                let d = crate::storage::Timeouts::default();
+                let timeouts = crate::storage::Timeouts {
+                    connect: std(r.connect_timeout, d.connect),
+                    read: std(r.read_timeout, d.read),
+                    stall: std(r.stall_timeout, d.stall),
+                    attempt: std(r.attempt_timeout, d.attempt),
+                };
                 Ok(StorageConfig::S3 {
                     bucket: r.bucket.ok_or("storage type \"s3\" needs `bucket`")?,
                     prefix: r.prefix,
@@ -142,6 +185,7 @@ impl TryFrom<RawStorage> for StorageConfig {
                     part_size_mib: r.part_size_mib,
                     upload_concurrency: r.upload_concurrency,
                     max_attempts: r.max_attempts,
+                    timeouts,
                 })
             }
         }
@@ -159,7 +203,7 @@ pub enum ChecksumMode {
 }
 
 fn default_part_size_mib() -> usize {
-    16
+    8
 }
 fn default_upload_concurrency() -> usize {
     4
@@ -175,12 +219,32 @@ pub struct StateConfig {
     pub path: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RestoreConfig {
     /// Where the console's restore wizard creates scratch databases. Default: the XDG data
     /// dir's `lifeboat/restores`.
     pub scratch_dir: Option<PathBuf>,
+    /// Permission bits of restored SQLite files (the plaintext of encrypted backups too).
+    #[serde(default = "default_restore_mode", deserialize_with = "de_restore_mode")]
+    pub mode: u32,
+}
+
+impl Default for RestoreConfig {
+    fn default() -> Self {
+        RestoreConfig {
+            scratch_dir: None,
+            mode: default_restore_mode(),
+        }
+    }
+}
+
+fn default_restore_mode() -> u32 {
+    0o600
+}
+
+fn de_restore_mode<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    Ok(de_mode(d)?.unwrap_or_else(default_restore_mode))
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -188,7 +252,7 @@ pub struct RestoreConfig {
 pub struct BackupConfig {
     #[serde(default = "default_level")]
     pub compression_level: i32,
-    /// zstd worker threads; 0 means one per core.
+    /// zstd worker threads; 0 means one per core, at most 4.
     #[serde(default)]
     pub threads: u32,
     /// Where snapshots and downloads are staged. Default: the system temp dir.
@@ -265,6 +329,18 @@ pub struct SourceConfig {
 impl SourceConfig {
     pub fn rpo(&self) -> chrono::Duration {
         self.rpo.unwrap_or_else(|| chrono::Duration::hours(26))
+    }
+}
+
+/// An octal permission mode, `"0600"` or `"640"`. The owner must keep read and write.
+fn de_mode<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    let text = String::deserialize(d)?;
+    let digits = text.trim().trim_start_matches("0o");
+    match u32::from_str_radix(digits, 8) {
+        Ok(mode) if mode <= 0o777 && mode & 0o600 == 0o600 => Ok(Some(mode)),
+        _ => Err(serde::de::Error::custom(format!(
+            "{text:?} is not a file mode like \"0600\" or \"0640\" (octal; the owner needs read and write)"
+        ))),
     }
 }
 
@@ -353,7 +429,7 @@ impl Config {
         )
         .map_err(invalid)?;
         for store in &mut config.stores {
-            if let StorageConfig::Local { path } = &mut store.storage {
+            if let StorageConfig::Local { path, .. } = &mut store.storage {
                 resolve(path);
             }
         }
@@ -574,7 +650,7 @@ mod tests {
         let text = "[storage]\ntype = \"local\"\npath = \"bucket\"\n[[source]]\nname = \"shop\"\nengine = \"sqlite\"\npath = \"app.db\"\n";
         let c = Config::parse(text, Path::new("/srv/lb/lifeboat.toml")).unwrap();
         assert!(
-            matches!(&c.storage, StorageConfig::Local { path } if path == Path::new("/srv/lb/bucket"))
+            matches!(&c.storage, StorageConfig::Local { path, .. } if path == Path::new("/srv/lb/bucket"))
         );
         assert_eq!(
             c.sources[0].path.as_deref(),

@@ -124,6 +124,13 @@ impl Lifeboat {
             }
             None
         };
+        // Dropped or kept on purpose: either way no longer the drill's leftover. (One the drop
+        // failed to remove stays recorded, for a later sweep.)
+        if (kept.is_some() || !self.scratch_exists(&restore.target).await)
+            && let Err(e) = self.state.delete_debris_of_job(&record.id)
+        {
+            tracing::warn!("cannot clear the drill's debris records: {e}");
+        }
         let report_key = if opts.save_report {
             let report = DrillReport::new(&record, &restore, backup_time);
             match report.save(self.store.as_ref()).await {
@@ -149,6 +156,19 @@ impl Lifeboat {
                 kept,
             }),
         ))
+    }
+
+    /// Whether a scratch target is still there (a failed drop leaves it).
+    async fn scratch_exists(&self, target: &RestoreTarget) -> bool {
+        match target {
+            RestoreTarget::Sqlite(path) => path.exists(),
+            RestoreTarget::Postgres { server, database } => match server.connect().await {
+                Ok(client) => crate::engine::postgres::database_exists(&client, database)
+                    .await
+                    .unwrap_or(true),
+                Err(_) => true,
+            },
+        }
     }
 
     /// A fresh scratch database: drills never reuse (or replace) an earlier one.

@@ -155,6 +155,8 @@ pub struct SourceHealth {
     pub stored_bytes: u64,
     pub quota: Option<u64>,
     pub backups: usize,
+    /// Backups with a manifest whose objects are not whole (see `lifeboat list`).
+    pub damaged: usize,
     pub findings: Vec<Finding>,
 }
 
@@ -254,7 +256,8 @@ fn assess_source(
     let stored_bytes = mine
         .clone()
         .fold(0u64, |n, r| n.saturating_add(r.stored_bytes));
-    let backups = mine.filter(|r| r.kind == RowKind::Complete).count();
+    let backups = mine.clone().filter(|r| r.kind == RowKind::Complete).count();
+    let damaged: Vec<&CatalogRow> = mine.filter(|r| r.kind == RowKind::Damaged).collect();
     let source_jobs = jobs
         .iter()
         .filter(|j| j.source.as_deref() == Some(name.as_str()));
@@ -433,6 +436,18 @@ fn assess_source(
             );
         }
     }
+    // A backup someone counted on is gone. WARNING, not CRITICAL: whether the source can
+    // still be restored in time is what the age of the newest good backup says above.
+    if let Some(newest_damaged) = damaged.iter().max_by_key(|r| r.time) {
+        find(
+            Level::Warning,
+            format!(
+                "{} damaged backup(s), newest {}",
+                damaged.len(),
+                newest_damaged.id
+            ),
+        );
+    }
     if let Some(q) = quota {
         let used = stored_bytes as f64 / q as f64;
         let level = if stored_bytes >= q {
@@ -475,6 +490,7 @@ fn assess_source(
         stored_bytes,
         quota,
         backups,
+        damaged: damaged.len(),
         findings,
     }
 }

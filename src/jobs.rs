@@ -36,7 +36,7 @@ pub enum JobStatus {
     Succeeded,
     Failed,
     Cancelled,
-    /// The process running it died (found `running` with no live process behind it).
+    /// The process running it died (found `running` with nobody holding its job lock).
     Interrupted,
     /// Refused before it read anything: the target exists, it is the source, a key is
     /// missing. Says nothing about the backup, so it counts as neither a verification nor a
@@ -136,11 +136,13 @@ impl JobRecord {
     }
 }
 
-/// The record of a job while it runs: its log collects here.
+/// The record of a job while it runs: its log collects here. It holds the job's lock (see
+/// [`crate::lock::JobLock`]) until it is dropped, after its finished record is saved.
 #[derive(Debug)]
 pub struct Job {
     record: Mutex<JobRecord>,
     clock: Clock,
+    lock: Option<crate::lock::JobLock>,
 }
 
 impl Job {
@@ -168,7 +170,17 @@ impl Job {
                 log: Vec::new(),
             }),
             clock: clock.clone(),
+            lock: None,
         }
+    }
+
+    /// Keeps the job's lock for as long as the job lives.
+    pub fn hold(&mut self, lock: crate::lock::JobLock) {
+        self.lock = Some(lock);
+    }
+
+    pub fn holds_lock(&self) -> bool {
+        self.lock.is_some()
     }
 
     fn with<R>(&self, f: impl FnOnce(&mut JobRecord) -> R) -> R {

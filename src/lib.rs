@@ -10,6 +10,7 @@ pub mod config;
 pub mod content;
 pub mod copy;
 pub mod daemon;
+pub mod debris;
 pub mod demo;
 pub mod diff;
 pub mod drill;
@@ -291,6 +292,8 @@ impl Lifeboat {
     ) -> (JobRecord, Result<Manifest>) {
         let job = self.start_job(JobKind::Backup, Some(source), trigger);
         let first = self.source_stores(source).first().copied().cloned();
+        self.sweep_for(&job).await;
+        let debris = debris::Recorder::for_job(self.state.clone(), &job);
         let result = async {
             let source = self.source(source)?;
             let first = first
@@ -314,6 +317,7 @@ impl Lifeboat {
                 progress: progress.clone(),
                 cancel: cancel.clone(),
                 job: &job,
+                debris: &debris,
             }
             .run()
             .await
@@ -659,6 +663,9 @@ impl Lifeboat {
         if let Some(id) = &backup_id {
             job.set_backup(id);
         }
+        // A killed restore's scratch database goes first, so a retry with its name works.
+        self.sweep_for(&job).await;
+        let debris = debris::Recorder::for_job(self.state.clone(), &job);
         let source_config = source
             .as_deref()
             .or(opts.for_source.as_deref())
@@ -692,6 +699,8 @@ impl Lifeboat {
                         cancel: cancel.clone(),
                         log: &log,
                         keys: self.config.encryption.as_ref(),
+                        debris: &debris,
+                        file_mode: self.config.restore.mode,
                     }
                     .run(started)
                     .await
@@ -1106,11 +1115,37 @@ impl Lifeboat {
     }
 
     fn start_job(&self, kind: JobKind, source: Option<&str>, trigger: Trigger) -> Job {
-        let job = Job::start(kind, source, trigger, &self.clock);
+        let mut job = Job::start(kind, source, trigger, &self.clock);
+        // Taken before the record says `running`: a running record without a held lock is
+        // a dead job's.
+        match lock::JobLock::acquire(&self.state.job_lock_dir(), &job.id()) {
+            Ok(lock) => job.hold(lock),
+            Err(e) => tracing::warn!("cannot take the lock of job {}: {e}", job.id()),
+        }
         if let Err(e) = self.state.put_job(&job.snapshot(), false) {
             tracing::warn!("cannot record job start: {e}");
         }
         job
+    }
+
+    /// Sweeps what dead jobs left behind (see [`debris`]) before `job` starts its own work,
+    /// noting each in its log. A failure to sweep never fails the job.
+    async fn sweep_for(&self, job: &Job) {
+        match self.sweep_debris(false).await {
+            Ok(swept) => {
+                for s in swept {
+                    let by = s.job_id.as_deref().unwrap_or("an earlier run");
+                    match s.error {
+                        None => job.log(format!("removed {}, left by job {by}", s.what)),
+                        Some(e) => job.log(format!(
+                            "could not remove {}, left by job {by}: {e}",
+                            s.what
+                        )),
+                    }
+                }
+            }
+            Err(e) => tracing::warn!("cannot sweep what earlier runs left: {e}"),
+        }
     }
 
     async fn finish_job<T>(&self, job: Job, result: Result<T>) -> (JobRecord, Result<T>) {

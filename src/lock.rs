@@ -1,6 +1,11 @@
-//! One job per source at a time on a machine: an advisory `flock` on a file per source in the
-//! state directory, held by the daemon and by CLI backups alike. The kernel drops the lock
-//! when its holder dies, so a crash never leaves a source locked.
+//! Advisory `flock`s in the state directory. The kernel drops a lock when its holder dies,
+//! so a crash never leaves anything locked, and a lock that can be taken proves its holder
+//! is gone (a process id could have been reused by then; a lock cannot).
+//!
+//! - One job per source at a time on a machine: a file per source, held by the daemon and by
+//!   CLI backups alike ([`SourceLock`]).
+//! - Every running job holds a file named after it ([`JobLock`]): how a later run tells a
+//!   job that died from one still running, and so what it left behind may be swept.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
@@ -69,6 +74,65 @@ impl Drop for SourceLock {
     }
 }
 
+/// Where job locks live, beside the state database.
+pub fn job_lock_dir(state_path: &Path) -> PathBuf {
+    state_path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .join("locks")
+        .join("jobs")
+}
+
+/// Held for as long as a job runs.
+#[derive(Debug)]
+pub struct JobLock {
+    _file: File,
+    path: PathBuf,
+}
+
+impl JobLock {
+    pub fn acquire(dir: &Path, job_id: &str) -> Result<JobLock> {
+        std::fs::create_dir_all(dir).map_err(Error::io(format!("lock dir {}", dir.display())))?;
+        let path = dir.join(format!("{job_id}.lock"));
+        let ctx = format!("lock file {}", path.display());
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(Error::io(ctx.clone()))?;
+        file.try_lock().map_err(|e| match e {
+            std::fs::TryLockError::WouldBlock => {
+                Error::Invalid(format!("job {job_id} is already running"))
+            }
+            std::fs::TryLockError::Error(e) => Error::io(ctx)(e),
+        })?;
+        Ok(JobLock { _file: file, path })
+    }
+}
+
+impl Drop for JobLock {
+    fn drop(&mut self) {
+        // Removed while still held; a checker that opened it just before sees the job ended.
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Whether the job `job_id` still runs: some process holds its lock. A job without a lock
+/// file is not running.
+pub fn job_alive(dir: &Path, job_id: &str) -> bool {
+    let Ok(file) = File::open(dir.join(format!("{job_id}.lock"))) else {
+        return false;
+    };
+    match file.try_lock() {
+        Ok(()) => false,
+        Err(std::fs::TryLockError::WouldBlock) => true,
+        // Cannot tell: treat it as alive, never sweep on a guess.
+        Err(std::fs::TryLockError::Error(_)) => true,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -91,5 +155,20 @@ mod tests {
         let _other = SourceLock::acquire(dir.path(), "billing").unwrap();
         drop(first);
         SourceLock::acquire(dir.path(), "shop").unwrap();
+    }
+
+    #[test]
+    fn a_job_is_alive_while_its_lock_is_held_and_not_after() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(!job_alive(dir.path(), "j1"), "no lock file: not running");
+        let lock = JobLock::acquire(dir.path(), "j1").unwrap();
+        // Checked through another descriptor, as another process would.
+        assert!(job_alive(dir.path(), "j1"));
+        assert!(!job_alive(dir.path(), "j2"));
+        drop(lock);
+        assert!(!job_alive(dir.path(), "j1"));
+        // A lock file left by a killed process (nobody holds it) is not a live job.
+        std::fs::write(dir.path().join("j3.lock"), "").unwrap();
+        assert!(!job_alive(dir.path(), "j3"));
     }
 }

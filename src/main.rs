@@ -1,7 +1,34 @@
 //! The `lifeboat` command line. With no subcommand it will open the console; every subcommand
 //! is a thin front end over the library.
 
+// SIGPIPE stays ignored (Rust's default), so a broken S3 connection is an error to retry,
+// never a silent death. `println!` would then panic when the reader of our output goes away
+// (`lifeboat list | head`); these versions, in scope for every module below, drop what can no
+// longer be read and let the command finish its work.
+macro_rules! println {
+    () => {
+        $crate::stdio::out(format_args!("\n"))
+    };
+    ($($arg:tt)*) => {
+        $crate::stdio::out(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+macro_rules! print {
+    ($($arg:tt)*) => {
+        $crate::stdio::out(format_args!($($arg)*))
+    };
+}
+macro_rules! eprintln {
+    () => {
+        $crate::stdio::err(format_args!("\n"))
+    };
+    ($($arg:tt)*) => {
+        $crate::stdio::err(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
 mod cli;
+mod stdio;
 mod tui;
 
 use std::io::Write as _;
@@ -9,12 +36,6 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 fn main() -> ExitCode {
-    // Die quietly when the reader of our output goes away (`lifeboat list | head`), as
-    // Unix tools do, instead of failing a write.
-    // SAFETY: called before any thread starts; restores the default disposition.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-    }
     // Ordinary errors are printed as one line below; a panic gets one line too, from our hook.
     let (_, eyre_hook) = color_eyre::config::HookBuilder::default().into_hooks();
     let _ = eyre_hook.install();

@@ -218,13 +218,28 @@ impl PlanInputs {
         let uploads = incomplete
             .iter()
             .map(|u| {
+                let dead = u.writer_alive == Some(false);
+                let old = u.started.is_some_and(|t| self.now - t >= self.orphan_grace);
                 let (abort, reason) = match (upload_source(&u.key), u.started) {
+                    // A local store knows its writer is alive, whatever the time says.
+                    _ if u.writer_alive == Some(true) => {
+                        (false, "a running process is still writing it".to_owned())
+                    }
+                    // A job record, pin or report whose write was cut short: nobody will
+                    // finish it.
+                    (None, _) if u.key.starts_with("_lifeboat/") && dead => {
+                        (true, "left by a process that died".to_owned())
+                    }
+                    (None, _) if u.key.starts_with("_lifeboat/") && old => {
+                        (true, "started before the grace period".to_owned())
+                    }
                     // Other tools share buckets: only lifeboat's own backup uploads are ours.
                     (None, _) => (false, "not an upload of a lifeboat backup".to_owned()),
                     (Some(s), _) if !planned.contains(s) => {
                         (false, "source not configured on this host".to_owned())
                     }
                     (Some(s), _) if skipped.contains(s) => (false, "source skipped".to_owned()),
+                    (_, _) if dead => (true, "left by a process that died".to_owned()),
                     (_, Some(t)) if self.now - t >= self.orphan_grace => {
                         (true, "started before the grace period".to_owned())
                     }
@@ -762,6 +777,21 @@ impl Lifeboat {
             report.deleted = deleted;
             report.aborted = aborted;
             report.freed_bytes = freed;
+            // Lifeboat's own records cut short (no source to lock).
+            let records: Vec<IncompleteUpload> = report
+                .plan
+                .aborts()
+                .filter(|u| upload_source(&u.upload.key).is_none() && confirmed(&u.upload.key))
+                .map(|u| u.upload.clone())
+                .collect();
+            for upload in records {
+                if cancel.is_cancelled() {
+                    return Err(Error::Cancelled);
+                }
+                self.store.abort_incomplete(&upload).await?;
+                report.aborted += 1;
+                job.log(format!("removed the unfinished write of {}", upload.key));
+            }
             job.log(format!(
                 "deleted {} backup(s), aborted {} upload(s), freed {} bytes",
                 report.deleted, report.aborted, report.freed_bytes
@@ -833,6 +863,7 @@ mod tests {
             key: key.into(),
             started: Some(started),
             handle: format!("h-{key}"),
+            writer_alive: None,
         }
     }
 
@@ -863,6 +894,19 @@ mod tests {
                 upload("_lifeboat/jobs/20260101T000000Z-abcd/x.json", old),
                 upload("theirs/20260101T000000Z-abcd/data.sqlite.zst", old),
                 upload("absent/20260101T000000Z-abcd/data.sqlite.zst", old),
+                // Temp files whose writer is known to be dead, or alive (a local store).
+                IncompleteUpload {
+                    writer_alive: Some(false),
+                    ..upload("_lifeboat/jobs/2026/06/y.json", now)
+                },
+                IncompleteUpload {
+                    writer_alive: Some(true),
+                    ..upload("_lifeboat/jobs/2026/06/z.json", now)
+                },
+                IncompleteUpload {
+                    writer_alive: Some(false),
+                    ..upload("app/20260601T000000Z-abcd/data.sqlite.zst", now)
+                },
             ],
             other_stores: OtherStores::default(),
         };
@@ -880,9 +924,12 @@ mod tests {
                 (false, "not an upload of a lifeboat backup"),
                 (false, "not an upload of a lifeboat backup"),
                 (false, "not an upload of a lifeboat backup"),
-                (false, "not an upload of a lifeboat backup"),
+                (true, "started before the grace period"),
                 (false, "source skipped"),
                 (false, "source not configured on this host"),
+                (true, "left by a process that died"),
+                (false, "a running process is still writing it"),
+                (true, "left by a process that died"),
             ]
         );
     }

@@ -44,6 +44,12 @@ CREATE TABLE IF NOT EXISTS catalog_rows (
     note        TEXT
 );
 CREATE INDEX IF NOT EXISTS catalog_rows_time ON catalog_rows(time DESC, id);
+CREATE TABLE IF NOT EXISTS debris (
+    id         INTEGER PRIMARY KEY,
+    job_id     TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    what       TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS object_cache (
     key      TEXT NOT NULL,
     kind     TEXT NOT NULL,
@@ -111,13 +117,19 @@ impl State {
         )))
     }
 
-    /// Jobs left `running` by a process of this host that no longer exists died with it.
+    /// Where running jobs hold their locks.
+    pub fn job_lock_dir(&self) -> PathBuf {
+        crate::lock::job_lock_dir(&self.path)
+    }
+
+    /// Jobs left `running` on this host whose lock nobody holds died with their process.
+    /// (A process id is no proof: the kernel reuses them.)
     fn mark_interrupted(&self) -> Result<()> {
         let host = hostname();
+        let locks = self.job_lock_dir();
         let running = self.jobs_where("status = 'running'", [])?;
         for mut job in running {
-            let alive = Path::new(&format!("/proc/{}", job.pid)).exists();
-            if job.host == host && !alive {
+            if job.host == host && !crate::lock::job_alive(&locks, &job.id) {
                 job.status = JobStatus::Interrupted;
                 job.error = Some("the process running this job stopped before it finished".into());
                 self.put_job(&job, false)?;
@@ -243,6 +255,59 @@ impl State {
             })?;
             rows.collect()
         })
+    }
+
+    /// Records what a job is about to create (see [`crate::debris`]); returns the record's id.
+    pub fn put_debris(
+        &self,
+        job_id: &str,
+        debris: &crate::debris::Debris,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<i64> {
+        let what = serde_json::to_string(debris).expect("debris serializes");
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO debris (job_id, created_at, what) VALUES (?1, ?2, ?3)",
+                params![job_id, at.to_rfc3339(), what],
+            )?;
+            Ok(c.last_insert_rowid())
+        })
+    }
+
+    pub fn delete_debris(&self, id: i64) -> Result<()> {
+        self.with(|c| {
+            c.execute("DELETE FROM debris WHERE id = ?1", [id])
+                .map(drop)
+        })
+    }
+
+    /// Clears every debris record of a job (what it left was removed or handed over).
+    pub fn delete_debris_of_job(&self, job_id: &str) -> Result<()> {
+        self.with(|c| {
+            c.execute("DELETE FROM debris WHERE job_id = ?1", [job_id])
+                .map(drop)
+        })
+    }
+
+    /// Every debris record, oldest first. One this version cannot read is skipped.
+    pub fn debris(&self) -> Result<Vec<crate::debris::Entry>> {
+        let rows: Vec<(i64, String, String, String)> = self.with(|c| {
+            let mut stmt =
+                c.prepare("SELECT id, job_id, created_at, what FROM debris ORDER BY id")?;
+            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+            rows.collect()
+        })?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(id, job_id, at, what)| {
+                Some(crate::debris::Entry {
+                    id,
+                    job_id,
+                    created_at: chrono::DateTime::parse_from_rfc3339(&at).ok()?.to_utc(),
+                    debris: serde_json::from_str(&what).ok()?,
+                })
+            })
+            .collect())
     }
 
     pub fn cache_get(

@@ -277,6 +277,7 @@ fn s3_options(config: &StoreConfig) -> Result<Option<S3Options>> {
         part_size_mib,
         upload_concurrency,
         max_attempts,
+        timeouts,
     } = &config.storage
     else {
         return Ok(None);
@@ -291,6 +292,7 @@ fn s3_options(config: &StoreConfig) -> Result<Option<S3Options>> {
     opts.part_size = part_size_mib * 1024 * 1024;
     opts.upload_concurrency = *upload_concurrency;
     opts.max_attempts = *max_attempts;
+    opts.timeouts = *timeouts;
     if let Some(env) = &config.credentials {
         let var = |name: &str, key: &str| {
             std::env::var(name)
@@ -344,10 +346,13 @@ fn account(config: &StoreConfig) -> String {
 pub async fn open(config: &StoreConfig) -> Result<NamedStore> {
     Ok(match s3_options(config)? {
         None => {
-            let StorageConfig::Local { path } = &config.storage else {
+            let StorageConfig::Local { path, mode } = &config.storage else {
                 unreachable!("only S3 has options")
             };
-            NamedStore::new(config.name.clone(), Arc::new(LocalStore::open(path)?))
+            NamedStore::new(
+                config.name.clone(),
+                Arc::new(LocalStore::open_with_mode(path, *mode)?),
+            )
         }
         Some(opts) => {
             let s3 = Arc::new(S3Store::connect(opts).await);
@@ -402,7 +407,7 @@ pub(crate) fn unopened(name: &str) -> NamedStore {
 /// Where a store's config points, for people (as its `location()` would say once open).
 fn describe(storage: &StorageConfig) -> String {
     match storage {
-        StorageConfig::Local { path } => path.display().to_string(),
+        StorageConfig::Local { path, .. } => path.display().to_string(),
         StorageConfig::S3 {
             bucket,
             prefix,
@@ -1180,7 +1185,7 @@ mod tests {
         let names: Vec<&str> = c.stores.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(names, ["primary", "offsite", "archive"]);
         assert!(
-            matches!(&c.storage, StorageConfig::Local { path } if path == Path::new("/srv/lb/hot"))
+            matches!(&c.storage, StorageConfig::Local { path, .. } if path == Path::new("/srv/lb/hot"))
         );
         assert_eq!(c.stores[1].retention.as_ref().unwrap().keep_daily, 90);
         assert_eq!(

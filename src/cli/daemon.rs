@@ -21,17 +21,8 @@ pub async fn daemon(config_path: &Path, cancel: CancellationToken) -> Result<Exi
             config_path.display()
         );
     }
-    // systemd and Kubernetes stop services with SIGTERM; Ctrl-C is handled by the caller.
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    {
-        let cancel = cancel.clone();
-        tokio::spawn(async move {
-            if term.recv().await.is_some() {
-                println!("SIGTERM: stopping after cancelling the running job, if any");
-                cancel.cancel();
-            }
-        });
-    }
+    // SIGTERM (systemd, Kubernetes), SIGINT and SIGHUP cancel `cancel` (see `signals`): the
+    // running job is cancelled and recorded as such, then the daemon exits 0.
     daemon.run(cancel).await?;
     Ok(ExitCode::SUCCESS)
 }

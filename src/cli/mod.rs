@@ -1,12 +1,14 @@
 //! Subcommands, their arguments and their output.
 
 mod check;
+mod clean;
 mod copy;
 mod daemon;
 mod drill;
 mod output;
 mod progress;
 mod prune;
+mod signals;
 mod table;
 
 use std::io::IsTerminal;
@@ -112,7 +114,7 @@ enum Command {
     Verify {
         /// A backup id, or `latest` (of --source).
         id: Option<String>,
-        /// Every complete backup (of --source, if given).
+        /// Every backup with a manifest (of --source, if given); damaged ones count as failed.
         #[arg(long, conflicts_with = "id")]
         all: bool,
         #[arg(long)]
@@ -179,6 +181,15 @@ enum Command {
         /// Print the public key of an existing key file instead.
         #[arg(long)]
         public: bool,
+    },
+    /// Remove what killed runs left behind: staging copies, partial restores, scratch
+    /// databases, unfinished uploads. Only what provably belongs to no running job.
+    Clean {
+        /// Say what would be removed, remove nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long)]
+        json: bool,
     },
     /// Job history.
     Jobs {
@@ -260,15 +271,32 @@ pub async fn run() -> Result<ExitCode> {
         let _ = tokio::spawn(async { panic!("LIFEBOAT_DEBUG_PANIC is set") }).await;
     }
     let cancel = CancellationToken::new();
-    {
-        let cancel = cancel.clone();
-        tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                eprintln!("interrupted: cleaning up");
-                cancel.cancel();
+    signals::watch(cancel.clone()).wrap_err("cannot watch for stop signals")?;
+    let daemon = matches!(command, Command::Daemon);
+    let result = command_result(command, cli.quiet, &config_path, cancel).await;
+    // A one-shot command that was asked to stop says so in its exit code, as a process
+    // killed by that signal would (the daemon's stop is its normal end).
+    match (signals::received(), result) {
+        (Some(sig), result) if !daemon => {
+            if let Err(report) = result {
+                eprintln!(
+                    "error: {}",
+                    lifeboat::escape::term(&crate::one_line(&report))
+                );
             }
-        });
+            Ok(ExitCode::from((128 + sig) as u8))
+        }
+        (_, result) => result,
     }
+}
+
+async fn command_result(
+    command: Command,
+    quiet: bool,
+    config_path: &std::path::Path,
+    cancel: CancellationToken,
+) -> Result<ExitCode> {
+    let config_path = config_path.to_path_buf();
     match command {
         Command::Init { force } => init(&config_path, force),
         Command::Demo { dir, force, scale } => {
@@ -339,13 +367,15 @@ pub async fn run() -> Result<ExitCode> {
                         continue;
                     }
                 };
-                let progress = Arc::new(CliProgress::new(name.clone(), cli.quiet || json));
+                let progress = Arc::new(CliProgress::new(name.clone(), quiet || json));
                 let (job, result) = lb
                     .backup(&name, trigger, progress.clone(), cancel.clone())
                     .await;
                 progress.finish();
-                if result.is_err() {
+                if let Err(e) = &result {
                     failed += 1;
+                    // The reason goes to stderr too: cron mails it, systemd logs it as an error.
+                    eprintln!("error: backup of {name} failed: {e}");
                     if !matches!(result, Err(Error::Cancelled)) {
                         let alert = lifeboat::alert::Alert::job_failed(&job, 1);
                         let hooks = &lb.config().webhooks;
@@ -396,10 +426,8 @@ pub async fn run() -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Restore(args) => restore(&config_path, args, cli.quiet, cancel).await,
-        Command::Drill(args) => {
-            drill::drill(&open(&config_path).await?, args, cli.quiet, cancel).await
-        }
+        Command::Restore(args) => restore(&config_path, args, quiet, cancel).await,
+        Command::Drill(args) => drill::drill(&open(&config_path).await?, args, quiet, cancel).await,
         Command::Report { what } => drill::report(&open(&config_path).await?, what).await,
         Command::Verify {
             id,
@@ -426,20 +454,24 @@ pub async fn run() -> Result<ExitCode> {
                         .ok_or_else(|| Error::NoBackup(format!("{id:?}")))?
                         .clone(),
                 ],
+                // Damaged backups are verified too: each is a failure to report, not a
+                // backup to skip. Orphans never had a manifest and are no backups at all.
                 (None, true) => catalog
-                    .complete()
+                    .backups
+                    .iter()
+                    .filter(|b| b.state != lifeboat::catalog::BackupState::Orphan)
                     .filter(|b| source.as_ref().is_none_or(|s| &b.source == s))
                     .cloned()
                     .collect(),
                 (None, false) => bail!("name a backup id, or pass --all"),
             };
             if deep {
-                return drill::verify_deep(&lb, &entries, cli.quiet, json, cancel).await;
+                return drill::verify_deep(&lb, &entries, quiet, json, cancel).await;
             }
             let mut failed = 0;
             let mut results = Vec::new();
             for entry in &entries {
-                let progress = Arc::new(CliProgress::new(entry.id.to_string(), cli.quiet || json));
+                let progress = Arc::new(CliProgress::new(entry.id.to_string(), quiet || json));
                 let (job, result) = lb.verify(entry, progress.clone(), cancel.clone()).await;
                 progress.finish();
                 if result.is_err() {
@@ -456,7 +488,12 @@ pub async fn run() -> Result<ExitCode> {
             if json {
                 output::print_json(&results)?;
             } else if entries.is_empty() {
-                println!("no complete backups to verify");
+                println!("no backups to verify");
+            } else if failed > 0 {
+                eprintln!(
+                    "error: {failed} of {} backup(s) failed verification",
+                    entries.len()
+                );
             }
             Ok(if failed == 0 {
                 ExitCode::SUCCESS
@@ -465,7 +502,7 @@ pub async fn run() -> Result<ExitCode> {
             })
         }
         Command::Prune(args) => prune::run(&open(&config_path).await?, args, cancel).await,
-        Command::Copy(args) => copy::run(&open(&config_path).await?, args, cli.quiet, cancel).await,
+        Command::Copy(args) => copy::run(&open(&config_path).await?, args, quiet, cancel).await,
         Command::Pin { id, json } => prune::pin(&open(&config_path).await?, &id, true, json).await,
         Command::Unpin { id, json } => {
             prune::pin(&open(&config_path).await?, &id, false, json).await
@@ -497,6 +534,9 @@ pub async fn run() -> Result<ExitCode> {
         Command::Keygen { file, public } => keygen(&file, public),
         Command::Schedule { count, json } => daemon::schedule(&config_path, count, json),
         Command::Check { source, json } => Ok(check::run(&config_path, source, json).await),
+        Command::Clean { dry_run, json } => {
+            clean::run(&open(&config_path).await?, dry_run, json).await
+        }
         Command::Jobs {
             source,
             limit,

@@ -81,6 +81,27 @@ pub fn backups_json(results: &[(JobRecord, Option<Manifest>)]) -> serde_json::Va
     )
 }
 
+/// A backup's VERIFIED cell: a verification that passed before the backup was damaged proves
+/// nothing about it now.
+fn backup_verified(
+    lb: &Lifeboat,
+    b: &BackupEntry,
+    now: DateTime<Utc>,
+) -> (String, Option<&'static str>) {
+    match b.state {
+        BackupState::Complete => verified_text(lb.verification(b.id.as_str()).as_ref(), now),
+        BackupState::Damaged => ("damaged".into(), Some(RED)),
+        BackupState::Orphan => ("-".into(), None),
+    }
+}
+
+/// The newest verification of a backup, only while it is complete.
+fn verification_json(lb: &Lifeboat, b: &BackupEntry) -> Option<Verification> {
+    (b.state == BackupState::Complete)
+        .then(|| lb.verification(b.id.as_str()))
+        .flatten()
+}
+
 fn verified_text(v: Option<&Verification>, now: DateTime<Utc>) -> (String, Option<&'static str>) {
     match v {
         None => ("-".into(), None),
@@ -116,8 +137,7 @@ pub fn catalog(lb: &Lifeboat, catalog: &Catalog, color: bool) {
     let mut t = Table::new(&headers);
     for b in &catalog.backups {
         let m = b.manifest.as_ref();
-        let verified = lb.verification(b.id.as_str());
-        let (vtext, vcolor) = verified_text(verified.as_ref(), now);
+        let (vtext, vcolor) = backup_verified(lb, b, now);
         let state = match b.state {
             BackupState::Complete if catalog.pinned(b) => colored("complete, pinned", GREEN),
             BackupState::Complete => colored("complete", GREEN),
@@ -279,7 +299,7 @@ pub fn entry_json(lb: &Lifeboat, b: &BackupEntry, pinned: bool) -> serde_json::V
         "objects": b.objects,
         "manifest": b.manifest,
         "authenticity": b.manifest.as_ref().map(|m| lb.authenticity(m)),
-        "verified": lb.verification(b.id.as_str()),
+        "verified": verification_json(lb, b),
         "jobs": lb.state().jobs_for_backup(b.id.as_str()).unwrap_or_default().iter()
             .map(|j| json!({"id": j.id, "kind": j.kind, "status": j.status, "started_at": j.started_at}))
             .collect::<Vec<_>>(),
@@ -364,7 +384,7 @@ pub fn show(lb: &Lifeboat, b: &BackupEntry, pinned: bool) {
             )))
         );
     }
-    let (v, _) = verified_text(lb.verification(b.id.as_str()).as_ref(), now);
+    let (v, _) = backup_verified(lb, b, now);
     println!("verified  {v}");
     if let Some(c) = b.copies.as_ref().filter(|_| lb.stores().len() > 1) {
         println!("copies    {}", copies_text(c, now));

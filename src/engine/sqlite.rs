@@ -55,7 +55,7 @@ pub fn snapshot(
     let ctx = |what: &str| format!("snapshot of {}: {what}", source.display());
     let src = open_read_only(source)?;
     let dir = tempfile::Builder::new()
-        .prefix(&crate::pipeline::staging_prefix("snapshot"))
+        .prefix("lifeboat-snapshot-")
         .tempdir_in(staging)
         .map_err(Error::io(ctx("cannot create a staging directory")))?;
     let copy_path = dir.path().join("snapshot.sqlite");
@@ -195,10 +195,14 @@ pub fn check_and_count(path: &Path, integrity_check: bool) -> Result<Vec<TableCo
     Ok(tables)
 }
 
-/// Writes a database image from `reader` to `dest` (a new file).
+/// Writes a database image from `reader` to `dest`, an empty file the caller created (with
+/// the permissions the result should have).
 pub fn write_image(mut reader: impl Read, dest: &Path) -> Result<u64> {
-    let file =
-        std::fs::File::create_new(dest).map_err(Error::io(format!("create {}", dest.display())))?;
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(dest)
+        .map_err(Error::io(format!("open {}", dest.display())))?;
     let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
     let mut buf = vec![0u8; 1 << 20];
     let mut done = 0u64;

@@ -17,15 +17,20 @@ use super::crypt::{Seal, Sealed};
 use super::sha256_hex;
 use crate::clock::Clock;
 use crate::config::SourceConfig;
+use crate::debris::{Debris, Recorded, Recorder};
 use crate::engine::{self, Snapshot};
 use crate::error::{Error, Result};
 use crate::jobs::{Job, hostname};
 use crate::manifest::{BackupId, DataInfo, EngineKind, MANIFEST_NAME, Manifest, ToolInfo, Trigger};
 use crate::progress::{Phase, Progress};
-use crate::storage::{ByteStream, ObjectKey, ObjectStore, ObjectStoreExt};
+use crate::storage::{ByteStream, ObjectKey, ObjectStore, ObjectStoreExt, StoreError};
 
 const CHUNK: usize = 1 << 20;
 const CHANNEL_DEPTH: usize = 4;
+const ZSTD_JOB_SIZE: u32 = 1 << 20;
+/// zstd workers when the config says "one per core": more rarely pays (level 3 outruns most
+/// uploads with a few) and each costs memory.
+const DEFAULT_MAX_THREADS: u32 = 4;
 
 #[derive(Debug, Clone)]
 pub struct BackupOptions {
@@ -50,10 +55,21 @@ pub(crate) struct BackupRun<'a> {
     pub progress: Arc<dyn Progress>,
     pub cancel: CancellationToken,
     pub job: &'a Job,
+    pub debris: &'a Recorder,
 }
 
 impl BackupRun<'_> {
     pub async fn run(self) -> Result<Manifest> {
+        let mut staging = None;
+        let result = self.run_staged(&mut staging).await;
+        // The snapshot copy is gone with the run; its directory goes now, whatever happened.
+        if let Some((path, recorded)) = staging {
+            recorded.remove_dir(&path);
+        }
+        result
+    }
+
+    async fn run_staged(&self, staging: &mut Option<(PathBuf, Recorded)>) -> Result<Manifest> {
         let started_at = self.clock.now();
         let id = BackupId::generate(started_at);
         self.job.set_backup(id.as_str());
@@ -66,7 +82,7 @@ impl BackupRun<'_> {
         self.job
             .log(format!("backup {id} of {} started", self.source.name));
 
-        let mut snapshot = self.snapshot().await?;
+        let mut snapshot = self.snapshot(staging).await?;
         let finish = snapshot.finish.take();
         if finish.is_none() {
             log_counts(self.job, &snapshot.tables);
@@ -83,9 +99,16 @@ impl BackupRun<'_> {
         let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(CHANNEL_DEPTH);
         let level = self.opts.compression_level;
         let threads = match self.opts.threads {
-            0 => std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
+            0 => std::thread::available_parallelism()
+                .map_or(1, |n| n.get() as u32)
+                .min(DEFAULT_MAX_THREADS),
             n => n,
         };
+        // Recorded before the first byte goes up: a kill from here on leaves an upload (or an
+        // object without a manifest) that the next run removes.
+        let upload = self.debris.record(&Debris::Upload {
+            key: data_key.to_string(),
+        })?;
         let progress = self.progress.clone();
         let cancel = self.cancel.clone();
         let seal = self.opts.seal.clone();
@@ -109,25 +132,37 @@ impl BackupRun<'_> {
         let put = self.store.put(&data_key, body).await;
         let compressed = compressor.await.expect("compression thread panicked");
         let (sha256, stored_bytes, raw_bytes) = match (compressed, put) {
-            (Err(e), _) => return Err(e),
-            (Ok(_), Err(e)) => return Err(e.into()),
-            (Ok(c), Ok(put)) if put.size != c.1 => {
-                let _ = self
-                    .store
-                    .delete_many(std::slice::from_ref(&data_key))
-                    .await;
+            (Ok(c), Ok(put)) if put.size == c.1 => {
+                self.job.log(format!(
+                    "uploaded {data_key}: {} bytes in {} part(s), confirmed by the store",
+                    put.size, put.parts
+                ));
+                c
+            }
+            (Ok(c), Ok(put)) => {
+                self.discard(&data_key, upload).await;
                 return Err(Error::Size {
                     key: data_key.to_string(),
                     expected: c.1,
                     actual: put.size,
                 });
             }
-            (Ok(c), Ok(put)) => {
-                self.job.log(format!(
-                    "uploaded {data_key}: {} bytes in {} part(s)",
-                    put.size, put.parts
-                ));
-                c
+            // The compressor only saw the upload go away: the store's error is the cause.
+            (Err(c), Err(p)) if upload_gone(&c) => {
+                self.discard_after(&p, &data_key, upload).await;
+                return Err(p.into());
+            }
+            (Err(e), Err(p)) => {
+                self.discard_after(&p, &data_key, upload).await;
+                return Err(e);
+            }
+            (Err(e), Ok(_)) => {
+                self.discard(&data_key, upload).await;
+                return Err(e);
+            }
+            (Ok(_), Err(e)) => {
+                self.discard_after(&e, &data_key, upload).await;
+                return Err(e.into());
             }
         };
         self.job.add_bytes(stored_bytes);
@@ -142,20 +177,14 @@ impl BackupRun<'_> {
                     }
                 }
                 Err(e) => {
-                    let _ = self
-                        .store
-                        .delete_many(std::slice::from_ref(&data_key))
-                        .await;
+                    self.discard(&data_key, upload).await;
                     return Err(e);
                 }
             }
         }
 
         if self.cancel.is_cancelled() {
-            let _ = self
-                .store
-                .delete_many(std::slice::from_ref(&data_key))
-                .await;
+            self.discard(&data_key, upload).await;
             return Err(Error::Cancelled);
         }
         self.progress.phase(Phase::Commit, None);
@@ -184,19 +213,43 @@ impl BackupRun<'_> {
         };
         manifest.seal(self.opts.signer.as_deref());
         let manifest_key = dir.join(MANIFEST_NAME)?;
+        // Written only now that the store has confirmed the data object, and confirmed in
+        // turn: the backup exists once this returns.
         if let Err(e) = self
             .store
             .put_bytes(&manifest_key, manifest.to_json().into())
             .await
         {
-            let _ = self
-                .store
-                .delete_many(std::slice::from_ref(&data_key))
-                .await;
+            self.discard(&data_key, upload).await;
             return Err(e.into());
         }
-        self.job.log(format!("manifest written: {manifest_key}"));
+        upload.clear();
+        self.job.log(format!(
+            "manifest written: {manifest_key}, confirmed by the store"
+        ));
         Ok(manifest)
+    }
+
+    /// After a failed upload: the store removed what it could; an object can only be left when
+    /// it was stored but not confirmed. A store that cannot be reached is not asked again now
+    /// (each request would wait out its timeouts): the record stays for the next run's sweep.
+    async fn discard_after(&self, e: &StoreError, data_key: &ObjectKey, upload: Recorded) {
+        if matches!(e, StoreError::Unreachable { .. }) {
+            upload.keep();
+        } else {
+            self.discard(data_key, upload).await;
+        }
+    }
+
+    /// Removes the data object of a backup that will not be committed; if that fails, the
+    /// record stays for the next sweep.
+    async fn discard(&self, data_key: &ObjectKey, upload: Recorded) {
+        match self.store.delete_many(std::slice::from_ref(data_key)).await {
+            Ok(()) => upload.clear(),
+            Err(e) => self.job.log(format!(
+                "could not remove {data_key} (the next run will): {e}"
+            )),
+        }
     }
 
     async fn content_checksums(
@@ -219,15 +272,13 @@ impl BackupRun<'_> {
         Ok((snapshot, sums))
     }
 
-    async fn snapshot(&self) -> Result<Snapshot> {
-        let staging = self.opts.staging.clone();
-        std::fs::create_dir_all(&staging).map_err(Error::io(format!(
-            "staging directory {}",
-            staging.display()
-        )))?;
-        super::sweep_staging(&staging);
+    async fn snapshot(&self, staged: &mut Option<(PathBuf, Recorded)>) -> Result<Snapshot> {
         match self.source.engine {
             EngineKind::Sqlite => {
+                // A copy of the whole database goes here: recorded, so that a kill does not
+                // leave it to fill the disk run after run.
+                let (staging, recorded) = self.debris.staging_dir(&self.opts.staging)?;
+                *staged = Some((staging.clone(), recorded));
                 let name = self.source.name.clone();
                 let path = self
                     .source
@@ -299,6 +350,11 @@ fn compress(
     if threads > 1 {
         enc.multithread(threads)
             .map_err(Error::io("zstd workers"))?;
+        // zstd's default job is 4 windows (8 MiB at level 3), and each worker holds a few jobs
+        // of input and output: 66 MiB for two workers. 1 MiB jobs take 7 MiB, compress as
+        // well and as fast (docs/performance.md).
+        enc.set_parameter(zstd::stream::raw::CParameter::JobSize(ZSTD_JOB_SIZE))
+            .map_err(Error::io("zstd job size"))?;
     }
     let mut buf = vec![0u8; CHUNK];
     let mut raw = 0u64;
@@ -313,16 +369,19 @@ fn compress(
         if n == 0 {
             break;
         }
-        enc.write_all(&buf[..n]).map_err(upload_gone)?;
+        enc.write_all(&buf[..n]).map_err(upload_gone_io)?;
         raw += n as u64;
         progress.advance(raw);
     }
-    let mut sink = enc.finish().and_then(Sealed::finish).map_err(upload_gone)?;
-    sink.flush_chunk().map_err(upload_gone)?;
+    let mut sink = enc
+        .finish()
+        .and_then(Sealed::finish)
+        .map_err(upload_gone_io)?;
+    sink.flush_chunk().map_err(upload_gone_io)?;
     Ok((sha256_hex(sink.hasher), sink.stored, raw))
 }
 
-fn upload_gone(e: io::Error) -> Error {
+fn upload_gone_io(e: io::Error) -> Error {
     if e.kind() == io::ErrorKind::BrokenPipe {
         Error::Io {
             context: "upload stopped".into(),
@@ -331,6 +390,12 @@ fn upload_gone(e: io::Error) -> Error {
     } else {
         Error::io("compress")(e)
     }
+}
+
+/// Whether the compressor stopped only because the upload stopped reading (its own cause
+/// is the store's error, not this one).
+fn upload_gone(e: &Error) -> bool {
+    matches!(e, Error::Io { source, .. } if source.kind() == io::ErrorKind::BrokenPipe)
 }
 
 /// A blocking writer that hashes what passes and hands it to the upload in 1 MiB chunks.

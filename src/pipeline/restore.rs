@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use super::crypt::{EncryptionConfig, Unseal};
 use super::sha256_hex;
 use crate::catalog::{BackupEntry, ForeignObject};
+use crate::debris::{Debris, Recorded, Recorder};
 use crate::diff::RowDiff;
 use crate::engine::postgres::{self, Conn};
 use crate::engine::sqlite;
@@ -173,6 +174,11 @@ pub(crate) struct RestoreRun<'a> {
     pub log: &'a (dyn Fn(String) + Send + Sync),
     /// Where the keys for encrypted backups are found.
     pub keys: Option<&'a EncryptionConfig>,
+    /// Records what the restore creates (partial files, staging, scratch databases) before it
+    /// does, so that a killed restore's leftovers are swept by a later run.
+    pub debris: &'a Recorder,
+    /// Permission bits of a restored SQLite file.
+    pub file_mode: u32,
 }
 
 impl RestoreRun<'_> {
@@ -193,7 +199,7 @@ impl RestoreRun<'_> {
             RestoreTarget::Postgres { .. } => unreachable!("returned above"),
         };
         let created = !target.exists();
-        let partial = PartialFile::beside(&target)?;
+        let partial = PartialFile::beside(&target, self.file_mode, self.debris)?;
         // One pass: the download is hashed as it streams into the decoder, and the database
         // grows in a hidden partial file. It is opened, checked and renamed into the target
         // only after the hash has matched.
@@ -238,7 +244,12 @@ impl RestoreRun<'_> {
                     .expect("checksum thread panicked")?,
             )
         };
-        partial.commit(&target, self.opts.force_target)?;
+        partial.commit(
+            &target,
+            self.opts.force_target,
+            self.opts.drill,
+            self.debris,
+        )?;
         (self.log)(format!(
             "restored into {} ({raw_bytes} bytes)",
             target.display()
@@ -468,7 +479,9 @@ impl RestoreRun<'_> {
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
-        std::fs::create_dir_all(parent)
+        // Directories lifeboat makes for a restore are as private as the file it puts there.
+        std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
+            .create(parent)
             .map_err(Error::io(format!("create {}", parent.display())))?;
         let name = target
             .file_name()
@@ -592,13 +605,17 @@ impl<R: Read> Read for Cancellable<R> {
 }
 
 /// The database under construction, beside its final path; removed unless committed.
+/// Created private (the plaintext of an encrypted backup lands here) and recorded first, so
+/// that one a kill leaves behind is swept by a later run.
 struct PartialFile {
     path: PathBuf,
+    recorded: Option<Recorded>,
     committed: bool,
 }
 
 impl PartialFile {
-    fn beside(target: &Path) -> Result<Self> {
+    fn beside(target: &Path, mode: u32, debris: &Recorder) -> Result<Self> {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
         let name = target
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -607,16 +624,50 @@ impl PartialFile {
             ".{name}.lifeboat-partial-{:08x}",
             fastrand::u32(..)
         ));
-        Ok(PartialFile {
+        let recorded = debris.record(&Debris::Partial { path: path.clone() })?;
+        let partial = PartialFile {
             path,
+            recorded: Some(recorded),
             committed: false,
-        })
+        };
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&partial.path)
+            .map_err(Error::io(format!("create {}", partial.path.display())))?;
+        // Exactly the configured mode, whatever the umask took away.
+        file.set_permissions(std::fs::Permissions::from_mode(mode))
+            .map_err(Error::io(format!("chmod {}", partial.path.display())))?;
+        Ok(partial)
     }
 
-    fn commit(mut self, target: &Path, replacing: bool) -> Result<()> {
+    /// Renames the finished database into place. A drill's result stays recorded as its
+    /// own (the drill drops it); any other restore's result belongs to whoever asked for it.
+    fn commit(
+        mut self,
+        target: &Path,
+        replacing: bool,
+        drill: bool,
+        debris: &Recorder,
+    ) -> Result<()> {
+        let scratch = if drill {
+            Some(debris.record(&Debris::Partial {
+                path: target.to_path_buf(),
+            })?)
+        } else {
+            None
+        };
         std::fs::rename(&self.path, target)
             .map_err(Error::io(format!("move into {}", target.display())))?;
         self.committed = true;
+        if let Some(r) = self.recorded.take() {
+            r.clear();
+        }
+        // The drill drops its scratch file, then clears this.
+        if let Some(r) = scratch {
+            r.keep();
+        }
         if replacing {
             // A stale WAL beside the replaced database would be replayed into the restored one.
             for ext in ["-wal", "-shm", "-journal"] {
@@ -631,12 +682,11 @@ impl PartialFile {
 
 impl Drop for PartialFile {
     fn drop(&mut self) {
-        if !self.committed {
-            for ext in ["", "-journal", "-wal", "-shm"] {
-                let mut p = self.path.as_os_str().to_owned();
-                p.push(ext);
-                let _ = std::fs::remove_file(PathBuf::from(p));
-            }
+        if !self.committed
+            && crate::debris::remove_with_sidecars(&self.path).is_ok()
+            && let Some(r) = self.recorded.take()
+        {
+            r.clear();
         }
     }
 }

@@ -6,12 +6,23 @@
 use chrono::{DateTime, Utc};
 
 use super::restore::{Object, RestoreFrom, RestoreReport, RestoreRun, RestoreTarget};
-use super::staging_prefix;
+use crate::debris::Debris;
 use crate::engine::postgres::{self, Conn, role, tools};
 use crate::error::{Error, Result};
 use crate::manifest::EngineKind;
 use crate::progress::Phase;
 use crate::sniff::Content;
+
+/// Where a PostgreSQL restore goes.
+struct Scratch<'a> {
+    admin: tokio_postgres::Client,
+    server: &'a Conn,
+    database: &'a str,
+    /// The database existed before (restoring over it was forced): never dropped.
+    exists: bool,
+    /// The oldest pg_restore that can load it.
+    min_major: u32,
+}
 
 impl RestoreRun<'_> {
     pub(super) async fn run_postgres(
@@ -58,15 +69,60 @@ impl RestoreRun<'_> {
             RestoreFrom::Foreign(_) => None,
         };
         let min_major = server_major.max(dump_major.unwrap_or(0));
-        let bin_dir = self.bin_dir.as_deref();
 
-        std::fs::create_dir_all(&self.opts.staging).map_err(Error::io(format!(
-            "staging directory {}",
-            self.opts.staging.display()
-        )))?;
+        // The whole dump is staged here; recorded, so that a killed restore's copy is swept.
+        let (staging, staging_record) = self.debris.staging_dir(&self.opts.staging)?;
+        let target = Scratch {
+            admin,
+            server,
+            database,
+            exists,
+            min_major,
+        };
+        let object = Object {
+            key,
+            expected,
+            unseal,
+        };
+        let result = self
+            .stage_and_load(target, object, &staging, started_at)
+            .await;
+        staging_record.remove_dir(&staging);
+        result
+    }
+
+    /// The configured source whose scratch server this restore uses, for a later sweep.
+    fn scratch_source(&self) -> Option<String> {
+        match self.from {
+            RestoreFrom::Backup(b) => Some(b.source.clone()),
+            RestoreFrom::Foreign(_) => self.opts.for_source.clone(),
+        }
+    }
+
+    async fn stage_and_load(
+        &self,
+        target: Scratch<'_>,
+        object: Object,
+        staging: &std::path::Path,
+        started_at: DateTime<Utc>,
+    ) -> Result<(RestoreReport, DateTime<Utc>)> {
+        let Scratch {
+            admin,
+            server,
+            database,
+            exists,
+            min_major,
+        } = target;
+        let privileged = self.opts.privileged;
+        let Object {
+            key,
+            expected,
+            unseal,
+        } = object;
+        let bin_dir = self.bin_dir.as_deref();
         let staged = tempfile::Builder::new()
-            .prefix(&staging_prefix("restore"))
-            .tempfile_in(&self.opts.staging)
+            .prefix("lifeboat-restore-")
+            .tempfile_in(staging)
             .map_err(Error::io("create a staging file"))?;
         let file = staged
             .reopen()
@@ -109,6 +165,15 @@ impl RestoreRun<'_> {
 
         let want_content = self.want_content();
         self.progress.phase(Phase::Load, None);
+        // Recorded before it exists: a killed restore's database (and its role) is dropped by
+        // a later run, and a retry under the same name then works.
+        let scratch = match &self.scratch_source() {
+            Some(source) if !exists => Some(self.debris.record(&Debris::ScratchDatabase {
+                source: source.clone(),
+                database: database.to_owned(),
+            })?),
+            _ => None,
+        };
         let restore_role = if privileged {
             (self.log)(format!(
                 "privileged restore of an authenticated backup: as {}, keeping owners and grants",
@@ -187,9 +252,14 @@ impl RestoreRun<'_> {
                 if !exists {
                     drop(admin);
                     match postgres::drop_database(server, database).await {
-                        Ok(()) => (self.log)(format!("dropped the partial database {database}")),
+                        Ok(()) => {
+                            (self.log)(format!("dropped the partial database {database}"));
+                            if let Some(r) = scratch {
+                                r.clear();
+                            }
+                        }
                         Err(d) => (self.log)(format!(
-                            "could not drop the partial database {database}: {d}"
+                            "could not drop the partial database {database} (a later run will): {d}"
                         )),
                     }
                 }
@@ -197,6 +267,10 @@ impl RestoreRun<'_> {
             }
         };
         drop(admin);
+        // The database now belongs to whoever asked for it; a drill drops it itself.
+        if let Some(r) = scratch {
+            if self.opts.drill { r.keep() } else { r.clear() }
+        }
         (self.log)(format!("restored into {target} ({raw_bytes} bytes)"));
 
         let diff = self.diff(&tables, content.as_ref()).await?;

@@ -1,14 +1,25 @@
-//! A directory as a bucket. Same key layout as S3; every write goes to a temp file beside its
-//! destination, is fsynced and then renamed, so a reader never sees half an object.
+//! A directory as a bucket. Same key layout as S3.
+//!
+//! Every write goes to a temp file beside its destination, is flushed, fsynced and its size
+//! checked, then renamed and its directory fsynced: a reader never sees half an object, and a
+//! write that failed (a full disk) never reports success. The writer holds a `flock` on its
+//! temp file, so a later run can tell a dead writer's temp file from a live one.
+//!
+//! Paths below the root are walked one directory at a time with `O_NOFOLLOW`: a symbolic link
+//! planted inside the store (say `_lifeboat/jobs` pointing elsewhere) is refused, never
+//! followed. Objects are created with the store's mode (default 0600, directories 0700).
 
-use std::fs;
+use std::fs::{File, TryLockError};
 use std::io;
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use chrono::{DateTime, Utc};
+use chrono::DateTime;
 use futures_util::TryStreamExt;
+use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::io::ReaderStream;
 
@@ -19,66 +30,335 @@ use super::{
 
 const TMP_MARKER: &str = ".lifeboat-tmp-";
 const PAGE_SIZE: usize = 1000;
+/// Objects are private to the account lifeboat runs as unless configured otherwise.
+pub const DEFAULT_MODE: u32 = 0o600;
 
 #[derive(Debug, Clone)]
 pub struct LocalStore {
     root: PathBuf,
+    mode: u32,
+}
+
+/// An object's directory, opened, and the descriptors of every directory above it up to the
+/// root (for removing emptied directories).
+struct Chain {
+    fds: Vec<OwnedFd>,
+    segments: Vec<String>,
+}
+
+impl Chain {
+    fn dir(&self) -> &OwnedFd {
+        self.fds.last().expect("a chain starts at the root")
+    }
 }
 
 impl LocalStore {
     /// Opens (and creates if needed) the directory that plays the bucket.
     pub fn open(root: impl Into<PathBuf>) -> StoreResult<Self> {
+        Self::open_with_mode(root, DEFAULT_MODE)
+    }
+
+    /// Like [`LocalStore::open`], with the permission bits of new objects (directories get
+    /// the same plus search permission where reading is allowed).
+    pub fn open_with_mode(root: impl Into<PathBuf>, mode: u32) -> StoreResult<Self> {
+        use std::os::unix::fs::DirBuilderExt;
         let root = root.into();
-        fs::create_dir_all(&root).map_err(|e| io_err("create directory", &root, e))?;
-        Ok(LocalStore { root })
+        let store = LocalStore {
+            root,
+            mode: mode & 0o777,
+        };
+        if !store.root.is_dir() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(store.dir_mode())
+                .create(&store.root)
+                .map_err(|e| io_err("create directory", &store.root, e))?;
+        }
+        Ok(store)
     }
 
     pub fn root(&self) -> &Path {
         &self.root
     }
 
-    fn path(&self, key: &ObjectKey) -> PathBuf {
-        self.root.join(key.as_str())
+    /// The permission bits of new objects.
+    pub fn mode(&self) -> u32 {
+        self.mode
     }
 
-    /// Every file below the root as (key, metadata), temp files included, sorted by key.
-    fn walk(&self, prefix: &str) -> StoreResult<Vec<(String, fs::Metadata)>> {
+    fn dir_mode(&self) -> u32 {
+        self.mode | ((self.mode & 0o444) >> 2)
+    }
+
+    fn path(&self, key: &str) -> PathBuf {
+        self.root.join(key)
+    }
+
+    fn open_root(&self) -> StoreResult<OwnedFd> {
+        rustix::fs::open(
+            &self.root,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| io_err("open", &self.root, e.into()))
+    }
+
+    /// Opens the directories of `dir_segments` below the root one by one, never following a
+    /// symbolic link. `None` when one does not exist and `create` is false.
+    fn walk_dirs(&self, dir_segments: &[&str], create: bool) -> StoreResult<Option<Chain>> {
+        let mut chain = Chain {
+            fds: vec![self.open_root()?],
+            segments: Vec::new(),
+        };
+        let mut rel = String::new();
+        for seg in dir_segments {
+            if !rel.is_empty() {
+                rel.push('/');
+            }
+            rel.push_str(seg);
+            let here = self.path(&rel);
+            let open = |parent: &OwnedFd| {
+                rustix::fs::openat(
+                    parent,
+                    *seg,
+                    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )
+            };
+            let fd = match open(chain.dir()) {
+                Ok(fd) => fd,
+                Err(rustix::io::Errno::NOENT) if create => {
+                    match rustix::fs::mkdirat(chain.dir(), *seg, Mode::from_raw_mode(0o700)) {
+                        Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+                        Err(e) => return Err(io_err("create directory", &here, e.into())),
+                    }
+                    let fd = open(chain.dir()).map_err(|e| open_err(chain.dir(), seg, &here, e))?;
+                    rustix::fs::fchmod(&fd, Mode::from_raw_mode(self.dir_mode()))
+                        .map_err(|e| io_err("chmod", &here, e.into()))?;
+                    // The new directory's entry must be durable before anything in it is.
+                    rustix::fs::fsync(chain.dir())
+                        .map_err(|e| io_err("fsync", here.parent().unwrap_or(&here), e.into()))?;
+                    fd
+                }
+                Err(rustix::io::Errno::NOENT) => return Ok(None),
+                Err(e) => return Err(open_err(chain.dir(), seg, &here, e)),
+            };
+            chain.fds.push(fd);
+            chain.segments.push((*seg).to_owned());
+        }
+        Ok(Some(chain))
+    }
+
+    /// The directory chain of a key and the key's last segment.
+    fn locate<'k>(&self, key: &'k str, create: bool) -> StoreResult<Option<(Chain, &'k str)>> {
+        let (dirs, name) = match key.rsplit_once('/') {
+            Some((d, n)) => (d.split('/').collect::<Vec<_>>(), n),
+            None => (Vec::new(), key),
+        };
+        Ok(self.walk_dirs(&dirs, create)?.map(|c| (c, name)))
+    }
+
+    /// Opens an existing object for reading, refusing a symbolic link.
+    fn open_object(&self, key: &ObjectKey) -> StoreResult<File> {
+        let not_found = || StoreError::NotFound(key.to_string());
+        let (chain, name) = self.locate(key.as_str(), false)?.ok_or_else(not_found)?;
+        let path = self.path(key.as_str());
+        let fd = rustix::fs::openat(
+            chain.dir(),
+            name,
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| match e {
+            rustix::io::Errno::NOENT => not_found(),
+            e => open_err(chain.dir(), name, &path, e),
+        })?;
+        let file = File::from(fd);
+        let meta = file.metadata().map_err(|e| io_err("stat", &path, e))?;
+        if !meta.is_file() {
+            return Err(not_found());
+        }
+        Ok(file)
+    }
+
+    /// Every file below the root whose key starts with `prefix`, temp files included, sorted
+    /// by key. Symbolic links are skipped.
+    fn walk(&self, prefix: &str) -> StoreResult<Vec<ObjectMeta>> {
         // Descend only into the directory the prefix names, not the whole tree.
         let dir_part = prefix.rsplit_once('/').map_or("", |(d, _)| d);
-        let start = if dir_part.is_empty() {
-            self.root.clone()
-        } else {
-            self.root.join(dir_part)
+        let segments: Vec<&str> = dir_part.split('/').filter(|s| !s.is_empty()).collect();
+        let chain = match self.walk_dirs(&segments, false) {
+            Ok(Some(c)) => c,
+            Ok(None) => return Ok(Vec::new()),
+            // A prefix that runs into a file or a link holds no objects.
+            Err(StoreError::Symlink(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(e),
         };
         let mut out = Vec::new();
-        let mut stack = vec![start];
-        while let Some(dir) = stack.pop() {
-            let entries = match fs::read_dir(&dir) {
-                Ok(e) => e,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(io_err("list", &dir, e)),
-            };
-            for entry in entries {
-                let entry = entry.map_err(|e| io_err("list", &dir, e))?;
-                let meta = entry
-                    .metadata()
-                    .map_err(|e| io_err("stat", &entry.path(), e))?;
-                if meta.is_dir() {
-                    stack.push(entry.path());
-                } else if meta.is_file() {
-                    let rel = entry.path().strip_prefix(&self.root).map(Path::to_path_buf);
-                    let Ok(rel) = rel else { continue };
-                    let Some(key) = rel.to_str().map(str::to_owned) else {
-                        continue;
-                    };
-                    if key.starts_with(prefix) {
-                        out.push((key, meta));
+        let start = chain
+            .fds
+            .into_iter()
+            .next_back()
+            .expect("a chain has a root");
+        let mut stack = vec![(start, dir_part.to_owned())];
+        while let Some((fd, rel)) = stack.pop() {
+            let here = self.path(&rel);
+            let dir =
+                rustix::fs::Dir::read_from(&fd).map_err(|e| io_err("list", &here, e.into()))?;
+            for entry in dir {
+                let entry = entry.map_err(|e| io_err("list", &here, e.into()))?;
+                let Ok(name) = entry.file_name().to_str() else {
+                    continue;
+                };
+                if name == "." || name == ".." {
+                    continue;
+                }
+                let key = if rel.is_empty() {
+                    name.to_owned()
+                } else {
+                    format!("{rel}/{name}")
+                };
+                let st = match rustix::fs::statat(&fd, name, AtFlags::SYMLINK_NOFOLLOW) {
+                    Ok(st) => st,
+                    Err(rustix::io::Errno::NOENT) => continue,
+                    Err(e) => return Err(io_err("stat", &self.path(&key), e.into())),
+                };
+                match FileType::from_raw_mode(st.st_mode as _) {
+                    FileType::Directory => {
+                        if !prefix.starts_with(&key) && !key.starts_with(prefix) {
+                            continue;
+                        }
+                        match rustix::fs::openat(
+                            &fd,
+                            name,
+                            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                            Mode::empty(),
+                        ) {
+                            Ok(sub) => stack.push((sub, key)),
+                            Err(rustix::io::Errno::NOENT) => {}
+                            Err(e) => return Err(io_err("list", &self.path(&key), e.into())),
+                        }
                     }
+                    FileType::RegularFile if key.starts_with(prefix) => {
+                        let modified =
+                            DateTime::from_timestamp(st.st_mtime, st.st_mtime_nsec as u32);
+                        out.push(ObjectMeta {
+                            key,
+                            size: st.st_size as u64,
+                            last_modified: modified,
+                        });
+                    }
+                    _ => {}
                 }
             }
         }
-        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(out)
+    }
+
+    /// Creates a temp file for `name` in `dir`, private and locked by this process.
+    fn create_temp(&self, chain: &Chain, name: &str, path: &Path) -> StoreResult<(String, File)> {
+        loop {
+            let tmp = format!(".{name}{TMP_MARKER}{:08x}", fastrand::u32(..));
+            let fd = match rustix::fs::openat(
+                chain.dir(),
+                tmp.as_str(),
+                OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::from_raw_mode(self.mode),
+            ) {
+                Ok(fd) => fd,
+                Err(rustix::io::Errno::EXIST) => continue,
+                Err(e) => return Err(io_err("create", path, e.into())),
+            };
+            // The umask may have taken bits the configured mode asks for.
+            rustix::fs::fchmod(&fd, Mode::from_raw_mode(self.mode))
+                .map_err(|e| io_err("chmod", path, e.into()))?;
+            let file = File::from(fd);
+            // Held until the descriptor closes: the sign that a writer is alive.
+            file.lock().map_err(|e| io_err("lock", path, e))?;
+            // A sweeper that took the lock first has removed the name: start again.
+            let meta = file.metadata().map_err(|e| io_err("stat", path, e))?;
+            if meta.nlink() == 0 {
+                continue;
+            }
+            return Ok((tmp, file));
+        }
+    }
+
+    /// Removes a temp file if no live writer holds it. Returns false when one does.
+    fn remove_dead_temp(&self, key: &str) -> StoreResult<bool> {
+        let Some((chain, name)) = self.locate(key, false)? else {
+            return Ok(true);
+        };
+        let path = self.path(key);
+        let file = match rustix::fs::openat(
+            chain.dir(),
+            name,
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK,
+            Mode::empty(),
+        ) {
+            Ok(fd) => File::from(fd),
+            Err(rustix::io::Errno::NOENT) => return Ok(true),
+            Err(e) => return Err(open_err(chain.dir(), name, &path, e)),
+        };
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => return Ok(false),
+            Err(TryLockError::Error(e)) => return Err(io_err("lock", &path, e)),
+        }
+        // Unlinked while the lock is held, so a writer racing for it sees the name gone.
+        match rustix::fs::unlinkat(chain.dir(), name, AtFlags::empty()) {
+            Ok(()) | Err(rustix::io::Errno::NOENT) => {}
+            Err(e) => return Err(io_err("delete", &path, e.into())),
+        }
+        drop(file);
+        tidy(&chain);
+        Ok(true)
+    }
+
+    /// Whether a live process holds the temp file `key` (see [`LocalStore::create_temp`]).
+    fn temp_is_live(&self, key: &str) -> Option<bool> {
+        let (chain, name) = self.locate(key, false).ok()??;
+        let fd = rustix::fs::openat(
+            chain.dir(),
+            name,
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK,
+            Mode::empty(),
+        )
+        .ok()?;
+        let file = File::from(fd);
+        match file.try_lock() {
+            Ok(()) => Some(false),
+            Err(TryLockError::WouldBlock) => Some(true),
+            Err(TryLockError::Error(_)) => None,
+        }
+    }
+
+    fn delete_blocking(&self, key: &ObjectKey) -> StoreResult<()> {
+        let Some((chain, name)) = self.locate(key.as_str(), false)? else {
+            return Ok(());
+        };
+        match rustix::fs::unlinkat(chain.dir(), name, AtFlags::empty()) {
+            Ok(()) | Err(rustix::io::Errno::NOENT) => {}
+            Err(e) => return Err(io_err("delete", &self.path(key.as_str()), e.into())),
+        }
+        tidy(&chain);
+        Ok(())
+    }
+}
+
+/// Removes now-empty directories up to the root, as a bucket has no directories.
+fn tidy(chain: &Chain) {
+    for i in (0..chain.segments.len()).rev() {
+        if rustix::fs::unlinkat(
+            &chain.fds[i],
+            chain.segments[i].as_str(),
+            AtFlags::REMOVEDIR,
+        )
+        .is_err()
+        {
+            break;
+        }
     }
 }
 
@@ -90,18 +370,16 @@ fn io_err(op: &'static str, path: &Path, source: io::Error) -> StoreError {
     }
 }
 
-/// The modification time, if chrono can hold it (chrono's own conversion panics on a time
-/// beyond its range, which some file systems can store).
-fn modified(meta: &fs::Metadata) -> Option<DateTime<Utc>> {
-    let t = meta.modified().ok()?;
-    match t.duration_since(std::time::UNIX_EPOCH) {
-        Ok(d) => DateTime::from_timestamp(i64::try_from(d.as_secs()).ok()?, d.subsec_nanos()),
-        Err(before) => {
-            let d = before.duration();
-            let secs = i64::try_from(d.as_secs()).ok()?;
-            DateTime::from_timestamp(-secs, 0)?
-                .checked_sub_signed(chrono::Duration::nanoseconds(i64::from(d.subsec_nanos())))
-        }
+/// An error opening `name` in `parent` (at `path`): a symbolic link is named as such, since
+/// `O_NOFOLLOW` reports one only as "too many levels of symbolic links" or "not a directory".
+fn open_err(parent: &OwnedFd, name: &str, path: &Path, e: rustix::io::Errno) -> StoreError {
+    let link = matches!(e, rustix::io::Errno::LOOP | rustix::io::Errno::NOTDIR)
+        && rustix::fs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW)
+            .is_ok_and(|st| FileType::from_raw_mode(st.st_mode as _) == FileType::Symlink);
+    if link {
+        StoreError::Symlink(path.display().to_string())
+    } else {
+        io_err("open", path, e.into())
     }
 }
 
@@ -109,6 +387,30 @@ fn is_temp(key: &str) -> bool {
     key.rsplit('/')
         .next()
         .is_some_and(|name| name.contains(TMP_MARKER))
+}
+
+/// The object a temp file was going to become.
+fn temp_target(tmp: &str) -> String {
+    let (dir, name) = tmp.rsplit_once('/').unwrap_or(("", tmp));
+    let target = name.trim_start_matches('.');
+    let target = target.split(TMP_MARKER).next().unwrap_or(target);
+    if dir.is_empty() {
+        target.to_owned()
+    } else {
+        format!("{dir}/{target}")
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> StoreResult<T> + Send + 'static,
+) -> StoreResult<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| StoreError::Request {
+            op: "local store",
+            key: String::new(),
+            detail: e.to_string(),
+        })?
 }
 
 #[async_trait]
@@ -120,20 +422,14 @@ impl ObjectStore for LocalStore {
     async fn list_page(&self, prefix: &str, token: Option<String>) -> StoreResult<ListPage> {
         let this = self.clone();
         let prefix = prefix.to_owned();
-        tokio::task::spawn_blocking(move || {
-            let all = this.walk(&prefix)?;
-            let objects: Vec<ObjectMeta> = all
+        blocking(move || {
+            let mut objects: Vec<ObjectMeta> = this
+                .walk(&prefix)?
                 .into_iter()
-                .filter(|(k, _)| !is_temp(k))
-                .filter(|(k, _)| token.as_deref().is_none_or(|t| k.as_str() > t))
+                .filter(|o| !is_temp(&o.key))
+                .filter(|o| token.as_deref().is_none_or(|t| o.key.as_str() > t))
                 .take(PAGE_SIZE + 1)
-                .map(|(key, meta)| ObjectMeta {
-                    size: meta.len(),
-                    last_modified: modified(&meta),
-                    key,
-                })
                 .collect();
-            let mut objects = objects;
             let next = if objects.len() > PAGE_SIZE {
                 objects.truncate(PAGE_SIZE);
                 objects.last().map(|o| o.key.clone())
@@ -143,68 +439,73 @@ impl ObjectStore for LocalStore {
             Ok(ListPage { objects, next })
         })
         .await
-        .expect("listing task panicked")
     }
 
     async fn head(&self, key: &ObjectKey) -> StoreResult<Option<ObjectMeta>> {
-        let path = self.path(key);
-        match tokio::fs::metadata(&path).await {
-            Ok(meta) if meta.is_file() => Ok(Some(ObjectMeta {
-                key: key.to_string(),
-                size: meta.len(),
-                last_modified: modified(&meta),
-            })),
-            Ok(_) => Ok(None),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(io_err("stat", &path, e)),
-        }
+        let this = self.clone();
+        let key = key.clone();
+        blocking(move || {
+            let Some((chain, name)) = this.locate(key.as_str(), false)? else {
+                return Ok(None);
+            };
+            match rustix::fs::statat(chain.dir(), name, AtFlags::SYMLINK_NOFOLLOW) {
+                Ok(st) if FileType::from_raw_mode(st.st_mode as _) == FileType::RegularFile => {
+                    Ok(Some(ObjectMeta {
+                        key: key.to_string(),
+                        size: st.st_size as u64,
+                        last_modified: DateTime::from_timestamp(
+                            st.st_mtime,
+                            st.st_mtime_nsec as u32,
+                        ),
+                    }))
+                }
+                Ok(_) | Err(rustix::io::Errno::NOENT) => Ok(None),
+                Err(e) => Err(io_err("stat", &this.path(key.as_str()), e.into())),
+            }
+        })
+        .await
     }
 
     async fn get(&self, key: &ObjectKey) -> StoreResult<ByteStream> {
-        let path = self.path(key);
-        let file = tokio::fs::File::open(&path)
-            .await
-            .map_err(|e| match e.kind() {
-                io::ErrorKind::NotFound => StoreError::NotFound(key.to_string()),
-                _ => io_err("open", &path, e),
-            })?;
-        Ok(Box::pin(ReaderStream::with_capacity(file, 256 * 1024)))
+        let this = self.clone();
+        let key = key.clone();
+        let file = blocking(move || this.open_object(&key)).await?;
+        Ok(Box::pin(ReaderStream::with_capacity(
+            tokio::fs::File::from_std(file),
+            256 * 1024,
+        )))
     }
 
     async fn get_prefix(&self, key: &ObjectKey, len: u64) -> StoreResult<Bytes> {
-        let path = self.path(key);
-        let file = tokio::fs::File::open(&path)
-            .await
-            .map_err(|e| match e.kind() {
-                io::ErrorKind::NotFound => StoreError::NotFound(key.to_string()),
-                _ => io_err("open", &path, e),
-            })?;
+        let this = self.clone();
+        let owned = key.clone();
+        let file = blocking(move || this.open_object(&owned)).await?;
         let mut buf = Vec::new();
-        file.take(len)
+        tokio::fs::File::from_std(file)
+            .take(len)
             .read_to_end(&mut buf)
             .await
-            .map_err(|e| io_err("read", &path, e))?;
+            .map_err(|e| io_err("read", &self.path(key.as_str()), e))?;
         Ok(buf.into())
     }
 
     async fn put(&self, key: &ObjectKey, mut body: ByteStream) -> StoreResult<PutOutcome> {
-        let path = self.path(key);
-        let parent = path
-            .parent()
-            .expect("a key always has a parent below the root")
-            .to_path_buf();
-        tokio::fs::create_dir_all(&parent)
-            .await
-            .map_err(|e| io_err("create directory", &parent, e))?;
-        let tmp = parent.join(format!(
-            ".{}{TMP_MARKER}{:08x}",
-            key.name(),
-            fastrand::u32(..)
-        ));
-        let result = async {
-            let mut file = tokio::fs::File::create(&tmp)
-                .await
-                .map_err(|e| io_err("create", &tmp, e))?;
+        let path = self.path(key.as_str());
+        let (chain, tmp, file) = {
+            let this = self.clone();
+            let key = key.clone();
+            let path = path.clone();
+            blocking(move || {
+                let (chain, name) = this
+                    .locate(key.as_str(), true)?
+                    .expect("directories are created");
+                let (tmp, file) = this.create_temp(&chain, name, &path)?;
+                Ok((chain, tmp, file))
+            })
+            .await?
+        };
+        let mut file = tokio::fs::File::from_std(file);
+        let written = async {
             let mut size = 0u64;
             while let Some(chunk) = body.try_next().await.map_err(|source| StoreError::Body {
                 key: key.to_string(),
@@ -212,47 +513,58 @@ impl ObjectStore for LocalStore {
             })? {
                 file.write_all(&chunk)
                     .await
-                    .map_err(|e| io_err("write", &tmp, e))?;
+                    .map_err(|e| io_err("write", &path, e))?;
                 size += chunk.len() as u64;
             }
+            // tokio hands writes to a blocking thread and reports their failure only on the
+            // next operation: flush before the fsync, or the last write's error is lost.
+            file.flush().await.map_err(|e| io_err("write", &path, e))?;
             file.sync_all()
                 .await
-                .map_err(|e| io_err("fsync", &tmp, e))?;
-            drop(file);
-            tokio::fs::rename(&tmp, &path)
+                .map_err(|e| io_err("fsync", &path, e))?;
+            let on_disk = file
+                .metadata()
                 .await
-                .map_err(|e| io_err("rename", &path, e))?;
-            // Make the rename itself durable.
-            if let Ok(dir) = tokio::fs::File::open(&parent).await {
-                let _ = dir.sync_all().await;
+                .map_err(|e| io_err("stat", &path, e))?
+                .len();
+            if on_disk != size {
+                return Err(StoreError::Short {
+                    key: key.to_string(),
+                    expected: size,
+                    actual: on_disk,
+                });
             }
-            Ok(PutOutcome { size, parts: 1 })
+            Ok(size)
         }
         .await;
-        if result.is_err() {
-            let _ = tokio::fs::remove_file(&tmp).await;
-        }
-        result
+        let name = key.name().to_owned();
+        let committed = blocking(move || {
+            let result = written.and_then(|size| {
+                rustix::fs::renameat(chain.dir(), tmp.as_str(), chain.dir(), name.as_str())
+                    .map_err(|e| io_err("rename", &path, e.into()))?;
+                // Make the rename itself durable.
+                rustix::fs::fsync(chain.dir())
+                    .map_err(|e| io_err("fsync", path.parent().unwrap_or(&path), e.into()))?;
+                Ok(size)
+            });
+            if result.is_err() {
+                let _ = rustix::fs::unlinkat(chain.dir(), tmp.as_str(), AtFlags::empty());
+            }
+            result
+        });
+        let size = committed.await?;
+        drop(file);
+        Ok(PutOutcome {
+            size,
+            parts: 1,
+            etag: None,
+        })
     }
 
     async fn delete_many(&self, keys: &[ObjectKey]) -> StoreResult<()> {
-        for key in keys {
-            let path = self.path(key);
-            match tokio::fs::remove_file(&path).await {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(io_err("delete", &path, e)),
-            }
-            // Tidy now-empty directories up to the root, as a bucket has no directories.
-            let mut dir = path.parent();
-            while let Some(d) = dir {
-                if d == self.root || tokio::fs::remove_dir(d).await.is_err() {
-                    break;
-                }
-                dir = d.parent();
-            }
-        }
-        Ok(())
+        let this = self.clone();
+        let keys = keys.to_vec();
+        blocking(move || keys.iter().try_for_each(|k| this.delete_blocking(k))).await
     }
 
     async fn abort_incomplete(&self, upload: &IncompleteUpload) -> StoreResult<()> {
@@ -264,36 +576,65 @@ impl ObjectStore for LocalStore {
                 detail: format!("{} is not an upload in progress", upload.handle),
             });
         }
-        self.delete_many(&[ObjectKey::new(upload.handle.clone())?])
-            .await
+        let handle = ObjectKey::new(upload.handle.clone())?;
+        let this = self.clone();
+        let removed = blocking(move || this.remove_dead_temp(handle.as_str())).await?;
+        if removed {
+            Ok(())
+        } else {
+            Err(StoreError::Request {
+                op: "abort upload of",
+                key: upload.key.clone(),
+                detail: "a running process is still writing it".into(),
+            })
+        }
     }
 
     async fn list_incomplete(&self, prefix: &str) -> StoreResult<Vec<IncompleteUpload>> {
         let this = self.clone();
         let prefix = prefix.to_owned();
-        tokio::task::spawn_blocking(move || {
+        blocking(move || {
             Ok(this
                 .walk(&prefix)?
                 .into_iter()
-                .filter(|(k, _)| is_temp(k))
-                .map(|(k, meta)| {
-                    let (dir, name) = k.rsplit_once('/').unwrap_or(("", &k));
-                    let target = name.trim_start_matches('.');
-                    let target = target.split(TMP_MARKER).next().unwrap_or(target);
-                    let key = if dir.is_empty() {
-                        target.to_owned()
-                    } else {
-                        format!("{dir}/{target}")
-                    };
-                    IncompleteUpload {
-                        key,
-                        started: modified(&meta),
-                        handle: k.clone(),
-                    }
+                .filter(|o| is_temp(&o.key))
+                .map(|o| IncompleteUpload {
+                    key: temp_target(&o.key),
+                    started: o.last_modified,
+                    writer_alive: this.temp_is_live(&o.key),
+                    handle: o.key,
                 })
                 .collect())
         })
         .await
-        .expect("listing task panicked")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn temp_names_map_back_to_their_object() {
+        assert_eq!(
+            temp_target("app/x/.data.sqlite.zst.lifeboat-tmp-0a1b2c3d"),
+            "app/x/data.sqlite.zst"
+        );
+        assert_eq!(temp_target(".pins.json.lifeboat-tmp-00000000"), "pins.json");
+        assert!(is_temp("a/.b.lifeboat-tmp-1"));
+        assert!(!is_temp("a/b"));
+    }
+
+    #[test]
+    fn directories_get_search_permission_where_reading_is_allowed() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = |m| {
+            LocalStore::open_with_mode(dir.path(), m)
+                .unwrap()
+                .dir_mode()
+        };
+        assert_eq!(s(0o600), 0o700);
+        assert_eq!(s(0o640), 0o750);
+        assert_eq!(s(0o644), 0o755);
     }
 }

@@ -17,8 +17,8 @@ use chrono::{DateTime, Utc};
 use futures_util::Stream;
 
 pub use key::{KeyError, ObjectKey};
-pub use local::LocalStore;
-pub use s3::{S3Options, S3Store};
+pub use local::{DEFAULT_MODE, LocalStore};
+pub use s3::{S3Options, S3Store, Timeouts};
 
 /// A stream of byte chunks, used both for downloads and for uploads.
 pub type ByteStream = Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send>>;
@@ -44,14 +44,20 @@ pub struct IncompleteUpload {
     pub started: Option<DateTime<Utc>>,
     /// What the store needs to clean it up (S3 upload id or temp file name).
     pub handle: String,
+    /// Whether a running process is still writing it, where the store can tell (a local
+    /// temp file is locked by its writer); `None` when it cannot (S3).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub writer_alive: Option<bool>,
 }
 
 /// What a finished upload wrote.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PutOutcome {
     pub size: u64,
     /// Number of parts (1 for a single-request upload).
     pub parts: u32,
+    /// The entity tag the store gave the object, where it has one.
+    pub etag: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -84,6 +90,15 @@ pub enum StoreError {
     Body { key: String, source: io::Error },
     #[error("{key} holds more than {limit} bytes, the most lifeboat reads of such an object")]
     TooLarge { key: String, limit: u64 },
+    /// What the store holds after a write is not what was sent.
+    #[error("{key} was not stored whole: {expected} bytes sent, the store holds {actual}")]
+    Short {
+        key: String,
+        expected: u64,
+        actual: u64,
+    },
+    #[error("{0} is a symbolic link; the local store never follows links below its root")]
+    Symlink(String),
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -104,7 +119,9 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
     async fn get_prefix(&self, key: &ObjectKey, len: u64) -> StoreResult<Bytes>;
 
     /// Stores `body` under `key`. The object becomes visible only when the whole body was
-    /// written; on any error nothing is left behind (partial uploads are aborted).
+    /// written; on any error nothing is left behind (partial uploads are aborted). `Ok` means
+    /// the store confirmed it: flushed and synced (local), or read back with the size (and
+    /// entity tag) the upload sent (S3).
     async fn put(&self, key: &ObjectKey, body: ByteStream) -> StoreResult<PutOutcome>;
 
     async fn delete_many(&self, keys: &[ObjectKey]) -> StoreResult<()>;

@@ -7,8 +7,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::retry::RetryConfig;
+use aws_sdk_s3::config::timeout::TimeoutConfig;
 use aws_sdk_s3::config::{
     BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
+    StalledStreamProtectionConfig,
 };
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream as SdkBody;
@@ -42,9 +44,37 @@ pub struct S3Options {
     pub part_size: usize,
     pub upload_concurrency: usize,
     pub max_attempts: u32,
+    pub timeouts: Timeouts,
     /// Credentials given by an embedding program; `None` uses the standard chain
     /// (environment, profile, SSO, web identity, IMDS).
     pub credentials: Option<Credentials>,
+}
+
+/// Every request has a deadline: an endpoint that stops answering fails the request (which is
+/// retried), never the whole job silently.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// To open a TCP (and TLS) connection.
+    pub connect: Duration,
+    /// From sending a request to the first byte of its answer. Uploads of data are exempt
+    /// (sending the body counts against this limit in the SDK); `stall` and `attempt` bound
+    /// them instead.
+    pub read: Duration,
+    /// A transfer (upload or download body) that moves no byte for this long is stopped.
+    pub stall: Duration,
+    /// One attempt of one request, whole.
+    pub attempt: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            connect: Duration::from_secs(10),
+            read: Duration::from_secs(60),
+            stall: Duration::from_secs(30),
+            attempt: Duration::from_secs(600),
+        }
+    }
 }
 
 impl S3Options {
@@ -57,9 +87,10 @@ impl S3Options {
             force_path_style: false,
             profile: None,
             checksums_always: false,
-            part_size: 16 * 1024 * 1024,
+            part_size: 8 * 1024 * 1024,
             upload_concurrency: 4,
             max_attempts: 5,
+            timeouts: Timeouts::default(),
             credentials: None,
         }
     }
@@ -73,6 +104,8 @@ pub struct S3Store {
     endpoint: String,
     part_size: usize,
     concurrency: usize,
+    timeouts: Timeouts,
+    max_attempts: u32,
 }
 
 impl S3Store {
@@ -114,11 +147,24 @@ impl S3Store {
         let retry = RetryConfig::standard()
             .with_max_attempts(opts.max_attempts.max(1))
             .with_initial_backoff(Duration::from_millis(200));
+        let t = opts.timeouts;
         let mut builder = aws_sdk_s3::config::Builder::from(&sdk)
             .force_path_style(opts.force_path_style)
             .request_checksum_calculation(req)
             .response_checksum_validation(resp)
-            .retry_config(retry);
+            .retry_config(retry)
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(t.connect)
+                    .read_timeout(t.read)
+                    .operation_attempt_timeout(t.attempt)
+                    .build(),
+            )
+            .stalled_stream_protection(
+                StalledStreamProtectionConfig::enabled()
+                    .grace_period(t.stall)
+                    .build(),
+            );
         if let Some(endpoint) = &opts.endpoint {
             builder = builder.endpoint_url(endpoint);
         }
@@ -130,7 +176,21 @@ impl S3Store {
             endpoint,
             part_size: opts.part_size.max(MIN_PART_SIZE),
             concurrency: opts.upload_concurrency.max(1),
+            timeouts: opts.timeouts,
+            max_attempts: opts.max_attempts.max(1),
         }
+    }
+
+    /// Uploads of data: sending the body would count against the read timeout, so only the
+    /// stall detection and the attempt timeout apply.
+    fn upload_config(&self) -> aws_sdk_s3::config::Builder {
+        aws_sdk_s3::config::Builder::default().timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(self.timeouts.connect)
+                .disable_read_timeout()
+                .operation_attempt_timeout(self.timeouts.attempt)
+                .build(),
+        )
     }
 
     fn full(&self, key: &str) -> String {
@@ -193,10 +253,18 @@ impl S3Store {
             }
             SdkError::TimeoutError(_) => StoreError::Unreachable {
                 endpoint,
-                detail: "request timed out".into(),
+                detail: format!(
+                    "no answer within {}s (storage.attempt_timeout), {} attempt(s)",
+                    self.timeouts.attempt.as_secs(),
+                    self.max_attempts
+                ),
             },
             _ => {
                 let chain = error_chain(&err);
+                tracing::debug!("{op} {key} failed: {}", chain.join(": "));
+                if let Some(detail) = self.timeout_detail(&chain) {
+                    return StoreError::Unreachable { endpoint, detail };
+                }
                 if chain
                     .iter()
                     .any(|m| m.contains("credentials") || m.contains("credential provider"))
@@ -222,26 +290,124 @@ impl S3Store {
         }
     }
 
+    /// A timeout or a stalled transfer, said in words and with the setting that bounds it.
+    fn timeout_detail(&self, chain: &[String]) -> Option<String> {
+        let t = &self.timeouts;
+        let said = |needle: &str| {
+            chain
+                .iter()
+                .any(|m| m.to_ascii_lowercase().contains(needle))
+        };
+        let attempts = self.max_attempts;
+        if said("throughput") {
+            Some(format!(
+                "the transfer stalled: no data moved for {}s (storage.stall_timeout), {attempts} attempt(s)",
+                t.stall.as_secs()
+            ))
+        } else if said("connect timeout") || said("timeout occurred after") && said("connect") {
+            Some(format!(
+                "no connection within {}s (storage.connect_timeout), {attempts} attempt(s)",
+                t.connect.as_secs()
+            ))
+        } else if said("read timeout") {
+            Some(format!(
+                "no answer within {}s (storage.read_timeout), {attempts} attempt(s)",
+                t.read.as_secs()
+            ))
+        } else if said("timeout") || said("timed out") {
+            Some(format!(
+                "timed out ({}), {attempts} attempt(s)",
+                chain.last().map_or("", String::as_str)
+            ))
+        } else {
+            None
+        }
+    }
+
+    /// Reads back what an upload committed: the store must hold exactly `size` bytes under
+    /// the entity tag the upload was answered with.
+    async fn confirm(&self, key: &ObjectKey, size: u64, etag: Option<&str>) -> StoreResult<()> {
+        let Some(meta) = self.head_etag(key).await? else {
+            return Err(StoreError::Short {
+                key: key.to_string(),
+                expected: size,
+                actual: 0,
+            });
+        };
+        if meta.0 != size {
+            return Err(StoreError::Short {
+                key: key.to_string(),
+                expected: size,
+                actual: meta.0,
+            });
+        }
+        // Stores differ in whether they quote an entity tag; the value is what counts.
+        let bare = |t: &str| t.trim_start_matches("W/").trim_matches('"').to_owned();
+        if let (Some(sent), Some(held)) = (etag, meta.1.as_deref())
+            && bare(sent) != bare(held)
+        {
+            return Err(StoreError::Request {
+                op: "read back",
+                key: key.to_string(),
+                detail: format!(
+                    "the store holds entity tag {held}, the upload was answered with {sent}"
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// Size and entity tag of an object, `None` if it does not exist.
+    async fn head_etag(&self, key: &ObjectKey) -> StoreResult<Option<(u64, Option<String>)>> {
+        match self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(self.full(key.as_str()))
+            .send()
+            .await
+        {
+            Ok(out) => Ok(Some((
+                out.content_length().unwrap_or(0).max(0) as u64,
+                out.e_tag().map(str::to_owned),
+            ))),
+            Err(e) => match self.error("head", key.as_str(), e) {
+                StoreError::NotFound(_) => Ok(None),
+                other => Err(other),
+            },
+        }
+    }
+
     async fn put_single(&self, key: &ObjectKey, body: Bytes) -> StoreResult<PutOutcome> {
         let size = body.len() as u64;
-        self.client
+        let out = self
+            .client
             .put_object()
             .bucket(&self.bucket)
             .key(self.full(key.as_str()))
             .content_length(size as i64)
+            // The store refuses a body that arrives different from what was sent.
+            .content_md5(content_md5(&body))
             .body(SdkBody::from(body))
+            .customize()
+            .config_override(self.upload_config())
             .send()
             .await
             .map_err(|e| self.error("put", key.as_str(), e))?;
-        Ok(PutOutcome { size, parts: 1 })
+        let etag = out.e_tag().map(str::to_owned);
+        self.confirm(key, size, etag.as_deref()).await?;
+        Ok(PutOutcome {
+            size,
+            parts: 1,
+            etag,
+        })
     }
 
     async fn put_multipart(
         &self,
         key: &ObjectKey,
         first: Bytes,
-        body: &mut ByteStream,
-        rest: BytesMut,
+        parts: &mut Parts<'_>,
     ) -> StoreResult<PutOutcome> {
         let full = self.full(key.as_str());
         let created = self
@@ -260,7 +426,7 @@ impl S3Store {
             });
         };
         let result = self
-            .upload_parts(key, &full, &upload_id, first, body, rest)
+            .upload_parts(key, &full, &upload_id, first, parts)
             .await;
         if result.is_err() {
             // Best effort: a failed abort leaves an incomplete upload the catalog reports.
@@ -282,27 +448,23 @@ impl S3Store {
         full: &str,
         upload_id: &str,
         first: Bytes,
-        body: &mut ByteStream,
-        mut buf: BytesMut,
+        parts: &mut Parts<'_>,
     ) -> StoreResult<PutOutcome> {
         let mut in_flight: JoinSet<StoreResult<CompletedPart>> = JoinSet::new();
         let mut done: Vec<CompletedPart> = Vec::new();
         let mut size = 0u64;
         let mut number: i32 = 0;
         let mut pending = Some(first);
-        let mut finished = false;
         loop {
             let part = match pending.take() {
                 Some(p) => p,
-                None if finished => break,
                 None => {
                     // Parts grow past every thousandth so 10,000 parts reach far beyond a TB.
                     let target = self.part_size << ((number / 1000) as u32).min(8);
-                    finished = fill(body, &mut buf, target, key).await?;
-                    if buf.is_empty() {
-                        break;
+                    match parts.next(target).await? {
+                        Some(p) => p,
+                        None => break,
                     }
-                    buf.split().freeze()
                 }
             };
             number += 1;
@@ -310,7 +472,7 @@ impl S3Store {
                 return Err(StoreError::Request {
                     op: "upload",
                     key: key.to_string(),
-                    detail: "more than 10,000 parts: raise storage.part_size".into(),
+                    detail: "more than 10,000 parts: raise storage.part_size_mib".into(),
                 });
             }
             size += part.len() as u64;
@@ -325,7 +487,11 @@ impl S3Store {
                 .upload_id(upload_id)
                 .part_number(number)
                 .content_length(part.len() as i64)
-                .body(SdkBody::from(part));
+                // The store refuses a part that arrives different from what was sent.
+                .content_md5(content_md5(&part))
+                .body(SdkBody::from(part))
+                .customize()
+                .config_override(self.upload_config());
             let this = self.clone();
             let key = key.to_string();
             in_flight.spawn(async move {
@@ -343,7 +509,8 @@ impl S3Store {
             done.push(join_part(Some(joined))?);
         }
         done.sort_by_key(|p| p.part_number());
-        self.client
+        let out = self
+            .client
             .complete_multipart_upload()
             .bucket(&self.bucket)
             .key(full)
@@ -356,11 +523,112 @@ impl S3Store {
             .send()
             .await
             .map_err(|e| self.error("complete upload of", key.as_str(), e))?;
+        let etag = out.e_tag().map(str::to_owned);
+        self.confirm(key, size, etag.as_deref()).await?;
         Ok(PutOutcome {
             size,
             parts: number as u32,
+            etag,
         })
     }
+}
+
+fn body_stream(body: SdkBody) -> ByteStream {
+    Box::pin(ReaderStream::with_capacity(
+        body.into_async_read(),
+        256 * 1024,
+    ))
+}
+
+/// A download that resumes where a broken connection left it: a range request from the
+/// byte reached, for the same version of the object (`If-Match` its entity tag). The reader
+/// sees one unbroken stream, so a hash over it is still over the whole object.
+struct Download {
+    store: S3Store,
+    key: ObjectKey,
+    etag: Option<String>,
+    len: Option<u64>,
+    offset: u64,
+    body: ByteStream,
+    /// Breaks since the last byte that arrived.
+    failures: u32,
+    resumes: u32,
+}
+
+impl Download {
+    async fn next(&mut self) -> std::io::Result<Option<Bytes>> {
+        loop {
+            let broke = match self.body.try_next().await {
+                Ok(Some(chunk)) => {
+                    self.offset += chunk.len() as u64;
+                    self.failures = 0;
+                    return Ok(Some(chunk));
+                }
+                Ok(None) => match self.len {
+                    Some(len) if self.offset < len => std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        format!("the answer ended after {} of {len} bytes", self.offset),
+                    ),
+                    _ => return Ok(None),
+                },
+                Err(e) => e,
+            };
+            self.failures += 1;
+            if self.failures >= self.store.max_attempts {
+                return Err(std::io::Error::new(
+                    broke.kind(),
+                    format!(
+                        "{broke} (at byte {}, after {} resumed attempt(s))",
+                        self.offset, self.resumes
+                    ),
+                ));
+            }
+            tracing::warn!(
+                "download of {} broke at byte {}: {broke}; resuming",
+                self.key,
+                self.offset
+            );
+            let backoff = Duration::from_millis(200 << self.failures.min(6));
+            tokio::time::sleep(backoff.mul_f64(0.75 + fastrand::f64() / 2.0)).await;
+            self.resumes += 1;
+            self.body = resume(&self.store, &self.key, self.offset, self.etag.clone())
+                .await
+                .map_err(std::io::Error::other)?;
+        }
+    }
+}
+
+/// The rest of an object from `offset`, if it is still the version `etag` names.
+async fn resume(
+    store: &S3Store,
+    key: &ObjectKey,
+    offset: u64,
+    etag: Option<String>,
+) -> StoreResult<ByteStream> {
+    let out = store
+        .client
+        .get_object()
+        .bucket(&store.bucket)
+        .key(store.full(key.as_str()))
+        .range(format!("bytes={offset}-"))
+        .set_if_match(etag)
+        .send()
+        .await
+        .map_err(
+            |e| match store.error("resume download of", key.as_str(), e) {
+                StoreError::Request { op, key, detail }
+                    if detail.contains("PreconditionFailed") =>
+                {
+                    StoreError::Request {
+                        op,
+                        key,
+                        detail: "the object changed while it was being downloaded".into(),
+                    }
+                }
+                other => other,
+            },
+        )?;
+    Ok(body_stream(out.body))
 }
 
 fn join_part(
@@ -377,27 +645,69 @@ fn join_part(
     }
 }
 
-/// Reads from `body` into `buf` until it holds `target` bytes or the body ends.
-/// Returns true when the body has ended.
-async fn fill(
-    body: &mut ByteStream,
-    buf: &mut BytesMut,
-    target: usize,
-    key: &ObjectKey,
-) -> StoreResult<bool> {
-    while buf.len() < target {
-        match body.try_next().await {
-            Ok(Some(chunk)) => buf.extend_from_slice(&chunk),
-            Ok(None) => return Ok(true),
-            Err(source) => {
-                return Err(StoreError::Body {
-                    key: key.to_string(),
-                    source,
-                });
+/// The base64 MD5 of a request body, for the `Content-MD5` header.
+fn content_md5(body: &[u8]) -> String {
+    use md5::Digest;
+    base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        md5::Md5::digest(body),
+    )
+}
+
+/// Cuts an upload body into parts of exact sizes. Each part is allocated at its final size
+/// (a buffer grown by doubling could hold twice that, for every part in flight); what a
+/// chunk holds beyond a part waits for the next one.
+struct Parts<'a> {
+    body: &'a mut ByteStream,
+    key: &'a ObjectKey,
+    carry: Bytes,
+    ended: bool,
+}
+
+impl Parts<'_> {
+    /// The next part of up to `target` bytes; `None` once the body is exhausted.
+    async fn next(&mut self, target: usize) -> StoreResult<Option<Bytes>> {
+        let mut buf = BytesMut::with_capacity(target);
+        loop {
+            let n = (target - buf.len()).min(self.carry.len());
+            buf.extend_from_slice(&self.carry.split_to(n));
+            if buf.len() == target || !self.pull().await? {
+                break;
             }
         }
+        Ok((!buf.is_empty()).then(|| buf.freeze()))
     }
-    Ok(false)
+
+    /// Whether the body has no bytes left.
+    async fn at_end(&mut self) -> StoreResult<bool> {
+        while self.carry.is_empty() {
+            if !self.pull().await? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Reads the next chunk into `carry`; false once the body has ended.
+    async fn pull(&mut self) -> StoreResult<bool> {
+        if self.ended {
+            return Ok(false);
+        }
+        match self.body.try_next().await {
+            Ok(Some(chunk)) => {
+                self.carry = chunk;
+                Ok(true)
+            }
+            Ok(None) => {
+                self.ended = true;
+                Ok(false)
+            }
+            Err(source) => Err(StoreError::Body {
+                key: self.key.to_string(),
+                source,
+            }),
+        }
+    }
 }
 
 /// The distinct messages along an error's source chain, outermost first.
@@ -497,9 +807,19 @@ impl ObjectStore for S3Store {
             .send()
             .await
             .map_err(|e| self.error("get", key.as_str(), e))?;
-        Ok(Box::pin(ReaderStream::with_capacity(
-            out.body.into_async_read(),
-            256 * 1024,
+        let download = Download {
+            store: self.clone(),
+            key: key.clone(),
+            etag: out.e_tag().map(str::to_owned),
+            len: out.content_length().map(|n| n.max(0) as u64),
+            offset: 0,
+            body: body_stream(out.body),
+            failures: 0,
+            resumes: 0,
+        };
+        Ok(Box::pin(futures_util::stream::try_unfold(
+            download,
+            |mut d| async move { Ok(d.next().await?.map(|chunk| (chunk, d))) },
         )))
     }
 
@@ -544,13 +864,17 @@ impl ObjectStore for S3Store {
     }
 
     async fn put(&self, key: &ObjectKey, mut body: ByteStream) -> StoreResult<PutOutcome> {
-        let mut buf = BytesMut::with_capacity(self.part_size);
-        let ended = fill(&mut body, &mut buf, self.part_size, key).await?;
-        let first = buf.split().freeze();
-        if ended {
+        let mut parts = Parts {
+            body: &mut body,
+            key,
+            carry: Bytes::new(),
+            ended: false,
+        };
+        let first = parts.next(self.part_size).await?.unwrap_or_default();
+        if parts.at_end().await? {
             self.put_single(key, first).await
         } else {
-            self.put_multipart(key, first, &mut body, buf).await
+            self.put_multipart(key, first, &mut parts).await
         }
     }
 
@@ -644,6 +968,7 @@ impl ObjectStore for S3Store {
                         key: self.strip(key).to_owned(),
                         started: u.initiated().and_then(to_chrono),
                         handle: id.to_owned(),
+                        writer_alive: None,
                     });
                 }
             }

@@ -82,6 +82,11 @@ async fn event_loop(terminal: &mut ratatui::DefaultTerminal, lb: Lifeboat, ctx: 
         Err(e) => app.show_error(format!("catalog cache: {e}")),
     }
     app.start();
+    // Stopped by the service manager or a closed terminal: leave through the same door as
+    // `q`, so the terminal is restored; what a running job leaves is swept by a later run.
+    let stop = |kind| tokio::signal::unix::signal(kind).wrap_err("cannot watch signals");
+    let mut term = stop(tokio::signal::unix::SignalKind::terminate())?;
+    let mut hup = stop(tokio::signal::unix::SignalKind::hangup())?;
     let mut events = EventStream::new();
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     loop {
@@ -113,6 +118,8 @@ async fn event_loop(terminal: &mut ratatui::DefaultTerminal, lb: Lifeboat, ctx: 
                 }
             }
             _ = tick.tick() => app.on_tick(),
+            _ = term.recv() => return Ok(()),
+            _ = hup.recv() => return Ok(()),
         }
     }
 }

@@ -14,8 +14,12 @@ pub struct Out {
 }
 
 /// The binary with a clean environment: no AWS settings but those a test gives.
+/// `LIFEBOAT_TEST_BIN` runs the tests against another build (say, of main, to see a new
+/// test fail there).
 pub fn lifeboat(home: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_lifeboat"));
+    let bin = std::env::var_os("LIFEBOAT_TEST_BIN")
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_lifeboat").into());
+    let mut c = Command::new(bin);
     for (k, _) in std::env::vars() {
         if k.starts_with("AWS_") || k.starts_with("LIFEBOAT_") || k.starts_with("XDG_") {
             c.env_remove(k);

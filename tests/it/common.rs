@@ -34,13 +34,68 @@ impl Drop for S3Server {
     }
 }
 
+/// What a real S3 endpoint checks and s3s-fs leaves out: the bucket must exist (s3s-fs would
+/// create it on the first upload). With `deny_writes`, also a bucket policy that denies
+/// uploads under a key prefix. Requests without valid credentials are refused, as by default.
+struct Policy {
+    root: PathBuf,
+    deny_writes: Option<String>,
+}
+
+#[async_trait::async_trait]
+impl s3s::access::S3Access for Policy {
+    async fn check(&self, cx: &mut s3s::access::S3AccessContext<'_>) -> s3s::S3Result<()> {
+        use s3s::path::S3Path;
+        if cx.credentials().is_none() {
+            return Err(s3s::s3_error!(AccessDenied, "Signature is required"));
+        }
+        let bucket = match cx.s3_path() {
+            S3Path::Bucket { bucket } | S3Path::Object { bucket, .. } => Some(bucket),
+            S3Path::Root => None,
+        };
+        if let Some(bucket) = bucket
+            && !self.root.join(&**bucket).is_dir()
+        {
+            return Err(s3s::s3_error!(NoSuchBucket));
+        }
+        let writes = matches!(
+            cx.s3_op().name(),
+            "PutObject" | "CreateMultipartUpload" | "UploadPart" | "CompleteMultipartUpload"
+        );
+        match (cx.s3_path(), &self.deny_writes) {
+            (S3Path::Object { key, .. }, Some(prefix))
+                if writes && key.starts_with(prefix.as_str()) =>
+            {
+                Err(s3s::s3_error!(
+                    AccessDenied,
+                    "writes under this prefix are denied by policy"
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
 impl S3Server {
     pub async fn start() -> S3Server {
+        Self::start_with(None).await
+    }
+
+    /// A server whose policy denies writes to keys starting with `prefix`.
+    pub async fn start_denying_writes(prefix: &str) -> S3Server {
+        Self::start_with(Some(prefix.to_owned())).await
+    }
+
+    async fn start_with(deny_writes: Option<String>) -> S3Server {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join(BUCKET)).unwrap();
         let fs = s3s_fs::FileSystem::new(dir.path()).unwrap();
         let mut builder = S3ServiceBuilder::new(fs);
         builder.set_auth(SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY));
+        builder.set_access(Policy {
+            root: dir.path().to_path_buf(),
+            deny_writes,
+        });
         let service = builder.build();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let endpoint = format!("http://{}", listener.local_addr().unwrap());

@@ -4,6 +4,7 @@
 //! complete-looking backup that does not restore.
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -17,7 +18,9 @@ use lifeboat::{Error, Selector};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::common::{self, S3Server, World};
+use crate::cli::{Out, lifeboat, run};
+use crate::common::{self, ACCESS_KEY, S3Server, SECRET_KEY, World};
+use crate::proxy::{Fault, FaultProxy};
 
 #[derive(Default, Debug)]
 pub struct FaultCounts {
@@ -363,4 +366,377 @@ fn restore_opts(world: &World, target: &std::path::Path) -> RestoreOptions {
         staging: world.lb.staging(),
         privileged: false,
     }
+}
+
+// ---- The first real cause, timeouts, resumed downloads, damaged uploads -------------------
+
+/// A SQLite source big enough for a multipart upload (5 MiB parts in tests), so a failing
+/// store stops the upload while the compressor is still sending.
+fn big_world(home: &Path, storage: &str) -> PathBuf {
+    common::make_sample_db(&home.join("app.db"), 1);
+    common::add_random_blobs(&home.join("app.db"), 8);
+    common::config_for(home, storage);
+    home.join("lifeboat.toml")
+}
+
+/// `[storage]` for the test server at `endpoint` (the server itself or a proxy), with short
+/// timeouts so a dead endpoint is found out in seconds.
+fn s3_storage(endpoint: &str, bucket: &str, attempt_timeout: &str) -> String {
+    format!(
+        "[storage]\ntype = \"s3\"\nbucket = \"{bucket}\"\nendpoint = \"{endpoint}\"\nforce_path_style = true\nregion = \"us-east-1\"\npart_size_mib = 5\nmax_attempts = 2\nconnect_timeout = \"2s\"\nread_timeout = \"3s\"\nstall_timeout = \"2s\"\nattempt_timeout = \"{attempt_timeout}\"\n"
+    )
+}
+
+fn s3_cmd(home: &Path, config: &Path, secret: &str, args: &[&str]) -> std::process::Command {
+    let mut c = lifeboat(home);
+    c.arg("--config")
+        .arg(config)
+        .args(args)
+        .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", secret);
+    c
+}
+
+/// The failed backup's `error:` line on stderr; it never hides the cause behind the upload.
+fn backup_error_line(out: &Out) -> String {
+    assert_eq!(
+        out.code, 1,
+        "stdout: {}\nstderr: {}",
+        out.stdout, out.stderr
+    );
+    // Wherever the reason is printed, it is not the upload's own stop.
+    let all = format!("{}{}", out.stdout, out.stderr);
+    assert!(!all.contains("upload stopped"), "{all}");
+    let line = out
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("error: backup of app failed: "))
+        .unwrap_or_else(|| panic!("no error line on stderr: {}", out.stderr))
+        .to_owned();
+    assert!(!line.contains("upload stopped"), "{line}");
+    line
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_first_real_cause_of_a_failed_upload_is_reported() {
+    let server = S3Server::start().await;
+    let denying = S3Server::start_denying_writes("app/").await;
+    let hook = crate::ops::Receiver::start(0).await;
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", l.local_addr().unwrap())
+    };
+    let cases: [(&str, String, &str, &str); 4] = [
+        (
+            "wrong credentials",
+            server.endpoint.clone(),
+            common::BUCKET,
+            "access denied",
+        ),
+        (
+            "wrong bucket",
+            server.endpoint.clone(),
+            "no-such-bucket",
+            "bucket no-such-bucket does not exist",
+        ),
+        (
+            "unreachable endpoint",
+            dead.clone(),
+            common::BUCKET,
+            "cannot reach",
+        ),
+        (
+            "policy denies the data prefix",
+            denying.endpoint.clone(),
+            common::BUCKET,
+            "access denied",
+        ),
+    ];
+    for (what, endpoint, bucket, needle) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path();
+        let hook_toml = format!("[[webhook]]\nurl = \"{}\"\n", hook.url);
+        // Only settings every version knows: this test must fail on main for its own reason.
+        let config = big_world(
+            home,
+            &format!(
+                "[storage]\ntype = \"s3\"\nbucket = \"{bucket}\"\nendpoint = \"{endpoint}\"\nforce_path_style = true\nregion = \"us-east-1\"\npart_size_mib = 5\nmax_attempts = 2\n"
+            ),
+        );
+        std::fs::write(
+            &config,
+            std::fs::read_to_string(&config).unwrap() + &hook_toml,
+        )
+        .unwrap();
+        let secret = if what == "wrong credentials" {
+            "not-the-secret"
+        } else {
+            SECRET_KEY
+        };
+        let out = run(s3_cmd(home, &config, secret, &["backup", "app"])).await;
+        let line = backup_error_line(&out);
+        assert!(line.contains(needle), "{what}: {line}");
+        // The job record says the same, and so does the alert.
+        let jobs = run(s3_cmd(home, &config, secret, &["jobs", "--json"])).await;
+        let jobs: serde_json::Value = serde_json::from_str(&jobs.stdout).unwrap();
+        let error = jobs[0]["error"].as_str().unwrap_or_default().to_owned();
+        assert!(error.contains(needle), "{what}: job record says {error:?}");
+        let alert = hook
+            .bodies()
+            .into_iter()
+            .rev()
+            .find(|b| b["event"] == "job_failed")
+            .unwrap_or_else(|| panic!("{what}: no alert"));
+        assert!(
+            alert["error"].as_str().unwrap_or_default().contains(needle),
+            "{what}: alert says {alert}"
+        );
+        eprintln!("first cause: {what}: {line}");
+    }
+}
+
+/// Starts `lifeboat backup` through `proxy` and waits until its upload has begun.
+async fn backup_in_flight(home: &Path, config: &Path, server: &S3Server) -> std::process::Child {
+    let mut cmd = s3_cmd(home, config, SECRET_KEY, &["backup", "app"]);
+    cmd.stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let child = cmd.spawn().unwrap();
+    // The test server keeps a multipart upload's parts as `.upload_id-…` files.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while crate::faults::files_named(server.dir.path(), ".upload_id-").is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the upload never started"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    child
+}
+
+async fn finish(child: std::process::Child, within: Duration) -> Out {
+    let waited = tokio::time::timeout(
+        within,
+        tokio::task::spawn_blocking(move || child.wait_with_output().unwrap()),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("still waiting after {within:?}: no timeout fired"))
+    .unwrap();
+    Out {
+        code: waited.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&waited.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&waited.stderr).into_owned(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_frozen_or_dead_endpoint_fails_the_backup_in_one_clear_line() {
+    for fault in [Fault::Freeze, Fault::Down] {
+        let server = S3Server::start().await;
+        let proxy = FaultProxy::start(&server.endpoint).await;
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path();
+        let config = big_world(home, &s3_storage(&proxy.endpoint, common::BUCKET, "8s"));
+        let child = backup_in_flight(home, &config, &server).await;
+        let before = proxy.connections.load(Ordering::SeqCst);
+        proxy.set(fault, 0);
+        // Two attempts of at most 8 s each, plus backoff: well within a minute.
+        let out = finish(child, Duration::from_secs(90)).await;
+        let line = backup_error_line(&out);
+        assert!(line.contains("cannot reach"), "{fault:?}: {line}");
+        if fault == Fault::Freeze {
+            assert!(
+                line.contains("stalled") || line.contains("no answer within"),
+                "{line}"
+            );
+            assert!(
+                proxy.connections.load(Ordering::SeqCst) > before,
+                "the stalled request was retried on a new connection"
+            );
+        }
+        // Nothing that looks like a backup, and the job says why.
+        proxy.set(Fault::Pass, 0);
+        let direct = World::new(server.store("").await);
+        let catalog = direct.lb.catalog().await.unwrap();
+        assert_eq!(catalog.complete().count(), 0);
+        eprintln!("{fault:?} endpoint mid-upload: exit {}, {line}", out.code);
+    }
+}
+
+/// A slow link is not a dead one: a part that takes longer to send than the read timeout
+/// still goes up (only a stall or the attempt timeout stops an upload).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slow_upload_is_not_timed_out() {
+    let server = S3Server::start().await;
+    let proxy = FaultProxy::start(&server.endpoint).await;
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path();
+    let config = big_world(home, &s3_storage(&proxy.endpoint, common::BUCKET, "60s"));
+    // 5 MiB parts at 0.5 MiB/s: the answer to each comes 10 s after it started, more than
+    // three times the read timeout (socket buffers take what is sent for a few seconds).
+    proxy.set(
+        Fault::Throttle {
+            per_second: 1 << 19,
+        },
+        0,
+    );
+    let out = run(s3_cmd(home, &config, SECRET_KEY, &["backup", "app"])).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restore_download_resumes_where_a_reset_or_a_stall_left_it() {
+    let server = S3Server::start().await;
+    let world = World::new(server.store("").await);
+    common::add_random_blobs(&world.path("app.db"), 8);
+    let source = common::content_digest(&world.path("app.db"));
+    let (_, m) = world
+        .lb
+        .backup(
+            "app",
+            Trigger::Manual,
+            Arc::new(NoProgress),
+            Default::default(),
+        )
+        .await;
+    let m = m.unwrap();
+    assert!(m.data.stored_bytes > 6 << 20);
+
+    let proxy = FaultProxy::start(&server.endpoint).await;
+    let mut opts = server.options("");
+    opts.endpoint = Some(proxy.endpoint.clone());
+    opts.timeouts.stall = Duration::from_secs(2);
+    let through: Arc<dyn ObjectStore> = Arc::new(S3Store::connect(opts).await);
+    let flaky = lifeboat::Lifeboat::with_parts(
+        world.lb.config().clone(),
+        through,
+        world.lb.state().clone(),
+        lifeboat::clock::Clock::system(),
+    );
+    for (i, fault) in [
+        Fault::CutAnswers { after: 1 << 20 },
+        Fault::StallAnswers { after: 3 << 20 },
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let ranged = proxy.ranged_gets.load(Ordering::SeqCst);
+        let injected = proxy.injected();
+        // Each break costs one attempt: fewer breaks than attempts in a row resume.
+        proxy.set(fault, 1);
+        let catalog = flaky.catalog().await.unwrap();
+        let from = flaky
+            .select(&catalog, &Selector::Id(m.id.to_string()))
+            .unwrap();
+        let target = world.path(&format!("resumed-{i}.db"));
+        let (job, r) = flaky
+            .restore(
+                from,
+                restore_opts(&world, &target),
+                Arc::new(NoProgress),
+                Default::default(),
+            )
+            .await;
+        let report = r.unwrap_or_else(|e| panic!("{fault:?}: {e}\n{:#?}", job.log));
+        assert!(report.ok() && report.checksum_verified);
+        assert_eq!(common::content_digest(&target), source, "{fault:?}");
+        assert_eq!(proxy.injected(), injected + 1, "{fault:?} was injected");
+        assert!(
+            proxy.ranged_gets.load(Ordering::SeqCst) > ranged,
+            "{fault:?}: the download resumed with a range request: {:#?}",
+            job.log
+        );
+        eprintln!("{fault:?} during a restore download: resumed, content identical");
+    }
+    // An endpoint that breaks every answer: no progress, a clean failure, no target.
+    let catalog = flaky.catalog().await.unwrap();
+    let from = flaky
+        .select(&catalog, &Selector::Id(m.id.to_string()))
+        .unwrap();
+    proxy.set(Fault::CutAnswers { after: 100 }, 1000);
+    let target = world.path("never.db");
+    let (_, r) = flaky
+        .restore(
+            from,
+            restore_opts(&world, &target),
+            Arc::new(NoProgress),
+            Default::default(),
+        )
+        .await;
+    let e = r.unwrap_err().to_string();
+    assert!(!e.contains('\n') && e.contains("cannot reach"), "{e}");
+    assert!(!target.exists());
+}
+
+/// A store that answers `200 OK` for an object it then does not hold (or holds damaged)
+/// never makes a backup look complete: every upload is read back before the next step.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upload_the_store_did_not_keep_whole_is_never_ok() {
+    let server = S3Server::start().await;
+    let proxy = FaultProxy::start(&server.endpoint).await;
+    let mut opts = server.options("");
+    opts.endpoint = Some(proxy.endpoint.clone());
+    let world = World::new(Arc::new(S3Store::connect(opts).await));
+    common::add_random_blobs(&world.path("app.db"), 8);
+    let direct = World::new(server.store("").await);
+
+    // The manifest (the one single-request upload of this backup) is acknowledged and lost.
+    proxy.set(Fault::AckWithoutStoring, 1);
+    let (job, r) = world
+        .lb
+        .backup(
+            "app",
+            Trigger::Manual,
+            Arc::new(NoProgress),
+            Default::default(),
+        )
+        .await;
+    let e = r
+        .expect_err("an upload the store lost was taken for done")
+        .to_string();
+    assert!(
+        e.contains("manifest.json") && e.contains("not stored whole"),
+        "{e}"
+    );
+    assert_eq!(proxy.injected(), 1);
+    assert_eq!(job.error.as_deref(), Some(e.as_str()));
+    assert_eq!(direct.lb.catalog().await.unwrap().complete().count(), 0);
+
+    // Every upload damaged on the way: refused by the store, one line, nothing complete.
+    proxy.set(Fault::CorruptUploads, 1000);
+    let (_, r) = world
+        .lb
+        .backup(
+            "app",
+            Trigger::Manual,
+            Arc::new(NoProgress),
+            Default::default(),
+        )
+        .await;
+    let e = r.unwrap_err().to_string();
+    assert!(!e.contains('\n') && e.contains("data.sqlite.zst"), "{e}");
+    assert_eq!(direct.lb.catalog().await.unwrap().complete().count(), 0);
+    // Back to a faithful store: the next backup is whole and verifies.
+    proxy.set(Fault::Pass, 0);
+    let (_, r) = world
+        .lb
+        .backup(
+            "app",
+            Trigger::Manual,
+            Arc::new(NoProgress),
+            Default::default(),
+        )
+        .await;
+    r.unwrap();
+    let catalog = direct.lb.catalog().await.unwrap();
+    assert_eq!(catalog.complete().count(), 1);
+    let b = catalog.complete().next().unwrap();
+    let (_, v) = direct
+        .lb
+        .verify(b, Arc::new(NoProgress), Default::default())
+        .await;
+    v.unwrap();
+    eprintln!(
+        "stores that lie: a lost upload and {} damaged ones, each refused or caught, none ok",
+        proxy.injected() - 1
+    );
 }

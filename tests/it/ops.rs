@@ -66,8 +66,8 @@ async fn open(config: &Path, clock: Clock) -> Lifeboat {
 
 /// An HTTP receiver on 127.0.0.1 that keeps every JSON body POSTed to it and answers 500 to
 /// the first `fail_first` requests.
-struct Receiver {
-    url: String,
+pub(crate) struct Receiver {
+    pub(crate) url: String,
     bodies: Arc<Mutex<Vec<Value>>>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -79,7 +79,7 @@ impl Drop for Receiver {
 }
 
 impl Receiver {
-    async fn start(fail_first: usize) -> Receiver {
+    pub(crate) async fn start(fail_first: usize) -> Receiver {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!(
             "http://{}/hooks/T0KEN-abc123",
@@ -127,7 +127,7 @@ impl Receiver {
         Receiver { url, bodies, task }
     }
 
-    fn bodies(&self) -> Vec<Value> {
+    pub(crate) fn bodies(&self) -> Vec<Value> {
         self.bodies.lock().unwrap().clone()
     }
 }

@@ -342,14 +342,15 @@ async fn stale_incomplete_uploads_are_aborted_on_a_local_store() {
         .join("bucket/app/20200101T000000Z-abcd/.data.sqlite.zst.lifeboat-tmp-0000beef");
     std::fs::create_dir_all(tmp.parent().unwrap()).unwrap();
     std::fs::write(&tmp, b"partial").unwrap();
+    // Its writer holds a lock on it while it writes.
+    let writer = std::fs::File::open(&tmp).unwrap();
+    writer.lock().unwrap();
     assert_eq!(store.list_incomplete("").await.unwrap().len(), 1);
 
     let plan = lb.prune_plan(&PruneOptions::default()).await.unwrap();
-    assert_eq!(
-        plan.aborts().count(),
-        0,
-        "a fresh upload may still be running"
-    );
+    assert_eq!(plan.aborts().count(), 0, "a running upload is left alone");
+    // The writer died.
+    drop(writer);
     assert!(
         plan.sources[0].decisions.iter().all(|d| d.keep),
         "empty policy"
@@ -510,6 +511,7 @@ async fn s3_incomplete_uploads_can_be_aborted() {
             key: key.into(),
             started: None,
             handle: id.clone(),
+            writer_alive: None,
         })
         .await
         .unwrap();
@@ -519,6 +521,7 @@ async fn s3_incomplete_uploads_can_be_aborted() {
         key: key.into(),
         started: None,
         handle: "not-an-upload".into(),
+        writer_alive: None,
     };
     assert!(store.abort_incomplete(&bogus).await.is_err());
 }

@@ -301,14 +301,14 @@ impl ChildGuard {
     /// Spawns `cmd` with stderr collected on a thread.
     /// The child leads its own process group, so stopping it also stops the workers
     /// `pg_restore -j` forks.
+    /// The child also dies with lifeboat: a killed lifeboat must not leave pg_dump or
+    /// pg_restore running (see [`spawn_tied`]).
     pub fn spawn(mut cmd: std::process::Command, what: &str) -> Result<ChildGuard> {
         use std::os::unix::process::CommandExt;
-        let mut child = cmd
-            .process_group(0)
+        cmd.process_group(0)
             .stdin(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(Error::io(format!("cannot start {what}")))?;
+            .stderr(Stdio::piped());
+        let mut child = spawn_tied(cmd).map_err(Error::io(format!("cannot start {what}")))?;
         let stderr = child.stderr.take().map(|mut e| {
             std::thread::spawn(move || {
                 let mut kept = Vec::new();
@@ -375,6 +375,61 @@ impl Drop for ChildGuard {
         if let Some(child) = self.child.take() {
             stop_group(child);
         }
+    }
+}
+
+/// Spawns `cmd` so that it gets SIGTERM when lifeboat dies, however it dies (SIGKILL
+/// included). SIGTERM rather than SIGKILL: pg_restore and pg_dump then stop their parallel
+/// workers and cancel their queries on the server.
+///
+/// The kernel sends that signal when the *thread* that forked the child ends, so every child
+/// is forked by one thread that lives as long as the process.
+pub(crate) fn spawn_tied(mut cmd: std::process::Command) -> std::io::Result<Child> {
+    use std::os::unix::process::CommandExt;
+    use std::sync::mpsc::{Sender, SyncSender, channel, sync_channel};
+    use std::sync::{Mutex, OnceLock};
+    type Request = (std::process::Command, SyncSender<std::io::Result<Child>>);
+    static SPAWNER: OnceLock<Mutex<Sender<Request>>> = OnceLock::new();
+
+    let parent = std::process::id();
+    // SAFETY: only async-signal-safe calls (prctl, getppid) between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // lifeboat may have died before the line above took effect.
+            if libc::getppid() as u32 != parent {
+                return Err(std::io::Error::other("lifeboat exited"));
+            }
+            Ok(())
+        });
+    }
+    let spawner = SPAWNER.get_or_init(|| {
+        let (tx, rx) = channel::<Request>();
+        let started = std::thread::Builder::new()
+            .name("lifeboat-spawner".into())
+            .spawn(move || {
+                for (mut cmd, reply) in rx {
+                    let _ = reply.send(cmd.spawn());
+                }
+            });
+        if let Err(e) = started {
+            tracing::warn!("cannot start the spawner thread: {e}");
+        }
+        Mutex::new(tx)
+    });
+    let (reply, answer) = sync_channel(1);
+    let sent = spawner
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .send((cmd, reply));
+    match sent {
+        Ok(()) => answer
+            .recv()
+            .unwrap_or_else(|_| Err(std::io::Error::other("the spawner thread stopped"))),
+        // No spawner thread: fork from here (the tie then holds while this thread lives).
+        Err(std::sync::mpsc::SendError((mut cmd, _))) => cmd.spawn(),
     }
 }
 

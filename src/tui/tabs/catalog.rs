@@ -347,7 +347,10 @@ impl CatalogTab {
                     RowKind::Foreign => (fmt::safe(r.note.as_deref().unwrap_or_default()), t.dim),
                     RowKind::Unusable => ("UNUSABLE".to_owned(), t.bad),
                 };
+                // A pass from before the damage proves nothing about the backup now.
                 let (verified, vstyle) = match data.verified.get(&r.id) {
+                    _ if r.kind == RowKind::Damaged => ("damaged".to_owned(), t.bad),
+                    _ if r.kind == RowKind::Orphan => ("-".to_owned(), Style::new()),
                     Some((true, at)) => (format!("ok {}", fmt::ago(Some(*at), data.now)), t.ok),
                     Some((false, at)) => {
                         (format!("FAILED {}", fmt::ago(Some(*at), data.now)), t.bad)
