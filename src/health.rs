@@ -554,6 +554,8 @@ mod tests {
             bytes: 0,
             error: (status == JobStatus::Failed).then(|| "disk full\nmore".into()),
             log: vec![],
+            operator: None,
+            restored: None,
         }
     }
 

@@ -205,6 +205,16 @@ impl Lifeboat {
         &self.config
     }
 
+    /// Who jobs, pins and unpins are recorded as: `operator` from the config, else the login
+    /// name of this process.
+    pub fn operator(&self) -> String {
+        self.config
+            .operator
+            .clone()
+            .filter(|o| !o.trim().is_empty())
+            .unwrap_or_else(jobs::os_user)
+    }
+
     /// The default store.
     pub fn store(&self) -> &Arc<dyn ObjectStore> {
         &self.store
@@ -1106,7 +1116,7 @@ impl Lifeboat {
     }
 
     fn start_job(&self, kind: JobKind, source: Option<&str>, trigger: Trigger) -> Job {
-        let job = Job::start(kind, source, trigger, &self.clock);
+        let job = Job::start(kind, source, trigger, &self.operator(), &self.clock);
         if let Err(e) = self.state.put_job(&job.snapshot(), false) {
             tracing::warn!("cannot record job start: {e}");
         }

@@ -431,6 +431,7 @@ pub fn jobs(jobs: &[JobRecord], now: DateTime<Utc>, color: bool) {
         ("STATUS", Align::Left),
         ("BYTES", Align::Right),
         ("RATE", Align::Right),
+        ("BY", Align::Left),
         ("ERROR", Align::Left),
     ]);
     for j in jobs {
@@ -457,6 +458,7 @@ pub fn jobs(jobs: &[JobRecord], now: DateTime<Utc>, color: bool) {
             j.throughput()
                 .map_or("-".into(), |r| format!("{}/s", size(r as u64)))
                 .into(),
+            j.operator.as_deref().unwrap_or("-").into(),
             j.error.as_deref().unwrap_or("").into(),
         ]);
     }

@@ -617,6 +617,13 @@ impl PartialFile {
         std::fs::rename(&self.path, target)
             .map_err(Error::io(format!("move into {}", target.display())))?;
         self.committed = true;
+        // Every connection to it is closed: what a WAL-mode reader left beside the partial
+        // name is empty and stale.
+        for ext in ["-wal", "-shm"] {
+            let mut side = self.path.as_os_str().to_owned();
+            side.push(ext);
+            let _ = std::fs::remove_file(PathBuf::from(side));
+        }
         if replacing {
             // A stale WAL beside the replaced database would be replayed into the restored one.
             for ext in ["-wal", "-shm", "-journal"] {

@@ -146,6 +146,8 @@ fn job(
                 message: format!("{kind} {status}"),
             },
         ],
+        operator: None,
+        restored: None,
     }
 }
 
@@ -218,18 +220,9 @@ fn screen(app: &App) -> String {
 
 fn report(mismatch: bool) -> RestoreReport {
     let expected = vec![
-        TableCount {
-            name: "customers".into(),
-            rows: 3_910,
-        },
-        TableCount {
-            name: "orders".into(),
-            rows: 11_730,
-        },
-        TableCount {
-            name: "payments".into(),
-            rows: 10_501,
-        },
+        TableCount::new("customers", 3_910),
+        TableCount::new("orders", 11_730),
+        TableCount::new("payments", 10_501),
     ];
     let mut restored = expected.clone();
     if mismatch {
@@ -237,10 +230,7 @@ fn report(mismatch: bool) -> RestoreReport {
     }
     let live: Vec<TableCount> = expected
         .iter()
-        .map(|t| TableCount {
-            name: t.name.clone(),
-            rows: t.rows + 12,
-        })
+        .map(|t| TableCount::new(t.name.clone(), t.rows + 12))
         .collect();
     RestoreReport {
         restored: "20261123T080000Z-aaaa".into(),
@@ -918,10 +908,7 @@ fn entry_with_copies(
             sha256: "cd".repeat(32),
         },
         encryption: None,
-        tables: vec![TableCount {
-            name: "orders".into(),
-            rows,
-        }],
+        tables: vec![TableCount::new("orders", rows)],
         content_checksums: Default::default(),
         postgres: None,
         integrity: None,

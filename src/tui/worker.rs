@@ -292,7 +292,13 @@ async fn restore(
 /// A record for a job that could not start (its error says why).
 fn placeholder(lb: &Lifeboat, kind: JobKind) -> lifeboat::jobs::JobRecord {
     let job =
-        lifeboat::jobs::Job::start(kind, None, lifeboat::manifest::Trigger::Manual, lb.clock());
+        lifeboat::jobs::Job::start(
+            kind,
+            None,
+            lifeboat::manifest::Trigger::Manual,
+            &lb.operator(),
+            lb.clock(),
+        );
     job.snapshot()
 }
 

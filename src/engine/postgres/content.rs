@@ -31,7 +31,7 @@ pub async fn checksums(client: &Client) -> Result<ContentChecksums> {
         .map_err(pg_error("pin the text forms for content checksums"))?;
     let mut out = ContentChecksums::new();
     for (schema, table, columns) in columns_by_table(client).await? {
-        let name = format!("{schema}.{table}");
+        let name = crate::manifest::qualified_name(&schema, &table);
         let relation = format!("{}.{}", quote_ident(&schema), quote_ident(&table));
         // A table without (non-generated) columns still has rows: COPY prints empty lines.
         let sql = if columns.is_empty() {

@@ -179,10 +179,12 @@ pub async fn count_tables(client: &Client) -> Result<Vec<TableCount>> {
                 *c = n as u64;
             }
         }
-        out.extend(batch.iter().zip(counts).map(|((s, t), rows)| TableCount {
-            name: format!("{s}.{t}"),
-            rows,
-        }));
+        out.extend(
+            batch
+                .iter()
+                .zip(counts)
+                .map(|((s, t), rows)| TableCount::in_schema(s, t, rows)),
+        );
     }
     let lo: i64 = client
         .query_one(
@@ -192,10 +194,11 @@ pub async fn count_tables(client: &Client) -> Result<Vec<TableCount>> {
         .await
         .map_err(pg_error("count large objects"))?
         .get(0);
-    out.push(TableCount {
-        name: LARGE_OBJECTS.into(),
-        rows: lo as u64,
-    });
+    out.push(TableCount::in_schema(
+        "pg_catalog",
+        "pg_largeobject_metadata",
+        lo as u64,
+    ));
     Ok(out)
 }
 
