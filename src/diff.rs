@@ -261,16 +261,16 @@ mod tests {
 
         // A manifest from before: names joined unquoted. Ordinary tables still match; the
         // two that share a name there are a finding.
-        let legacy = [
-            t("a.b.c", 1),
-            t("a.b.c", 2),
-            t("billing.invoices", 3),
-        ];
+        let legacy = [t("a.b.c", 1), t("a.b.c", 2), t("billing.invoices", 3)];
         let d = RowDiff::new(Some(&legacy), &both, None);
         assert_eq!(d.rows.len(), 2, "{d:?}");
         let row = d.rows.iter().find(|r| r.table == "a.b.c").unwrap();
         assert_eq!(row.status, RowStatus::Ambiguous);
-        let row = d.rows.iter().find(|r| r.table == "billing.invoices").unwrap();
+        let row = d
+            .rows
+            .iter()
+            .find(|r| r.table == "billing.invoices")
+            .unwrap();
         assert_eq!(row.status, RowStatus::Match);
         assert!(!d.all_match());
     }
@@ -282,7 +282,10 @@ mod tests {
             TableCount::in_schema("a", "b.c", 1),
         ];
         let sums = |x: &str, y: &str| {
-            BTreeMap::from([(tables[0].name.clone(), x.into()), (tables[1].name.clone(), y.into())])
+            BTreeMap::from([
+                (tables[0].name.clone(), x.into()),
+                (tables[1].name.clone(), y.into()),
+            ])
         };
         let mut d = RowDiff::new(Some(&tables), &tables, None);
         assert_eq!(d.check_content(&sums("1", "2"), &sums("1", "3")), 2);

@@ -233,6 +233,10 @@ impl Job {
         self.with(|r| r.backup_id = Some(id.to_owned()));
     }
 
+    pub fn set_source(&self, source: &str) {
+        self.with(|r| r.source = Some(source.to_owned()));
+    }
+
     pub fn set_restored(&self, copy: RestoredCopy) {
         self.with(|r| r.restored = Some(copy));
     }
@@ -253,7 +257,9 @@ impl Job {
             match outcome {
                 Ok(()) => r.status = JobStatus::Succeeded,
                 Err(crate::Error::Cancelled) => r.status = JobStatus::Cancelled,
-                Err(e) if e.is_refusal() && matches!(r.kind, JobKind::Restore | JobKind::Promote) => {
+                Err(e)
+                    if e.is_refusal() && matches!(r.kind, JobKind::Restore | JobKind::Promote) =>
+                {
                     r.status = JobStatus::Refused;
                     r.error = Some(e.to_string());
                 }

@@ -23,6 +23,7 @@ pub mod manifest;
 pub mod metrics;
 pub mod pipeline;
 pub mod progress;
+pub mod promote;
 pub mod prune;
 pub mod report;
 pub mod retention;
@@ -755,6 +756,18 @@ impl Lifeboat {
                 result
             }
         };
+        // The copy and what it looked like, for `promote` (which takes only a proved one).
+        let copy_of = |report: &RestoreReport| jobs::RestoredCopy {
+            copy: report.target.copy_name(),
+            target: report.target.to_string(),
+            proved: report.proved(),
+            fingerprint: report.fingerprint.clone(),
+            privileged: report.privileged,
+            skipped: report.skipped.clone(),
+        };
+        if let Ok((report, _)) = &result {
+            job.set_restored(copy_of(report));
+        }
         let result = result.and_then(|(mut report, _)| {
             job.add_bytes(report.stored_bytes);
             report.started_at = started;

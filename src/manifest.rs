@@ -235,6 +235,46 @@ pub struct PostgresInfo {
     pub dump_format: String,
     pub schemas: Vec<String>,
     pub extensions: Vec<Extension>,
+    /// The database itself (encoding, locale, owner, settings, comment, grants), which a
+    /// dump without `--create` leaves out. Absent from manifests written before lifeboat
+    /// recorded it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<DatabaseInfo>,
+}
+
+/// What a PostgreSQL database is beside its contents: a scratch copy is created with the same
+/// encoding and locale, and a copy meant for promotion gets the rest too.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DatabaseInfo {
+    /// `UTF8`, `SQL_ASCII`, `LATIN1`, ...
+    pub encoding: String,
+    pub lc_collate: String,
+    pub lc_ctype: String,
+    /// `libc` or `icu` (PostgreSQL 15+).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locale_provider: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub icu_locale: Option<String>,
+    pub owner: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+    /// `ALTER DATABASE ... SET` settings for every role, as `name=value`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub settings: Vec<String>,
+    /// Database-level privileges; `None` for the defaults (everyone may connect and create
+    /// temporary tables).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grants: Option<Vec<DatabaseGrant>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DatabaseGrant {
+    /// A role, or `None` for PUBLIC.
+    pub grantee: Option<String>,
+    /// `CONNECT`, `CREATE` or `TEMPORARY`.
+    pub privilege: String,
+    #[serde(default)]
+    pub grantable: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

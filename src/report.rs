@@ -90,6 +90,16 @@ impl<'a> DrillReport<'a> {
         if let Some(rpo) = self.rpo_seconds {
             let _ = writeln!(md, "| RPO (backup age) | {} |", rpo_text(rpo));
         }
+        if r.diff.has_expected {
+            let content = match r.content_compared {
+                Some(n) => format!("compared for {n} tables"),
+                None => "not in the backup (row counts only)".into(),
+            };
+            let _ = writeln!(md, "| content checksums | {content} |");
+        }
+        if !r.skipped.is_empty() {
+            let _ = writeln!(md, "| skipped | {} |", md_text(&r.skipped.join(", ")));
+        }
         let _ = writeln!(
             md,
             "\n## Row counts\n\n| table | expected | restored | delta | status |\n|---|---:|---:|---:|---|"
@@ -152,10 +162,7 @@ pub async fn save_failed_drill(
     source: Option<&str>,
     error: &str,
 ) -> Result<ObjectKey> {
-    let operator = job
-        .operator
-        .clone()
-        .unwrap_or_else(crate::jobs::os_user);
+    let operator = job.operator.clone().unwrap_or_else(crate::jobs::os_user);
     let host = hostname();
     let json = serde_json::json!({
         "job": job,

@@ -495,6 +495,12 @@ pub fn restore_report(r: &RestoreReport, job: &JobRecord, color: bool) {
         secs(r.finished_at - r.started_at)
     );
     println!("job        {}", esc(&job.id));
+    if let Some(line) = content_line(r) {
+        println!("content    {line}");
+    }
+    if !r.skipped.is_empty() {
+        println!("skipped    {}", esc(skipped_line(r)));
+    }
     let live = r.diff.rows.iter().any(|row| row.live.is_some());
     let mut headers = vec![
         ("TABLE", Align::Left),
@@ -557,6 +563,30 @@ pub fn restore_report(r: &RestoreReport, job: &JobRecord, color: bool) {
             "FAILED: {findings} of {} tables differ from the manifest",
             r.diff.rows.len()
         );
+    }
+}
+
+/// Whether content checksums were compared, and for how many tables; `None` for a foreign
+/// dump (nothing to compare against).
+pub fn content_line(r: &RestoreReport) -> Option<String> {
+    if !r.diff.has_expected {
+        return None;
+    }
+    Some(match r.content_compared {
+        Some(n) => format!("checksums of {n} tables compared with the manifest"),
+        None => "not compared: the backup has no content checksums (row counts only)".into(),
+    })
+}
+
+/// What the restore left out, and what that means.
+pub fn skipped_line(r: &RestoreReport) -> String {
+    let what = r.skipped.join(", ");
+    if r.privileged {
+        what
+    } else {
+        format!(
+            "{what}: a least-privilege copy, for proof (an authenticated backup restored with --privileged keeps them)"
+        )
     }
 }
 

@@ -12,6 +12,7 @@ mod foreign;
 mod fuzz;
 mod ops;
 mod pg;
+mod promote;
 mod prune;
 mod storage;
 mod trust;
