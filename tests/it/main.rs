@@ -12,6 +12,8 @@ mod foreign;
 mod fuzz;
 mod ops;
 mod pg;
+mod pg_fidelity;
+mod pg_promote;
 mod promote;
 mod prune;
 mod storage;

@@ -202,13 +202,15 @@ pub async fn apply(admin: &Client, database: &str, info: &DatabaseInfo) -> Resul
         "COMMENT ON DATABASE {db} IS {};",
         info.comment.as_deref().map_or("NULL".into(), literal)
     ));
-    // Grants: whatever the database has now goes, then the wanted ones (or the defaults).
+    // Grants: whatever the database has now goes (PUBLIC's too, explicit or by default),
+    // then the wanted ones, or the defaults.
+    sql.push_str(&format!("REVOKE ALL ON DATABASE {db} FROM PUBLIC CASCADE;"));
     let current = admin
         .query(
             "SELECT CASE WHEN a.grantee = 0 THEN NULL ELSE pg_get_userbyid(a.grantee) END,
                     a.privilege_type
              FROM pg_database d, aclexplode(d.datacl) a
-             WHERE d.datname = $1 AND a.grantee <> d.datdba",
+             WHERE d.datname = $1 AND a.grantee NOT IN (0, d.datdba)",
             &[&database],
         )
         .await
