@@ -225,8 +225,9 @@ struct RestoreArgs {
     #[arg(long)]
     integrity_check: bool,
     /// PostgreSQL, authenticated backups only: restore with the scratch server user's rights,
-    /// keeping owners and grants (an untrusted extension, restoring over an existing
-    /// database). Without it a restore runs as a role that owns the new database only.
+    /// keeping owners, grants and the database's settings (a copy meant for promotion; an
+    /// untrusted extension). Without it a restore runs as a role that owns the new database
+    /// only.
     #[arg(long)]
     privileged: bool,
     #[arg(long)]
