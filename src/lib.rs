@@ -551,7 +551,7 @@ impl Lifeboat {
     }
 
     /// Drops what a restore restored into, refusing a target it did not create (one it
-    /// replaced with --force-target, which may be the source itself).
+    /// replaced with --force-target).
     /// `created` is [`pipeline::restore::RestoreReport::created`].
     pub async fn drop_restored(
         &self,

@@ -529,11 +529,14 @@ async fn swap(
     if allowed.is_some() {
         close.push(source.to_owned());
     }
-    for db in &close {
-        admin
-            .batch_execute(&set_allow(db, false))
-            .await
-            .map_err(err(&format!("refuse new connections to {db}")))?;
+    for (i, db) in close.iter().enumerate() {
+        if let Err(e) = admin.batch_execute(&set_allow(db, false)).await {
+            // The copy was closed first; open it again before saying why.
+            if i > 0 {
+                let _ = admin.batch_execute(&set_allow(copy, true)).await;
+            }
+            return Err(err(&format!("refuse new connections to {db}"))(e));
+        }
     }
     let renames = match kept_as {
         Some(old) if allowed.is_some() => format!(

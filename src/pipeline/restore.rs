@@ -52,7 +52,7 @@ impl RestoreFrom {
 pub enum RestoreTarget {
     /// A new SQLite file.
     Sqlite(PathBuf),
-    /// A database on a PostgreSQL server; created unless `force_target` allows an existing one.
+    /// A new database on a PostgreSQL server (a restore never loads an existing one).
     Postgres { server: Conn, database: String },
 }
 
@@ -116,8 +116,9 @@ pub struct RestoreOptions {
     /// The configured source a foreign dump is restored for: its `bin_dir` and the guard
     /// for its own database apply as for its backups.
     pub for_source: Option<String>,
-    /// Replace an existing file (or the source itself). Front ends set this only when the
-    /// person typed the target's name again.
+    /// Replace an existing SQLite file (never the source: `promote` does that). Front ends
+    /// set this only when the person typed the target's name again. A PostgreSQL restore
+    /// refuses it: it only ever creates a database.
     pub force_target: bool,
     /// The live source database to count as a third column.
     pub live: Option<LiveSource>,

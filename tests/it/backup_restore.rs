@@ -629,6 +629,11 @@ async fn a_drill_report_is_saved_as_evidence() {
         "{md}"
     );
     assert!(md.contains("| orders | 2000 | 2000 | +0 | ok |"), "{md}");
+    // The report says whether the rows themselves were compared (here: no checksums).
+    assert!(
+        md.contains("| content checksums | not in the backup (row counts only) |"),
+        "{md}"
+    );
     let json_key = lifeboat::storage::ObjectKey::new(key.as_str().replace(".md", ".json")).unwrap();
     let json: serde_json::Value = serde_json::from_slice(
         &world
@@ -640,6 +645,7 @@ async fn a_drill_report_is_saved_as_evidence() {
     )
     .unwrap();
     assert_eq!(json["result"], "passed");
+    assert!(json["restore"]["content_compared"].is_null(), "{json}");
     assert!(json["rpo_seconds"].as_i64().unwrap() >= 0);
     // Drill reports are not backups and not foreign objects.
     let catalog = world.lb.catalog().await.unwrap();
