@@ -329,11 +329,13 @@ impl Lifeboat {
                     "the copy has encoding and locale {b}, the source {a}: it would store or sort text differently; restore a backup that records its database (or onto a server with the source's locale)"
                 )));
             }
+            // The database's own settings, comment and grants come from the source.
+            plan.skipped.retain(|s| s != "database settings");
             if !restored.privileged {
                 let lost = rights_lost(&server, &source.dbname, &restored.copy).await?;
                 if !lost.is_empty() {
                     return Err(refused(format!(
-                        "the source {} has owners or GRANTs for {} that this copy lacks (restored with least privilege, owners and GRANTs skipped): the application would get \"permission denied\"; restore the authenticated backup with --privileged for a copy to promote",
+                        "the source {} has owners or GRANTs this copy lacks ({}; it was restored with least privilege, owners and GRANTs skipped): the application would get \"permission denied\"; restore the authenticated backup with --privileged for a copy to promote",
                         source.dbname,
                         lost.into_iter().collect::<Vec<_>>().join(", ")
                     )));

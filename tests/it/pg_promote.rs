@@ -165,7 +165,9 @@ async fn pg_a_proven_copy_replaces_the_source_and_the_application_keeps_working(
     let err = promote(&lb, "app_lp", "app").await.unwrap_err();
     let text = err.to_string();
     assert!(
-        text.contains("app_reader") && text.contains("--privileged"),
+        text.contains("app_reader (table grants)")
+            && text.contains("app_reader (schema grants)")
+            && text.contains("--privileged"),
         "{text}"
     );
     assert!(cluster.databases().contains(&"app".to_owned()));

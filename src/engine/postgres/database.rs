@@ -415,8 +415,9 @@ pub async fn catalog_sum(client: &Client) -> Result<String> {
 }
 
 /// Roles other than the database's owner that own objects, or hold privileges on them, in
-/// the connected database (`PUBLIC` for grants to everyone). Objects of extensions are left
-/// out: whoever installs an extension owns its members.
+/// the connected database, by kind of object: `app (owns tables)`, `app_reader (table
+/// grants)`, `PUBLIC (schema grants)`. Objects of extensions are left out: whoever installs an
+/// extension owns its members.
 pub async fn rights_holders(client: &Client) -> Result<BTreeSet<String>> {
     let sql = format!(
         "WITH objs AS (
@@ -436,10 +437,16 @@ pub async fn rights_holders(client: &Client) -> Result<BTreeSet<String>> {
            SELECT * FROM objs o WHERE NOT EXISTS (
              SELECT 1 FROM pg_depend d WHERE d.classid = o.cls AND d.objid = o.oid AND d.deptype = 'e')
          ), roles AS (
-           SELECT owner AS r FROM ours
-           UNION SELECT (aclexplode(acl)).grantee FROM ours WHERE acl IS NOT NULL
+           SELECT owner AS r, cls, true AS owns FROM ours
+           UNION SELECT (aclexplode(acl)).grantee, cls, false FROM ours WHERE acl IS NOT NULL
          )
-         SELECT DISTINCT CASE WHEN r = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(r) END FROM roles
+         SELECT DISTINCT format('%s (%s)', CASE WHEN r = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(r) END,
+           CASE WHEN owns THEN 'owns ' ELSE '' END
+           || CASE cls WHEN 'pg_class'::regclass THEN 'table' WHEN 'pg_namespace'::regclass THEN 'schema'
+                       WHEN 'pg_proc'::regclass THEN 'function' WHEN 'pg_type'::regclass THEN 'type'
+                       ELSE 'large object' END
+           || CASE WHEN owns THEN 's' ELSE ' grants' END)
+         FROM roles
          WHERE r <> (SELECT datdba FROM pg_database WHERE datname = current_database())
            AND r NOT IN (SELECT oid FROM pg_roles WHERE rolname = 'pg_database_owner')"
     );
