@@ -334,22 +334,19 @@ impl RestoreWizard {
         }
         if let Some(done) = &self.promoted {
             if matches!(key.code, KeyCode::Enter | KeyCode::Esc) {
-                let finished = match done {
-                    Ok(p) => Some(format!(
-                        "promoted {} in place of {}",
-                        p.plan.copy, p.plan.replaces
-                    )),
-                    Err(_) => None,
-                };
-                match (done, finished) {
-                    (Ok(_), finished) => {
+                let finished = done
+                    .as_ref()
+                    .map(|p| format!("promoted {} in place of {}", p.plan.copy, p.plan.replaces))
+                    .map_err(drop);
+                match finished {
+                    Ok(finished) => {
                         *self = RestoreWizard {
-                            finished,
+                            finished: Some(finished),
                             ..RestoreWizard::default()
                         }
                     }
-                    // Refused or failed: back to the result, the copy is still there.
-                    (Err(_), _) => {
+                    // Refused or failed: back to the result; the copy is still there.
+                    Err(()) => {
                         self.promoted = None;
                         self.step = Step::Result;
                     }
