@@ -16,6 +16,8 @@ pub const FILE_NAME: &str = "lifeboat.toml";
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    /// Who runs lifeboat here, as job records and pins name them (default: the login name).
+    pub operator: Option<String>,
     /// `[storage]` as written; optional once `[[store]]` tables name the stores.
     #[serde(default, rename = "storage")]
     storage_table: Option<StorageConfig>,

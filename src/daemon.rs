@@ -284,12 +284,14 @@ impl Daemon {
                 let (record, result) = lb.prune(&opts, cancel).await;
                 (Some(record), result.map(drop))
             }
-            JobKind::Restore | JobKind::Copy => (
-                None,
-                Err(Error::Unsupported(
-                    "restores are not scheduled (use drill); copies follow each backup".into(),
-                )),
-            ),
+            JobKind::Restore | JobKind::Copy | JobKind::Pin | JobKind::Unpin | JobKind::Promote => {
+                (
+                    None,
+                    Err(Error::Unsupported(format!(
+                        "{kind} jobs are not scheduled (restores: use drill; copies follow each backup)"
+                    ))),
+                )
+            }
         }
     }
 

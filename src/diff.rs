@@ -9,7 +9,13 @@ use crate::manifest::TableCount;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DiffRow {
+    /// The table as the manifest names it (see [`TableCount::name`]).
     pub table: String,
+    /// PostgreSQL: the table's schema and own name, apart, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     /// From the manifest; `None` for a foreign dump (counts only measured) or a table the
     /// manifest does not know.
     pub expected: Option<u64>,
@@ -33,6 +39,9 @@ pub enum RowStatus {
     Measured,
     /// The counts match but the rows' content checksum does not.
     ContentMismatch,
+    /// Two tables answer to this name (a manifest written before tables were named by schema
+    /// and name apart cannot tell `"a.b".c` from `a."b.c"`): nothing can be compared.
+    Ambiguous,
 }
 
 impl RowStatus {
@@ -44,6 +53,7 @@ impl RowStatus {
             RowStatus::Unexpected => "UNEXPECTED",
             RowStatus::Measured => "measured",
             RowStatus::ContentMismatch => "CONTENT DIFFERS",
+            RowStatus::Ambiguous => "AMBIGUOUS",
         }
     }
 }
@@ -74,34 +84,67 @@ pub struct RowDiff {
 }
 
 impl RowDiff {
+    /// Lines up the three columns by table. Tables are matched by their full name (schema and
+    /// table apart, see [`TableCount::name`]); against a manifest written before that, the
+    /// restored and live tables are named as it named them, and a name two tables share is
+    /// [`RowStatus::Ambiguous`] rather than silently merged.
     pub fn new(
         expected: Option<&[TableCount]>,
         restored: &[TableCount],
         live: Option<&[TableCount]>,
     ) -> RowDiff {
-        let mut rows: BTreeMap<&str, [Option<u64>; 3]> = BTreeMap::new();
+        let legacy = expected.is_some_and(|e| e.iter().all(|t| t.schema.is_none()))
+            && restored.iter().any(|t| t.schema.is_some());
+        let key = |t: &TableCount| {
+            if legacy {
+                t.legacy_name()
+            } else {
+                t.name.clone()
+            }
+        };
+        #[derive(Default)]
+        struct Line {
+            counts: [Option<u64>; 3],
+            parts: Option<(String, String)>,
+            ambiguous: bool,
+        }
+        let mut rows: BTreeMap<String, Line> = BTreeMap::new();
         for (col, counts) in [expected, Some(restored), live].into_iter().enumerate() {
             for t in counts.unwrap_or_default() {
-                rows.entry(t.name.as_str()).or_default()[col] = Some(t.rows);
+                let line = rows.entry(key(t)).or_default();
+                if line.counts[col].is_some() {
+                    line.ambiguous = true;
+                }
+                line.counts[col] = Some(t.rows);
+                if let (None, Some(s), Some(n)) = (&line.parts, &t.schema, &t.table) {
+                    line.parts = Some((s.clone(), n.clone()));
+                }
             }
         }
         let has_expected = expected.is_some();
         let rows = rows
             .into_iter()
             // Tables only the live source has say nothing about the restore.
-            .filter(|(_, [e, r, _])| e.is_some() || r.is_some())
-            .map(|(table, [expected, restored, live])| DiffRow {
-                table: table.to_owned(),
-                expected,
-                restored,
-                live,
-                status: match (has_expected, expected, restored) {
-                    (false, _, _) => RowStatus::Measured,
-                    (true, Some(e), Some(r)) if e == r => RowStatus::Match,
-                    (true, Some(_), Some(_)) => RowStatus::Mismatch,
-                    (true, Some(_), None) => RowStatus::Missing,
-                    (true, None, _) => RowStatus::Unexpected,
-                },
+            .filter(|(_, l)| l.counts[0].is_some() || l.counts[1].is_some())
+            .map(|(table, line)| {
+                let [expected, restored, live] = line.counts;
+                let (schema, name) = line.parts.unzip();
+                DiffRow {
+                    table,
+                    schema,
+                    name,
+                    expected,
+                    restored,
+                    live,
+                    status: match (has_expected, expected, restored) {
+                        _ if line.ambiguous => RowStatus::Ambiguous,
+                        (false, _, _) => RowStatus::Measured,
+                        (true, Some(e), Some(r)) if e == r => RowStatus::Match,
+                        (true, Some(_), Some(_)) => RowStatus::Mismatch,
+                        (true, Some(_), None) => RowStatus::Missing,
+                        (true, None, _) => RowStatus::Unexpected,
+                    },
+                }
             })
             .collect();
         RowDiff { has_expected, rows }
@@ -120,7 +163,9 @@ impl RowDiff {
     }
 
     /// Marks tables whose counts match but whose content checksum differs. Tables without
-    /// an expected checksum are left as they are. Returns how many were compared.
+    /// an expected checksum are left as they are. `restored` is keyed by full names
+    /// ([`TableCount::name`]), `expected` as the manifest keys it. Returns how many were
+    /// compared.
     pub fn check_content(
         &mut self,
         expected: &std::collections::BTreeMap<String, String>,
@@ -130,7 +175,11 @@ impl RowDiff {
         for row in &mut self.rows {
             if let Some(want) = expected.get(&row.table) {
                 compared += 1;
-                if row.status == RowStatus::Match && restored.get(&row.table) != Some(want) {
+                let full = match (&row.schema, &row.name) {
+                    (Some(s), Some(n)) => crate::manifest::qualified_name(s, n),
+                    _ => row.table.clone(),
+                };
+                if row.status == RowStatus::Match && restored.get(&full) != Some(want) {
                     row.status = RowStatus::ContentMismatch;
                 }
             }
@@ -148,10 +197,7 @@ mod tests {
     use super::*;
 
     fn t(name: &str, rows: u64) -> TableCount {
-        TableCount {
-            name: name.into(),
-            rows,
-        }
+        TableCount::new(name, rows)
     }
 
     #[test]
@@ -186,5 +232,64 @@ mod tests {
         assert_eq!(d.rows[0].status, RowStatus::Measured);
         assert!(d.all_match());
         assert_eq!(d.findings().count(), 0);
+    }
+
+    /// `"a.b".c` and `a."b.c"` are two tables: each is compared on its own, and a manifest
+    /// that lacks one of them is a finding, not "all tables match".
+    #[test]
+    fn tables_are_told_apart_by_schema_and_name() {
+        let ab_c = TableCount::in_schema("a.b", "c", 1);
+        let a_bc = TableCount::in_schema("a", "b.c", 2);
+        assert_eq!(ab_c.name, r#""a.b".c"#);
+        assert_eq!(a_bc.name, r#"a."b.c""#);
+        let plain = TableCount::in_schema("billing", "invoices", 3);
+        assert_eq!(plain.name, "billing.invoices");
+
+        let both = [ab_c.clone(), a_bc.clone(), plain.clone()];
+        let d = RowDiff::new(Some(&both), &both, None);
+        assert_eq!(d.rows.len(), 3);
+        assert!(d.all_match());
+        let row = d.rows.iter().find(|r| r.table == ab_c.name).unwrap();
+        assert_eq!(
+            (row.schema.as_deref(), row.name.as_deref()),
+            (Some("a.b"), Some("c"))
+        );
+
+        let d = RowDiff::new(Some(&[ab_c.clone(), plain.clone()]), &both, None);
+        assert_eq!(d.findings().count(), 1);
+        assert_eq!(d.findings().next().unwrap().status, RowStatus::Unexpected);
+
+        // A manifest from before: names joined unquoted. Ordinary tables still match; the
+        // two that share a name there are a finding.
+        let legacy = [t("a.b.c", 1), t("a.b.c", 2), t("billing.invoices", 3)];
+        let d = RowDiff::new(Some(&legacy), &both, None);
+        assert_eq!(d.rows.len(), 2, "{d:?}");
+        let row = d.rows.iter().find(|r| r.table == "a.b.c").unwrap();
+        assert_eq!(row.status, RowStatus::Ambiguous);
+        let row = d
+            .rows
+            .iter()
+            .find(|r| r.table == "billing.invoices")
+            .unwrap();
+        assert_eq!(row.status, RowStatus::Match);
+        assert!(!d.all_match());
+    }
+
+    #[test]
+    fn content_is_compared_by_full_name() {
+        let tables = [
+            TableCount::in_schema("a.b", "c", 1),
+            TableCount::in_schema("a", "b.c", 1),
+        ];
+        let sums = |x: &str, y: &str| {
+            BTreeMap::from([
+                (tables[0].name.clone(), x.into()),
+                (tables[1].name.clone(), y.into()),
+            ])
+        };
+        let mut d = RowDiff::new(Some(&tables), &tables, None);
+        assert_eq!(d.check_content(&sums("1", "2"), &sums("1", "3")), 2);
+        let bad: Vec<_> = d.findings().map(|r| r.table.as_str()).collect();
+        assert_eq!(bad, [r#"a."b.c""#]);
     }
 }

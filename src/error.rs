@@ -42,15 +42,15 @@ pub enum Error {
     )]
     TargetExists(PathBuf),
     #[error(
-        "target {0} is the source database itself; pass --force-target with the same path to replace it"
+        "target {0} is the source database itself: a restore never replaces a live database; restore into a new file, then `lifeboat promote FILE` puts the proven copy in its place and keeps the old one"
     )]
     TargetIsSource(PathBuf),
     #[error(
-        "database {0} already exists on the scratch server; choose another name or pass --force-target {0} to restore into it"
+        "database {0} already exists on the scratch server: a restore only creates a new database; choose another name"
     )]
     DatabaseExists(String),
     #[error(
-        "database {0} is the source database itself; pass --force-target {0} to restore over it"
+        "database {0} is the source database itself: a restore never loads a live database; restore into a new database, then `lifeboat promote NAME` puts the proven copy in its place and keeps the old one"
     )]
     DatabaseIsSource(String),
     #[error("{context}: {source}")]

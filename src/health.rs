@@ -570,6 +570,8 @@ mod tests {
             bytes: 0,
             error: (status == JobStatus::Failed).then(|| "disk full\nmore".into()),
             log: vec![],
+            operator: None,
+            restored: None,
         }
     }
 

@@ -27,6 +27,11 @@ pub enum JobKind {
     Drill,
     /// Copies between stores (`lifeboat copy`, and after each backup).
     Copy,
+    /// A backup pinned (kept whatever the policy says) or unpinned: who, and when.
+    Pin,
+    Unpin,
+    /// A proven scratch copy put in place of its source (`lifeboat promote`).
+    Promote,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -53,6 +58,9 @@ impl fmt::Display for JobKind {
             JobKind::Prune => "prune",
             JobKind::Drill => "drill",
             JobKind::Copy => "copy",
+            JobKind::Pin => "pin",
+            JobKind::Unpin => "unpin",
+            JobKind::Promote => "promote",
         })
     }
 }
@@ -93,6 +101,33 @@ pub struct JobRecord {
     pub error: Option<String>,
     #[serde(default)]
     pub log: Vec<LogLine>,
+    /// Who ran it: `operator` from the config, else the login name of the process. Absent
+    /// from records written before lifeboat recorded it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operator: Option<String>,
+    /// A restore or drill: the copy it made and how it looked once proved, so that
+    /// `promote` can find a proven copy and tell whether it changed since.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restored: Option<RestoredCopy>,
+}
+
+/// The scratch copy a restore made, as `promote` looks for it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestoredCopy {
+    /// The SQLite file (canonical path) or the PostgreSQL database name.
+    pub copy: String,
+    /// The whole target: the file, or the database with its server.
+    pub target: String,
+    /// Whether its diff against a manifest passed (a foreign dump is only measured).
+    pub proved: bool,
+    /// A fingerprint of the copy when the diff passed (see [`crate::promote`]).
+    pub fingerprint: String,
+    /// Restored with the scratch server user's rights, owners and grants kept.
+    #[serde(default)]
+    pub privileged: bool,
+    /// What the restore left out (owners, grants, database settings, ...).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<String>,
 }
 
 impl JobRecord {
@@ -146,7 +181,13 @@ pub struct Job {
 }
 
 impl Job {
-    pub fn start(kind: JobKind, source: Option<&str>, trigger: Trigger, clock: &Clock) -> Self {
+    pub fn start(
+        kind: JobKind,
+        source: Option<&str>,
+        trigger: Trigger,
+        operator: &str,
+        clock: &Clock,
+    ) -> Self {
         let now = clock.now();
         let id = format!(
             "{}-{kind}-{:04x}",
@@ -168,6 +209,8 @@ impl Job {
                 bytes: 0,
                 error: None,
                 log: Vec::new(),
+                operator: Some(operator.to_owned()),
+                restored: None,
             }),
             clock: clock.clone(),
             lock: None,
@@ -202,6 +245,14 @@ impl Job {
         self.with(|r| r.backup_id = Some(id.to_owned()));
     }
 
+    pub fn set_source(&self, source: &str) {
+        self.with(|r| r.source = Some(source.to_owned()));
+    }
+
+    pub fn set_restored(&self, copy: RestoredCopy) {
+        self.with(|r| r.restored = Some(copy));
+    }
+
     pub fn add_bytes(&self, n: u64) {
         self.with(|r| r.bytes += n);
     }
@@ -218,7 +269,9 @@ impl Job {
             match outcome {
                 Ok(()) => r.status = JobStatus::Succeeded,
                 Err(crate::Error::Cancelled) => r.status = JobStatus::Cancelled,
-                Err(e) if e.is_refusal() && r.kind == JobKind::Restore => {
+                Err(e)
+                    if e.is_refusal() && matches!(r.kind, JobKind::Restore | JobKind::Promote) =>
+                {
                     r.status = JobStatus::Refused;
                     r.error = Some(e.to_string());
                 }
@@ -239,6 +292,16 @@ impl Job {
             r.clone()
         })
     }
+}
+
+/// The login name of this process, for records of who did what.
+pub fn os_user() -> String {
+    ["USER", "LOGNAME", "USERNAME"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok().filter(|s| !s.is_empty()))
+        // cron and systemd often run without USER: the uid still says who it was.
+        // SAFETY: getuid cannot fail and touches no memory.
+        .unwrap_or_else(|| format!("uid {}", unsafe { libc::getuid() }))
 }
 
 pub fn hostname() -> String {

@@ -24,6 +24,7 @@ pub mod manifest;
 pub mod metrics;
 pub mod pipeline;
 pub mod progress;
+pub mod promote;
 pub mod prune;
 pub mod report;
 pub mod retention;
@@ -204,6 +205,16 @@ impl Lifeboat {
 
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// Who jobs, pins and unpins are recorded as: `operator` from the config, else the login
+    /// name of this process.
+    pub fn operator(&self) -> String {
+        self.config
+            .operator
+            .clone()
+            .filter(|o| !o.trim().is_empty())
+            .unwrap_or_else(jobs::os_user)
     }
 
     /// The default store.
@@ -544,7 +555,7 @@ impl Lifeboat {
     }
 
     /// Drops what a restore restored into, refusing a target it did not create (one it
-    /// replaced with --force-target, which may be the source itself).
+    /// replaced with --force-target).
     /// `created` is [`pipeline::restore::RestoreReport::created`].
     pub async fn drop_restored(
         &self,
@@ -754,6 +765,18 @@ impl Lifeboat {
                 result
             }
         };
+        // The copy and what it looked like, for `promote` (which takes only a proved one).
+        let copy_of = |report: &RestoreReport| jobs::RestoredCopy {
+            copy: report.target.copy_name(),
+            target: report.target.to_string(),
+            proved: report.proved(),
+            fingerprint: report.fingerprint.clone(),
+            privileged: report.privileged,
+            skipped: report.skipped.clone(),
+        };
+        if let Ok((report, _)) = &result {
+            job.set_restored(copy_of(report));
+        }
         let result = result.and_then(|(mut report, _)| {
             job.add_bytes(report.stored_bytes);
             report.started_at = started;
@@ -1115,7 +1138,7 @@ impl Lifeboat {
     }
 
     fn start_job(&self, kind: JobKind, source: Option<&str>, trigger: Trigger) -> Job {
-        let mut job = Job::start(kind, source, trigger, &self.clock);
+        let mut job = Job::start(kind, source, trigger, &self.operator(), &self.clock);
         // Taken before the record says `running`: a running record without a held lock is
         // a dead job's.
         match lock::JobLock::acquire(&self.state.job_lock_dir(), &job.id()) {

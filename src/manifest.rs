@@ -159,8 +159,72 @@ pub struct EncryptionInfo {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TableCount {
+    /// How the table is shown and matched. SQLite: its name. PostgreSQL: `schema.table`, each
+    /// part double-quoted when it is not a plain lowercase identifier (`"a.b".c`, `a."b.c"`),
+    /// so no two tables share one. Manifests written before lifeboat recorded `schema` joined
+    /// the parts unquoted (see [`TableCount::legacy_name`]).
     pub name: String,
+    /// PostgreSQL: the schema, apart from the table's own name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<String>,
+    /// PostgreSQL: the table's own name, apart from its schema.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table: Option<String>,
     pub rows: u64,
+}
+
+impl TableCount {
+    /// A table without a schema (SQLite).
+    pub fn new(name: impl Into<String>, rows: u64) -> Self {
+        TableCount {
+            name: name.into(),
+            schema: None,
+            table: None,
+            rows,
+        }
+    }
+
+    /// A table in a schema (PostgreSQL), named by both.
+    pub fn in_schema(schema: &str, table: &str, rows: u64) -> Self {
+        TableCount {
+            name: qualified_name(schema, table),
+            schema: Some(schema.to_owned()),
+            table: Some(table.to_owned()),
+            rows,
+        }
+    }
+
+    /// The name manifests used before they recorded the schema apart: `schema.table`, unquoted,
+    /// which two tables may share.
+    pub fn legacy_name(&self) -> String {
+        match (&self.schema, &self.table) {
+            (Some(s), Some(t)) => format!("{s}.{t}"),
+            _ => self.name.clone(),
+        }
+    }
+}
+
+/// `schema.table` with each part quoted only when it needs to be: two different tables never
+/// get the same text (`"a.b".c` and `a."b.c"`), and ordinary names read as they always did.
+pub fn qualified_name(schema: &str, table: &str) -> String {
+    format!("{}.{}", display_ident(schema), display_ident(table))
+}
+
+/// An identifier as PostgreSQL would need it quoted: plain lowercase names stay as they are,
+/// anything else is double-quoted with inner quotes doubled.
+pub fn display_ident(name: &str) -> String {
+    let plain = name
+        .bytes()
+        .next()
+        .is_some_and(|b| b.is_ascii_lowercase() || b == b'_')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'$');
+    if plain {
+        name.to_owned()
+    } else {
+        crate::engine::quote_ident(name)
+    }
 }
 
 /// What a PostgreSQL backup adds to its manifest.
@@ -171,6 +235,46 @@ pub struct PostgresInfo {
     pub dump_format: String,
     pub schemas: Vec<String>,
     pub extensions: Vec<Extension>,
+    /// The database itself (encoding, locale, owner, settings, comment, grants), which a
+    /// dump without `--create` leaves out. Absent from manifests written before lifeboat
+    /// recorded it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<DatabaseInfo>,
+}
+
+/// What a PostgreSQL database is beside its contents: a scratch copy is created with the same
+/// encoding and locale, and a copy meant for promotion gets the rest too.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DatabaseInfo {
+    /// `UTF8`, `SQL_ASCII`, `LATIN1`, ...
+    pub encoding: String,
+    pub lc_collate: String,
+    pub lc_ctype: String,
+    /// `libc` or `icu` (PostgreSQL 15+).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locale_provider: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub icu_locale: Option<String>,
+    pub owner: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+    /// `ALTER DATABASE ... SET` settings for every role, as `name=value`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub settings: Vec<String>,
+    /// Database-level privileges; `None` for the defaults (everyone may connect and create
+    /// temporary tables).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grants: Option<Vec<DatabaseGrant>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DatabaseGrant {
+    /// A role, or `None` for PUBLIC.
+    pub grantee: Option<String>,
+    /// `CONNECT`, `CREATE` or `TEMPORARY`.
+    pub privilege: String,
+    #[serde(default)]
+    pub grantable: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -419,10 +523,7 @@ mod tests {
                 sha256: "ab".repeat(32),
             },
             encryption: None,
-            tables: vec![TableCount {
-                name: "t".into(),
-                rows: 12,
-            }],
+            tables: vec![TableCount::new("t", 12)],
             content_checksums: Default::default(),
             postgres: None,
             integrity: None,

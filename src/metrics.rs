@@ -251,6 +251,8 @@ mod tests {
             bytes,
             error: None,
             log: vec![],
+            operator: None,
+            restored: None,
         }
     }
 

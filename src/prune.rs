@@ -443,35 +443,54 @@ impl Lifeboat {
             .collect())
     }
 
-    /// Pins a backup so no prune deletes it.
+    /// Pins a backup so no prune deletes it. Recorded as a `pin` job (who, when).
     pub async fn pin(&self, catalog: &Catalog, id: &str) -> Result<BackupEntry> {
         let entry = catalog
             .find(id)
             .ok_or_else(|| Error::NoBackup(format!("{id:?}")))?;
-        let body = serde_json::json!({
-            "pinned_at": self.clock.now(),
-            "host": crate::jobs::hostname(),
-        });
-        self.store
-            .put_bytes(
-                &pin_key(&entry.source, entry.id.as_str())?,
-                body.to_string().into_bytes().into(),
-            )
-            .await?;
-        Ok(entry.clone())
+        let job = self.start_job(JobKind::Pin, Some(&entry.source), Trigger::Manual);
+        job.set_backup(entry.id.as_str());
+        let operator = self.operator();
+        let result = async {
+            let body = serde_json::json!({
+                "pinned_at": self.clock.now(),
+                "host": crate::jobs::hostname(),
+                "by": operator,
+            });
+            self.store
+                .put_bytes(
+                    &pin_key(&entry.source, entry.id.as_str())?,
+                    body.to_string().into_bytes().into(),
+                )
+                .await?;
+            job.log(format!("pinned {} by {operator}", entry.dir()));
+            Ok(entry.clone())
+        }
+        .await;
+        self.finish_job(job, result).await.1
     }
 
-    /// Removes a pin; `Ok(false)` if there was none.
+    /// Removes a pin; `Ok(false)` if there was none. Recorded as an `unpin` job either way,
+    /// so the history says who let the policy decide again.
     pub async fn unpin(&self, catalog: &Catalog, id: &str) -> Result<bool> {
         let entry = catalog
             .find(id)
             .ok_or_else(|| Error::NoBackup(format!("{id:?}")))?;
-        let key = pin_key(&entry.source, entry.id.as_str())?;
-        if self.store.head(&key).await?.is_none() {
-            return Ok(false);
+        let job = self.start_job(JobKind::Unpin, Some(&entry.source), Trigger::Manual);
+        job.set_backup(entry.id.as_str());
+        let operator = self.operator();
+        let result = async {
+            let key = pin_key(&entry.source, entry.id.as_str())?;
+            if self.store.head(&key).await?.is_none() {
+                job.log(format!("{} was not pinned", entry.dir()));
+                return Ok(false);
+            }
+            self.store.delete_many(&[key]).await?;
+            job.log(format!("unpinned {} by {operator}", entry.dir()));
+            Ok(true)
         }
-        self.store.delete_many(&[key]).await?;
-        Ok(true)
+        .await;
+        self.finish_job(job, result).await.1
     }
 
     /// Reads what planning needs: verification and the backup job history (pins come with

@@ -46,7 +46,7 @@ impl<'a> DrillReport<'a> {
     ) -> Self {
         DrillReport {
             job,
-            operator: operator(),
+            operator: job.operator.clone().unwrap_or_else(crate::jobs::os_user),
             host: hostname(),
             restore,
             rto_seconds: (restore.finished_at - restore.started_at).num_milliseconds() as f64
@@ -89,6 +89,16 @@ impl<'a> DrillReport<'a> {
         let _ = writeln!(md, "| RTO (measured) | {:.1} s |", self.rto_seconds);
         if let Some(rpo) = self.rpo_seconds {
             let _ = writeln!(md, "| RPO (backup age) | {} |", rpo_text(rpo));
+        }
+        if r.diff.has_expected {
+            let content = match r.content_compared {
+                Some(n) => format!("compared for {n} tables"),
+                None => "not in the backup (row counts only)".into(),
+            };
+            let _ = writeln!(md, "| content checksums | {content} |");
+        }
+        if !r.skipped.is_empty() {
+            let _ = writeln!(md, "| skipped | {} |", md_text(&r.skipped.join(", ")));
         }
         let _ = writeln!(
             md,
@@ -152,7 +162,7 @@ pub async fn save_failed_drill(
     source: Option<&str>,
     error: &str,
 ) -> Result<ObjectKey> {
-    let operator = operator();
+    let operator = job.operator.clone().unwrap_or_else(crate::jobs::os_user);
     let host = hostname();
     let json = serde_json::json!({
         "job": job,
@@ -188,15 +198,6 @@ pub async fn save_failed_drill(
         md,
     )
     .await
-}
-
-fn operator() -> String {
-    ["USER", "LOGNAME", "USERNAME"]
-        .iter()
-        .find_map(|v| std::env::var(v).ok().filter(|s| !s.is_empty()))
-        // cron and systemd often run without USER: the uid still says who it was.
-        // SAFETY: getuid cannot fail and touches no memory.
-        .unwrap_or_else(|| format!("uid {}", unsafe { libc::getuid() }))
 }
 
 /// One stored drill report, as `report drills` lists it.

@@ -7,6 +7,7 @@ mod daemon;
 mod drill;
 mod output;
 mod progress;
+mod promote;
 mod prune;
 mod signals;
 mod table;
@@ -103,6 +104,9 @@ enum Command {
     },
     /// Restore a backup into a new SQLite file or PostgreSQL database and diff its row counts.
     Restore(RestoreArgs),
+    /// Put a proven scratch copy in place of its source (confirmed by typing the source's
+    /// name); the old database or file is kept beside it.
+    Promote(promote::PromoteArgs),
     /// Restore a backup into a scratch database, diff it, measure RTO/RPO, store the report.
     Drill(drill::DrillArgs),
     /// Reports for an audit.
@@ -218,9 +222,9 @@ struct RestoreArgs {
     /// `lifeboat_restore_<id>` on the source's scratch server).
     #[arg(long, value_name = "PATH|NAME")]
     to: Option<String>,
-    /// Restore into an existing file or database, or over the source itself: repeat the
-    /// --to value (or the generated database name) to confirm.
-    #[arg(long, value_name = "PATH|NAME")]
+    /// SQLite: replace an existing file (never the source: `promote` does that); repeat the
+    /// --to value to confirm. PostgreSQL restores only ever create a new database.
+    #[arg(long, value_name = "PATH")]
     force_target: Option<String>,
     /// Drop the PostgreSQL scratch database (or delete the SQLite file) after the diff.
     #[arg(long, conflicts_with = "force_target")]
@@ -232,8 +236,9 @@ struct RestoreArgs {
     #[arg(long)]
     integrity_check: bool,
     /// PostgreSQL, authenticated backups only: restore with the scratch server user's rights,
-    /// keeping owners and grants (an untrusted extension, restoring over an existing
-    /// database). Without it a restore runs as a role that owns the new database only.
+    /// keeping owners, grants and the database's settings (a copy meant for promotion; an
+    /// untrusted extension). Without it a restore runs as a role that owns the new database
+    /// only.
     #[arg(long)]
     privileged: bool,
     #[arg(long)]
@@ -427,6 +432,7 @@ async fn command_result(
             Ok(ExitCode::SUCCESS)
         }
         Command::Restore(args) => restore(&config_path, args, quiet, cancel).await,
+        Command::Promote(args) => promote::run(&open(&config_path).await?, args, cancel).await,
         Command::Drill(args) => drill::drill(&open(&config_path).await?, args, quiet, cancel).await,
         Command::Report { what } => drill::report(&open(&config_path).await?, what).await,
         Command::Verify {
@@ -646,6 +652,9 @@ async fn restore(
     };
     let force_target = match &args.force_target {
         None => false,
+        Some(p) if postgres_source.is_some() => bail!(
+            "--force-target {p}: a PostgreSQL restore never loads an existing database; restore into a new database, then `lifeboat promote NEW` puts the proven copy in place of the source and keeps the old one"
+        ),
         Some(p) if p == &target_name => true,
         Some(p) => {
             bail!("--force-target {p} does not repeat --to {target_name}; nothing was touched")

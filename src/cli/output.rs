@@ -451,6 +451,7 @@ pub fn jobs(jobs: &[JobRecord], now: DateTime<Utc>, color: bool) {
         ("STATUS", Align::Left),
         ("BYTES", Align::Right),
         ("RATE", Align::Right),
+        ("BY", Align::Left),
         ("ERROR", Align::Left),
     ]);
     for j in jobs {
@@ -477,6 +478,7 @@ pub fn jobs(jobs: &[JobRecord], now: DateTime<Utc>, color: bool) {
             j.throughput()
                 .map_or("-".into(), |r| format!("{}/s", size(r as u64)))
                 .into(),
+            j.operator.as_deref().unwrap_or("-").into(),
             j.error.as_deref().unwrap_or("").into(),
         ]);
     }
@@ -513,6 +515,12 @@ pub fn restore_report(r: &RestoreReport, job: &JobRecord, color: bool) {
         secs(r.finished_at - r.started_at)
     );
     println!("job        {}", esc(&job.id));
+    if let Some(line) = content_line(r) {
+        println!("content    {line}");
+    }
+    if !r.skipped.is_empty() {
+        println!("skipped    {}", esc(skipped_line(r)));
+    }
     let live = r.diff.rows.iter().any(|row| row.live.is_some());
     let mut headers = vec![
         ("TABLE", Align::Left),
@@ -575,6 +583,30 @@ pub fn restore_report(r: &RestoreReport, job: &JobRecord, color: bool) {
             "FAILED: {findings} of {} tables differ from the manifest",
             r.diff.rows.len()
         );
+    }
+}
+
+/// Whether content checksums were compared, and for how many tables; `None` for a foreign
+/// dump (nothing to compare against).
+pub fn content_line(r: &RestoreReport) -> Option<String> {
+    if !r.diff.has_expected {
+        return None;
+    }
+    Some(match r.content_compared {
+        Some(n) => format!("checksums of {n} tables compared with the manifest"),
+        None => "not compared: the backup has no content checksums (row counts only)".into(),
+    })
+}
+
+/// What the restore left out, and what that means.
+pub fn skipped_line(r: &RestoreReport) -> String {
+    let what = r.skipped.join(", ");
+    if r.privileged {
+        what
+    } else {
+        format!(
+            "{what}: a least-privilege copy, for proof (an authenticated backup restored with --privileged keeps them)"
+        )
     }
 }
 

@@ -93,9 +93,22 @@ pub fn snapshot(
         drop(backup);
         src.execute_batch("COMMIT")
             .map_err(Error::sqlite(ctx("end read transaction")))?;
-        // A standalone file: no WAL beside it, whatever the source used.
-        dst.pragma_update(None, "journal_mode", "DELETE")
+        // The copy keeps the source's journal mode (WAL is recorded in the file; the others
+        // are per connection and leave it in rollback mode), so a restore, or the file
+        // taken by hand, comes back as the application left it. Closing the copy folds its
+        // WAL back in: the staged file is whole on its own.
+        let mode: String = src
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
             .map_err(Error::sqlite(ctx("journal mode")))?;
+        let mode = if mode.eq_ignore_ascii_case("wal") {
+            "WAL"
+        } else {
+            "DELETE"
+        };
+        dst.pragma_update(None, "journal_mode", mode)
+            .map_err(Error::sqlite(ctx("journal mode")))?;
+        dst.close()
+            .map_err(|(_, e)| Error::sqlite(ctx("close the staging copy"))(e))?;
     }
     let copy = Connection::open_with_flags(&copy_path, OpenFlags::SQLITE_OPEN_READ_ONLY)
         .map_err(Error::sqlite(ctx("reopen copy")))?;
@@ -148,10 +161,7 @@ pub fn count_tables(conn: &Connection) -> Result<Vec<TableCount>> {
                     |r| r.get(0),
                 )
                 .map_err(Error::sqlite(format!("count rows of {name}")))?;
-            Ok(TableCount {
-                name,
-                rows: rows as u64,
-            })
+            Ok(TableCount::new(name, rows as u64))
         })
         .collect()
 }

@@ -53,11 +53,19 @@ impl RestoreFrom {
 pub enum RestoreTarget {
     /// A new SQLite file.
     Sqlite(PathBuf),
-    /// A database on a PostgreSQL server; created unless `force_target` allows an existing one.
+    /// A new database on a PostgreSQL server (a restore never loads an existing one).
     Postgres { server: Conn, database: String },
 }
 
 impl RestoreTarget {
+    /// The copy's short name: the SQLite file's path, or the PostgreSQL database's name.
+    pub fn copy_name(&self) -> String {
+        match self {
+            RestoreTarget::Sqlite(path) => path.display().to_string(),
+            RestoreTarget::Postgres { database, .. } => database.clone(),
+        }
+    }
+
     /// The connection to the restored database (PostgreSQL).
     pub fn postgres(&self) -> Option<Conn> {
         match self {
@@ -109,8 +117,9 @@ pub struct RestoreOptions {
     /// The configured source a foreign dump is restored for: its `bin_dir` and the guard
     /// for its own database apply as for its backups.
     pub for_source: Option<String>,
-    /// Replace an existing file (or the source itself). Front ends set this only when the
-    /// person typed the target's name again.
+    /// Replace an existing SQLite file (never the source: `promote` does that). Front ends
+    /// set this only when the person typed the target's name again. A PostgreSQL restore
+    /// refuses it: it only ever creates a database.
     pub force_target: bool,
     /// The live source database to count as a third column.
     pub live: Option<LiveSource>,
@@ -144,11 +153,28 @@ pub struct RestoreReport {
     pub started_at: DateTime<Utc>,
     pub finished_at: DateTime<Utc>,
     pub diff: RowDiff,
+    /// For how many tables the content checksums in the manifest were compared with the
+    /// restored rows; `None` when the manifest has none (row counts only).
+    pub content_compared: Option<usize>,
+    /// Restored with the scratch server user's rights, owners and grants kept (PostgreSQL).
+    pub privileged: bool,
+    /// What the restore did not carry over from the source: `owners`, `GRANTs`,
+    /// `subscriptions`, `database settings` (a least-privilege PostgreSQL copy), `locale`
+    /// (not available on the scratch server).
+    pub skipped: Vec<String>,
+    /// What the copy looked like when it was counted (see [`crate::promote`]).
+    #[serde(skip)]
+    pub fingerprint: String,
 }
 
 impl RestoreReport {
     pub fn ok(&self) -> bool {
         self.diff.all_match()
+    }
+
+    /// Whether the copy was proved: its counts (and checksums) matched a manifest.
+    pub fn proved(&self) -> bool {
+        self.diff.has_expected && self.ok()
     }
 }
 
@@ -254,8 +280,14 @@ impl RestoreRun<'_> {
             "restored into {} ({raw_bytes} bytes)",
             target.display()
         ));
+        let fingerprint = {
+            let path = target.clone();
+            tokio::task::spawn_blocking(move || crate::promote::file_fingerprint(&path))
+                .await
+                .expect("hashing thread panicked")?
+        };
 
-        let diff = self.diff(&tables, content.as_ref()).await?;
+        let (diff, content_compared) = self.diff(&tables, content.as_ref()).await?;
         let finished_at = Utc::now();
         let report = RestoreReport {
             restored: self.from.label(),
@@ -274,6 +306,10 @@ impl RestoreRun<'_> {
             started_at,
             finished_at,
             diff,
+            content_compared,
+            privileged: false,
+            skipped: Vec::new(),
+            fingerprint,
         };
         Ok((report, finished_at))
     }
@@ -291,12 +327,12 @@ impl RestoreRun<'_> {
     }
 
     /// Counts the live source when asked, diffs manifest / restored / live, and compares the
-    /// restored content checksums with the manifest's.
+    /// restored content checksums with the manifest's (returning for how many tables).
     pub(super) async fn diff(
         &self,
         restored: &[TableCount],
         content: Option<&crate::content::ContentChecksums>,
-    ) -> Result<RowDiff> {
+    ) -> Result<(RowDiff, Option<usize>)> {
         let live = match &self.opts.live {
             Some(live) => {
                 self.progress.phase(Phase::CountLive, None);
@@ -320,11 +356,12 @@ impl RestoreRun<'_> {
             RestoreFrom::Foreign(_) => None,
         };
         let mut diff = RowDiff::new(expected_tables, restored, live.as_deref());
-        if let Some(content) = content {
+        let compared = content.map(|content| {
             let n = diff.check_content(&self.want_content(), content);
             (self.log)(format!("content checksums compared for {n} tables"));
-        }
-        Ok(diff)
+            n
+        });
+        Ok((diff, compared))
     }
 
     /// Streams the object, hashing it, into `consume`, which reads the decrypted and
@@ -495,7 +532,9 @@ impl RestoreRun<'_> {
             .as_ref()
             .and_then(|s| s.canonicalize().ok())
             .is_some_and(|s| s == target);
-        if is_source && !self.opts.force_target {
+        // Never over the live database, forced or not: `promote` replaces it with a proven
+        // copy and keeps the old file.
+        if is_source {
             return Err(Error::TargetIsSource(target));
         }
         if target.exists() && !self.opts.force_target {
@@ -667,6 +706,13 @@ impl PartialFile {
         // The drill drops its scratch file, then clears this.
         if let Some(r) = scratch {
             r.keep();
+        }
+        // Every connection to it is closed: what a WAL-mode reader left beside the partial
+        // name is empty and stale.
+        for ext in ["-wal", "-shm"] {
+            let mut side = self.path.as_os_str().to_owned();
+            side.push(ext);
+            let _ = std::fs::remove_file(PathBuf::from(side));
         }
         if replacing {
             // A stale WAL beside the replaced database would be replayed into the restored one.

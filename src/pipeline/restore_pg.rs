@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 
 use super::restore::{Object, RestoreFrom, RestoreReport, RestoreRun, RestoreTarget};
 use crate::debris::Debris;
-use crate::engine::postgres::{self, Conn, role, tools};
+use crate::engine::postgres::{self, Conn, database, role, tools};
 use crate::error::{Error, Result};
 use crate::manifest::EngineKind;
 use crate::progress::Phase;
@@ -18,10 +18,11 @@ struct Scratch<'a> {
     admin: tokio_postgres::Client,
     server: &'a Conn,
     database: &'a str,
-    /// The database existed before (restoring over it was forced): never dropped.
-    exists: bool,
+    server_major: u32,
     /// The oldest pg_restore that can load it.
     min_major: u32,
+    /// What the backup recorded of the source database (encoding, locale, settings, grants).
+    source_db: Option<crate::manifest::DatabaseInfo>,
 }
 
 impl RestoreRun<'_> {
@@ -43,21 +44,29 @@ impl RestoreRun<'_> {
             .source_conn
             .as_ref()
             .is_some_and(|s| s.same_server(server) && s.dbname == database);
-        let exists = postgres::database_exists(&admin, database).await?;
-        if is_source && !self.opts.force_target {
+        // A restore only ever creates its database. Loading over an existing one (pg_restore
+        // --clean) cannot be made to work for every schema: it stops at the first object it
+        // cannot drop (an inherited constraint of a partition) and leaves the database half
+        // loaded. A proven copy replaces a database with `promote` instead.
+        if is_source {
             return Err(Error::DatabaseIsSource(database.to_owned()));
         }
-        if exists && !self.opts.force_target {
-            return Err(Error::DatabaseExists(database.to_owned()));
-        }
-        // A restore role owns the database it loads and nothing else, so it can only load a
-        // database it creates; over an existing one only a privileged restore may go.
-        let privileged = self.opts.privileged;
-        if exists && !privileged {
+        if self.opts.force_target {
             return Err(Error::Refused(Box::new(Error::Invalid(format!(
-                "database {database} already exists: a restore runs as a role that owns only the database it creates, so it cannot load an existing one; restore into a new name, or restore an authenticated backup with --privileged"
+                "a PostgreSQL restore never loads an existing database (--force-target {database}): restore into a new database, then `lifeboat promote NEW` puts the proven copy in place of the source and keeps the old one"
             )))));
         }
+        if postgres::database_exists(&admin, database).await? {
+            return Err(Error::DatabaseExists(database.to_owned()));
+        }
+        let source_db = match self.from {
+            RestoreFrom::Backup(b) => b
+                .manifest
+                .as_ref()
+                .and_then(|m| m.postgres.as_ref())
+                .and_then(|p| p.database.clone()),
+            RestoreFrom::Foreign(_) => None,
+        };
         // pg_restore must be at least as new as the server it loads and the pg_dump that wrote
         // the archive.
         let dump_major = match self.from {
@@ -76,8 +85,9 @@ impl RestoreRun<'_> {
             admin,
             server,
             database,
-            exists,
+            server_major,
             min_major,
+            source_db,
         };
         let object = Object {
             key,
@@ -110,8 +120,9 @@ impl RestoreRun<'_> {
             admin,
             server,
             database,
-            exists,
+            server_major,
             min_major,
+            source_db,
         } = target;
         let privileged = self.opts.privileged;
         let Object {
@@ -168,35 +179,66 @@ impl RestoreRun<'_> {
         // Recorded before it exists: a killed restore's database (and its role) is dropped by
         // a later run, and a retry under the same name then works.
         let scratch = match &self.scratch_source() {
-            Some(source) if !exists => Some(self.debris.record(&Debris::ScratchDatabase {
+            Some(source) => Some(self.debris.record(&Debris::ScratchDatabase {
                 source: source.clone(),
                 database: database.to_owned(),
             })?),
             _ => None,
         };
+        let mut skipped = Vec::new();
         let restore_role = if privileged {
             (self.log)(format!(
                 "privileged restore of an authenticated backup: as {}, keeping owners and grants",
                 server.user
             ));
-            if !exists {
-                postgres::create_database(&admin, database, None).await?;
-            }
             None
         } else {
-            let role = role::create(&admin, database).await?;
-            if let Err(e) = postgres::create_database(&admin, database, Some(&role.name)).await {
-                let _ = role::drop_role(&admin, &role.name).await;
+            Some(role::create(&admin, database).await?)
+        };
+        let created = database::create(
+            &admin,
+            database,
+            restore_role.as_ref().map(|r| r.name.as_str()),
+            source_db.as_ref(),
+            server_major,
+        )
+        .await;
+        let locale_note = match created {
+            Ok(note) => note,
+            Err(e) => {
+                if let Some(role) = &restore_role {
+                    let _ = role::drop_role(&admin, &role.name).await;
+                }
                 return Err(e);
             }
+        };
+        (self.log)(format!(
+            "created database {database}{}",
+            source_db
+                .as_ref()
+                .map(|d| format!(
+                    " with the source's encoding {} and locale {}",
+                    d.encoding, d.lc_collate
+                ))
+                .unwrap_or_default()
+        ));
+        if let Some(note) = locale_note {
+            (self.log)(note);
+            skipped.push("locale".to_owned());
+        }
+        if let Some(role) = &restore_role {
             (self.log)(format!(
                 "restoring as role {}, owner of {database} only",
                 role.name
             ));
-            Some(role)
-        };
-        if !exists {
-            (self.log)(format!("created database {database}"));
+            // What a least-privilege copy leaves out: the copy proves the data, promote
+            // checks that the application's rights do not depend on what is missing.
+            skipped.extend(["owners", "GRANTs", "subscriptions"].map(str::to_owned));
+            if source_db.as_ref().is_some_and(|d| {
+                !d.settings.is_empty() || d.comment.is_some() || d.grants.is_some()
+            }) {
+                skipped.push("database settings".to_owned());
+            }
         }
         let target = match &restore_role {
             Some(role) => role.login(&server.with_dbname(database)),
@@ -227,7 +269,6 @@ impl RestoreRun<'_> {
                         &tool.path,
                         staged.path(),
                         jobs,
-                        exists,
                         privileged,
                         &self.cancel,
                     )
@@ -237,31 +278,45 @@ impl RestoreRun<'_> {
             self.progress.phase(Phase::Count, None);
             // Counted as the role too: whatever the dump left in the database (a search_path
             // set on it, functions in its schemas) never runs with more rights than it had.
-            let counted =
-                postgres::count_database(&target, !want_content.is_empty(), &self.cancel).await?;
-            if let Some(role) = &restore_role {
-                role::settle(&admin, database, role).await?;
+            let counted = postgres::fingerprint_database(
+                &target,
+                !want_content.is_empty(),
+                &self.cancel,
+            )
+            .await?;
+            match (&restore_role, &source_db) {
+                (Some(role), _) => role::settle(&admin, database, role).await?,
+                // A copy meant for promotion gets what the dump leaves out about the
+                // database itself (after the load: a setting such as
+                // default_transaction_read_only must not apply to it).
+                (None, Some(info)) => {
+                    for note in database::apply(&admin, database, info).await? {
+                        (self.log)(note);
+                    }
+                    (self.log)(format!(
+                        "gave {database} the source database's settings, comment and grants"
+                    ));
+                }
+                (None, None) => {}
             }
             Ok(counted)
         }
         .await;
         drop(staged);
-        let (tables, content) = match loaded {
+        let counted = match loaded {
             Ok(counted) => counted,
             Err(e) => {
-                if !exists {
-                    drop(admin);
-                    match postgres::drop_database(server, database).await {
-                        Ok(()) => {
-                            (self.log)(format!("dropped the partial database {database}"));
-                            if let Some(r) = scratch {
-                                r.clear();
-                            }
+                drop(admin);
+                match postgres::drop_database(server, database).await {
+                    Ok(()) => {
+                        (self.log)(format!("dropped the partial database {database}"));
+                        if let Some(r) = scratch {
+                            r.clear();
                         }
-                        Err(d) => (self.log)(format!(
-                            "could not drop the partial database {database} (a later run will): {d}"
-                        )),
                     }
+                    Err(d) => (self.log)(format!(
+                        "could not drop the partial database {database} (a later run will): {d}"
+                    )),
                 }
                 return Err(e);
             }
@@ -273,7 +328,7 @@ impl RestoreRun<'_> {
         }
         (self.log)(format!("restored into {target} ({raw_bytes} bytes)"));
 
-        let diff = self.diff(&tables, content.as_ref()).await?;
+        let (diff, content_compared) = self.diff(&counted.tables, counted.content.as_ref()).await?;
         let finished_at = Utc::now();
         let report = RestoreReport {
             restored: self.from.label(),
@@ -286,7 +341,7 @@ impl RestoreRun<'_> {
                 server: server.clone(),
                 database: database.to_owned(),
             },
-            created: !exists,
+            created: true,
             sha256,
             checksum_verified: expected.is_some(),
             authenticity: None,
@@ -295,6 +350,10 @@ impl RestoreRun<'_> {
             started_at,
             finished_at,
             diff,
+            content_compared,
+            privileged,
+            skipped,
+            fingerprint: counted.fingerprint,
         };
         Ok((report, finished_at))
     }

@@ -51,6 +51,13 @@ pub enum Request {
     },
     /// Put text on the clipboard (OSC 52).
     Copy(String),
+    /// Promote a proven copy in place of its source (the source's name typed as `confirm`).
+    Promote {
+        task: TaskId,
+        copy: String,
+        source: String,
+        confirm: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -108,4 +115,5 @@ pub enum Outcome {
     },
     /// Backups deleted and bytes freed.
     Prune(Result<(usize, u64), String>),
+    Promote(Result<Box<lifeboat::promote::Promoted>, String>),
 }

@@ -146,6 +146,8 @@ fn job(
                 message: format!("{kind} {status}"),
             },
         ],
+        operator: None,
+        restored: None,
     }
 }
 
@@ -218,18 +220,9 @@ fn screen(app: &App) -> String {
 
 fn report(mismatch: bool) -> RestoreReport {
     let expected = vec![
-        TableCount {
-            name: "customers".into(),
-            rows: 3_910,
-        },
-        TableCount {
-            name: "orders".into(),
-            rows: 11_730,
-        },
-        TableCount {
-            name: "payments".into(),
-            rows: 10_501,
-        },
+        TableCount::new("customers", 3_910),
+        TableCount::new("orders", 11_730),
+        TableCount::new("payments", 10_501),
     ];
     let mut restored = expected.clone();
     if mismatch {
@@ -237,10 +230,7 @@ fn report(mismatch: bool) -> RestoreReport {
     }
     let live: Vec<TableCount> = expected
         .iter()
-        .map(|t| TableCount {
-            name: t.name.clone(),
-            rows: t.rows + 12,
-        })
+        .map(|t| TableCount::new(t.name.clone(), t.rows + 12))
         .collect();
     RestoreReport {
         restored: "20261123T080000Z-aaaa".into(),
@@ -256,6 +246,10 @@ fn report(mismatch: bool) -> RestoreReport {
         started_at: now(),
         finished_at: now() + Duration::milliseconds(1_250),
         diff: RowDiff::new(Some(&expected), &restored, Some(&live)),
+        content_compared: None,
+        privileged: false,
+        skipped: Vec::new(),
+        fingerprint: String::new(),
     }
 }
 
@@ -659,7 +653,7 @@ fn replacing_an_existing_file_needs_its_path_typed_again() {
         key(&mut app, KeyCode::Backspace);
     }
     typed(&mut app, existing.to_str().unwrap());
-    assert!(screen(&app).contains("exists or is the live source"));
+    assert!(screen(&app).contains("This file exists"));
     key(&mut app, KeyCode::Enter);
     typed(&mut app, "wrong");
     key(&mut app, KeyCode::Enter);
@@ -825,7 +819,7 @@ fn retype(app: &mut App, text: &str) {
 }
 
 #[test]
-fn postgres_targets_are_database_names_and_the_source_needs_typing() {
+fn postgres_targets_are_new_database_names_never_the_source() {
     let mut app = postgres_app();
     assert!(screen(&app).contains("lifeboat_restore_20261123t080000z_bbbb"));
     assert!(screen(&app).contains("new PostgreSQL database"));
@@ -838,23 +832,33 @@ fn postgres_targets_are_database_names_and_the_source_needs_typing() {
     );
     assert!(screen(&app).contains("not allowed"));
 
+    // The source is never restored into, typed twice or not: promote replaces it.
     retype(&mut app, "billing");
+    assert!(
+        screen(&app).contains("live source database"),
+        "{}",
+        screen(&app)
+    );
     key(&mut app, KeyCode::Enter);
-    typed(&mut app, "billing");
-    key(&mut app, KeyCode::Enter);
-    let r = restore_request(&mut app);
-    assert!(r.force_target);
-    assert_eq!(r.target, PathBuf::from("billing"));
+    assert!(
+        app.take_requests()
+            .iter()
+            .all(|r| !matches!(r, Request::Restore(_)))
+    );
+    assert!(
+        screen(&app).contains("promote the proven copy"),
+        "{}",
+        screen(&app)
+    );
 }
 
 #[test]
-fn an_existing_postgres_database_needs_its_name_typed() {
+fn an_existing_postgres_database_is_refused_for_another_name() {
     let mut app = postgres_app();
     retype(&mut app, "taken");
     key(&mut app, KeyCode::Enter);
     let r = restore_request(&mut app);
     assert!(!r.force_target);
-    // The scratch server says it exists; the wizard asks for the name instead of failing.
     app.on_msg(Msg::Finished {
         task: r.task,
         kind: JobKind::Restore,
@@ -865,11 +869,110 @@ fn an_existing_postgres_database_needs_its_name_typed() {
         },
     });
     assert!(screen(&app).contains("already exists"));
-    typed(&mut app, "taken");
+    key(&mut app, KeyCode::Enter);
+    assert!(
+        app.take_requests()
+            .iter()
+            .all(|r| !matches!(r, Request::Restore(_)))
+    );
+    retype(&mut app, "taken_2");
     key(&mut app, KeyCode::Enter);
     let r = restore_request(&mut app);
-    assert!(r.force_target);
-    assert_eq!(r.target, PathBuf::from("taken"));
+    assert!(!r.force_target);
+    assert_eq!(r.target, PathBuf::from("taken_2"));
+}
+
+/// The wizard's result, for a proved copy: `P`, the source's name typed, then the promotion.
+fn proved_result() -> App {
+    let mut app = app();
+    key(&mut app, KeyCode::Char('r'));
+    verify_passes(&mut app);
+    key(&mut app, KeyCode::Enter);
+    key(&mut app, KeyCode::Enter);
+    let r = restore_request(&mut app);
+    app.on_msg(Msg::Finished {
+        task: r.task,
+        kind: JobKind::Restore,
+        record: restore_record(),
+        outcome: Outcome::Restore {
+            report: Ok(Box::new(report(false))),
+            saved: None,
+        },
+    });
+    app
+}
+
+fn promote_request(app: &mut App) -> Option<(u64, String, String, String)> {
+    app.take_requests().into_iter().find_map(|r| match r {
+        Request::Promote {
+            task,
+            copy,
+            source,
+            confirm,
+        } => Some((task, copy, source, confirm)),
+        _ => None,
+    })
+}
+
+#[test]
+fn a_proved_copy_is_promoted_after_typing_the_source_name() {
+    let mut app = proved_result();
+    assert!(
+        screen(&app).contains("P promotes this proven copy in place of shop"),
+        "{}",
+        screen(&app)
+    );
+    key(&mut app, KeyCode::Char('P'));
+    assert!(screen(&app).contains("Type the source's name (shop)"));
+    // Keys that mean something elsewhere are letters here.
+    typed(&mut app, "sho");
+    key(&mut app, KeyCode::Enter);
+    assert!(promote_request(&mut app).is_none());
+    assert!(screen(&app).contains("type the source's name, shop"));
+    typed(&mut app, "p");
+    key(&mut app, KeyCode::Enter);
+    let (task, copy, source, confirm) = promote_request(&mut app).expect("a promotion");
+    assert_eq!(copy, "/var/tmp/restores/shop-20261123T080000Z-aaaa.db");
+    assert_eq!((source.as_str(), confirm.as_str()), ("shop", "shop"));
+
+    // The core refuses (the copy changed since): said, and the result is still there.
+    app.on_msg(Msg::Finished {
+        task,
+        kind: JobKind::Promote,
+        record: restore_record(),
+        outcome: Outcome::Promote(Err("the copy has changed since it was proved".into())),
+    });
+    let s = screen(&app);
+    assert!(
+        s.contains("NOT PROMOTED") && s.contains("changed since"),
+        "{s}"
+    );
+    key(&mut app, KeyCode::Enter);
+    assert!(screen(&app).contains("OK: all 3 tables match"));
+}
+
+#[test]
+fn a_copy_that_did_not_pass_cannot_be_promoted() {
+    let mut app = app();
+    key(&mut app, KeyCode::Char('r'));
+    verify_passes(&mut app);
+    key(&mut app, KeyCode::Enter);
+    key(&mut app, KeyCode::Enter);
+    let r = restore_request(&mut app);
+    app.on_msg(Msg::Finished {
+        task: r.task,
+        kind: JobKind::Restore,
+        record: restore_record(),
+        outcome: Outcome::Restore {
+            report: Ok(Box::new(report(true))),
+            saved: None,
+        },
+    });
+    assert!(!screen(&app).contains("promotes"));
+    key(&mut app, KeyCode::Char('P'));
+    typed(&mut app, "shop");
+    key(&mut app, KeyCode::Enter);
+    assert!(promote_request(&mut app).is_none());
 }
 
 /// Three stores: the default, an offsite bucket and an archive.
@@ -918,10 +1021,7 @@ fn entry_with_copies(
             sha256: "cd".repeat(32),
         },
         encryption: None,
-        tables: vec![TableCount {
-            name: "orders".into(),
-            rows,
-        }],
+        tables: vec![TableCount::new("orders", rows)],
         content_checksums: Default::default(),
         postgres: None,
         integrity: None,

@@ -182,6 +182,23 @@ impl Worker {
                     ));
                 });
             }
+            Request::Promote {
+                task,
+                copy,
+                source,
+                confirm,
+            } => {
+                let cancel = self.start(task);
+                tokio::spawn(async move {
+                    let (record, result) = lb.promote(&copy, Some(&source), &confirm, cancel).await;
+                    let _ = tx.send(Msg::Finished {
+                        task,
+                        kind: JobKind::Promote,
+                        record: Box::new(record),
+                        outcome: Outcome::Promote(result.map(Box::new).map_err(|e| e.to_string())),
+                    });
+                });
+            }
             Request::Copy(text) => {
                 // OSC 52: the terminal puts it on the clipboard, locally or over ssh.
                 use std::io::Write;
@@ -291,8 +308,13 @@ async fn restore(
 
 /// A record for a job that could not start (its error says why).
 fn placeholder(lb: &Lifeboat, kind: JobKind) -> lifeboat::jobs::JobRecord {
-    let job =
-        lifeboat::jobs::Job::start(kind, None, lifeboat::manifest::Trigger::Manual, lb.clock());
+    let job = lifeboat::jobs::Job::start(
+        kind,
+        None,
+        lifeboat::manifest::Trigger::Manual,
+        &lb.operator(),
+        lb.clock(),
+    );
     job.snapshot()
 }
 

@@ -1276,13 +1276,19 @@ async fn pg_privileged_restores_are_for_authenticated_backups_only() {
         ),
         "app_owner"
     );
-    // Into an existing database, with --force-target: only this way; never dropped by lifeboat.
+    // Not into an existing database, privileged or not: a proven copy replaces one through
+    // promote, and the existing one is left as it was.
     cluster.psql("postgres", "CREATE DATABASE taken");
-    let report = restore("taken", true, true).await.unwrap();
-    assert!(report.diff.all_match() && !report.created);
-    let refused = lb.drop_restored(&report.target, report.created).await;
-    assert!(matches!(refused, Err(Error::Invalid(_))), "{refused:?}");
-    assert_eq!(cluster.psql("taken", "SELECT count(*) FROM t"), "50");
+    let err = restore("taken", true, true).await.unwrap_err();
+    assert_refused(
+        &err,
+        "lifeboat promote",
+        "privileged over an existing database",
+    );
+    assert_eq!(
+        cluster.psql("taken", "SELECT count(*) FROM pg_class WHERE relname = 't'"),
+        "0"
+    );
 
     // The same backup with its signature stripped (and its checksum recomputed): unsigned,
     // so --privileged is refused before anything is downloaded.

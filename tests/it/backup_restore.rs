@@ -629,6 +629,11 @@ async fn a_drill_report_is_saved_as_evidence() {
         "{md}"
     );
     assert!(md.contains("| orders | 2000 | 2000 | +0 | ok |"), "{md}");
+    // The report says whether the rows themselves were compared (here: no checksums).
+    assert!(
+        md.contains("| content checksums | not in the backup (row counts only) |"),
+        "{md}"
+    );
     let json_key = lifeboat::storage::ObjectKey::new(key.as_str().replace(".md", ".json")).unwrap();
     let json: serde_json::Value = serde_json::from_slice(
         &world
@@ -640,9 +645,54 @@ async fn a_drill_report_is_saved_as_evidence() {
     )
     .unwrap();
     assert_eq!(json["result"], "passed");
+    assert!(json["restore"]["content_compared"].is_null(), "{json}");
     assert!(json["rpo_seconds"].as_i64().unwrap() >= 0);
     // Drill reports are not backups and not foreign objects.
     let catalog = world.lb.catalog().await.unwrap();
     assert_eq!(catalog.backups.len(), 1);
     assert!(catalog.foreign.is_empty());
+}
+
+fn journal_mode(path: &std::path::Path) -> String {
+    let c = rusqlite::Connection::open(path).unwrap();
+    c.query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap()
+}
+
+/// A WAL-mode source comes back in WAL mode (the application's own setting), a rollback-
+/// journal source in rollback mode; either way nothing is left beside the restored file.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restore_keeps_the_source_journal_mode() {
+    let world = World::local();
+    assert_eq!(journal_mode(&world.path("app.db")), "wal");
+    for (mode, target) in [("wal", "wal.db"), ("delete", "rollback.db")] {
+        if mode == "delete" {
+            let c = rusqlite::Connection::open(world.path("app.db")).unwrap();
+            let set: String = c
+                .query_row("PRAGMA journal_mode = DELETE", [], |r| r.get(0))
+                .unwrap();
+            assert_eq!(set, "delete");
+        }
+        backup(&world).await;
+        let mut o = opts(&world, target);
+        o.integrity_check = true;
+        let (_, result) = world
+            .lb
+            .restore(
+                latest(&world).await,
+                o,
+                Arc::new(NoProgress),
+                CancellationToken::new(),
+            )
+            .await;
+        assert!(result.unwrap().ok());
+        let beside: Vec<String> = std::fs::read_dir(world.dir.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(target) || n.contains("lifeboat-partial"))
+            .collect();
+        assert_eq!(beside, [target], "{mode}");
+        assert_eq!(journal_mode(&world.path(target)), mode);
+    }
 }

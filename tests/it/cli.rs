@@ -532,3 +532,65 @@ async fn the_demo_builds_a_history_that_restores() {
     c.args(["demo", "--scale", "0.05", "--dir"]).arg(&demo);
     assert_one_line_error(&run(c).await, "--force");
 }
+
+/// Who did it: every job, pin and unpin names its operator (`operator` in the config, else
+/// the login name), and an unpin leaves a record in `jobs` like a pin does.
+#[tokio::test(flavor = "multi_thread")]
+async fn pins_and_unpins_are_jobs_that_say_who() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path();
+    let config = sqlite_world(home, "[storage]\ntype = \"local\"\npath = \"bucket\"");
+    let as_user = |user: &str, args: &[&str]| {
+        let mut c = with_config(home, &config, args);
+        c.env("USER", user);
+        c
+    };
+    let out = run(as_user("bob", &["backup", "app"])).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let id = json(&run(as_user("bob", &["list", "--json"])).await)["backups"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // A restore says that the backup had no content checksums to compare.
+    let out = run(as_user("bob", &["restore", &id, "--to", "r.db"])).await;
+    assert!(
+        out.stdout
+            .contains("content    not compared: the backup has no content checksums"),
+        "{}",
+        out.stdout
+    );
+    let out = run(as_user("bob", &["restore", &id, "--to", "r2.db", "--json"])).await;
+    assert!(json(&out)["report"]["content_compared"].is_null());
+
+    let pinned = json(&run(as_user("bob", &["pin", &id, "--json"])).await);
+    assert_eq!(pinned["pinned"], true);
+    // The config names the operator for everyone using it.
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, format!("operator = \"on-call team\"\n{text}")).unwrap();
+    let unpinned = json(&run(as_user("bob", &["unpin", &id, "--json"])).await);
+    assert_eq!(unpinned["changed"], true);
+
+    let jobs = json(&run(as_user("bob", &["jobs", "--json"])).await);
+    let by = |kind: &str| {
+        jobs.as_array()
+            .unwrap()
+            .iter()
+            .find(|j| j["kind"] == kind)
+            .unwrap_or_else(|| panic!("no {kind} job: {jobs}"))
+            .clone()
+    };
+    assert_eq!(by("backup")["operator"], "bob");
+    assert_eq!(by("pin")["operator"], "bob");
+    assert_eq!(by("pin")["backup_id"], id.as_str());
+    let unpin = by("unpin");
+    assert_eq!(unpin["operator"], "on-call team");
+    assert_eq!(unpin["backup_id"], id.as_str());
+    assert_eq!(unpin["status"], "succeeded");
+    let out = run(as_user("bob", &["jobs"])).await;
+    let line = out
+        .stdout
+        .lines()
+        .find(|l| l.contains("unpin"))
+        .unwrap_or_else(|| panic!("{}", out.stdout));
+    assert!(line.contains("on-call team"), "{line}");
+}

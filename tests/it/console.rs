@@ -201,3 +201,103 @@ fn the_console_shows_copies_and_each_store() {
     tmux.keys(&["q"]);
     tmux.wait_for("EXIT=0", Duration::from_secs(10));
 }
+
+/// The wizard's last step: a proven copy put in place of its source, after typing the
+/// source's name; the old file stays beside it.
+#[test]
+fn the_wizard_promotes_a_proven_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("app.db");
+    crate::common::make_sample_db(&db, 1);
+    let config = dir.path().join("lifeboat.toml");
+    std::fs::write(
+        &config,
+        "[storage]\ntype = \"local\"\npath = \"bucket\"\n[state]\npath = \"state.db\"\n\
+         [restore]\nscratch_dir = \"restores\"\n\
+         [[source]]\nname = \"app\"\nengine = \"sqlite\"\npath = \"app.db\"\n",
+    )
+    .unwrap();
+    let tmux = Tmux {
+        socket: format!("lifeboat-promote-{}", std::process::id()),
+    };
+    // Backed up, then damaged: 1,900 of the 2,000 orders lost.
+    let backup = std::process::Command::new(env!("CARGO_BIN_EXE_lifeboat"))
+        .arg("--config")
+        .arg(&config)
+        .args(["backup", "app"])
+        .current_dir(dir.path())
+        .env("HOME", dir.path())
+        .env("LIFEBOAT_NOW", "2026-11-23T02:00:00Z")
+        .output()
+        .unwrap();
+    assert!(backup.status.success(), "{backup:?}");
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute_batch("DELETE FROM orders WHERE id > 100")
+        .unwrap();
+    let script = format!(
+        "cd {dir} && export HOME={dir} LIFEBOAT_NOW=2026-11-23T03:00:00Z; {bin} --config {config}; echo EXIT=$?; sleep 60",
+        dir = dir.path().display(),
+        bin = env!("CARGO_BIN_EXE_lifeboat"),
+        config = config.display()
+    );
+    let started = tmux
+        .cmd()
+        .args(["new-session", "-d", "-s", "lb", "-x", "100", "-y", "30"])
+        .arg(script)
+        .status()
+        .expect("tmux is installed (scripts/test installs it)");
+    assert!(started.success());
+    tmux.wait_for("1 Catalog", Duration::from_secs(60));
+    tmux.keys(&["4"]);
+    tmux.wait_for("Which database?", Duration::from_secs(5));
+    tmux.keys(&["Enter", "Enter"]);
+    tmux.wait_for("verified: the stored bytes match", Duration::from_secs(30));
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("A new file", Duration::from_secs(5));
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("OK: all 5 tables match", Duration::from_secs(60));
+    tmux.wait_for(
+        "P promotes this proven copy in place of app",
+        Duration::from_secs(5),
+    );
+    tmux.keys(&["P"]);
+    tmux.wait_for("Type the source's name (app)", Duration::from_secs(5));
+    // A wrong name does nothing.
+    tmux.keys(&["a", "p", "Enter"]);
+    tmux.wait_for("type the source's name, app", Duration::from_secs(5));
+    assert_eq!(sqlite_count(&db, "orders"), 100);
+    tmux.keys(&["p", "Enter"]);
+    let screen = tmux.wait_for("PROMOTED", Duration::from_secs(30));
+    assert!(screen.contains("kept as"), "{screen}");
+    tmux.keys(&["Enter", "q"]);
+    tmux.wait_for("EXIT=0", Duration::from_secs(10));
+
+    assert_eq!(sqlite_count(&db, "orders"), 2000);
+    let kept: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("app_before_20261123T03")
+        })
+        .collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert_eq!(sqlite_count(&kept[0], "orders"), 100);
+    // The scratch copy moved into place.
+    let left: Vec<_> = std::fs::read_dir(dir.path().join("restores"))
+        .unwrap()
+        .flatten()
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+fn sqlite_count(path: &Path, table: &str) -> i64 {
+    rusqlite::Connection::open(path)
+        .unwrap()
+        .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+        .unwrap()
+}

@@ -178,7 +178,13 @@ async fn staging_left_by_a_dead_job_is_swept_and_a_live_jobs_is_not() {
     let clock = lifeboat::clock::Clock::system();
     let staging = world.lb.staging();
     // A dead job: recorded its staging directory, then its process was killed.
-    let dead_job = Job::start(JobKind::Backup, Some("app"), Trigger::Manual, &clock);
+    let dead_job = Job::start(
+        JobKind::Backup,
+        Some("app"),
+        Trigger::Manual,
+        "test",
+        &clock,
+    );
     let dead_dir = staging.join("lifeboat-dead");
     state
         .put_debris(
@@ -192,7 +198,13 @@ async fn staging_left_by_a_dead_job_is_swept_and_a_live_jobs_is_not() {
     std::fs::create_dir_all(&dead_dir).unwrap();
     std::fs::write(dead_dir.join("snapshot.sqlite"), vec![0u8; 4096]).unwrap();
     // A live job (its lock held here) with its own staging directory.
-    let mut live_job = Job::start(JobKind::Restore, Some("app"), Trigger::Manual, &clock);
+    let mut live_job = Job::start(
+        JobKind::Restore,
+        Some("app"),
+        Trigger::Manual,
+        "test",
+        &clock,
+    );
     live_job.hold(lifeboat::lock::JobLock::acquire(&state.job_lock_dir(), &live_job.id()).unwrap());
     let (live_dir, live_record) = Recorder::for_job(state.clone(), &live_job)
         .staging_dir(&staging)
@@ -912,10 +924,23 @@ async fn a_dead_job_is_found_by_its_lock_not_its_pid() {
     let clock = lifeboat::clock::Clock::system();
     // Recorded as running by this very process (a live pid), but nobody holds its lock: the
     // process that ran it died and the kernel gave its pid to someone else.
-    let dead = Job::start(JobKind::Backup, Some("app"), Trigger::Manual, &clock).snapshot();
+    let dead = Job::start(
+        JobKind::Backup,
+        Some("app"),
+        Trigger::Manual,
+        "test",
+        &clock,
+    )
+    .snapshot();
     assert_eq!(dead.pid, std::process::id());
     state.put_job(&dead, false).unwrap();
-    let mut live = Job::start(JobKind::Backup, Some("app"), Trigger::Manual, &clock);
+    let mut live = Job::start(
+        JobKind::Backup,
+        Some("app"),
+        Trigger::Manual,
+        "test",
+        &clock,
+    );
     live.hold(lifeboat::lock::JobLock::acquire(&state.job_lock_dir(), &live.id()).unwrap());
     state.put_job(&live.snapshot(), false).unwrap();
     let reopened = lifeboat::state::State::open(&path).unwrap();

@@ -492,7 +492,7 @@ async fn pg_backup_under_writes_restores_with_exact_counts() {
     assert_eq!(
         names,
         [
-            "Odd Schema.Mixed \"Case\"",
+            r#""Odd Schema"."Mixed ""Case""""#,
             "billing.audit",
             "billing.customers",
             "billing.events_2025",
@@ -510,7 +510,7 @@ async fn pg_backup_under_writes_restores_with_exact_counts() {
     assert_eq!(summed, names);
     assert_eq!(counts["billing.customers"], 5000);
     assert_eq!(counts["pg_catalog.pg_largeobject_metadata"], 5);
-    assert_eq!(counts["Odd Schema.Mixed \"Case\""], 10);
+    assert_eq!(counts[r#""Odd Schema"."Mixed ""Case""""#], 10);
     // Counted in the dump's snapshot, while writes went on: between before and after, and the
     // trigger's audit rows agree with the invoices of the same instant.
     let w = counts["public.writes"];
@@ -754,8 +754,8 @@ async fn pg_refuses_what_it_must_and_says_why() {
         matches!(result, Err(Error::DatabaseExists(_))),
         "{result:?}"
     );
-    // Even when forced, a restore role cannot load a database it does not own: that takes
-    // a privileged restore of an authenticated backup (attacks::pg_privileged_restores_*).
+    // Forced or not, a restore never loads an existing database (promote replaces one with
+    // a proven copy instead).
     let mut forced = pg_opts(&lb, taken);
     forced.force_target = true;
     let (_, result) = lb
@@ -768,7 +768,7 @@ async fn pg_refuses_what_it_must_and_says_why() {
         .await;
     let err = result.unwrap_err();
     assert!(
-        matches!(&err, Error::Refused(_)) && err.to_string().contains("--privileged"),
+        matches!(&err, Error::Refused(_)) && err.to_string().contains("lifeboat promote"),
         "{err:?}"
     );
     assert_eq!(

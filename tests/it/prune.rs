@@ -294,6 +294,8 @@ async fn a_failed_newest_backup_stops_the_prune_unless_forced() {
         bytes: 0,
         error: Some("disk full".into()),
         log: Vec::new(),
+        operator: None,
+        restored: None,
     };
     lb.state().put_job(&failed, false).unwrap();
     clock.set(first + Duration::days(4));

@@ -15,7 +15,12 @@ use crate::error::Result;
 
 /// Output settings of every type whose text form depends on the session. `SET`, not
 /// `SET LOCAL`: it must hold for the rest of the session whether or not a transaction is open.
-const PIN_TEXT_FORMS: &str = "SET client_encoding = 'UTF8'; SET DateStyle = 'ISO, YMD';
+/// Text comes as UTF-8, except from a `SQL_ASCII` database, whose text is bytes in no known
+/// encoding: those are hashed as they are (converting them would fail on the first byte
+/// that is not UTF-8). A restore is created with its source's encoding, so both sides agree.
+const PIN_TEXT_FORMS: &str = "SELECT set_config('client_encoding',
+        CASE current_setting('server_encoding') WHEN 'SQL_ASCII' THEN 'SQL_ASCII' ELSE 'UTF8' END, false);
+    SET DateStyle = 'ISO, YMD';
     SET IntervalStyle = 'postgres'; SET TimeZone = 'UTC'; SET extra_float_digits = 3;
     SET bytea_output = 'hex'; SET lc_monetary = 'C'";
 
@@ -31,7 +36,7 @@ pub async fn checksums(client: &Client) -> Result<ContentChecksums> {
         .map_err(pg_error("pin the text forms for content checksums"))?;
     let mut out = ContentChecksums::new();
     for (schema, table, columns) in columns_by_table(client).await? {
-        let name = format!("{schema}.{table}");
+        let name = crate::manifest::qualified_name(&schema, &table);
         let relation = format!("{}.{}", quote_ident(&schema), quote_ident(&table));
         // A table without (non-generated) columns still has rows: COPY prints empty lines.
         let sql = if columns.is_empty() {

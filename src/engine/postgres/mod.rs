@@ -7,6 +7,7 @@
 
 pub mod conn;
 pub mod content;
+pub mod database;
 pub mod plain;
 pub mod role;
 pub mod tls;
@@ -18,6 +19,7 @@ use std::path::Path;
 use std::process::{Child, ExitStatus, Stdio};
 use std::time::Duration;
 
+use sha2::Digest;
 use tokio_postgres::Client;
 use tokio_util::sync::CancellationToken;
 
@@ -179,10 +181,12 @@ pub async fn count_tables(client: &Client) -> Result<Vec<TableCount>> {
                 *c = n as u64;
             }
         }
-        out.extend(batch.iter().zip(counts).map(|((s, t), rows)| TableCount {
-            name: format!("{s}.{t}"),
-            rows,
-        }));
+        out.extend(
+            batch
+                .iter()
+                .zip(counts)
+                .map(|((s, t), rows)| TableCount::in_schema(s, t, rows)),
+        );
     }
     let lo: i64 = client
         .query_one(
@@ -192,10 +196,11 @@ pub async fn count_tables(client: &Client) -> Result<Vec<TableCount>> {
         .await
         .map_err(pg_error("count large objects"))?
         .get(0);
-    out.push(TableCount {
-        name: LARGE_OBJECTS.into(),
-        rows: lo as u64,
-    });
+    out.push(TableCount::in_schema(
+        "pg_catalog",
+        "pg_largeobject_metadata",
+        lo as u64,
+    ));
     Ok(out)
 }
 
@@ -224,6 +229,36 @@ pub async fn count_database(
     with_content: bool,
     cancel: &CancellationToken,
 ) -> Result<(Vec<TableCount>, Option<ContentChecksums>)> {
+    let counted = counted_in_snapshot(conn, with_content, false, cancel).await?;
+    Ok((counted.tables, counted.content))
+}
+
+/// A database's row counts (and content checksums when asked) with a fingerprint of what it
+/// holds: those and its catalog ([`database::catalog_sum`]), taken in one snapshot. Two
+/// fingerprints of one database differ when its rows or its structure changed in between.
+pub async fn fingerprint_database(
+    conn: &Conn,
+    with_content: bool,
+    cancel: &CancellationToken,
+) -> Result<Counted> {
+    counted_in_snapshot(conn, with_content, true, cancel).await
+}
+
+/// What [`fingerprint_database`] found.
+#[derive(Debug, Clone)]
+pub struct Counted {
+    pub tables: Vec<TableCount>,
+    pub content: Option<ContentChecksums>,
+    /// Empty unless asked for.
+    pub fingerprint: String,
+}
+
+async fn counted_in_snapshot(
+    conn: &Conn,
+    with_content: bool,
+    with_fingerprint: bool,
+    cancel: &CancellationToken,
+) -> Result<Counted> {
     let client = conn.connect().await?;
     let counted = async {
         client
@@ -231,12 +266,31 @@ pub async fn count_database(
             .await
             .map_err(pg_error("begin"))?;
         let tables = count_tables(&client).await?;
-        let sums = if with_content {
+        let content = if with_content {
             Some(content::checksums(&client).await?)
         } else {
             None
         };
-        Ok((tables, sums))
+        let fingerprint = if with_fingerprint {
+            let catalog = database::catalog_sum(&client).await?;
+            let mut h = sha2::Sha256::new();
+            for t in &tables {
+                h.update(format!("{}\t{}\n", t.name, t.rows).as_bytes());
+            }
+            for (t, sum) in content.iter().flatten() {
+                h.update(format!("{t}\t{sum}\n").as_bytes());
+            }
+            h.update(catalog.as_bytes());
+            let kind = if content.is_some() { "pg+sums" } else { "pg" };
+            format!("{kind}:{}", crate::pipeline::hex(h.finalize()))
+        } else {
+            String::new()
+        };
+        Ok(Counted {
+            tables,
+            content,
+            fingerprint,
+        })
     };
     let token = client.cancel_token();
     let counted = until_cancelled(conn, &token, cancel, counted).await?;
@@ -530,6 +584,7 @@ pub async fn snapshot(
         .await
         .map_err(pg_error("current database"))?
         .get(0);
+    let database_info = database::describe(&client, &database).await?;
 
     let mut cmd = conn.command(&pg_dump.path);
     cmd.args(["--format=custom", "--compress=0", "--no-password"])
@@ -566,10 +621,12 @@ pub async fn snapshot(
         let (status, stderr) = child.wait(&cancel).await?;
         // Only now may the exporting transaction end.
         let _ = client.batch_execute("COMMIT").await;
+        // A failed count or checksum is the first cause: it ends the exporting transaction,
+        // and a pg_dump that had not taken the snapshot yet then fails on it too.
+        let (tables, content) = counted?;
         if !status.success() {
             return Err(tool_failure("pg_dump", status, &stderr));
         }
-        let (tables, content) = counted?;
         Ok(Finished { tables, content })
     });
     Ok(Snapshot {
@@ -587,6 +644,7 @@ pub async fn snapshot(
             dump_format: "custom".into(),
             schemas,
             extensions,
+            database: database_info,
         }),
         finish: Some(finish),
         _staging: None,
@@ -600,22 +658,6 @@ pub async fn database_exists(client: &Client, database: &str) -> Result<bool> {
         .await
         .map_err(pg_error("look up databases"))?
         .is_some())
-}
-
-/// Creates `database`, owned by `owner` when given (a restore role), else by the user
-/// `client` is connected as.
-pub async fn create_database(client: &Client, database: &str, owner: Option<&str>) -> Result<()> {
-    validate_db_name(database)?;
-    let owner = owner
-        .map(|o| format!(" OWNER {}", quote_ident(o)))
-        .unwrap_or_default();
-    client
-        .batch_execute(&format!(
-            "CREATE DATABASE {}{owner} TEMPLATE template0",
-            quote_ident(database)
-        ))
-        .await
-        .map_err(pg_error(format!("create database {database}")))
 }
 
 /// Drops a scratch database, disconnecting whoever is still in it, and the restore role that
@@ -674,7 +716,6 @@ pub async fn run_pg_restore(
     pg_restore: &Path,
     file: &Path,
     jobs: usize,
-    clean: bool,
     privileged: bool,
     cancel: &CancellationToken,
 ) -> Result<()> {
@@ -685,9 +726,6 @@ pub async fn run_pg_restore(
         .stdout(Stdio::null());
     if !privileged {
         cmd.args(["--no-owner", "--no-acl", "--no-subscriptions"]);
-    }
-    if clean {
-        cmd.args(["--clean", "--if-exists"]);
     }
     cmd.arg(file);
     let (status, stderr) = ChildGuard::spawn(cmd, "pg_restore")?.wait(cancel).await?;

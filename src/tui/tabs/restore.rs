@@ -33,6 +33,8 @@ enum Step {
     Target,
     Run,
     Result,
+    /// Put the proven copy in place of its source: type the source's name.
+    Promote,
 }
 
 #[derive(Debug, Default)]
@@ -52,6 +54,8 @@ pub struct RestoreWizard {
     confirming: bool,
     /// A PostgreSQL database the scratch server said already exists.
     existing: Option<String>,
+    /// Why the target cannot be restored into (the live source, an existing database).
+    blocked: Option<String>,
     run_task: Option<TaskId>,
     report: Option<Result<Box<RestoreReport>, String>>,
     saved: Option<String>,
@@ -59,11 +63,16 @@ pub struct RestoreWizard {
     error: Option<String>,
     /// Scroll position in the result's diff table.
     result_cursor: super::Cursor,
+    /// The source's name typed to confirm a promotion, the running promotion, its outcome.
+    promote_confirm: String,
+    promote_task: Option<TaskId>,
+    promoted: Option<Result<Box<lifeboat::promote::Promoted>, String>>,
 }
 
 impl RestoreWizard {
     pub fn typing(&self) -> bool {
         matches!(self.step, Step::Point | Step::Target)
+            || (self.step == Step::Promote && self.promoted.is_none())
     }
 
     pub fn hints(&self) -> &'static [Action] {
@@ -71,7 +80,11 @@ impl RestoreWizard {
             Step::Source => &[Action::Up, Action::Down, Action::Enter],
             Step::Point | Step::Target | Step::Preflight => &[Action::Enter, Action::Back],
             Step::Run => &[Action::Cancel],
+            Step::Result if self.promotable().is_some() => {
+                &[Action::Enter, Action::Promote, Action::Drop, Action::Down]
+            }
             Step::Result => &[Action::Enter, Action::Drop, Action::Down],
+            Step::Promote => &[Action::Enter, Action::Back],
         }
     }
 
@@ -136,19 +149,23 @@ impl RestoreWizard {
             });
             return true;
         }
+        if Some(task) == self.promote_task {
+            self.promote_task = None;
+            self.promoted = Some(match outcome {
+                Outcome::Promote(r) => r.clone(),
+                _ => Err("unexpected answer".into()),
+            });
+            return true;
+        }
         if Some(task) == self.run_task {
             if let Outcome::Restore { report: Err(e), .. } = outcome
                 && e.contains("already exists on the scratch server")
             {
-                // Restoring into an existing database needs its name typed again.
+                // A restore only creates: another name, please.
                 self.existing = Some(self.target.trim().to_owned());
-                self.needs_confirm = true;
-                self.confirming = true;
-                self.confirm.clear();
+                self.blocked = Some(e.clone());
                 self.run_task = None;
-                self.error = Some(format!(
-                    "{e}: type its name to restore into it (its objects are replaced), or Esc"
-                ));
+                self.error = Some(e.clone());
                 self.step = Step::Target;
                 return true;
             }
@@ -260,6 +277,11 @@ impl RestoreWizard {
                         .map_or(0, |r| r.diff.rows.len());
                     self.result_cursor.navigate(action, len);
                 }
+                Some(Action::Promote) if self.promotable().is_some() => {
+                    self.promote_confirm.clear();
+                    self.promoted = None;
+                    self.step = Step::Promote;
+                }
                 Some(Action::Drop) => {
                     if let Some(Ok(report)) = &self.report {
                         self.finished = Some(if report.created {
@@ -292,8 +314,74 @@ impl RestoreWizard {
                 }
                 _ => {}
             },
+            Step::Promote => self.on_promote_key(key, data, outbox),
         }
         Vec::new()
+    }
+
+    /// The source a proved copy could replace, with the copy's name.
+    fn promotable(&self) -> Option<(String, String)> {
+        let report = self.report.as_ref()?.as_ref().ok()?;
+        if !report.proved() || !report.created {
+            return None;
+        }
+        Some((report.source.clone()?, report.target.copy_name()))
+    }
+
+    fn on_promote_key(&mut self, key: KeyEvent, data: &Data, outbox: &mut Outbox) {
+        if self.promote_task.is_some() {
+            return;
+        }
+        if let Some(done) = &self.promoted {
+            if matches!(key.code, KeyCode::Enter | KeyCode::Esc) {
+                let finished = done
+                    .as_ref()
+                    .map(|p| format!("promoted {} in place of {}", p.plan.copy, p.plan.replaces))
+                    .map_err(drop);
+                match finished {
+                    Ok(finished) => {
+                        *self = RestoreWizard {
+                            finished: Some(finished),
+                            ..RestoreWizard::default()
+                        }
+                    }
+                    // Refused or failed: back to the result; the copy is still there.
+                    Err(()) => {
+                        self.promoted = None;
+                        self.step = Step::Result;
+                    }
+                }
+            }
+            return;
+        }
+        let Some((source, copy)) = self.promotable() else {
+            self.step = Step::Result;
+            return;
+        };
+        match key.code {
+            KeyCode::Esc => self.step = Step::Result,
+            KeyCode::Backspace => {
+                self.promote_confirm.pop();
+            }
+            KeyCode::Char(c) => self.promote_confirm.push(c),
+            KeyCode::Enter => {
+                if self.promote_confirm.trim() != source {
+                    self.error = Some(format!(
+                        "type the source's name, {source}, to promote (Esc to go back)"
+                    ));
+                    return;
+                }
+                let task = outbox.task(format!("promote {copy}"), data.now);
+                outbox.requests.push(Request::Promote {
+                    task,
+                    copy,
+                    source: source.clone(),
+                    confirm: self.promote_confirm.trim().to_owned(),
+                });
+                self.promote_task = Some(task);
+            }
+            _ => {}
+        }
     }
 
     fn resolve_point(&mut self, data: &Data, ctx: &Ctx, outbox: &mut Outbox) {
@@ -335,29 +423,41 @@ impl RestoreWizard {
         }
     }
 
-    /// Whether the target is free, or must be confirmed; a stat, done on keys, never on draw.
+    /// Whether the target is free, must be confirmed (an existing SQLite file), or cannot be
+    /// restored into (the source, an existing database); a stat, done on keys, never on draw.
     fn check_target(&mut self, ctx: &Ctx) {
+        self.blocked = None;
+        let name = self.target.trim();
         if let Some(source) = self.chosen.as_ref().and_then(|c| postgres_source(ctx, c)) {
             // Other existing databases are refused by the restore itself, with the reason.
-            let name = self.target.trim();
             let source_db = lifeboat::engine::postgres::source_conn(source).map(|c| c.dbname);
-            self.needs_confirm =
-                source_db.is_ok_and(|db| db == name) || self.existing.as_deref() == Some(name);
-            if !self.needs_confirm {
-                self.confirming = false;
-                self.confirm.clear();
+            if source_db.is_ok_and(|db| db == name) {
+                self.blocked = Some(format!(
+                    "{name} is the live source database: a restore makes a new database. Restore under a new name, then promote the proven copy (P on the result)."
+                ));
+            } else if self.existing.as_deref() == Some(name) {
+                self.blocked = Some(format!(
+                    "{name} already exists: a restore only creates a new database; choose another name."
+                ));
             }
+            self.needs_confirm = false;
+            self.confirming = false;
+            self.confirm.clear();
             return;
         }
-        let path = Path::new(self.target.trim());
+        let path = Path::new(name);
         let source = self
             .chosen
             .as_ref()
             .and_then(|c| c.source.as_ref())
             .and_then(|s| ctx.config.source(s))
             .and_then(|s| s.path.clone());
-        let is_source = source.is_some_and(|s| same_file(&s, path));
-        self.needs_confirm = is_source || path.exists();
+        if source.is_some_and(|s| same_file(&s, path)) {
+            self.blocked = Some(
+                "This is the live source database: a restore never replaces it. Restore into a new file, then promote the proven copy (P on the result).".into(),
+            );
+        }
+        self.needs_confirm = self.blocked.is_none() && path.exists();
         if !self.needs_confirm {
             self.confirming = false;
             self.confirm.clear();
@@ -378,6 +478,10 @@ impl RestoreWizard {
             }
         } else if target.is_empty() || target.ends_with('/') {
             self.error = Some("the target must name a file".into());
+            return;
+        }
+        if let Some(why) = &self.blocked {
+            self.error = Some(why.clone());
             return;
         }
         if self.needs_confirm && !self.confirming {
@@ -410,7 +514,7 @@ impl RestoreWizard {
             Step::Preflight => 1,
             Step::Target => 2,
             Step::Run => 3,
-            Step::Result => 4,
+            Step::Result | Step::Promote => 4,
         };
         let mut crumbs = vec![Span::styled(
             if self.drill { " DRILL " } else { " restore " },
@@ -445,6 +549,7 @@ impl RestoreWizard {
             Step::Target => self.draw_target(frame, inner, ctx),
             Step::Run => self.draw_run(frame, inner, data, ctx),
             Step::Result => self.draw_result(frame, inner, ctx),
+            Step::Promote => self.draw_promote(frame, inner, ctx),
         }
         let status = match (&self.error, &self.finished) {
             (Some(e), _) => Line::styled(fmt::safe(e), t.bad),
@@ -575,15 +680,15 @@ impl RestoreWizard {
             [
                 "Restore into this new PostgreSQL database on the scratch server (edit the name if you like):",
                 "A new database: nothing existing is touched. Enter to start.",
-                "This database exists or is the live source database. Restoring replaces its objects.",
-                "Type the name again to confirm:",
-                "Enter to confirm by typing it again, or edit the name.",
+                "",
+                "",
+                "",
             ]
         } else {
             [
                 "Restore into this new SQLite database (edit the path if you like):",
                 "A new file: nothing existing is touched. Enter to start.",
-                "This file exists or is the live source database. Restoring replaces it.",
+                "This file exists. Restoring replaces it.",
                 "Type the path again to confirm:",
                 "Enter to confirm by typing it again, or edit the path.",
             ]
@@ -599,7 +704,9 @@ impl RestoreWizard {
             ]),
             Line::raw(""),
         ];
-        if self.needs_confirm {
+        if let Some(why) = &self.blocked {
+            lines.push(Line::styled(fmt::safe(why), t.bad));
+        } else if self.needs_confirm {
             lines.push(Line::styled(exists, t.bad));
             if self.confirming {
                 lines.push(Line::styled(again, t.title));
@@ -728,8 +835,36 @@ impl RestoreWizard {
                 fmt::safe(&report.target)
             )),
         ];
+        if report.diff.has_expected {
+            head.push(Line::styled(
+                match report.content_compared {
+                    Some(n) => format!("content checksums of {n} tables compared"),
+                    None => "no content checksums in the backup: row counts only".into(),
+                },
+                t.dim,
+            ));
+        }
+        if !report.skipped.is_empty() {
+            head.push(Line::styled(
+                format!(
+                    "skipped: {} (a least-privilege copy, for proof)",
+                    fmt::safe(report.skipped.join(", "))
+                ),
+                t.warn,
+            ));
+        }
         if let Some(saved) = &self.saved {
             head.push(Line::styled(fmt::safe(saved), t.accent));
+        }
+        if let Some((source, _)) = self.promotable() {
+            head.push(Line::styled(
+                format!(
+                    "{} promotes this proven copy in place of {} (type its name to confirm)",
+                    ctx.keymap.key(Action::Promote),
+                    fmt::safe(&source)
+                ),
+                t.accent,
+            ));
         }
         let head_len = head.len() as u16;
         let [top, table, keys] = Layout::vertical([
@@ -801,6 +936,79 @@ impl RestoreWizard {
             )),
             keys,
         );
+    }
+
+    fn draw_promote(&self, frame: &mut Frame, area: Rect, ctx: &Ctx) {
+        let t = &ctx.theme;
+        let Some((source, copy)) = self.promotable() else {
+            return;
+        };
+        let mut lines = vec![
+            Line::styled(
+                format!(
+                    "Promote {} in place of source {}",
+                    fmt::safe(&copy),
+                    fmt::safe(&source)
+                ),
+                t.title,
+            ),
+            Line::raw(""),
+            Line::raw(
+                "The copy proved by this restore replaces the source's database; the old one is kept beside it as <name>_before_<time>.",
+            ),
+            Line::raw(
+                "PostgreSQL: the source's sessions are ended, its owner, settings and database grants carry over.",
+            ),
+            Line::raw(
+                "SQLite: the application must be stopped first; the copy gets the old file's owner and mode.",
+            ),
+            Line::raw(""),
+        ];
+        match (&self.promoted, self.promote_task) {
+            (Some(Ok(p)), _) => {
+                lines.push(Line::styled(
+                    format!(
+                        "PROMOTED: {} is in place of {}",
+                        fmt::safe(&p.plan.copy),
+                        fmt::safe(&p.plan.replaces)
+                    ),
+                    t.ok,
+                ));
+                if let Some(old) = &p.plan.kept_as {
+                    lines.push(Line::raw(format!(
+                        "the old one is kept as {}: drop it once it is no longer needed",
+                        fmt::safe(old)
+                    )));
+                }
+                lines.push(Line::styled("Enter to finish", t.dim));
+            }
+            (Some(Err(e)), _) => {
+                lines.push(Line::styled("NOT PROMOTED", t.bad));
+                lines.push(Line::raw(fmt::safe(e)));
+                lines.push(Line::styled("Enter to go back to the result", t.dim));
+            }
+            (None, Some(_)) => {
+                lines.push(Line::styled(
+                    "promoting… checking the copy again, then putting it in place",
+                    t.warn,
+                ));
+            }
+            (None, None) => {
+                lines.push(Line::styled(
+                    format!(
+                        "Type the source's name ({}) to confirm:",
+                        fmt::safe(&source)
+                    ),
+                    t.bad,
+                ));
+                lines.push(Line::from(vec![
+                    Span::raw("  > "),
+                    Span::styled(format!("{}█", self.promote_confirm), t.bad),
+                ]));
+                lines.push(Line::styled("Enter promotes · Esc goes back", t.dim));
+            }
+        }
+        frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), area);
     }
 }
 
