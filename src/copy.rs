@@ -27,7 +27,7 @@ use crate::Lifeboat;
 use crate::catalog::{BackupEntry, BackupState, Catalog};
 use crate::error::{Error, Result};
 use crate::jobs::{Job, JobKind, JobRecord};
-use crate::manifest::{MANIFEST_NAME, Manifest, Trigger};
+use crate::manifest::{DataInfo, MANIFEST_NAME, Manifest, Trigger};
 use crate::progress::{Phase, Progress};
 use crate::storage::{ByteStream, ObjectKey, ObjectMeta, ObjectStoreExt, StoreError};
 use crate::stores::{self, CheckHow, CopyState, NamedStore, RECORD_PREFIXES};
@@ -564,7 +564,7 @@ impl Lifeboat {
             });
         };
         let manifest_key = ObjectKey::new(format!("{}/{MANIFEST_NAME}", entry.dir()))?;
-        let want = (m.data.sha256.clone(), m.data.stored_bytes);
+        let want = &m.data;
         if action == CopyAction::Replace {
             // The manifest goes first, so a copy being replaced never looks complete.
             dest.store
@@ -574,8 +574,8 @@ impl Lifeboat {
         let mut sent = 0;
         let resumed = action == CopyAction::Resume
             && matches!(
-                hash_object(dest, &data_key, want.1, counter, cancel).await,
-                Ok((sha, size)) if (sha.as_str(), size) == (want.0.as_str(), want.1)
+                hash_object(dest, &data_key, want.stored_bytes, counter, cancel).await,
+                Ok((sha, size)) if want.mismatch(data_key.as_str(), &sha, size).is_none()
             );
         let mut source = None;
         if resumed {
@@ -584,13 +584,13 @@ impl Lifeboat {
                 dest.name, entry.source, entry.id
             ));
             // Counted as if sent, so the bar still ends at its total.
-            counter.add(want.1);
+            counter.add(want.stored_bytes);
             source = from.first().copied();
         } else {
             let mut last = None;
             for src in from {
                 match self
-                    .transfer(src, dest, &data_key, &want, counter, cancel)
+                    .transfer(src, dest, &data_key, want, counter, cancel)
                     .await
                 {
                     Ok(n) => {
@@ -629,17 +629,15 @@ impl Lifeboat {
                 }));
             }
             // Checksums on both sides: what arrived is read back and hashed.
-            let (sha, size) = hash_object(dest, &data_key, want.1, counter, cancel).await?;
-            if (sha.as_str(), size) != (want.0.as_str(), want.1) {
+            let (sha, size) =
+                hash_object(dest, &data_key, want.stored_bytes, counter, cancel).await?;
+            let read_back = format!("{data_key} (read back from store {})", dest.name);
+            if let Some(e) = want.mismatch(&read_back, &sha, size) {
                 let _ = dest
                     .store
                     .delete_many(std::slice::from_ref(&data_key))
                     .await;
-                return Err(Error::Checksum {
-                    key: format!("{data_key} (read back from store {})", dest.name),
-                    expected: want.0,
-                    actual: sha,
-                });
+                return Err(e);
             }
             // The source's bytes were read whole and matched (streamed, or copied by the
             // server and matched on arrival): that proves its copy too.
@@ -677,14 +675,14 @@ impl Lifeboat {
         src: &NamedStore,
         dest: &NamedStore,
         key: &ObjectKey,
-        want: &(String, u64),
+        want: &DataInfo,
         counter: &Counter,
         cancel: &CancellationToken,
     ) -> std::result::Result<u64, Transfer> {
         if let Some((to, from)) = dest.server_side_with(src) {
-            match to.copy_object_from(from, key, want.1).await {
+            match to.copy_object_from(from, key, want.stored_bytes).await {
                 Ok(()) => {
-                    counter.add(want.1);
+                    counter.add(want.stored_bytes);
                     return Ok(0);
                 }
                 Err(e) => tracing::info!(
@@ -736,21 +734,7 @@ impl Lifeboat {
             return Ok(());
         };
         let (sha, size) = hash_object(store, &key, m.data.stored_bytes, counter, cancel).await?;
-        let bad = if size != m.data.stored_bytes {
-            Some(Error::Size {
-                key: key.to_string(),
-                expected: m.data.stored_bytes,
-                actual: size,
-            })
-        } else if sha != m.data.sha256 {
-            Some(Error::Checksum {
-                key: key.to_string(),
-                expected: m.data.sha256.clone(),
-                actual: sha,
-            })
-        } else {
-            None
-        };
+        let bad = m.data.mismatch(key.as_str(), &sha, size);
         let detail = bad.as_ref().map(|e| first_line(e).to_owned());
         stores::record_check(
             store,
@@ -843,7 +827,7 @@ struct Checked {
     inner: ByteStream,
     hasher: Sha256,
     size: u64,
-    want: (String, u64),
+    want: DataInfo,
     key: String,
     source_error: Arc<Mutex<Option<Error>>>,
     counter: Counter,
@@ -875,10 +859,10 @@ impl Stream for Checked {
             Poll::Pending => Poll::Pending,
             Poll::Ready(Some(Ok(chunk))) => {
                 self.size += chunk.len() as u64;
-                if self.size > self.want.1 {
+                if self.size > self.want.stored_bytes {
                     let e = Error::Size {
                         key: self.key.clone(),
-                        expected: self.want.1,
+                        expected: self.want.stored_bytes,
                         actual: self.size,
                     };
                     return self.fail(e);
@@ -896,20 +880,7 @@ impl Stream for Checked {
             }
             Poll::Ready(None) => {
                 let sha = crate::pipeline::hex(self.hasher.clone().finalize());
-                if self.size != self.want.1 {
-                    let e = Error::Size {
-                        key: self.key.clone(),
-                        expected: self.want.1,
-                        actual: self.size,
-                    };
-                    return self.fail(e);
-                }
-                if sha != self.want.0 {
-                    let e = Error::Checksum {
-                        key: self.key.clone(),
-                        expected: self.want.0.clone(),
-                        actual: sha,
-                    };
+                if let Some(e) = self.want.mismatch(&self.key, &sha, self.size) {
                     return self.fail(e);
                 }
                 self.finished = true;

@@ -969,21 +969,7 @@ impl Lifeboat {
         let (sha, size) =
             pipeline::restore::download(store.store.as_ref(), key, None, progress, cancel).await?;
         job.add_bytes(size);
-        let mismatch = if size != m.data.stored_bytes {
-            Some(Error::Size {
-                key: key.to_string(),
-                expected: m.data.stored_bytes,
-                actual: size,
-            })
-        } else if sha != m.data.sha256 {
-            Some(Error::Checksum {
-                key: key.to_string(),
-                expected: m.data.sha256.clone(),
-                actual: sha.clone(),
-            })
-        } else {
-            None
-        };
+        let mismatch = m.data.mismatch(key.as_str(), &sha, size);
         let record = self.check_record(
             m,
             mismatch.is_none(),

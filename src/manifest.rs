@@ -149,6 +149,28 @@ pub struct DataInfo {
     pub sha256: String,
 }
 
+impl DataInfo {
+    /// Why the stored object read back as `key` (`size` bytes hashing to `sha256`) is not the
+    /// one this manifest describes, if it is not.
+    pub fn mismatch(&self, key: &str, sha256: &str, size: u64) -> Option<crate::Error> {
+        if size != self.stored_bytes {
+            Some(crate::Error::Size {
+                key: key.to_owned(),
+                expected: self.stored_bytes,
+                actual: size,
+            })
+        } else if sha256 != self.sha256 {
+            Some(crate::Error::Checksum {
+                key: key.to_owned(),
+                expected: self.sha256.clone(),
+                actual: sha256.to_owned(),
+            })
+        } else {
+            None
+        }
+    }
+}
+
 /// Recipients and scheme only; a manifest never carries key material.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EncryptionInfo {
