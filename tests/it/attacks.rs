@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use lifeboat::pipeline::restore::RestoreOptions;
+use lifeboat::pipeline::restore::{RestoreOptions, RestoreTarget};
 use lifeboat::progress::NoProgress;
 use lifeboat::signing::{Authenticity, Signer};
 use lifeboat::storage::{ObjectKey, ObjectStoreExt};
@@ -910,7 +910,10 @@ async fn pg_plain_dumps_run_with_no_rights_beyond_their_scratch_database() {
     let key = "attacks/plain-trap.sql";
     let trap = "-- a dump\nCREATE TABLE kept (a int);\nINSERT INTO kept VALUES (1);\n\
         CREATE FUNCTION public.trap() RETURNS int LANGUAGE plpgsql AS $$ BEGIN COPY (SELECT 1) TO PROGRAM 'touch {marker}'; RETURN 1; END $$;\n\
-        DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET search_path = public, pg_catalog', current_database()); END $$;\n"
+        DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET search_path = public, pg_catalog', current_database()); END $$;\n\
+        CREATE FUNCTION public.hijack(oid, regclass) RETURNS bool LANGUAGE plpgsql AS $$ BEGIN COPY (SELECT 1) TO PROGRAM 'touch {marker}'; RETURN $1 = $2::oid; END $$;\n\
+        CREATE OPERATOR public.= (LEFTARG = oid, RIGHTARG = regclass, FUNCTION = public.hijack);\n\
+        CREATE FUNCTION public.quote_ident(name) RETURNS text LANGUAGE plpgsql AS $$ BEGIN COPY (SELECT 1) TO PROGRAM 'touch {marker}'; RETURN 'x'; END $$;\n"
         .replace("{marker}", marker.to_str().unwrap());
     put(&lb, key, trap).await;
     let report = restore_foreign_pg(&lb, key, "atk_trap").await.unwrap();
@@ -942,6 +945,20 @@ async fn pg_plain_dumps_run_with_no_rights_beyond_their_scratch_database() {
         role
     );
     assert!(!marker.exists());
+    // lifeboat reads the copy again with the server's own login (counts, content checksums,
+    // promote's checks): the operator and function the dump planted in `public`, a better
+    // match for lifeboat's queries than the built-in ones, must not be what runs.
+    let RestoreTarget::Postgres { server, database } = &report.target else {
+        unreachable!()
+    };
+    lifeboat::engine::postgres::fingerprint_database(
+        &server.with_dbname(database),
+        true,
+        &CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    assert!(!marker.exists(), "a planted operator ran as the admin");
     tally.tried("traps for later sessions (contained)", true);
     // Dropping the scratch database drops its role.
     lb.drop_scratch(&report.target).await.unwrap();

@@ -200,7 +200,21 @@ impl Conn {
     }
 
     /// Opens lifeboat's own connection; the connection task runs until the client is dropped.
+    ///
+    /// Names resolve in `pg_catalog` only: lifeboat reads restored databases, whose schemas
+    /// anyone who wrote the dump controls, and an operator or function planted in `public`
+    /// would otherwise be chosen over the built-in one and run with lifeboat's rights.
     pub async fn connect(&self) -> Result<tokio_postgres::Client> {
+        self.open(Some("-c search_path=pg_catalog,pg_temp")).await
+    }
+
+    /// A connection that resolves names as psql would, for running a dump's own statements.
+    /// Only for a login that owns nothing but the scratch database (see `role.rs`).
+    pub async fn connect_for_dump(&self) -> Result<tokio_postgres::Client> {
+        self.open(None).await
+    }
+
+    async fn open(&self, options: Option<&str>) -> Result<tokio_postgres::Client> {
         let mut config = tokio_postgres::Config::new();
         for h in &self.hosts {
             if h.starts_with('/') {
@@ -214,7 +228,15 @@ impl Conn {
             .user(&self.user)
             .dbname(&self.dbname)
             .application_name("lifeboat")
-            .connect_timeout(std::time::Duration::from_secs(30));
+            .connect_timeout(std::time::Duration::from_secs(30))
+            // A server that vanishes mid-query is noticed in minutes, not after the
+            // kernel's two-hour default.
+            .keepalives_idle(std::time::Duration::from_secs(60))
+            .keepalives_interval(std::time::Duration::from_secs(10))
+            .keepalives_retries(6);
+        if let Some(o) = options {
+            config.options(o);
+        }
         let (ssl_mode, verify, rootcert) = self.tls()?;
         config.ssl_mode(ssl_mode);
         if let Some(p) = self.password.clone().or_else(|| self.pgpass_password()) {

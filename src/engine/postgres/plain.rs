@@ -411,7 +411,7 @@ pub struct Loaded {
 /// Loads the plain SQL file at `file` into `target`, in one transaction, stopping at the
 /// first error.
 pub async fn load(target: &Conn, file: &Path, cancel: &CancellationToken) -> Result<Loaded> {
-    let client = target.connect().await?;
+    let client = target.connect_for_dump().await?;
     let token = client.cancel_token();
     let work = load_into(&client, file);
     until_cancelled(target, &token, cancel, work).await
