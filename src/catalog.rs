@@ -325,6 +325,8 @@ pub struct Scanner<'a> {
     cache_prefix: String,
     token: Option<String>,
     done: bool,
+    /// The last key listed so far.
+    listed_through: String,
     /// Backup directories still collecting objects, keyed by `source/id/`.
     open: BTreeMap<String, (String, BackupId, Vec<ObjectMeta>)>,
 }
@@ -370,6 +372,7 @@ impl<'a> Scanner<'a> {
             cache_prefix: String::new(),
             token: None,
             done: false,
+            listed_through: String::new(),
             open: BTreeMap::new(),
         }
     }
@@ -385,6 +388,9 @@ impl<'a> Scanner<'a> {
             return Ok(None);
         }
         let page = self.store.list_page("", self.token.take()).await?;
+        if let Some(obj) = page.objects.last() {
+            self.listed_through.clone_from(&obj.key);
+        }
         let mut foreign = Vec::new();
         let mut unusable = Vec::new();
         for obj in page.objects {
@@ -410,7 +416,9 @@ impl<'a> Scanner<'a> {
         self.token = page.next;
         self.done = self.token.is_none();
         // Keys come sorted, so a directory is finished once the listing has moved past it.
-        let last = self.token.clone().unwrap_or_default();
+        // (Past the last key listed: the continuation token is opaque, and on some servers
+        // it sorts apart from the keys.)
+        let last = &self.listed_through;
         let finished: Vec<String> = if self.done {
             self.open.keys().cloned().collect()
         } else {

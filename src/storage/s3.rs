@@ -770,7 +770,18 @@ impl ObjectStore for S3Store {
             })
             .collect();
         let next = if out.is_truncated() == Some(true) {
-            out.next_continuation_token().map(str::to_owned)
+            // A truncated page without a way on would end the listing early, and a half
+            // listing taken for the whole bucket hides backups (and lets prune misjudge them).
+            Some(
+                out.next_continuation_token()
+                    .map(str::to_owned)
+                    .ok_or_else(|| StoreError::Request {
+                        op: "list",
+                        key: prefix.to_owned(),
+                        detail: "the server said the listing goes on but gave no token to continue"
+                            .into(),
+                    })?,
+            )
         } else {
             None
         };
