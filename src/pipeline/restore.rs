@@ -230,9 +230,15 @@ impl RestoreRun<'_> {
         // grows in a hidden partial file. It is opened, checked and renamed into the target
         // only after the hash has matched.
         let partial_path = partial.path.clone();
+        let into = partial_path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .to_owned();
         let (sha256, stored_bytes, format, raw_bytes) = self
             .fetch(
                 &key,
+                &into,
                 &expected,
                 Content::Sqlite,
                 unseal,
@@ -371,6 +377,7 @@ impl RestoreRun<'_> {
     pub(super) async fn fetch(
         &self,
         key: &ObjectKey,
+        into: &Path,
         expected: &Option<(String, u64)>,
         content: Content,
         unseal: Option<Unseal>,
@@ -386,6 +393,7 @@ impl RestoreRun<'_> {
             }),
             RestoreFrom::Foreign(_) => None,
         };
+        let limit = self.raw_limit(into)?;
         let (tx, rx) = mpsc::channel::<Bytes>(CHANNEL_DEPTH);
         let cancel = self.cancel.clone();
         let consumer = tokio::task::spawn_blocking(move || {
@@ -393,7 +401,7 @@ impl RestoreRun<'_> {
                 rx,
                 buf: Bytes::new(),
             };
-            let (format, reader) = decoder(reader, known, unseal.as_ref(), &cancel)?;
+            let (format, reader) = decoder(reader, known, unseal.as_ref(), limit, &cancel)?;
             Ok((format, consume(format, reader)?))
         });
         let downloaded = download(
@@ -419,6 +427,50 @@ impl RestoreRun<'_> {
             }
         })?;
         Ok((sha256, stored_bytes, format, raw_bytes))
+    }
+
+    /// The most bytes the object may decompress to before the restore stops: a few megabytes
+    /// of compressed zeros expand to terabytes, and would fill the disk long before the
+    /// checksum is compared at the end.
+    /// The disk under `into` must hold what a backup's manifest says it expands to; an object
+    /// nobody described may take at most what is free there.
+    fn raw_limit(&self, into: &Path) -> Result<RawLimit> {
+        let free = rustix::fs::statvfs(into)
+            .map(|st| st.f_bavail.saturating_mul(st.f_frsize))
+            .map_err(|e| {
+                Error::io(format!("read the free space of {}", into.display()))(e.into())
+            })?;
+        match self.from {
+            RestoreFrom::Backup(b) => {
+                let bytes = b.manifest.as_ref().map_or(0, |m| m.data.raw_bytes);
+                if bytes > free {
+                    return Err(Error::Invalid(format!(
+                        "{} holds {} bytes once decompressed (its manifest says), and {} has {free} free; nothing was written",
+                        b.id,
+                        bytes,
+                        into.display()
+                    )));
+                }
+                Ok(RawLimit {
+                    bytes,
+                    why: "the size its manifest records",
+                })
+            }
+            RestoreFrom::Foreign(f) => {
+                let cap = f.meta.size.saturating_mul(FOREIGN_RATIO).max(1 << 30);
+                Ok(if cap <= free {
+                    RawLimit {
+                        bytes: cap,
+                        why: "1,000 times its stored size, the most lifeboat expands an object nobody described",
+                    }
+                } else {
+                    RawLimit {
+                        bytes: free,
+                        why: "the free space where it is restored",
+                    }
+                })
+            }
+        }
     }
 
     /// Compares what was downloaded with what the manifest promised.
@@ -580,6 +632,7 @@ pub(super) fn decoder(
     reader: ChannelReader,
     known: Option<Format>,
     unseal: Option<&Unseal>,
+    limit: RawLimit,
     cancel: &CancellationToken,
 ) -> Result<(Format, Cancellable<Box<dyn Read + Send>>)> {
     let mut reader = BufReader::with_capacity(SNIFF_LEN as usize, reader);
@@ -598,6 +651,11 @@ pub(super) fn decoder(
             Box::new(zstd::stream::read::Decoder::with_buffer(reader).map_err(Error::io("zstd"))?)
         }
     };
+    let reader = Box::new(Bounded {
+        inner: reader,
+        left: limit.bytes,
+        limit,
+    });
     Ok((
         format,
         Cancellable {
@@ -605,6 +663,41 @@ pub(super) fn decoder(
             cancel: cancel.clone(),
         },
     ))
+}
+
+/// How far a download may expand.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct RawLimit {
+    pub bytes: u64,
+    pub why: &'static str,
+}
+
+/// Objects nobody described may expand this many times their stored size.
+const FOREIGN_RATIO: u64 = 1000;
+
+/// Fails a read that would take the decompressed bytes past their limit.
+struct Bounded<R> {
+    inner: R,
+    left: u64,
+    limit: RawLimit,
+}
+
+impl<R: Read> Read for Bounded<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        // One byte past the limit is asked for, so that reaching it exactly is no error.
+        let want = buf
+            .len()
+            .min(usize::try_from(self.left.saturating_add(1)).unwrap_or(usize::MAX));
+        let n = self.inner.read(&mut buf[..want])?;
+        if n as u64 > self.left {
+            return Err(io::Error::other(format!(
+                "it decompresses to more than {} bytes ({}); stopped there",
+                self.limit.bytes, self.limit.why
+            )));
+        }
+        self.left -= n as u64;
+        Ok(n)
+    }
 }
 
 /// The blocking end of the download channel.

@@ -141,6 +141,7 @@ impl RestoreRun<'_> {
         let (sha256, stored_bytes, format, raw_bytes) = self
             .fetch(
                 &key,
+                staging,
                 &expected,
                 Content::PgCustom,
                 unseal,

@@ -696,3 +696,68 @@ async fn a_restore_keeps_the_source_journal_mode() {
         assert_eq!(journal_mode(&world.path(target)), mode);
     }
 }
+
+/// A backup whose data expands past what its manifest records (a few kilobytes of zstd
+/// can stand for gigabytes of zeros) stops at that size, and one whose manifest claims more
+/// than the disk holds is refused before anything is written.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restore_never_expands_past_the_size_its_manifest_records() {
+    use sha2::Digest;
+    let world = World::local();
+    let manifest = backup(&world).await;
+    let dir = world.path(&format!("bucket/app/{}", manifest.id));
+    let data = dir.join(&manifest.data.key);
+    let original_data = std::fs::read(&data).unwrap();
+    let original_manifest = std::fs::read(dir.join("manifest.json")).unwrap();
+    let mut raw = zstd::decode_all(original_data.as_slice()).unwrap();
+    raw.resize(raw.len() + (64 << 20), 0);
+    let bomb = zstd::encode_all(raw.as_slice(), 19).unwrap();
+    assert!(bomb.len() < original_data.len() + (64 << 10));
+    std::fs::write(&data, &bomb).unwrap();
+    let sha: String = sha2::Sha256::digest(&bomb)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    common::rewrite_manifest(&dir.join("manifest.json"), |v| {
+        v["data"]["sha256"] = sha.into();
+        v["data"]["stored_bytes"] = bomb.len().into();
+    });
+    let restore = |target: &'static str| {
+        let world = &world;
+        async move {
+            world
+                .lb
+                .restore(
+                    latest(world).await,
+                    opts(world, target),
+                    Arc::new(NoProgress),
+                    CancellationToken::new(),
+                )
+                .await
+                .1
+        }
+    };
+    let err = restore("bomb.db").await.unwrap_err().to_string();
+    assert!(
+        err.contains(&format!(
+            "decompresses to more than {} bytes (the size its manifest records)",
+            manifest.data.raw_bytes
+        )),
+        "{err}"
+    );
+    let left: Vec<_> = std::fs::read_dir(world.dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("bomb"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+
+    std::fs::write(&data, &original_data).unwrap();
+    std::fs::write(dir.join("manifest.json"), &original_manifest).unwrap();
+    common::rewrite_manifest(&dir.join("manifest.json"), |v| {
+        v["data"]["raw_bytes"] = (1u64 << 62).into();
+    });
+    let err = restore("huge.db").await.unwrap_err().to_string();
+    assert!(err.contains("free; nothing was written"), "{err}");
+    assert!(!world.path("huge.db").exists());
+}
