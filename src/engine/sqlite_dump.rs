@@ -15,7 +15,7 @@
 //! with the values bound as parameters; the dump never gets `writable_schema`.
 
 use std::ffi::CString;
-use std::io::BufRead;
+use std::io::{BufRead, Read};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -191,8 +191,33 @@ pub fn load_sql(reader: impl BufRead, dest: &Path) -> Result<u64> {
     let mut done = 0u64;
     let mut line_no = 0u64;
     let mut first_line = 0u64;
-    for line in reader.lines() {
-        let line = line.map_err(Error::io("read the SQL dump"))?;
+    let mut quotes = Quotes::default();
+    // Bytes handed to sqlite3_complete for the statement being gathered: a trigger body is
+    // checked again at each of its semicolons, and a hostile dump must not make that endless.
+    let mut checked = 0u64;
+    let mut reader = reader;
+    let mut raw = Vec::new();
+    loop {
+        raw.clear();
+        let room = (MAX_STATEMENT - chunk.len()) as u64 + 1;
+        let n = (&mut reader)
+            .take(room)
+            .read_until(b'\n', &mut raw)
+            .map_err(Error::io("read the SQL dump"))?;
+        if n == 0 {
+            break;
+        }
+        if raw.last() == Some(&b'\n') {
+            raw.pop();
+            if raw.last() == Some(&b'\r') {
+                raw.pop();
+            }
+        } else if n as u64 == room {
+            return Err(too_long(first_line.max(line_no + 1)));
+        }
+        let line = std::str::from_utf8(&raw).map_err(|_| {
+            Error::Invalid(format!("SQL dump, line {}: not UTF-8 text", line_no + 1))
+        })?;
         line_no += 1;
         if line.contains('\0') {
             return Err(Error::Invalid(format!(
@@ -206,9 +231,17 @@ pub fn load_sql(reader: impl BufRead, dest: &Path) -> Result<u64> {
             }
             first_line = line_no;
         }
-        chunk.push_str(&line);
+        chunk.push_str(line);
         chunk.push('\n');
-        if is_complete(&chunk) {
+        // Only a semicolon outside quotes and comments can end a statement, so a long
+        // string of many lines is not re-read line after line.
+        if quotes.feed(line) && {
+            checked += chunk.len() as u64;
+            if checked > MAX_CHECKED {
+                return Err(too_long(first_line));
+            }
+            is_complete(&chunk)
+        } {
             for stmt in statements(&chunk) {
                 // The line of its first token: comments before it do not count.
                 let at = stmt.as_ptr() as usize - chunk.as_ptr() as usize;
@@ -218,6 +251,8 @@ pub fn load_sql(reader: impl BufRead, dest: &Path) -> Result<u64> {
                 run(&conn, &verdicts, stmt, line)?;
             }
             chunk.clear();
+            checked = 0;
+            quotes = Quotes::default();
         }
     }
     if !chunk.trim().is_empty() {
@@ -461,6 +496,57 @@ fn virtual_table_row(stmt: &str) -> Option<VirtualTable> {
 
 /// SQLite's own tokenizer decides whether `sql` ends with a complete statement, so
 /// semicolons inside strings, comments and trigger bodies are handled as SQLite does.
+/// The longest statement a dump may hold: SQLite's own default limit on SQL text.
+const MAX_STATEMENT: usize = 1_000_000_000;
+/// How much text may be re-checked for completeness while one statement is gathered.
+const MAX_CHECKED: u64 = 8 * MAX_STATEMENT as u64;
+
+fn too_long(line: u64) -> Error {
+    Error::Invalid(format!(
+        "SQL dump, line {line}: a statement that does not end within {MAX_STATEMENT} bytes"
+    ))
+}
+
+/// Whether a dump's text, fed line by line, is inside a quoted string, a quoted name or a
+/// block comment: a cheap guard in front of [`is_complete`], which reads the whole chunk.
+#[derive(Default)]
+struct Quotes {
+    /// The byte that closes what is open (`*` for a block comment).
+    open: Option<u8>,
+}
+
+impl Quotes {
+    /// Takes the next line; true when it has a semicolon outside quotes and comments.
+    fn feed(&mut self, line: &str) -> bool {
+        let b = line.as_bytes();
+        let mut semicolon = false;
+        let mut i = 0;
+        while i < b.len() {
+            match self.open {
+                Some(b'*') if b[i] == b'*' && b.get(i + 1) == Some(&b'/') => {
+                    self.open = None;
+                    i += 1;
+                }
+                Some(close) if b[i] == close && close != b'*' => self.open = None,
+                Some(_) => {}
+                None => match b[i] {
+                    q @ (b'\'' | b'"' | b'`') => self.open = Some(q),
+                    b'[' => self.open = Some(b']'),
+                    b'-' if b.get(i + 1) == Some(&b'-') => break,
+                    b'/' if b.get(i + 1) == Some(&b'*') => {
+                        self.open = Some(b'*');
+                        i += 1;
+                    }
+                    b';' => semicolon = true,
+                    _ => {}
+                },
+            }
+            i += 1;
+        }
+        semicolon
+    }
+}
+
 fn is_complete(sql: &str) -> bool {
     let Ok(c) = CString::new(sql) else {
         return false;
@@ -629,6 +715,32 @@ mod tests {
         assert!(is_complete(
             "CREATE TRIGGER x AFTER INSERT ON t BEGIN SELECT 1; END;\n"
         ));
+    }
+
+    #[test]
+    fn only_semicolons_outside_quotes_and_comments_can_end_a_statement() {
+        let mut q = Quotes::default();
+        assert!(!q.feed("INSERT INTO t VALUES('a;"));
+        assert!(!q.feed("b;c;"));
+        assert!(q.feed("d'); -- ;"));
+        assert!(!q.feed("/* ;"));
+        assert!(!q.feed("; */ SELECT [a;b], \"c;\", `d;` -- ;"));
+        assert!(q.feed("SELECT 'it''s'; /* x */"));
+        assert_eq!(q.open, None);
+    }
+
+    #[test]
+    fn a_long_string_of_many_lines_loads_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("t.db");
+        let text: String = (0..20_000).map(|i| format!("line {i};\n")).collect();
+        let dump = format!(
+            "CREATE TABLE t(a);\nINSERT INTO t VALUES('{text}');\nCREATE TRIGGER x AFTER INSERT ON t BEGIN SELECT 1; SELECT 2; END;\n"
+        );
+        load_sql(dump.as_bytes(), &dest).unwrap();
+        let conn = Connection::open(&dest).unwrap();
+        let got: String = conn.query_row("SELECT a FROM t", [], |r| r.get(0)).unwrap();
+        assert_eq!(got, text);
     }
 
     #[test]

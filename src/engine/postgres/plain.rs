@@ -417,6 +417,29 @@ pub async fn load(target: &Conn, file: &Path, cancel: &CancellationToken) -> Res
     until_cancelled(target, &token, cancel, work).await
 }
 
+/// The longest statement (or COPY row) a dump may hold: the server's own limit on one.
+const MAX_STATEMENT: usize = 1 << 30;
+
+fn too_long(line: u64) -> Error {
+    Error::Invalid(format!(
+        "SQL dump, line {line}: a statement or row longer than {MAX_STATEMENT} bytes, more than PostgreSQL takes"
+    ))
+}
+
+/// Reads up to a newline, or `room` bytes, whichever comes first.
+async fn read_line(
+    reader: &mut (impl AsyncBufReadExt + Unpin),
+    out: &mut Vec<u8>,
+    room: u64,
+) -> Result<usize> {
+    use tokio::io::AsyncReadExt;
+    reader
+        .take(room)
+        .read_until(b'\n', out)
+        .await
+        .map_err(Error::io("read the SQL dump"))
+}
+
 async fn load_into(client: &Client, file: &Path) -> Result<Loaded> {
     let opened = tokio::fs::File::open(file)
         .await
@@ -433,13 +456,13 @@ async fn load_into(client: &Client, file: &Path) -> Result<Loaded> {
     let mut queued_bytes = 0;
     loop {
         raw.clear();
-        if reader
-            .read_until(b'\n', &mut raw)
-            .await
-            .map_err(Error::io("read the SQL dump"))?
-            == 0
-        {
+        let room = (MAX_STATEMENT.saturating_sub(splitter.text.len()) + 1) as u64;
+        let n = read_line(&mut reader, &mut raw, room).await?;
+        if n == 0 {
             break;
+        }
+        if n as u64 == room && raw.last() != Some(&b'\n') {
+            return Err(too_long(splitter.line_no() + 1));
         }
         let line = std::str::from_utf8(&raw).map_err(|_| {
             Error::Invalid(format!(
@@ -541,12 +564,13 @@ async fn copy_in(
     let mut ended = false;
     loop {
         line.clear();
-        let n = reader
-            .read_until(b'\n', &mut line)
-            .await
-            .map_err(Error::io("read the SQL dump"))?;
+        let room = MAX_STATEMENT as u64 + 1;
+        let n = read_line(reader, &mut line, room).await?;
         if n == 0 {
             break;
+        }
+        if n as u64 == room && line.last() != Some(&b'\n') {
+            return Err(too_long(splitter.line_no + 1));
         }
         splitter.line_no += 1;
         let trimmed = line.strip_suffix(b"\n").unwrap_or(&line);
