@@ -1068,7 +1068,7 @@ impl Lifeboat {
         for (meta, read) in fetched {
             match read.map(|bytes| JobRecord::parse(&meta.key, &bytes)) {
                 Ok(Ok(job)) => {
-                    self.state.put_job(&job, true)?;
+                    self.state.put_pulled_job(&job)?;
                     summary.pulled += 1;
                 }
                 Ok(Err(why)) => self.mark_unusable(&mut summary, &meta, why),

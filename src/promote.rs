@@ -172,7 +172,7 @@ impl Lifeboat {
         let host = crate::jobs::hostname();
         let job = self
             .state
-            .jobs()?
+            .local_jobs()?
             .into_iter()
             .filter(|j| matches!(j.kind, JobKind::Restore | JobKind::Drill) && j.host == host)
             .find(|j| {

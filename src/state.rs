@@ -26,7 +26,9 @@ CREATE TABLE IF NOT EXISTS jobs (
     backup_id  TEXT,
     status     TEXT NOT NULL,
     record     TEXT NOT NULL,
-    in_bucket  INTEGER NOT NULL DEFAULT 0
+    in_bucket  INTEGER NOT NULL DEFAULT 0,
+    -- Read from the bucket, where anyone with a key could have written it.
+    pulled     INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS jobs_backup ON jobs(backup_id);
 CREATE INDEX IF NOT EXISTS jobs_started ON jobs(started_at);
@@ -96,7 +98,20 @@ impl State {
             .map_err(Error::sqlite(ctx.clone()))?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(Error::sqlite(ctx.clone()))?;
-        conn.execute_batch(SCHEMA).map_err(Error::sqlite(ctx))?;
+        conn.execute_batch(SCHEMA)
+            .map_err(Error::sqlite(ctx.clone()))?;
+        // Before `pulled` was kept, pulled and local records were not told apart: none of
+        // them is taken as this host's own word.
+        let tells_apart = conn
+            .prepare("SELECT 1 FROM pragma_table_info('jobs') WHERE name = 'pulled'")
+            .and_then(|mut s| s.exists([]))
+            .map_err(Error::sqlite(ctx.clone()))?;
+        if !tells_apart {
+            conn.execute_batch(
+                "ALTER TABLE jobs ADD COLUMN pulled INTEGER NOT NULL DEFAULT 0; UPDATE jobs SET pulled = 1;",
+            )
+            .map_err(Error::sqlite(ctx))?;
+        }
         let state = State {
             conn: Arc::new(Mutex::new(conn)),
             path: path.to_path_buf(),
@@ -127,7 +142,7 @@ impl State {
     fn mark_interrupted(&self) -> Result<()> {
         let host = hostname();
         let locks = self.job_lock_dir();
-        let running = self.jobs_where("status = 'running'", [])?;
+        let running = self.jobs_where("status = 'running' AND pulled = 0", [])?;
         for mut job in running {
             if job.host == host && !crate::lock::job_alive(&locks, &job.id) {
                 job.status = JobStatus::Interrupted;
@@ -138,14 +153,25 @@ impl State {
         Ok(())
     }
 
+    /// Records a job this host runs or ran.
     pub fn put_job(&self, job: &JobRecord, in_bucket: bool) -> Result<()> {
+        self.put(job, in_bucket, false)
+    }
+
+    /// Records a job read from the bucket: shown in the history, never taken as proof of
+    /// what this host did (see [`State::local_jobs`]).
+    pub fn put_pulled_job(&self, job: &JobRecord) -> Result<()> {
+        self.put(job, true, true)
+    }
+
+    fn put(&self, job: &JobRecord, in_bucket: bool, pulled: bool) -> Result<()> {
         let record = serde_json::to_string(job).expect("job records serialize");
         self.with(|c| {
             c.execute(
-                "INSERT INTO jobs (id, started_at, kind, source, backup_id, status, record, in_bucket)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                "INSERT INTO jobs (id, started_at, kind, source, backup_id, status, record, in_bucket, pulled)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
                  ON CONFLICT(id) DO UPDATE SET status = ?6, backup_id = ?5, record = ?7,
-                   in_bucket = max(in_bucket, ?8)",
+                   in_bucket = max(in_bucket, ?8), pulled = min(pulled, ?9)",
                 params![
                     job.id,
                     job.started_at.to_rfc3339(),
@@ -154,7 +180,8 @@ impl State {
                     job.backup_id,
                     job.status.to_string(),
                     record,
-                    in_bucket
+                    in_bucket,
+                    pulled
                 ],
             )
             .map(drop)
@@ -172,6 +199,12 @@ impl State {
     /// All jobs, newest first.
     pub fn jobs(&self) -> Result<Vec<JobRecord>> {
         self.jobs_where("1", [])
+    }
+
+    /// Jobs this host ran, newest first: no record another host (or a forger) put in the
+    /// bucket is among them, whatever host it names.
+    pub fn local_jobs(&self) -> Result<Vec<JobRecord>> {
+        self.jobs_where("pulled = 0", [])
     }
 
     pub fn jobs_for_backup(&self, backup_id: &str) -> Result<Vec<JobRecord>> {

@@ -202,6 +202,44 @@ async fn only_a_copy_whose_diff_passed_and_that_did_not_change_is_promoted() {
     let out = lb(home, &config, &["promote", "stray.db", "--confirm", "app"]).await;
     assert_one_line_error(&out, "no restore into");
 
+    // Nor one a record in the bucket says was restored and proved on this host: anyone with
+    // a key can write such a record, naming any host.
+    let jobs = home.join("bucket/_lifeboat/jobs");
+    let proof = common::all_files(&jobs)
+        .into_iter()
+        .map(|(_, bytes)| serde_json::from_slice::<Value>(&bytes).unwrap())
+        .find(|j| {
+            j["restored"]["copy"]
+                .as_str()
+                .is_some_and(|c| c.ends_with("changed.db"))
+        })
+        .expect("the restore's record was pushed to the bucket");
+    let mut forged = proof.clone();
+    let id = "20991231T000000Z-restore-0f0f";
+    forged["id"] = id.into();
+    forged["started_at"] = "2099-12-31T00:00:00Z".into();
+    forged["finished_at"] = "2099-12-31T00:01:00Z".into();
+    forged["restored"]["copy"] = home
+        .join("stray.db")
+        .canonicalize()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .into();
+    std::fs::create_dir_all(jobs.join("2099/12")).unwrap();
+    std::fs::write(
+        jobs.join(format!("2099/12/{id}.json")),
+        serde_json::to_vec(&forged).unwrap(),
+    )
+    .unwrap();
+    let out = lb(home, &config, &["jobs", "--json"]).await;
+    assert!(
+        out.stdout.contains(id),
+        "the forged record is in the history"
+    );
+    let out = lb(home, &config, &["promote", "stray.db", "--confirm", "app"]).await;
+    assert_one_line_error(&out, "no restore into");
+
     // A restore whose counts did not match the manifest: refused.
     let id = json(&lb(home, &config, &["list", "--json"]).await)["backups"][0]["id"]
         .as_str()
