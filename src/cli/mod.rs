@@ -380,7 +380,7 @@ async fn command_result(
                 if let Err(e) = &result {
                     failed += 1;
                     // The reason goes to stderr too: cron mails it, systemd logs it as an error.
-                    eprintln!("error: backup of {name} failed: {e}");
+                    eprintln!("error: backup of {name} failed: {}", output::esc(e));
                     if !matches!(result, Err(Error::Cancelled)) {
                         let alert = lifeboat::alert::Alert::job_failed(&job, 1);
                         let hooks = &lb.config().webhooks;

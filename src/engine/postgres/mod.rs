@@ -31,6 +31,17 @@ use crate::content::ContentChecksums;
 use crate::error::{Error, Result};
 use crate::manifest::{EngineKind, Extension, PostgresInfo, SourceInfo, TableCount};
 
+/// How long a backup waits for a table lock (a migration holding one, say) before it fails
+/// and says so, instead of hanging silently while the RPO runs out.
+const LOCK_WAIT: &str = "5min";
+
+/// Opens the read-only snapshot counts and checksums are taken in.
+fn begin_snapshot() -> String {
+    format!(
+        "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET LOCAL lock_timeout = '{LOCK_WAIT}'"
+    )
+}
+
 /// The pseudo-table under which large objects are counted (one row per large object).
 pub const LARGE_OBJECTS: &str = "pg_catalog.pg_largeobject_metadata";
 
@@ -262,7 +273,7 @@ async fn counted_in_snapshot(
     let client = conn.connect().await?;
     let counted = async {
         client
-            .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .batch_execute(&begin_snapshot())
             .await
             .map_err(pg_error("begin"))?;
         let tables = count_tables(&client).await?;
@@ -570,7 +581,7 @@ pub async fn snapshot(
     let (server_version, major) = server_version(&client).await?;
     let pg_dump = tools::find("pg_dump", source.bin_dir.as_deref(), major)?;
     client
-        .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        .batch_execute(&begin_snapshot())
         .await
         .map_err(pg_error("begin the snapshot transaction"))?;
     let snapshot_id: String = client
@@ -588,6 +599,7 @@ pub async fn snapshot(
 
     let mut cmd = conn.command(&pg_dump.path);
     cmd.args(["--format=custom", "--compress=0", "--no-password"])
+        .arg(format!("--lock-wait-timeout={LOCK_WAIT}"))
         .arg(format!("--snapshot={snapshot_id}"))
         .stdout(Stdio::piped());
     let mut child = ChildGuard::spawn(cmd, "pg_dump")?;
