@@ -288,8 +288,40 @@ impl Catalog {
         self.pins.contains(&format!("{source}/{id}"))
     }
 
+    /// The backup named `id` or `source/id`; none when the id alone names backups of
+    /// several sources (see [`Catalog::lookup`]).
     pub fn find(&self, id: &str) -> Option<&BackupEntry> {
-        self.backups.iter().find(|b| b.id.as_str() == id)
+        self.lookup(id).ok()
+    }
+
+    /// The backup named `id` or `source/id`. Anyone who can write to the bucket can give
+    /// a backup of another source the same id, so an id several sources hold names none.
+    pub fn lookup(&self, id: &str) -> Result<&BackupEntry> {
+        let (source, bare) = match id.rsplit_once('/') {
+            Some((s, i)) => (Some(s), i),
+            None => (None, id),
+        };
+        let mut hits = self
+            .backups
+            .iter()
+            .filter(|b| b.id.as_str() == bare && source.is_none_or(|s| b.source == s));
+        let Some(first) = hits.next() else {
+            return Err(crate::Error::NoBackup(format!("{id:?}")));
+        };
+        let mut others: Vec<&str> = hits
+            .filter(|b| b.source != first.source)
+            .map(|b| b.source.as_str())
+            .collect();
+        if others.is_empty() {
+            return Ok(first);
+        }
+        others.push(&first.source);
+        others.sort_unstable();
+        others.dedup();
+        Err(crate::Error::Invalid(format!(
+            "backup id {bare} is held by sources {}: name it as SOURCE/{bare}",
+            others.join(", ")
+        )))
     }
 
     pub fn find_foreign(&self, key: &str) -> Option<&ForeignObject> {

@@ -618,8 +618,10 @@ impl Lifeboat {
         };
         match selector {
             Selector::Id(id) => {
-                if let Some(b) = catalog.find(id) {
-                    return Ok(RestoreFrom::Backup(Box::new(b.clone())));
+                match catalog.lookup(id) {
+                    Ok(b) => return Ok(RestoreFrom::Backup(Box::new(b.clone()))),
+                    Err(e @ Error::Invalid(_)) => return Err(e),
+                    Err(_) => {}
                 }
                 if let Some(f) = catalog.find_foreign(id) {
                     return Ok(RestoreFrom::Foreign(Box::new(f.clone())));

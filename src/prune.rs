@@ -445,9 +445,7 @@ impl Lifeboat {
 
     /// Pins a backup so no prune deletes it. Recorded as a `pin` job (who, when).
     pub async fn pin(&self, catalog: &Catalog, id: &str) -> Result<BackupEntry> {
-        let entry = catalog
-            .find(id)
-            .ok_or_else(|| Error::NoBackup(format!("{id:?}")))?;
+        let entry = catalog.lookup(id)?;
         let job = self.start_job(JobKind::Pin, Some(&entry.source), Trigger::Manual);
         job.set_backup(entry.id.as_str());
         let operator = self.operator();
@@ -473,9 +471,7 @@ impl Lifeboat {
     /// Removes a pin; `Ok(false)` if there was none. Recorded as an `unpin` job either way,
     /// so the history says who let the policy decide again.
     pub async fn unpin(&self, catalog: &Catalog, id: &str) -> Result<bool> {
-        let entry = catalog
-            .find(id)
-            .ok_or_else(|| Error::NoBackup(format!("{id:?}")))?;
+        let entry = catalog.lookup(id)?;
         let job = self.start_job(JobKind::Unpin, Some(&entry.source), Trigger::Manual);
         job.set_backup(entry.id.as_str());
         let operator = self.operator();

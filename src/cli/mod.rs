@@ -421,9 +421,7 @@ async fn command_result(
         Command::Show { id, json } => {
             let lb = open(&config_path).await?;
             let catalog = lb.catalog().await.wrap_err("cannot read the catalog")?;
-            let Some(entry) = catalog.find(&id) else {
-                return Err(Error::NoBackup(format!("{id:?}")).into());
-            };
+            let entry = catalog.lookup(&id)?;
             if json {
                 output::print_json(&output::entry_json(&lb, entry, catalog.pinned(entry)))?;
             } else {
@@ -454,12 +452,7 @@ async fn command_result(
                         RestoreFrom::Foreign(_) => unreachable!("latest is a backup"),
                     }
                 }
-                (Some(id), _) => vec![
-                    catalog
-                        .find(&id)
-                        .ok_or_else(|| Error::NoBackup(format!("{id:?}")))?
-                        .clone(),
-                ],
+                (Some(id), _) => vec![catalog.lookup(&id)?.clone()],
                 // Damaged backups are verified too: each is a failure to report, not a
                 // backup to skip. Orphans never had a manifest and are no backups at all.
                 (None, true) => catalog

@@ -1266,3 +1266,39 @@ async fn a_backup_split_across_listing_pages_is_whole_whatever_the_tokens_look_l
     assert_eq!(complete, ids, "{:#?}", catalog.rows());
     assert_eq!(catalog.backups.len(), 3, "{:#?}", catalog.rows());
 }
+
+/// A backup id copied under another source names neither: the engineer names the source.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_id_two_sources_hold_is_refused_until_the_source_is_named() {
+    let world = World::local();
+    let (_, m) = world
+        .lb
+        .backup(
+            "app",
+            Trigger::Manual,
+            Arc::new(NoProgress),
+            CancellationToken::new(),
+        )
+        .await;
+    let id = m.unwrap().id.to_string();
+    let real = world.path(&format!("bucket/app/{id}"));
+    let planted = world.path(&format!("bucket/aaa/{id}"));
+    std::fs::create_dir_all(&planted).unwrap();
+    for f in std::fs::read_dir(&real).unwrap() {
+        let f = f.unwrap();
+        std::fs::copy(f.path(), planted.join(f.file_name())).unwrap();
+    }
+    let catalog = world.lb.catalog().await.unwrap();
+    let err = catalog.lookup(&id).unwrap_err().to_string();
+    assert!(err.contains("held by sources aaa, app"), "{err}");
+    assert!(
+        world
+            .lb
+            .select(&catalog, &Selector::Id(id.clone()))
+            .is_err()
+    );
+    assert!(world.lb.pin(&catalog, &id).await.is_err());
+    assert_eq!(catalog.lookup(&format!("app/{id}")).unwrap().source, "app");
+    let pinned = world.lb.pin(&catalog, &format!("app/{id}")).await.unwrap();
+    assert_eq!(pinned.source, "app");
+}
