@@ -303,6 +303,10 @@ pub struct CatalogPage {
     pub backups: Vec<BackupEntry>,
     pub foreign: Vec<ForeignObject>,
     pub unusable: Vec<Unusable>,
+    /// Sources whose part of the bucket is fully read as of this page (keys come in order,
+    /// `<source>/...`, so a source is read once the listing has moved past its prefix); on
+    /// the last page, every source seen.
+    pub sources_complete: Vec<String>,
 }
 
 impl CatalogPage {
@@ -327,6 +331,9 @@ pub struct Scanner<'a> {
     done: bool,
     /// Backup directories still collecting objects, keyed by `source/id/`.
     open: BTreeMap<String, (String, BackupId, Vec<ObjectMeta>)>,
+    /// Sources seen so far, and the last key listed (tokens may be opaque).
+    seen: std::collections::BTreeSet<String>,
+    listed_to: String,
 }
 
 #[derive(Debug)]
@@ -371,6 +378,8 @@ impl<'a> Scanner<'a> {
             token: None,
             done: false,
             open: BTreeMap::new(),
+            seen: Default::default(),
+            listed_to: String::new(),
         }
     }
 
@@ -387,7 +396,13 @@ impl<'a> Scanner<'a> {
         let page = self.store.list_page("", self.token.take()).await?;
         let mut foreign = Vec::new();
         let mut unusable = Vec::new();
+        if let Some(last) = page.objects.last() {
+            self.listed_to.clone_from(&last.key);
+        }
         for obj in page.objects {
+            if let Some((source, _)) = obj.key.split_once('/') {
+                self.seen.insert(source.to_owned());
+            }
             match place(&obj.key) {
                 Place::Internal => {}
                 Place::Unusable(why) => unusable.push(Unusable {
@@ -444,10 +459,20 @@ impl<'a> Scanner<'a> {
                 Err(u) => unusable.push(u),
             }
         }
+        let sources_complete = self
+            .seen
+            .iter()
+            .filter(|s| {
+                let prefix = format!("{s}/");
+                self.done || (self.listed_to > prefix && !self.listed_to.starts_with(&prefix))
+            })
+            .cloned()
+            .collect();
         Ok(Some(CatalogPage {
             backups,
             foreign,
             unusable,
+            sources_complete,
         }))
     }
 

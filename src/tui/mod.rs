@@ -6,6 +6,7 @@
 //! messages.
 
 mod app;
+mod command;
 pub mod bench;
 mod fmt;
 mod keys;
