@@ -400,7 +400,9 @@ impl<'a> Scanner<'a> {
             self.listed_to.clone_from(&last.key);
         }
         for obj in page.objects {
-            if let Some((source, _)) = obj.key.split_once('/') {
+            if let Some((source, _)) = obj.key.split_once('/')
+                && !self.seen.contains(source)
+            {
                 self.seen.insert(source.to_owned());
             }
             match place(&obj.key) {

@@ -220,7 +220,11 @@ mod tests {
         let t = |s| parse_point_in(s, now(), &zone).unwrap().to_rfc3339();
         // now() is 13:00 at +01:00.
         assert_eq!(t("09:40"), "2026-11-23T08:40:00+00:00");
-        assert_eq!(t("14:00"), "2026-11-22T13:00:00+00:00", "the latest 14:00 is yesterday's");
+        assert_eq!(
+            t("14:00"),
+            "2026-11-22T13:00:00+00:00",
+            "the latest 14:00 is yesterday's"
+        );
         assert_eq!(t("yesterday 09:40"), "2026-11-22T08:40:00+00:00");
         assert_eq!(t("Today 12:00"), "2026-11-23T11:00:00+00:00");
         assert_eq!(t("2026-11-25 12:00"), "2026-11-25T11:00:00+00:00");

@@ -18,14 +18,14 @@ use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Style;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Borders, Clear, Paragraph, Row, Table, Tabs, Wrap};
+use ratatui::widgets::{Block, Borders, Clear, Paragraph, Tabs, Wrap};
 use std::cell::Cell;
 
 use super::command::{self, Command};
 use super::fmt;
-use super::tabs;
 use super::keys::{Action, Keymap};
 use super::msg::{Msg, Outcome, Request, TaskId};
+use super::tabs;
 use super::tabs::{CatalogTab, JobsTab, RestoreWizard, RetentionTab};
 use super::theme::Theme;
 
@@ -154,7 +154,10 @@ impl Data {
 
     /// The listing's progress, for people: `reading the bucket… 12,000 lines`.
     pub fn listing_progress(&self) -> String {
-        format!("reading the bucket… {} lines", fmt::count(Some(self.listed as u64)))
+        format!(
+            "reading the bucket… {} lines",
+            fmt::count(Some(self.listed as u64))
+        )
     }
 }
 
@@ -414,7 +417,12 @@ impl App {
                         Some(Action::Up) => *selected = selected.saturating_sub(1),
                         Some(Action::Down) => *selected = (*selected + 1).min(n.saturating_sub(1)),
                         Some(Action::Enter) => {
-                            let chosen = self.ctx.config.sources.get(*selected).map(|s| s.name.clone());
+                            let chosen = self
+                                .ctx
+                                .config
+                                .sources
+                                .get(*selected)
+                                .map(|s| s.name.clone());
                             self.popup = None;
                             if let Some(name) = chosen {
                                 self.back_up(&name);
@@ -583,8 +591,14 @@ impl App {
             }
             Command::Drill { source } => {
                 self.tab = TabId::Restore;
-                self.restore
-                    .open_source(&source, None, true, &self.data, &self.ctx, &mut self.outbox);
+                self.restore.open_source(
+                    &source,
+                    None,
+                    true,
+                    &self.data,
+                    &self.ctx,
+                    &mut self.outbox,
+                );
             }
             Command::Backup { source } => self.back_up(&source),
             Command::Filter(text) => {
@@ -922,7 +936,12 @@ impl App {
         if shown < order.len() {
             let rest = &order[shown..];
             let mut parts = Vec::new();
-            for (r, word) in [(0, "critical"), (1, "warning"), (2, "not read yet"), (3, "ok")] {
+            for (r, word) in [
+                (0, "critical"),
+                (1, "warning"),
+                (2, "not read yet"),
+                (3, "ok"),
+            ] {
                 let n = rest.iter().filter(|h| rank(h) == r).count();
                 if n > 0 {
                     parts.push(format!("{n} {word}"));
@@ -1069,10 +1088,7 @@ impl App {
                     let sources: Vec<String> = self.source_names();
                     let options = command::candidates(line, &sources);
                     if !options.is_empty() {
-                        spans.push(Span::styled(
-                            format!("  ⇥ {}", options.join(" ")),
-                            t.dim,
-                        ));
+                        spans.push(Span::styled(format!("  ⇥ {}", options.join(" ")), t.dim));
                     }
                 }
             }

@@ -26,7 +26,11 @@ pub enum Command {
 /// (name, takes a source, what it does) in the order completion offers them.
 const COMMANDS: &[(&str, bool, &str)] = &[
     ("restore", true, "restore <source> [before <time>]"),
-    ("drill", true, "drill <source>: restore, prove, report, drop"),
+    (
+        "drill",
+        true,
+        "drill <source>: restore, prove, report, drop",
+    ),
     ("backup", true, "backup <source>"),
     ("filter", false, "filter <text>: as / in the catalog"),
     ("catalog", false, "the catalog tab"),
@@ -51,16 +55,26 @@ pub fn parse(line: &str, sources: &[String]) -> Result<Command, String> {
     let Some((&name, rest)) = words.split_first() else {
         return Err("type a command, e.g. restore shop before 09:40 (Tab completes)".into());
     };
-    let matching: Vec<&(&str, bool, &str)> =
-        COMMANDS.iter().filter(|(n, ..)| n.starts_with(name)).collect();
+    let matching: Vec<&(&str, bool, &str)> = COMMANDS
+        .iter()
+        .filter(|(n, ..)| n.starts_with(name))
+        .collect();
     let exact = COMMANDS.iter().find(|(n, ..)| *n == name);
     let (cmd, takes_source) = match (exact, &matching[..]) {
         (Some((n, s, _)), _) | (None, [(n, s, _)]) => (*n, *s),
-        (None, []) => return Err(format!("no command {name:?}: try restore, drill, backup, filter, quit")),
+        (None, []) => {
+            return Err(format!(
+                "no command {name:?}: try restore, drill, backup, filter, quit"
+            ));
+        }
         (None, _) => {
             return Err(format!(
                 "{name:?} could be {}",
-                matching.iter().map(|(n, ..)| *n).collect::<Vec<_>>().join(", ")
+                matching
+                    .iter()
+                    .map(|(n, ..)| *n)
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ));
         }
     };
@@ -84,7 +98,10 @@ pub fn parse(line: &str, sources: &[String]) -> Result<Command, String> {
         if rest.is_empty() {
             Ok(())
         } else {
-            Err(format!("{cmd} takes nothing after it, not {:?}", tail(rest)))
+            Err(format!(
+                "{cmd} takes nothing after it, not {:?}",
+                tail(rest)
+            ))
         }
     };
     match cmd {
@@ -201,9 +218,17 @@ mod tests {
         );
         assert_eq!(parse("q", &s), Ok(Command::Quit));
         assert_eq!(parse("jobs", &s), Ok(Command::Tab(1)));
-        assert!(parse("drill nope", &s).unwrap_err().contains("no source \"nope\""));
+        assert!(
+            parse("drill nope", &s)
+                .unwrap_err()
+                .contains("no source \"nope\"")
+        );
         assert!(parse("restore", &s).unwrap_err().contains("which source"));
-        assert!(parse("restore shop before", &s).unwrap_err().contains("before what time"));
+        assert!(
+            parse("restore shop before", &s)
+                .unwrap_err()
+                .contains("before what time")
+        );
         assert!(parse("frobnicate", &s).unwrap_err().contains("no command"));
         assert!(parse("re", &s).unwrap_err().contains("could be"));
         // With one source it may be left out.
@@ -220,10 +245,17 @@ mod tests {
         let s = sources();
         assert_eq!(complete("dr", &s), "drill ");
         assert_eq!(complete("drill a", &s), "drill auth ");
-        assert_eq!(complete("restore sh", &s), "restore sh", "shop and shipping agree on sh");
+        assert_eq!(
+            complete("restore sh", &s),
+            "restore sh",
+            "shop and shipping agree on sh"
+        );
         assert_eq!(complete("restore sho", &s), "restore shop ");
         assert_eq!(complete("restore shop ", &s), "restore shop before ");
-        assert_eq!(complete("restore shop before y", &s), "restore shop before yesterday ");
+        assert_eq!(
+            complete("restore shop before y", &s),
+            "restore shop before yesterday "
+        );
         assert_eq!(candidates("restore s", &s), vec!["shop ", "shipping "]);
         assert_eq!(complete("quit ", &s), "quit ");
     }

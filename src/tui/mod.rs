@@ -6,8 +6,8 @@
 //! messages.
 
 mod app;
-mod command;
 pub mod bench;
+mod command;
 mod fmt;
 mod keys;
 mod msg;

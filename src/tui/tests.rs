@@ -292,7 +292,10 @@ fn verify_passes(app: &mut App) {
     };
     app.on_msg(Msg::Preflight {
         id: id.clone(),
-        result: Ok("shop/x/data.sqlite.zst present in store default (3100000 bytes, as the manifest says)".into()),
+        result: Ok(
+            "shop/x/data.sqlite.zst present in store default (3100000 bytes, as the manifest says)"
+                .into(),
+        ),
     });
 }
 
@@ -740,7 +743,8 @@ fn d_runs_the_wizard_as_a_drill() {
     });
     let s = screen(&app);
     assert!(
-        s.contains("OK: all 3 tables match") && s.contains("report saved to _lifeboat/drills/2026/x.md"),
+        s.contains("OK: all 3 tables match")
+            && s.contains("report saved to _lifeboat/drills/2026/x.md"),
         "{s}"
     );
     assert!(s.contains("the scratch copy was dropped"), "{s}");
@@ -1211,7 +1215,12 @@ fn every_tab_and_the_help_at_80x24_and_120x40() {
     let mut app = app();
     app.on_msg(Msg::PlanInputs(Ok(Arc::new(plan_inputs()))));
     for (w, h) in [(80u16, 24u16), (120, 40)] {
-        for (tab, name) in [('1', "catalog"), ('2', "jobs"), ('3', "retention"), ('4', "restore")] {
+        for (tab, name) in [
+            ('1', "catalog"),
+            ('2', "jobs"),
+            ('3', "retention"),
+            ('4', "restore"),
+        ] {
             key(&mut app, KeyCode::Char(tab));
             insta::assert_snapshot!(format!("tab_{name}_{w}x{h}"), sized(&app, w, h));
         }
@@ -1230,7 +1239,10 @@ fn help_per_tab_scrolls_to_every_entry() {
     key(&mut app, KeyCode::Char('?'));
     let s = screen(&app);
     assert!(s.contains("keys: restore"), "{s}");
-    assert!(s.contains("restore drill") && s.contains("drop scratch db"), "{s}");
+    assert!(
+        s.contains("restore drill") && s.contains("drop scratch db"),
+        "{s}"
+    );
     assert!(!s.contains("ctrl-w"), "the end is below:\n{s}");
     key(&mut app, KeyCode::End);
     let s = screen(&app);
@@ -1258,12 +1270,25 @@ fn footer_fits_80_columns_and_status_messages_clear() {
     let mut app = app();
     let footer = |app: &App| screen(app).lines().last().unwrap().to_owned();
     let f = footer(&app);
-    for hint in ["? help", "q quit", ": cmd", "/ filter", "r restore", "d drill"] {
+    for hint in [
+        "? help",
+        "q quit",
+        ": cmd",
+        "/ filter",
+        "r restore",
+        "d drill",
+    ] {
         assert!(f.contains(hint), "{hint} missing from {f:?}");
     }
     assert!(f.trim_end().chars().count() <= 80);
     app.on_msg(Msg::Notice(Ok("copied 20261123T080000Z-aaaa".into())));
-    assert!(screen(&app).lines().next().unwrap().contains("copied 20261123T080000Z-aaaa"));
+    assert!(
+        screen(&app)
+            .lines()
+            .next()
+            .unwrap()
+            .contains("copied 20261123T080000Z-aaaa")
+    );
     assert_eq!(footer(&app), f, "the message does not push the keys away");
     for _ in 0..30 {
         app.on_tick();
@@ -1311,7 +1336,10 @@ fn filter_errors_forms_ctrl_u_and_esc() {
     key(&mut app, KeyCode::Enter);
     let s = screen(&app);
     assert!(s.contains("→ 5 "), "{s}");
-    assert!(s.contains("bbbb") && s.contains("cccc") && !s.contains("aaaa"), "{s}");
+    assert!(
+        s.contains("bbbb") && s.contains("cccc") && !s.contains("aaaa"),
+        "{s}"
+    );
     assert!(s.contains("esc clears the filter"), "{s}");
     key(&mut app, KeyCode::Esc);
     let s = screen(&app);
@@ -1340,15 +1368,27 @@ fn the_header_fits_any_number_of_sources() {
                 "s8" => 30,
                 _ => 1,
             };
-            row(&format!("20261120T00000{i}Z-{n}00"), n, hours, RowKind::Complete, 10)
+            row(
+                &format!("20261120T00000{i}Z-{n}00"),
+                n,
+                hours,
+                RowKind::Complete,
+                10,
+            )
         })
         .collect();
     app.set_cached_rows(rows);
     read_sources(&mut app, &names);
     let s = screen(&app);
     let lines: Vec<&str> = s.lines().collect();
-    assert!(lines[1].contains("✖ crit") && lines[1].contains("s9"), "{s}");
-    assert!(lines[2].contains("▲ warn") && lines[2].contains("s8"), "{s}");
+    assert!(
+        lines[1].contains("✖ crit") && lines[1].contains("s9"),
+        "{s}"
+    );
+    assert!(
+        lines[2].contains("▲ warn") && lines[2].contains("s8"),
+        "{s}"
+    );
     assert!(s.contains("+5 more: 5 ok"), "{s}");
     // Taller, more lines; never a source missing without being counted.
     let s = sized(&app, 120, 40);
@@ -1364,7 +1404,7 @@ fn a_source_not_read_yet_is_not_shown_as_a_verdict() {
     let s = screen(&app);
     assert!(s.contains("○ ?") && s.contains("not read yet"), "{s}");
     assert!(!s.contains("crit") && !s.contains("● ok"), "{s}");
-    let gen = app
+    let generation = app
         .take_requests()
         .into_iter()
         .find_map(|r| match r {
@@ -1373,15 +1413,24 @@ fn a_source_not_read_yet_is_not_shown_as_a_verdict() {
         })
         .unwrap();
     app.on_msg(Msg::CatalogPage {
-        generation: gen,
-        rows: vec![row("20261122T021500Z-cccc", "auth", 34, RowKind::Complete, 6_533)],
+        generation,
+        rows: vec![row(
+            "20261122T021500Z-cccc",
+            "auth",
+            34,
+            RowKind::Complete,
+            6_533,
+        )],
         sources_complete: vec!["auth".into()],
     });
     let s = screen(&app);
     let auth = s.lines().find(|l| l.contains("auth ")).unwrap();
     assert!(auth.contains("crit") || auth.contains("warn"), "{s}");
     let shop = s.lines().find(|l| l.contains("shop ")).unwrap();
-    assert!(shop.contains("not read yet") && shop.contains("1 lines"), "{s}");
+    assert!(
+        shop.contains("not read yet") && shop.contains("1 lines"),
+        "{s}"
+    );
 }
 
 /// The case: a wizard started while the bucket is still listed never picks the
@@ -1391,7 +1440,7 @@ fn a_source_not_read_yet_is_not_shown_as_a_verdict() {
 fn a_wizard_started_during_a_cold_listing_never_offers_a_stale_newest() {
     let mut app = cold_app(test_ctx(config()));
     app.start();
-    let gen = app
+    let generation = app
         .take_requests()
         .into_iter()
         .find_map(|r| match r {
@@ -1413,10 +1462,16 @@ fn a_wizard_started_during_a_cold_listing_never_offers_a_stale_newest() {
     // The listing reaches shop: a backup 39 minutes old the cache did not know.
     let fresh = CatalogRow {
         time: Some(now() - Duration::minutes(39)),
-        ..row("20261123T112100Z-ffff", "shop", 0, RowKind::Complete, 111_100)
+        ..row(
+            "20261123T112100Z-ffff",
+            "shop",
+            0,
+            RowKind::Complete,
+            111_100,
+        )
     };
     app.on_msg(Msg::CatalogPage {
-        generation: gen,
+        generation,
         rows: vec![fresh],
         sources_complete: vec!["auth".into(), "shop".into()],
     });
@@ -1482,7 +1537,11 @@ fn the_command_line_restores_drills_and_completes() {
     typed(&mut app, "sh");
     key(&mut app, KeyCode::Tab);
     key(&mut app, KeyCode::Tab);
-    assert!(screen(&app).contains(":restore shop before █"), "{}", screen(&app));
+    assert!(
+        screen(&app).contains(":restore shop before █"),
+        "{}",
+        screen(&app)
+    );
     typed(&mut app, "-5h");
     key(&mut app, KeyCode::Enter);
     assert_eq!(
@@ -1498,12 +1557,18 @@ fn the_command_line_restores_drills_and_completes() {
     typed(&mut app, "drill nope");
     key(&mut app, KeyCode::Enter);
     let s = screen(&app);
-    assert!(s.contains("no source \"nope\"") && s.contains(":drill nope"), "{s}");
+    assert!(
+        s.contains("no source \"nope\"") && s.contains(":drill nope"),
+        "{s}"
+    );
     ctrl(&mut app, 'w');
     typed(&mut app, "auth");
     key(&mut app, KeyCode::Enter);
     let s = screen(&app);
-    assert!(s.contains(" DRILL ") && s.contains("20261122T021500Z-cccc"), "{s}");
+    assert!(
+        s.contains(" DRILL ") && s.contains("20261122T021500Z-cccc"),
+        "{s}"
+    );
     verify_passes(&mut app);
     key(&mut app, KeyCode::Enter);
     let r = restore_request(&mut app);
@@ -1543,7 +1608,10 @@ fn the_key_budget_for_a_restore_and_a_drill() {
     verify_passes(&mut app);
     key(&mut app, KeyCode::Enter);
     let r = restore_request(&mut app);
-    assert!(r.drill && r.id == "20261123T080000Z-aaaa", "3 keys from the restore tab");
+    assert!(
+        r.drill && r.id == "20261123T080000Z-aaaa",
+        "3 keys from the restore tab"
+    );
 }
 
 /// `q` with a job running asks; `n` stays; `y` cancels it and quits only once it has ended.
@@ -1572,7 +1640,14 @@ fn q_asks_while_a_job_runs_and_waits_for_its_cleanup() {
     app.on_msg(Msg::Finished {
         task,
         kind: JobKind::Backup,
-        record: Box::new(job("b", JobKind::Backup, "shop", "x", 0, JobStatus::Cancelled)),
+        record: Box::new(job(
+            "b",
+            JobKind::Backup,
+            "shop",
+            "x",
+            0,
+            JobStatus::Cancelled,
+        )),
         outcome: Outcome::Backup(Err("cancelled".into())),
     });
     assert!(app.should_quit());
@@ -1598,7 +1673,10 @@ fn the_target_is_fresh_and_stays_editable() {
     verify_passes(&mut app);
     key(&mut app, KeyCode::Enter);
     let s = screen(&app);
-    assert!(s.contains("shop-20261123T080000Z-aaaa-2.db") && s.contains("A new file"), "{s}");
+    assert!(
+        s.contains("shop-20261123T080000Z-aaaa-2.db") && s.contains("A new file"),
+        "{s}"
+    );
     // Typed onto the earlier file: confirm, or Esc and edit.
     for _ in 0..100 {
         key(&mut app, KeyCode::Backspace);
@@ -1612,8 +1690,5 @@ fn the_target_is_fresh_and_stays_editable() {
     key(&mut app, KeyCode::Enter);
     let r = restore_request(&mut app);
     assert!(!r.force_target);
-    assert_eq!(
-        r.target,
-        dir.path().join("shop-20261123T080000Z-aaaa.dbx")
-    );
+    assert_eq!(r.target, dir.path().join("shop-20261123T080000Z-aaaa.dbx"));
 }

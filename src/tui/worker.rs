@@ -5,12 +5,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use lifeboat::catalog::Catalog;
+use lifeboat::drill::DrillOptions;
 use lifeboat::jobs::JobKind;
 use lifeboat::manifest::EngineKind;
 use lifeboat::pipeline::restore::{RestoreFrom, RestoreOptions};
 use lifeboat::progress::{Phase, Progress};
-use lifeboat::catalog::Catalog;
-use lifeboat::drill::DrillOptions;
 use lifeboat::{Error, Lifeboat, Selector};
 use tokio::sync::mpsc::UnboundedSender;
 use tokio_util::sync::CancellationToken;
@@ -280,7 +280,12 @@ async fn catalog_with(
 
 /// A drill as the CLI runs it: a scratch database lifeboat names, the report stored in the
 /// bucket, and the scratch copy dropped.
-async fn drill(lb: Lifeboat, tx: UnboundedSender<Msg>, r: RestoreRequest, cancel: CancellationToken) {
+async fn drill(
+    lb: Lifeboat,
+    tx: UnboundedSender<Msg>,
+    r: RestoreRequest,
+    cancel: CancellationToken,
+) {
     let progress = ChannelProgress::new(r.task, tx.clone());
     let opts = DrillOptions {
         source: None,
@@ -575,9 +580,7 @@ mod tests {
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
         while let Ok(msg) = rx.try_recv() {
-            if let Msg::CatalogDone { generation, .. } | Msg::CatalogPage { generation, .. } =
-                msg
-            {
+            if let Msg::CatalogDone { generation, .. } | Msg::CatalogPage { generation, .. } = msg {
                 done.push(generation);
             }
         }
@@ -615,7 +618,10 @@ mod tests {
             panic!("{outcome:?}")
         };
         assert!(report.ok(), "{report:?}");
-        assert!(saved.contains("report saved to _lifeboat/drills/"), "{saved}");
+        assert!(
+            saved.contains("report saved to _lifeboat/drills/"),
+            "{saved}"
+        );
         assert!(saved.contains("the scratch copy was dropped"), "{saved}");
         let left: Vec<_> = std::fs::read_dir(dir.path().join("restores"))
             .map(|d| d.flatten().map(|e| e.path()).collect())

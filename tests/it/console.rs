@@ -384,7 +384,10 @@ fn the_incident_path_with_a_typed_local_time() {
     tmux.wait_for("A new file", Duration::from_secs(5));
     press(&["Enter"]);
     tmux.wait_for("OK: all 5 tables match", Duration::from_secs(60));
-    assert!(keys <= 10, "{keys} keys from the first frame to a proven restore");
+    assert!(
+        keys <= 10,
+        "{keys} keys from the first frame to a proven restore"
+    );
     tmux.keys(&["Enter", "q"]);
     tmux.wait_for("EXIT=0", Duration::from_secs(10));
     let restored: Vec<_> = std::fs::read_dir(dir.path().join("restores"))
@@ -404,8 +407,8 @@ fn the_incident_path_with_a_typed_local_time() {
 fn a_header_with_six_sources_shows_the_critical_one_first() {
     let dir = tempfile::tempdir().unwrap();
     let names = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot"];
-    let mut text = "[storage]\ntype = \"local\"\npath = \"bucket\"\n[state]\npath = \"state.db\"\n"
-        .to_owned();
+    let mut text =
+        "[storage]\ntype = \"local\"\npath = \"bucket\"\n[state]\npath = \"state.db\"\n".to_owned();
     for n in names {
         crate::common::make_sample_db(&dir.path().join(format!("{n}.db")), 1);
         text.push_str(&format!(

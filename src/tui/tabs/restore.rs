@@ -114,10 +114,7 @@ impl RestoreWizard {
             ..RestoreWizard::default()
         };
         if let Some(row) = id.and_then(|id| data.row(&id).cloned()) {
-            self.provisional = row
-                .source
-                .as_deref()
-                .is_some_and(|s| !data.source_known(s));
+            self.provisional = row.source.as_deref().is_some_and(|s| !data.source_known(s));
             if let Some(s) = &row.source {
                 self.source = ctx
                     .config
@@ -160,7 +157,8 @@ impl RestoreWizard {
     /// once that part is read.
     pub fn on_listing(&mut self, data: &Data, ctx: &Ctx, outbox: &mut Outbox) {
         let source = ctx.config.sources.get(self.source).map(|s| s.name.as_str());
-        if self.waiting && self.step == Step::Point && source.is_some_and(|s| data.source_known(s)) {
+        if self.waiting && self.step == Step::Point && source.is_some_and(|s| data.source_known(s))
+        {
             self.waiting = false;
             self.resolve_point(data, ctx, outbox);
         }
@@ -185,7 +183,9 @@ impl RestoreWizard {
         };
         self.preflight = None;
         if row.kind == RowKind::Complete {
-            outbox.requests.push(Request::Preflight { id: row.id.clone() });
+            outbox
+                .requests
+                .push(Request::Preflight { id: row.id.clone() });
         }
         self.chosen = Some(row);
         self.step = Step::Preflight;
@@ -275,21 +275,22 @@ impl RestoreWizard {
             },
             Step::Preflight => match action {
                 Some(Action::Back) => self.step = Step::Point,
-                Some(Action::Enter) => match (&self.preflight, self.chosen.as_ref().map(|c| c.kind))
-                {
-                    (Some(Ok(_)), _) | (None, Some(RowKind::Foreign)) if self.drill => {
-                        self.start(data, ctx, outbox)
+                Some(Action::Enter) => {
+                    match (&self.preflight, self.chosen.as_ref().map(|c| c.kind)) {
+                        (Some(Ok(_)), _) | (None, Some(RowKind::Foreign)) if self.drill => {
+                            self.start(data, ctx, outbox)
+                        }
+                        (Some(Ok(_)), _) | (None, Some(RowKind::Foreign)) => {
+                            self.step = Step::Target;
+                            self.check_target(ctx);
+                        }
+                        (Some(Err(_)), _) => {
+                            self.error =
+                                Some("this backup cannot be restored: choose another".into())
+                        }
+                        _ => self.error = Some("wait for the pre-flight check".into()),
                     }
-                    (Some(Ok(_)), _) | (None, Some(RowKind::Foreign)) => {
-                        self.step = Step::Target;
-                        self.check_target(ctx);
-                    }
-                    (Some(Err(_)), _) => {
-                        self.error =
-                            Some("this backup cannot be restored: choose another".into())
-                    }
-                    _ => self.error = Some("wait for the pre-flight check".into()),
-                },
+                }
                 _ => {}
             },
             Step::Target => match key.code {
@@ -661,7 +662,11 @@ impl RestoreWizard {
                     fmt::ago(newest, data.now)
                 )
             } else {
-                format!("  {:<12} not read yet ({})", s.name, data.listing_progress())
+                format!(
+                    "  {:<12} not read yet ({})",
+                    s.name,
+                    data.listing_progress()
+                )
             };
             lines.push(if i == self.source {
                 Line::styled(text, t.selected)
@@ -690,11 +695,17 @@ impl RestoreWizard {
                 Err(_) => "…".to_owned(),
             };
             lines.push(Line::styled(
-                format!("  {understood}   (09:40, yesterday 09:40, -2h, 2026-11-25 12:00; zone {zone})"),
+                format!(
+                    "  {understood}   (09:40, yesterday 09:40, -2h, 2026-11-25 12:00; zone {zone})"
+                ),
                 t.dim,
             ));
             if self.waiting {
-                let name = ctx.config.sources.get(self.source).map_or("", |s| s.name.as_str());
+                let name = ctx
+                    .config
+                    .sources
+                    .get(self.source)
+                    .map_or("", |s| s.name.as_str());
                 lines.push(Line::styled(
                     format!(
                         "  The bucket is still being read ({}): {name}'s newest backup may not be listed yet. Waiting for it; Enter again chooses from what is listed so far.",
@@ -787,18 +798,29 @@ impl RestoreWizard {
         };
         match &self.preflight {
             Some(Ok(found)) => {
-                lines.push(Line::styled(format!("check      ✔ {}", fmt::safe(found)), t.ok));
+                lines.push(Line::styled(
+                    format!("check      ✔ {}", fmt::safe(found)),
+                    t.ok,
+                ));
                 lines.push(Line::styled(
                     format!("checksum   checked as the restore downloads it, before anything is loaded. {next}."),
                     t.ok,
                 ));
             }
-            Some(Err(e)) => lines.push(Line::styled(format!("check      ✖ {}", fmt::safe(e)), t.bad)),
+            Some(Err(e)) => lines.push(Line::styled(
+                format!("check      ✖ {}", fmt::safe(e)),
+                t.bad,
+            )),
             None if row.kind == RowKind::Foreign => lines.push(Line::styled(
-                format!("checksum   none: not written by lifeboat; row counts will be measured. {next}."),
+                format!(
+                    "checksum   none: not written by lifeboat; row counts will be measured. {next}."
+                ),
                 t.warn,
             )),
-            None => lines.push(Line::styled("check      reading the manifest and the data object…", t.dim)),
+            None => lines.push(Line::styled(
+                "check      reading the manifest and the data object…",
+                t.dim,
+            )),
         }
         frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), area);
     }
