@@ -401,6 +401,7 @@ impl<'a> Scanner<'a> {
         }
         for obj in page.objects {
             if let Some((source, _)) = obj.key.split_once('/')
+                && !obj.key.starts_with(INTERNAL_PREFIX)
                 && !self.seen.contains(source)
             {
                 self.seen.insert(source.to_owned());

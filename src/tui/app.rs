@@ -996,6 +996,15 @@ impl App {
             Span::styled(format!("{mark} "), style),
             name,
             Span::styled(newest, style),
+            // Before the rest: on a narrow terminal the tail is what gets cut.
+            Span::styled(
+                if h.last_job_failed {
+                    "  last backup FAILED"
+                } else {
+                    ""
+                },
+                t.bad,
+            ),
             Span::raw(format!(
                 "  tested {}{}",
                 fmt::ago(h.last_restore_test, self.data.now),
@@ -1009,14 +1018,6 @@ impl App {
                     if h.backups == 1 { "" } else { "s" }
                 ),
                 t.dim,
-            ),
-            Span::styled(
-                if h.last_job_failed {
-                    "  last backup FAILED"
-                } else {
-                    ""
-                },
-                t.bad,
             ),
         ])
     }

@@ -690,7 +690,7 @@ fn stale_catalog_answers_are_dropped() {
         sources_complete: Vec::new(),
     });
     assert!(screen(&app).contains("20261123T110000Z-9999"));
-    assert!(screen(&app).contains("refreshing"));
+    assert!(screen(&app).contains("reading the bucket… 1 lines"));
 }
 
 #[test]
@@ -1268,7 +1268,10 @@ fn help_per_tab_scrolls_to_every_entry() {
 #[test]
 fn footer_fits_80_columns_and_status_messages_clear() {
     let mut app = app();
-    let footer = |app: &App| screen(app).lines().last().unwrap().to_owned();
+    let footer = |app: &App| {
+        let s = screen(app);
+        s.lines().last().unwrap().trim_matches('"').to_owned()
+    };
     let f = footer(&app);
     for hint in [
         "? help",

@@ -84,7 +84,7 @@ impl RestoreWizard {
 
     pub fn hints(&self) -> &'static [Action] {
         match self.step {
-            Step::Source => &[Action::Enter, Action::Drill, Action::Up, Action::Down],
+            Step::Source => &[Action::Enter, Action::Drill],
             Step::Point | Step::Target | Step::Preflight => &[Action::Enter, Action::Back],
             Step::Run => &[Action::Cancel],
             Step::Result if self.promotable().is_some() => {
@@ -167,6 +167,7 @@ impl RestoreWizard {
     pub fn on_preflight(&mut self, id: &str, result: Result<String, String>) {
         if self.chosen.as_ref().is_some_and(|c| c.id == id) && self.preflight.is_none() {
             self.preflight = Some(result);
+            self.error = None;
         }
     }
 
@@ -716,7 +717,7 @@ impl RestoreWizard {
             }
         } else {
             lines.push(Line::styled(
-                "Enter to type the point in time (or just type -2h); d drills the newest; or r on a catalog line.",
+                "Enter: the point in time (or just type -2h) · d: drill the newest",
                 t.dim,
             ));
         }
