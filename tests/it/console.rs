@@ -107,7 +107,7 @@ fn demo_then_the_wizard_to_a_finished_restore() {
     tmux.keys(&["Enter"]);
     tmux.wait_for("at or before", Duration::from_secs(5));
     tmux.keys(&["Enter"]);
-    tmux.wait_for("verified: the stored bytes match", Duration::from_secs(30));
+    tmux.wait_for("check      ✔", Duration::from_secs(30));
     tmux.keys(&["Enter"]);
     tmux.wait_for("A new file", Duration::from_secs(5));
     tmux.keys(&["Enter"]);
@@ -260,7 +260,7 @@ fn the_wizard_promotes_a_proven_copy() {
     tmux.keys(&["4"]);
     tmux.wait_for("Which database?", Duration::from_secs(5));
     tmux.keys(&["Enter", "Enter"]);
-    tmux.wait_for("verified: the stored bytes match", Duration::from_secs(30));
+    tmux.wait_for("check      ✔", Duration::from_secs(30));
     tmux.keys(&["Enter"]);
     tmux.wait_for("A new file", Duration::from_secs(5));
     tmux.keys(&["Enter"]);
