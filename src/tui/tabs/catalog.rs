@@ -61,6 +61,8 @@ pub struct CatalogTab {
     detail: bool,
     /// How far the detail pane is scrolled (its table list is long).
     detail_scroll: u16,
+    /// Complete, foreign and unusable lines, counted at each rebuild.
+    counts: [usize; 3],
     /// The selected line's id, kept across rebuilds.
     selected_id: Option<String>,
 }
@@ -186,6 +188,12 @@ impl CatalogTab {
             }
         };
         let rows = &data.rows;
+        let count = |kind| rows.iter().filter(|r| r.kind == kind).count();
+        self.counts = [
+            count(RowKind::Complete),
+            count(RowKind::Foreign),
+            count(RowKind::Unusable),
+        ];
         self.view = (0..rows.len())
             .filter(|&i| filter.accepts(&rows[i]))
             .collect();
@@ -353,21 +361,8 @@ impl CatalogTab {
         let mid = area.width >= if copies { 108 } else { 100 };
         let counts = !copies || area.width >= 90;
         let wide = area.width >= 132;
-        let complete = data
-            .rows
-            .iter()
-            .filter(|r| r.kind == RowKind::Complete)
-            .count();
-        let foreign = data
-            .rows
-            .iter()
-            .filter(|r| r.kind == RowKind::Foreign)
-            .count();
-        let unusable = data
-            .rows
-            .iter()
-            .filter(|r| r.kind == RowKind::Unusable)
-            .count();
+        // Counted when the lines change, not on every frame.
+        let [complete, foreign, unusable] = self.counts;
         let mut title = format!(
             " {} backups ({complete} complete), {foreign} foreign{} · {}{} ",
             data.rows.len() - foreign - unusable,
