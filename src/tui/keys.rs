@@ -181,6 +181,8 @@ impl Keymap {
 fn short_key(key: &str) -> String {
     match key {
         "enter" => "↵".into(),
+        "up" => "↑".into(),
+        "down" => "↓".into(),
         "pageup" => "pgup".into(),
         "pagedown" => "pgdn".into(),
         "backtab" => "⇤".into(),
@@ -200,8 +202,7 @@ fn short_label(action: Action) -> &'static str {
         Action::Tab2 => "jobs",
         Action::Tab3 => "retention",
         Action::Tab4 => "restore",
-        Action::Up => "up",
-        Action::Down => "down",
+        Action::Up | Action::Down => "scroll",
         Action::PageUp | Action::PageDown => "scroll",
         Action::Top => "first",
         Action::Bottom => "last",

@@ -90,6 +90,7 @@ impl RestoreWizard {
             Step::Result if self.promotable().is_some() => {
                 &[Action::Enter, Action::Promote, Action::Drop, Action::Down]
             }
+            Step::Result if self.drill => &[Action::Enter, Action::Down],
             Step::Result => &[Action::Enter, Action::Drop, Action::Down],
             Step::Promote => &[Action::Enter, Action::Back],
         }
@@ -1011,7 +1012,10 @@ impl RestoreWizard {
             ));
         }
         if let Some(saved) = &self.saved {
-            head.push(Line::styled(fmt::safe(saved), t.accent));
+            // One line per fact, so none is cut at 80 columns.
+            for part in saved.split("; ") {
+                head.push(Line::styled(fmt::safe(part), t.accent));
+            }
         }
         if let Some((source, _)) = self.promotable() {
             head.push(Line::styled(
@@ -1084,11 +1088,15 @@ impl RestoreWizard {
         frame.render_widget(Table::new(rows, widths).header(header), table);
         frame.render_widget(
             Paragraph::new(Line::styled(
-                format!(
-                    "Enter keeps {} · {} drops it",
-                    fmt::safe(&report.target),
-                    ctx.keymap.key(Action::Drop)
-                ),
+                if self.drill {
+                    "Enter to finish".to_owned()
+                } else {
+                    format!(
+                        "Enter keeps {} · {} drops it",
+                        fmt::safe(&report.target),
+                        ctx.keymap.key(Action::Drop)
+                    )
+                },
                 t.dim,
             )),
             keys,
