@@ -335,6 +335,10 @@ pub struct CatalogPage {
     pub backups: Vec<BackupEntry>,
     pub foreign: Vec<ForeignObject>,
     pub unusable: Vec<Unusable>,
+    /// Sources whose part of the bucket is fully read as of this page (keys come in order,
+    /// `<source>/...`, so a source is read once the listing has moved past its prefix); on
+    /// the last page, every source seen.
+    pub sources_complete: Vec<String>,
 }
 
 impl CatalogPage {
@@ -361,6 +365,8 @@ pub struct Scanner<'a> {
     listed_through: String,
     /// Backup directories still collecting objects, keyed by `source/id/`.
     open: BTreeMap<String, (String, BackupId, Vec<ObjectMeta>)>,
+    /// Sources seen so far.
+    seen: std::collections::BTreeSet<String>,
 }
 
 #[derive(Debug)]
@@ -406,6 +412,7 @@ impl<'a> Scanner<'a> {
             done: false,
             listed_through: String::new(),
             open: BTreeMap::new(),
+            seen: Default::default(),
         }
     }
 
@@ -426,6 +433,12 @@ impl<'a> Scanner<'a> {
         let mut foreign = Vec::new();
         let mut unusable = Vec::new();
         for obj in page.objects {
+            if let Some((source, _)) = obj.key.split_once('/')
+                && !obj.key.starts_with(INTERNAL_PREFIX)
+                && !self.seen.contains(source)
+            {
+                self.seen.insert(source.to_owned());
+            }
             match place(&obj.key) {
                 Place::Internal => {}
                 Place::Unusable(why) => unusable.push(Unusable {
@@ -484,10 +497,21 @@ impl<'a> Scanner<'a> {
                 Err(u) => unusable.push(u),
             }
         }
+        let sources_complete = self
+            .seen
+            .iter()
+            .filter(|s| {
+                let prefix = format!("{s}/");
+                self.done
+                    || (self.listed_through > prefix && !self.listed_through.starts_with(&prefix))
+            })
+            .cloned()
+            .collect();
         Ok(Some(CatalogPage {
             backups,
             foreign,
             unusable,
+            sources_complete,
         }))
     }
 

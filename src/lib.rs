@@ -390,17 +390,18 @@ impl Lifeboat {
         self.scan_catalog(|_| {}).await
     }
 
-    /// Like [`Lifeboat::catalog`], handing each listing page's lines to `on_page` as it
-    /// arrives, so a console can show them before the whole bucket is read.
+    /// Like [`Lifeboat::catalog`], handing each listing page to `on_page` as it arrives, so
+    /// a console can show its lines (and which sources are fully read) before the whole
+    /// bucket is read.
     pub async fn scan_catalog(
         &self,
-        mut on_page: impl FnMut(Vec<catalog::CatalogRow>),
+        mut on_page: impl FnMut(&catalog::CatalogPage),
     ) -> Result<Catalog> {
         let mut catalog = Catalog::default();
         let primary = async {
             let mut scanner = catalog::Scanner::new(self.store.as_ref(), Some(&self.state));
             while let Some(page) = scanner.next_page().await? {
-                on_page(page.rows());
+                on_page(&page);
                 catalog.backups.extend(page.backups);
                 catalog.foreign.extend(page.foreign);
                 catalog.unusable.extend(page.unusable);
@@ -858,6 +859,52 @@ impl Lifeboat {
         cancel: CancellationToken,
     ) -> (JobRecord, Result<()>) {
         self.verify_copies(entry, false, progress, cancel).await
+    }
+
+    /// The wizard's pre-flight, without downloading: the manifest is trusted and the data
+    /// object a restore would read is there at the manifest's size. The checksum is then
+    /// checked by the restore's own download, before anything is loaded, so a backup is
+    /// downloaded once. Says where the restore will read from.
+    pub async fn preflight(&self, entry: &BackupEntry) -> Result<String> {
+        let not_restorable = |reason: String| Error::NotRestorable {
+            id: entry.id.to_string(),
+            reason,
+        };
+        let (Some(m), Some(key), None) = (&entry.manifest, entry.data_key(), &entry.problem) else {
+            return Err(not_restorable(
+                entry
+                    .problem
+                    .clone()
+                    .unwrap_or_else(|| "no manifest".into()),
+            ));
+        };
+        let authenticity = self.authenticity(m);
+        if let signing::Authenticity::Bad { reason } = &authenticity {
+            return Err(not_restorable(format!(
+                "its manifest is not to be trusted: {reason}"
+            )));
+        }
+        let mut first_problem = None;
+        for store in self.restore_stores(&RestoreFrom::Backup(Box::new(entry.clone()))) {
+            let problem = match store.store.head(&key).await {
+                Ok(Some(meta)) if meta.size == m.data.stored_bytes => {
+                    return Ok(format!(
+                        "{} present in store {} ({} bytes, as the manifest says); manifest {authenticity}",
+                        key, store.name, meta.size
+                    ));
+                }
+                Ok(Some(meta)) => format!(
+                    "store {}: {key} holds {} bytes, the manifest says {}",
+                    store.name, meta.size, m.data.stored_bytes
+                ),
+                Ok(None) => format!("store {}: {key} is missing", store.name),
+                Err(e) => format!("store {}: {}", store.name, first_line(&e.to_string())),
+            };
+            first_problem.get_or_insert(problem);
+        }
+        Err(not_restorable(
+            first_problem.unwrap_or_else(|| "no store holds it".into()),
+        ))
     }
 
     async fn verify_copies(

@@ -1,10 +1,11 @@
 //! Points in time as people type them: `2026-11-22 01:40`, `2026-11-22T01:40:00+02:00`,
-//! `-2h`, `90m ago`, `yesterday`. Times without an offset are UTC.
+//! `-2h`, `90m ago`, `yesterday`, `09:40`, `yesterday 09:40`. Times without an offset are UTC
+//! for [`parse_point`] and in the zone given to [`parse_point_in`] (the console's local zone).
 //!
 //! Durations are bounded ([`MAX_DURATION`]) and every step is checked, so no typed, configured
 //! or stored value can overflow the arithmetic done with it later.
 
-use chrono::{DateTime, Duration, NaiveDate, NaiveDateTime, Utc};
+use chrono::{DateTime, Duration, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc};
 
 /// The longest duration lifeboat reads (about 1,000 years): far beyond any RPO, window or
 /// interval, and small enough that adding it to any time lifeboat accepts stays in range.
@@ -23,12 +24,59 @@ pub enum DurationError {
 }
 
 pub fn parse_point(input: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, TimeError> {
+    parse_point_in(input, now, &Utc)
+}
+
+/// Like [`parse_point`], reading times without an offset in `zone`: `09:40` is the latest
+/// 09:40 at or before now, `yesterday 09:40` and `today 09:40` that day's, `2026-11-25 12:00`
+/// that wall-clock time. A wall-clock time the zone skips (a DST gap) is an error; one it
+/// repeats is the earlier.
+pub fn parse_point_in<Tz: TimeZone>(
+    input: &str,
+    now: DateTime<Utc>,
+    zone: &Tz,
+) -> Result<DateTime<Utc>, TimeError> {
     let s = input.trim();
     let err = || {
         TimeError(format!(
-            "cannot read {input:?} as a time: use e.g. \"2026-11-22 01:40\" (UTC), an RFC 3339 time, or \"-2h\" / \"3d ago\""
+            "cannot read {input:?} as a time: use e.g. \"09:40\", \"yesterday 09:40\", \"2026-11-22 01:40\", an RFC 3339 time, or \"-2h\" / \"3d ago\""
         ))
     };
+    let local = |naive: NaiveDateTime| {
+        zone.from_local_datetime(&naive)
+            .earliest()
+            .map(|t| t.with_timezone(&Utc))
+            .ok_or_else(|| {
+                TimeError(format!(
+                    "{input:?} does not exist in this time zone (a daylight-saving gap)"
+                ))
+            })
+    };
+    let today = now.with_timezone(zone).date_naive();
+    let clock = |t: &str| {
+        ["%H:%M", "%H:%M:%S"]
+            .iter()
+            .find_map(|f| NaiveTime::parse_from_str(t, f).ok())
+    };
+    if let Some(t) = clock(s) {
+        let at = local(today.and_time(t))?;
+        if at <= now {
+            return Ok(at);
+        }
+        return local(today.pred_opt().ok_or_else(err)?.and_time(t));
+    }
+    for (word, day) in [("today", Some(today)), ("yesterday", today.pred_opt())] {
+        if let Some(rest) = s
+            .get(..word.len())
+            .filter(|w| w.eq_ignore_ascii_case(word))
+            .and_then(|_| s.get(word.len()..))
+            .map(str::trim)
+            .filter(|r| !r.is_empty())
+        {
+            let t = clock(rest).ok_or_else(err)?;
+            return local(day.ok_or_else(err)?.and_time(t));
+        }
+    }
     if s.eq_ignore_ascii_case("now") {
         return Ok(now);
     }
@@ -61,11 +109,16 @@ pub fn parse_point(input: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, Tim
         "%Y%m%dT%H%M%SZ",
     ] {
         if let Ok(t) = NaiveDateTime::parse_from_str(s, fmt) {
-            return Ok(t.and_utc());
+            // The compact id form is UTC, as in backup ids.
+            return if fmt.ends_with('Z') {
+                Ok(t.and_utc())
+            } else {
+                local(t)
+            };
         }
     }
     if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
-        return Ok(d.and_time(chrono::NaiveTime::MIN).and_utc());
+        return local(d.and_time(NaiveTime::MIN));
     }
     Err(err())
 }
@@ -159,6 +212,29 @@ mod tests {
         assert!(parse_point("tomorrowish", now()).is_err());
         assert!(parse_point("-2x", now()).is_err());
         assert!(parse_point("-", now()).is_err());
+    }
+
+    #[test]
+    fn local_forms() {
+        let zone = chrono::FixedOffset::east_opt(3600).unwrap();
+        let t = |s| parse_point_in(s, now(), &zone).unwrap().to_rfc3339();
+        // now() is 13:00 at +01:00.
+        assert_eq!(t("09:40"), "2026-11-23T08:40:00+00:00");
+        assert_eq!(
+            t("14:00"),
+            "2026-11-22T13:00:00+00:00",
+            "the latest 14:00 is yesterday's"
+        );
+        assert_eq!(t("yesterday 09:40"), "2026-11-22T08:40:00+00:00");
+        assert_eq!(t("Today 12:00"), "2026-11-23T11:00:00+00:00");
+        assert_eq!(t("2026-11-25 12:00"), "2026-11-25T11:00:00+00:00");
+        assert_eq!(t("2026-11-22T01:40:00Z"), "2026-11-22T01:40:00+00:00");
+        assert_eq!(t("-2h"), "2026-11-23T10:00:00+00:00");
+        assert_eq!(t("20261122T014000Z"), "2026-11-22T01:40:00+00:00");
+        for bad in ["garbage", "25:00", "yesterday noon", "today"] {
+            let e = parse_point_in(bad, now(), &zone).unwrap_err().to_string();
+            assert!(e.contains("cannot read"), "{bad}: {e}");
+        }
     }
 
     #[test]

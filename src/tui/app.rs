@@ -1,7 +1,7 @@
 //! The console's state and its update functions. Shared data (catalog lines, jobs, running
 //! tasks) lives in [`Data`]; each tab owns its own view state and keys.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -18,11 +18,14 @@ use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Style;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Borders, Clear, Paragraph, Row, Table, Tabs, Wrap};
+use ratatui::widgets::{Block, Borders, Clear, Paragraph, Tabs, Wrap};
+use std::cell::Cell;
 
+use super::command::{self, Command};
 use super::fmt;
 use super::keys::{Action, Keymap};
 use super::msg::{Msg, Outcome, Request, TaskId};
+use super::tabs;
 use super::tabs::{CatalogTab, JobsTab, RestoreWizard, RetentionTab};
 use super::theme::Theme;
 
@@ -34,6 +37,30 @@ pub struct Ctx {
     pub clock: Clock,
     pub keymap: Keymap,
     pub theme: Theme,
+    /// The zone typed times are read in and times are shown in: the machine's own (`None`),
+    /// or a fixed offset (tests).
+    pub zone: Option<chrono::FixedOffset>,
+}
+
+impl Ctx {
+    /// A time as typed (`09:40`, `yesterday 09:40`, `-2h`, `2026-11-25 12:00`, RFC 3339),
+    /// read in the console's zone.
+    pub fn parse_time(&self, text: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, String> {
+        match self.zone {
+            Some(z) => lifeboat::when::parse_point_in(text, now, &z),
+            None => lifeboat::when::parse_point_in(text, now, &chrono::Local),
+        }
+        .map_err(|e| e.to_string())
+    }
+
+    /// A time in the console's zone, with the zone: `2026-11-25 12:00 +01:00`.
+    pub fn show_time(&self, t: DateTime<Utc>) -> String {
+        const FORMAT: &str = "%Y-%m-%d %H:%M %:z";
+        match self.zone {
+            Some(z) => t.with_timezone(&z).format(FORMAT).to_string(),
+            None => t.with_timezone(&chrono::Local).format(FORMAT).to_string(),
+        }
+    }
 }
 
 impl Ctx {
@@ -56,6 +83,7 @@ impl Ctx {
             clock: lb.clock().clone(),
             keymap,
             theme,
+            zone: None,
         })
     }
 }
@@ -100,6 +128,13 @@ pub struct Data {
     /// Newest verify/restore evidence per backup id: (ok, when).
     pub verified: HashMap<String, (bool, DateTime<Utc>)>,
     pub refreshing: bool,
+    /// Sources whose part of the bucket has been read by this console (a listing reached
+    /// past them); until then their lines may be missing and their health is a guess.
+    pub known: BTreeSet<String>,
+    /// A whole listing finished since the console opened: every source is known.
+    pub listing_done: bool,
+    /// Lines received by the listing under way.
+    pub listed: usize,
     pub tasks: BTreeMap<TaskId, TaskView>,
     pub health: Vec<SourceHealth>,
     /// One line per store, once a catalog read has reached every store.
@@ -110,6 +145,19 @@ pub struct Data {
 impl Data {
     pub fn row(&self, id: &str) -> Option<&CatalogRow> {
         self.rows.iter().find(|r| r.id == id)
+    }
+
+    /// Whether `source`'s backups have all been read from the bucket by this console.
+    pub fn source_known(&self, source: &str) -> bool {
+        self.listing_done || self.known.contains(source)
+    }
+
+    /// The listing's progress, for people: `reading the bucket… 12,000 lines`.
+    pub fn listing_progress(&self) -> String {
+        format!(
+            "reading the bucket… {} lines",
+            fmt::count(Some(self.listed as u64))
+        )
     }
 }
 
@@ -151,18 +199,6 @@ impl Outbox {
         self.requests.push(Request::Verify {
             task,
             id: id.to_owned(),
-            every_copy: true,
-        });
-        task
-    }
-
-    /// The wizard's check: one good copy, the one a restore would read, is enough.
-    pub fn preflight(&mut self, id: &str, now: DateTime<Utc>) -> TaskId {
-        let task = self.task(format!("verify {id}"), now);
-        self.requests.push(Request::Verify {
-            task,
-            id: id.to_owned(),
-            every_copy: false,
         });
         task
     }
@@ -197,9 +233,20 @@ pub enum Effect {
 
 enum Popup {
     Error(String),
-    Help,
-    PickSource { selected: usize },
+    /// The keys of the tab it was opened on, then everyone's; scrolled to `scroll`.
+    Help {
+        tab: TabId,
+        scroll: Cell<usize>,
+    },
+    PickSource {
+        selected: usize,
+    },
+    /// Quit with jobs running: they are cancelled (and clean up) only if the user says so.
+    Quit,
 }
+
+/// How many ticks (250 ms) a status message stays.
+const STATUS_TICKS: u8 = 24;
 
 pub struct App {
     pub ctx: Ctx,
@@ -210,11 +257,17 @@ pub struct App {
     retention: RetentionTab,
     restore: RestoreWizard,
     popup: Option<Popup>,
-    status: Option<String>,
+    /// A passing message and the ticks it has left.
+    status: Option<(String, u8)>,
+    /// The `:` command line being typed, and why the last one could not run.
+    command: Option<String>,
+    command_error: Option<String>,
     outbox: Outbox,
     catalog_gen: u64,
     dirty: bool,
     quit: bool,
+    /// Quitting once the cancelled jobs have cleaned up.
+    quitting: bool,
     /// Where the tab bar was drawn, for mouse clicks.
     tab_bar: std::cell::Cell<Rect>,
 }
@@ -235,10 +288,13 @@ impl App {
             restore: RestoreWizard::default(),
             popup: None,
             status: None,
+            command: None,
+            command_error: None,
             outbox: Outbox::default(),
             catalog_gen: 0,
             dirty: true,
             quit: false,
+            quitting: false,
             tab_bar: std::cell::Cell::new(Rect::default()),
         }
     }
@@ -249,9 +305,12 @@ impl App {
         self.outbox.requests.push(Request::LoadJobs);
     }
 
+    /// Lists the bucket again. A listing under way is replaced, not doubled: the worker stops
+    /// it, and its late answers carry an old generation and are dropped.
     fn refresh(&mut self) {
         self.catalog_gen += 1;
         self.data.refreshing = true;
+        self.data.listed = 0;
         self.outbox.requests.push(Request::RefreshCatalog {
             generation: self.catalog_gen,
         });
@@ -271,7 +330,12 @@ impl App {
             &self.data.jobs,
             self.data.now,
         );
-        self.catalog.rebuild(&self.data);
+        self.catalog.rebuild(&self.data, &self.ctx);
+        self.dirty = true;
+    }
+
+    fn set_status(&mut self, text: impl Into<String>) {
+        self.status = Some((text.into(), STATUS_TICKS));
         self.dirty = true;
     }
 
@@ -288,8 +352,9 @@ impl App {
         std::mem::take(&mut self.outbox.requests)
     }
 
+    /// Whether to leave: asked to, or asked to once the cancelled jobs have cleaned up.
     pub fn should_quit(&self) -> bool {
-        self.quit
+        self.quit || (self.quitting && self.data.tasks.is_empty())
     }
 
     pub fn mark_dirty(&mut self) {
@@ -302,9 +367,25 @@ impl App {
 
     pub fn on_tick(&mut self) {
         self.data.now = self.ctx.clock.now();
+        if let Some((_, ticks)) = &mut self.status {
+            *ticks = ticks.saturating_sub(1);
+            if *ticks == 0 {
+                self.status = None;
+                self.dirty = true;
+            }
+        }
         if !self.data.tasks.is_empty() || self.data.refreshing {
             self.dirty = true;
         }
+    }
+
+    fn source_names(&self) -> Vec<String> {
+        self.ctx
+            .config
+            .sources
+            .iter()
+            .map(|s| s.name.clone())
+            .collect()
     }
 
     pub fn on_key(&mut self, key: KeyEvent) {
@@ -313,6 +394,21 @@ impl App {
         }
         self.dirty = true;
         let action = self.ctx.keymap.action(&key);
+        let ctrl_c = key.code == KeyCode::Char('c')
+            && key
+                .modifiers
+                .contains(crossterm::event::KeyModifiers::CONTROL);
+        if self.quitting {
+            // The jobs were told to stop and are cleaning up; Ctrl-C leaves without waiting
+            // (what they leave is swept by a later run).
+            if ctrl_c {
+                self.quit = true;
+            }
+            return;
+        }
+        if self.command.is_some() {
+            return self.on_command_key(key);
+        }
         if let Some(popup) = &mut self.popup {
             match popup {
                 Popup::PickSource { selected } => {
@@ -321,17 +417,49 @@ impl App {
                         Some(Action::Up) => *selected = selected.saturating_sub(1),
                         Some(Action::Down) => *selected = (*selected + 1).min(n.saturating_sub(1)),
                         Some(Action::Enter) => {
-                            if let Some(s) = self.ctx.config.sources.get(*selected) {
-                                self.outbox.backup(&s.name, self.data.now);
-                                self.status = Some(format!("backing up {}", s.name));
-                            }
+                            let chosen = self
+                                .ctx
+                                .config
+                                .sources
+                                .get(*selected)
+                                .map(|s| s.name.clone());
                             self.popup = None;
+                            if let Some(name) = chosen {
+                                self.back_up(&name);
+                            }
                         }
                         Some(Action::Back | Action::Quit) => self.popup = None,
                         _ => {}
                     }
                 }
-                _ => {
+                Popup::Quit => match key.code {
+                    KeyCode::Char('y') => {
+                        self.popup = None;
+                        self.quit_cancelling();
+                    }
+                    _ if ctrl_c => {
+                        self.popup = None;
+                        self.quit_cancelling();
+                    }
+                    KeyCode::Char('n') | KeyCode::Esc => self.popup = None,
+                    _ => {}
+                },
+                Popup::Help { scroll, .. } => {
+                    let at = scroll.get();
+                    match action {
+                        Some(Action::Down) => scroll.set(at + 1),
+                        Some(Action::Up) => scroll.set(at.saturating_sub(1)),
+                        Some(Action::PageDown) => scroll.set(at + 10),
+                        Some(Action::PageUp) => scroll.set(at.saturating_sub(10)),
+                        Some(Action::Top) => scroll.set(0),
+                        Some(Action::Bottom) => scroll.set(usize::MAX),
+                        Some(Action::Back | Action::Enter | Action::Quit | Action::Help) => {
+                            self.popup = None
+                        }
+                        _ => {}
+                    }
+                }
+                Popup::Error(_) => {
                     if matches!(
                         action,
                         Some(Action::Back | Action::Enter | Action::Quit | Action::Help)
@@ -348,18 +476,19 @@ impl App {
             TabId::Restore => self.restore.typing(),
             _ => false,
         };
-        let ctrl_c = key.code == KeyCode::Char('c')
-            && key
-                .modifiers
-                .contains(crossterm::event::KeyModifiers::CONTROL);
         if !typing || ctrl_c {
             match action {
-                Some(Action::Quit) => {
-                    self.quit = true;
+                Some(Action::Quit) => return self.ask_quit(),
+                Some(Action::Help) => {
+                    self.popup = Some(Popup::Help {
+                        tab: self.tab,
+                        scroll: Cell::new(0),
+                    });
                     return;
                 }
-                Some(Action::Help) => {
-                    self.popup = Some(Popup::Help);
+                Some(Action::Command) => {
+                    self.command = Some(String::new());
+                    self.command_error = None;
                     return;
                 }
                 Some(Action::NextTab) => return self.switch(self.tab_index().map(|i| (i + 1) % 4)),
@@ -377,9 +506,10 @@ impl App {
             }
         }
         let effects = match self.tab {
-            TabId::Catalog => self
-                .catalog
-                .on_key(action, key, &self.data, &mut self.outbox),
+            TabId::Catalog => {
+                self.catalog
+                    .on_key(action, key, &self.data, &self.ctx, &mut self.outbox)
+            }
             TabId::Jobs => self.jobs.on_key(action, &self.data, &mut self.outbox),
             TabId::Retention => self.retention.on_key(action, &self.data, &mut self.outbox),
             TabId::Restore => {
@@ -388,6 +518,106 @@ impl App {
             }
         };
         self.apply(effects);
+    }
+
+    /// `q`: at once when nothing runs; otherwise the user is asked, so a backup or restore
+    /// is never interrupted without saying so.
+    fn ask_quit(&mut self) {
+        if self.data.tasks.is_empty() {
+            self.quit = true;
+        } else {
+            self.popup = Some(Popup::Quit);
+        }
+    }
+
+    /// Cancels every running job and quits once each has cleaned up after itself (a backup
+    /// removes what it uploaded, a restore its partial database), as the CLI's cancel does.
+    fn quit_cancelling(&mut self) {
+        for &task in self.data.tasks.keys() {
+            self.outbox.requests.push(Request::Cancel { task });
+        }
+        self.quitting = true;
+        self.set_status(format!(
+            "cancelling {} job(s); quitting once they have cleaned up (Ctrl-C: quit now)",
+            self.data.tasks.len()
+        ));
+    }
+
+    fn back_up(&mut self, source: &str) {
+        self.outbox.backup(source, self.data.now);
+        self.set_status(format!("backing up {source}"));
+    }
+
+    fn on_command_key(&mut self, key: KeyEvent) {
+        let Some(line) = self.command.as_mut() else {
+            return;
+        };
+        let sources = self.ctx.config.sources.iter().map(|s| s.name.clone());
+        match key.code {
+            KeyCode::Esc => self.command = None,
+            KeyCode::Tab => {
+                *line = command::complete(line, &sources.collect::<Vec<_>>());
+                self.command_error = None;
+            }
+            KeyCode::Enter => match command::parse(line, &sources.collect::<Vec<_>>()) {
+                Ok(c) => {
+                    self.command = None;
+                    self.command_error = None;
+                    self.run_command(c);
+                }
+                // The line stays, to be fixed.
+                Err(e) => self.command_error = Some(e),
+            },
+            _ => {
+                if tabs::edit_line(line, &key) {
+                    self.command_error = None;
+                }
+            }
+        }
+    }
+
+    fn run_command(&mut self, c: Command) {
+        match c {
+            Command::Restore { source, before } => {
+                self.tab = TabId::Restore;
+                self.restore.open_source(
+                    &source,
+                    before.as_deref(),
+                    false,
+                    &self.data,
+                    &self.ctx,
+                    &mut self.outbox,
+                );
+            }
+            Command::Drill { source } => {
+                self.tab = TabId::Restore;
+                self.restore.open_source(
+                    &source,
+                    None,
+                    true,
+                    &self.data,
+                    &self.ctx,
+                    &mut self.outbox,
+                );
+            }
+            Command::Backup { source } => self.back_up(&source),
+            Command::Filter(text) => {
+                self.tab = TabId::Catalog;
+                self.catalog.set_filter(text, &self.data, &self.ctx);
+            }
+            Command::Tab(i) => self.switch(Some(i)),
+            Command::Refresh => {
+                self.refresh();
+                self.outbox.requests.push(Request::LoadJobs);
+            }
+            Command::Help => {
+                self.popup = Some(Popup::Help {
+                    tab: self.tab,
+                    scroll: Cell::new(0),
+                })
+            }
+            Command::Quit => self.ask_quit(),
+        }
     }
 
     fn apply(&mut self, effects: Vec<Effect>) {
@@ -406,7 +636,7 @@ impl App {
                     }
                 }
                 Effect::Error(e) => self.show_error(e),
-                Effect::Status(s) => self.status = Some(s),
+                Effect::Status(s) => self.set_status(s),
             }
         }
     }
@@ -452,7 +682,13 @@ impl App {
             Msg::CachedRows(Ok(rows)) if self.data.catalog.is_none() => self.set_cached_rows(rows),
             Msg::CachedRows(Ok(_)) => {}
             Msg::CachedRows(Err(e)) => self.show_error(format!("catalog cache: {e}")),
-            Msg::CatalogPage { generation, rows } if generation == self.catalog_gen => {
+            Msg::CatalogPage {
+                generation,
+                rows,
+                sources_complete,
+            } if generation == self.catalog_gen => {
+                self.data.listed += rows.len();
+                self.data.known.extend(sources_complete);
                 // Stream pages over the cached list: replace lines we know, add new ones.
                 let index: HashMap<String, usize> = self
                     .data
@@ -468,16 +704,21 @@ impl App {
                     }
                 }
                 self.rows_changed();
+                self.restore
+                    .on_listing(&self.data, &self.ctx, &mut self.outbox);
             }
             Msg::CatalogDone { generation, result } if generation == self.catalog_gen => {
                 self.data.refreshing = false;
                 match result {
                     Ok(catalog) => {
+                        self.data.listing_done = true;
                         self.data.rows = catalog.rows();
                         self.data.stores =
                             lifeboat::stores::health(&self.ctx.config, &catalog, self.data.now);
                         self.data.catalog = Some(catalog);
                         self.rows_changed();
+                        self.restore
+                            .on_listing(&self.data, &self.ctx, &mut self.outbox);
                     }
                     Err(e) => self.show_error(format!("cannot read the catalog: {e}")),
                 }
@@ -492,6 +733,7 @@ impl App {
             Msg::Jobs(Err(e)) => self.show_error(format!("job history: {e}")),
             Msg::PlanInputs(Ok(inputs)) => self.retention.set_inputs(inputs),
             Msg::PlanInputs(Err(e)) => self.show_error(format!("retention plan: {e}")),
+            Msg::Preflight { id, result } => self.restore.on_preflight(&id, result),
             Msg::Progress {
                 task,
                 phase,
@@ -509,61 +751,85 @@ impl App {
                 kind,
                 record,
                 outcome,
-            } => {
-                self.data.tasks.remove(&task);
-                let handled = self.restore.on_finished(task, &record, &outcome);
-                if !handled {
-                    match (&outcome, kind) {
-                        (Outcome::Backup(Ok(m)), _) => {
-                            self.status = Some(format!("backup {} of {} done", m.id, m.source.name))
-                        }
-                        (Outcome::Verify(Ok(())), _) => {
-                            self.status = Some(format!(
-                                "verified {}",
-                                record.backup_id.as_deref().unwrap_or("?")
-                            ))
-                        }
-                        _ if record.status == JobStatus::Cancelled => {
-                            self.status = Some(format!("{kind} cancelled"))
-                        }
-                        (Outcome::Prune(Ok((n, bytes))), _) => {
-                            self.status = Some(format!(
-                                "pruned {n} backup{}, freed {}",
-                                if *n == 1 { "" } else { "s" },
-                                fmt::size(*bytes)
-                            ))
-                        }
-                        (
-                            Outcome::Backup(Err(e))
-                            | Outcome::Verify(Err(e))
-                            | Outcome::Prune(Err(e)),
-                            _,
-                        ) => self.show_error(format!("{kind} failed: {e}")),
-                        _ => {}
-                    }
-                }
-                self.outbox.requests.push(Request::LoadJobs);
-                if matches!(kind, JobKind::Backup | JobKind::Prune) {
-                    self.refresh();
-                }
-            }
-            Msg::Notice(Ok(text)) => self.status = Some(text),
+            } => self.on_finished(task, kind, &record, outcome),
+            Msg::Notice(Ok(text)) => self.set_status(text),
             Msg::Notice(Err(e)) => self.show_error(e),
         }
     }
 
+    fn on_finished(&mut self, task: TaskId, kind: JobKind, record: &JobRecord, outcome: Outcome) {
+        self.data.tasks.remove(&task);
+        self.outbox.requests.push(Request::LoadJobs);
+        if self.quitting {
+            return;
+        }
+        if self.restore.on_finished(task, record, &outcome) {
+            return;
+        }
+        match (&outcome, kind) {
+            (Outcome::Backup(Ok(m)), _) => {
+                self.set_status(format!("backup {} of {} done", m.id, m.source.name));
+                self.add_backup(m);
+            }
+            (Outcome::Verify(Ok(())), _) => self.set_status(format!(
+                "verified {}",
+                record.backup_id.as_deref().unwrap_or("?")
+            )),
+            _ if record.status == JobStatus::Cancelled => {
+                self.set_status(format!("{kind} cancelled"))
+            }
+            (Outcome::Prune(Ok((n, bytes))), _) => {
+                self.set_status(format!(
+                    "pruned {n} backup{}, freed {}",
+                    if *n == 1 { "" } else { "s" },
+                    fmt::size(*bytes)
+                ));
+                // The plan and the timeline are recomputed from the listing.
+                self.refresh();
+            }
+            (Outcome::Backup(Err(e)) | Outcome::Verify(Err(e)) | Outcome::Prune(Err(e)), _) => {
+                self.show_error(format!("{kind} failed: {e}"))
+            }
+            _ => {}
+        }
+    }
+
+    /// A backup this console made is one new line: no listing of the whole bucket. With
+    /// several stores its copies are to be read, so they are listed again.
+    fn add_backup(&mut self, m: &lifeboat::manifest::Manifest) {
+        if self.ctx.config.stores.len() > 1 {
+            return self.refresh();
+        }
+        let row = CatalogRow {
+            kind: lifeboat::catalog::RowKind::Complete,
+            id: m.id.to_string(),
+            source: Some(m.source.name.clone()),
+            time: Some(m.started_at),
+            raw_bytes: Some(m.data.raw_bytes),
+            stored_bytes: m.data.stored_bytes,
+            duration_ms: Some(m.duration().num_milliseconds()),
+            tables: Some(m.tables.len() as u64),
+            rows: Some(m.total_rows()),
+            encrypted: m.encryption.is_some(),
+            note: None,
+            copies: None,
+        };
+        self.data.rows.retain(|r| r.id != row.id);
+        self.data.rows.insert(0, row);
+        self.rows_changed();
+    }
+
     pub fn draw(&self, frame: &mut Frame) {
         let area = frame.area();
-        let header_height =
-            1 + self.data.health.len().min(4) as u16 + self.store_lines().len() as u16;
+        let header_lines = self.header_lines(area.height);
         let [header, tabs, body, footer] = Layout::vertical([
-            Constraint::Length(header_height),
+            Constraint::Length(header_lines.len() as u16),
             Constraint::Length(1),
             Constraint::Min(5),
             Constraint::Length(1),
         ])
         .areas(area);
-        self.draw_header(frame, header);
+        frame.render_widget(Paragraph::new(header_lines), header);
         self.draw_tabs(frame, tabs);
         match self.tab {
             TabId::Catalog => self.catalog.draw(frame, body, &self.data, &self.ctx),
@@ -584,7 +850,26 @@ impl App {
                 ],
                 self.ctx.theme.bad,
             ),
-            Some(Popup::Help) => self.draw_help(frame),
+            Some(Popup::Help { tab, scroll }) => self.draw_help(frame, *tab, scroll),
+            Some(Popup::Quit) => {
+                let running: Vec<Line> = self
+                    .data
+                    .tasks
+                    .values()
+                    .map(|t| Line::raw(format!("  {}", fmt::safe(&t.label))))
+                    .collect();
+                let mut lines = vec![Line::styled(
+                    format!("{} job(s) still running:", running.len()),
+                    self.ctx.theme.title,
+                )];
+                lines.extend(running);
+                lines.extend([
+                    Line::raw(""),
+                    Line::raw("y  cancel them and quit once they have cleaned up"),
+                    Line::raw("n  keep working (esc)"),
+                ]);
+                self.draw_popup(frame, " quit? ", lines, self.ctx.theme.warn);
+            }
             Some(Popup::PickSource { selected }) => {
                 let lines = self
                     .ctx
@@ -611,63 +896,131 @@ impl App {
         }
     }
 
-    fn draw_header(&self, frame: &mut Frame, area: Rect) {
+    /// The first line (bucket, listing progress, the passing message), the sources worst
+    /// first as many as the height allows with a summary line for the rest, then the stores.
+    fn header_lines(&self, height: u16) -> Vec<Line<'static>> {
         let t = &self.ctx.theme;
-        let mut lines = vec![Line::from(vec![
+        let mut first = vec![
             Span::styled("lifeboat ", t.title),
-            Span::styled(self.ctx.location.clone(), t.dim),
-            if self.data.refreshing {
-                Span::styled("  refreshing…", t.warn)
-            } else {
-                Span::raw("")
-            },
-        ])];
-        for h in self.data.health.iter().take(4) {
-            let (mark, style) = match h.level {
-                Level::Ok => ("● ok  ", t.ok),
-                Level::Warning => ("▲ warn", t.warn),
-                Level::Critical => ("✖ crit", t.bad),
+            Span::styled(fmt::safe(&self.ctx.location), t.dim),
+        ];
+        if self.data.refreshing {
+            first.push(Span::styled(
+                format!("  {}", self.data.listing_progress()),
+                t.warn,
+            ));
+        }
+        if let Some((status, _)) = &self.status {
+            first.push(Span::styled(format!("  {}", fmt::safe(status)), t.accent));
+        }
+        let mut lines = vec![Line::from(first)];
+        let known = |h: &SourceHealth| self.data.source_known(&h.source);
+        // Worst first; a source not read yet sits between the warnings and the good ones.
+        let rank = |h: &SourceHealth| match (known(h), h.level) {
+            (true, Level::Critical) => 0,
+            (true, Level::Warning) => 1,
+            (false, _) => 2,
+            (true, Level::Ok) => 3,
+        };
+        let mut order: Vec<&SourceHealth> = self.data.health.iter().collect();
+        order.sort_by_key(|h| rank(h));
+        let budget = ((height as usize).saturating_sub(14) / 2).clamp(1, 8);
+        let shown = if order.len() > budget {
+            budget - 1
+        } else {
+            order.len()
+        };
+        for h in &order[..shown] {
+            lines.push(self.source_line(h, known(h)));
+        }
+        if shown < order.len() {
+            let rest = &order[shown..];
+            let mut parts = Vec::new();
+            for (r, word) in [
+                (0, "critical"),
+                (1, "warning"),
+                (2, "not read yet"),
+                (3, "ok"),
+            ] {
+                let n = rest.iter().filter(|h| rank(h) == r).count();
+                if n > 0 {
+                    parts.push(format!("{n} {word}"));
+                }
+            }
+            let style = match rank(rest[0]) {
+                0 => t.bad,
+                1 => t.warn,
+                _ => t.dim,
             };
-            let newest = match h.age {
-                Some(age) => format!(
-                    "newest {} (RPO {})",
-                    lifeboat::when::short_age(age),
-                    lifeboat::when::short_age(h.rpo)
-                ),
-                None => "no good backup".to_owned(),
-            };
-            lines.push(Line::from(vec![
-                Span::styled(format!("{mark} "), style),
-                Span::styled(format!("{:<8} ", h.source), t.title),
-                Span::styled(newest, style),
-                Span::raw(format!(
-                    "  tested {}{}",
-                    fmt::ago(h.last_restore_test, self.data.now),
-                    h.drill_note(self.data.now)
-                )),
-                Span::styled(
-                    format!(
-                        "  {}, {} backup{}",
-                        fmt::size(h.stored_bytes),
-                        h.backups,
-                        if h.backups == 1 { "" } else { "s" }
-                    ),
-                    t.dim,
-                ),
-                Span::styled(
-                    if h.last_job_failed {
-                        "  last backup FAILED"
-                    } else {
-                        ""
-                    },
-                    t.bad,
-                ),
-            ]));
+            lines.push(Line::styled(
+                format!("  +{} more: {}", rest.len(), parts.join(", ")),
+                style,
+            ));
         }
         lines.extend(self.store_lines());
-        frame.render_widget(Paragraph::new(lines), area);
+        lines
     }
 
+    fn source_line(&self, h: &SourceHealth, known: bool) -> Line<'static> {
+        let t = &self.ctx.theme;
+        let name = Span::styled(format!("{:<8} ", fmt::safe(&h.source)), t.title);
+        if !known {
+            // Not read yet: what the cache said is a guess, and is shown as one.
+            let cached = match h.age {
+                Some(age) => format!("  (cached: newest {})", lifeboat::when::short_age(age)),
+                None => String::new(),
+            };
+            return Line::from(vec![
+                Span::styled("○ ?    ", t.dim),
+                name,
+                Span::styled(
+                    format!("not read yet: {}{cached}", self.data.listing_progress()),
+                    t.dim,
+                ),
+            ]);
+        }
+        let (mark, style) = match h.level {
+            Level::Ok => ("● ok  ", t.ok),
+            Level::Warning => ("▲ warn", t.warn),
+            Level::Critical => ("✖ crit", t.bad),
+        };
+        let newest = match h.age {
+            Some(age) => format!(
+                "newest {} (RPO {})",
+                lifeboat::when::short_age(age),
+                lifeboat::when::short_age(h.rpo)
+            ),
+            None => "no good backup".to_owned(),
+        };
+        Line::from(vec![
+            Span::styled(format!("{mark} "), style),
+            name,
+            Span::styled(newest, style),
+            // Before the rest: on a narrow terminal the tail is what gets cut.
+            Span::styled(
+                if h.last_job_failed {
+                    "  last backup FAILED"
+                } else {
+                    ""
+                },
+                t.bad,
+            ),
+            Span::raw(format!(
+                "  tested {}{}",
+                fmt::ago(h.last_restore_test, self.data.now),
+                h.drill_note(self.data.now)
+            )),
+            Span::styled(
+                format!(
+                    "  {}, {} backup{}",
+                    fmt::size(h.stored_bytes),
+                    h.backups,
+                    if h.backups == 1 { "" } else { "s" }
+                ),
+                t.dim,
+            ),
+        ])
+    }
     /// With more than one store, a line for each (at most three): reachable or not, copies
     /// held, and how many backups it still owes.
     fn store_lines(&self) -> Vec<Line<'static>> {
@@ -721,8 +1074,28 @@ impl App {
         frame.render_widget(tabs, area);
     }
 
+    /// The `:` command line while one is typed; otherwise the keys that matter here, as
+    /// many as fit, help first.
     fn draw_footer(&self, frame: &mut Frame, area: Rect) {
         let t = &self.ctx.theme;
+        if let Some(line) = &self.command {
+            let mut spans = vec![
+                Span::styled(":", t.title),
+                Span::styled(format!("{line}█"), t.accent),
+            ];
+            match &self.command_error {
+                Some(e) => spans.push(Span::styled(format!("  {}", fmt::safe(e)), t.bad)),
+                None => {
+                    let sources: Vec<String> = self.source_names();
+                    let options = command::candidates(line, &sources);
+                    if !options.is_empty() {
+                        spans.push(Span::styled(format!("  ⇥ {}", options.join(" ")), t.dim));
+                    }
+                }
+            }
+            frame.render_widget(Paragraph::new(Line::from(spans)), area);
+            return;
+        }
         let actions: &[Action] = match self.tab {
             TabId::Catalog => self.catalog.hints(),
             TabId::Jobs => JobsTab::hints(),
@@ -730,17 +1103,19 @@ impl App {
             TabId::Restore => self.restore.hints(),
         };
         let mut spans = Vec::new();
-        if let Some(s) = &self.status {
-            spans.push(Span::styled(format!("{}  ", fmt::safe(s)), t.accent));
-        }
-        // Help and quit first: on a narrow terminal the tail is what gets cut.
+        let mut width = 0;
         for (key, label) in self
             .ctx
             .keymap
-            .hints(&[Action::Help, Action::Quit])
+            .hints(&[Action::Help, Action::Quit, Action::Command])
             .into_iter()
             .chain(self.ctx.keymap.hints(actions))
         {
+            let w = key.chars().count() + label.len() + 3;
+            if width + w > area.width as usize + 1 {
+                break;
+            }
+            width += w;
             spans.push(Span::styled(key, t.title));
             spans.push(Span::styled(format!(" {label}  "), t.dim));
         }
@@ -775,23 +1150,121 @@ impl App {
         );
     }
 
-    fn draw_help(&self, frame: &mut Frame) {
-        let rows: Vec<Row> = self
-            .ctx
-            .keymap
-            .help()
-            .into_iter()
-            .map(|(keys, label)| Row::new(vec![keys, label.to_owned()]))
-            .collect();
-        let height = (rows.len() as u16 + 2).min(frame.area().height.saturating_sub(2));
-        let popup = centered(frame.area(), 46, height);
+    /// The keys of `tab` first, then those that work everywhere, the commands and the line
+    /// editing keys; as tall as the screen allows and scrolled with the usual keys.
+    fn draw_help(&self, frame: &mut Frame, tab: TabId, scroll: &Cell<usize>) {
+        let t = &self.ctx.theme;
+        let (name, here): (&str, &[Action]) = match tab {
+            TabId::Catalog => (
+                "catalog",
+                &[
+                    Action::Enter,
+                    Action::Back,
+                    Action::Filter,
+                    Action::Sort,
+                    Action::Reverse,
+                    Action::Backup,
+                    Action::Verify,
+                    Action::Restore,
+                    Action::Drill,
+                    Action::Copy,
+                    Action::Up,
+                    Action::Down,
+                    Action::PageUp,
+                    Action::PageDown,
+                    Action::Top,
+                    Action::Bottom,
+                ],
+            ),
+            TabId::Jobs => (
+                "jobs",
+                &[
+                    Action::Cancel,
+                    Action::Up,
+                    Action::Down,
+                    Action::PageUp,
+                    Action::PageDown,
+                ],
+            ),
+            TabId::Retention => (
+                "retention",
+                &[
+                    Action::NextSource,
+                    Action::WhatIf,
+                    Action::Up,
+                    Action::Down,
+                    Action::More,
+                    Action::Less,
+                    Action::Prune,
+                    Action::Enter,
+                    Action::Back,
+                ],
+            ),
+            TabId::Restore => (
+                "restore",
+                &[
+                    Action::Up,
+                    Action::Down,
+                    Action::Enter,
+                    Action::Back,
+                    Action::Drill,
+                    Action::Cancel,
+                    Action::Drop,
+                    Action::Promote,
+                ],
+            ),
+        };
+        let everywhere = [
+            Action::Help,
+            Action::Quit,
+            Action::Command,
+            Action::NextTab,
+            Action::PrevTab,
+            Action::Tab1,
+            Action::Tab2,
+            Action::Tab3,
+            Action::Tab4,
+            Action::Refresh,
+        ];
+        let row = |(keys, label): (String, &str)| Line::raw(format!(" {keys:<16} {label}"));
+        let mut lines = vec![Line::styled(format!(" {name}"), t.title)];
+        lines.extend(here.iter().map(|a| row(self.ctx.keymap.describe(*a))));
+        lines.push(Line::styled(" everywhere", t.title));
+        lines.extend(everywhere.iter().map(|a| row(self.ctx.keymap.describe(*a))));
+        lines.push(Line::styled(" commands (: then Tab completes)", t.title));
+        lines.extend(command::usage().map(|u| Line::raw(format!(" :{u}"))));
+        lines.push(Line::styled(" typing", t.title));
+        lines.push(row(("ctrl-u".into(), "clear the line")));
+        lines.push(row(("ctrl-w".into(), "delete the last word")));
+        lines.push(row((
+            "times".into(),
+            "09:40  yesterday 09:40  -2h  2026-11-25 12:00 (local)",
+        )));
+        let area = frame.area();
+        let width = 72.min(area.width.saturating_sub(2));
+        let height = (lines.len() as u16 + 2).min(area.height.saturating_sub(2));
+        let inner = height.saturating_sub(2) as usize;
+        let max = lines.len().saturating_sub(inner);
+        let at = scroll.get().min(max);
+        scroll.set(at);
+        let popup = centered(area, width, height);
         frame.render_widget(Clear, popup);
-        let table = Table::new(rows, [Constraint::Length(18), Constraint::Min(10)]).block(
-            Block::default()
-                .borders(Borders::ALL)
-                .title(" keys (esc to close) "),
+        let title = if max > 0 {
+            format!(
+                " keys: {name} · {}-{} of {} · ↑↓ pgup pgdn scroll · esc closes ",
+                at + 1,
+                (at + inner).min(lines.len()),
+                lines.len()
+            )
+        } else {
+            format!(" keys: {name} · esc closes ")
+        };
+        frame.render_widget(
+            Paragraph::new(lines)
+                .scroll((at as u16, 0))
+                .block(Block::default().borders(Borders::ALL).title(title)),
+            popup,
         );
-        frame.render_widget(table, popup);
     }
 }
 

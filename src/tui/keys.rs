@@ -9,6 +9,7 @@ use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 pub enum Action {
     Quit,
     Help,
+    Command,
     NextTab,
     PrevTab,
     Tab1,
@@ -46,6 +47,12 @@ pub enum Action {
 const TABLE: &[(Action, &str, &[&str], &str)] = &[
     (Action::Quit, "quit", &["q", "ctrl-c"], "quit"),
     (Action::Help, "help", &["?"], "help"),
+    (
+        Action::Command,
+        "command",
+        &[":"],
+        "command line (:restore shop before 09:40)",
+    ),
     (Action::NextTab, "next_tab", &["tab"], "next tab"),
     (Action::PrevTab, "prev_tab", &["backtab"], "previous tab"),
     (Action::Tab1, "catalog", &["1"], "catalog"),
@@ -152,25 +159,72 @@ impl Keymap {
             .map_or("?", String::as_str)
     }
 
-    /// `key label` pairs for the footer.
+    /// `key word` pairs for the footer: the first key, shortened, and one word.
     pub fn hints(&self, actions: &[Action]) -> Vec<(String, &'static str)> {
         actions
             .iter()
-            .filter_map(|a| {
-                TABLE
-                    .iter()
-                    .find(|(x, ..)| x == a)
-                    .map(|(_, _, _, help)| (self.key(*a).to_owned(), *help))
-            })
+            .map(|a| (short_key(self.key(*a)), short_label(*a)))
             .collect()
     }
 
-    /// Every action with all its keys, for the help screen.
-    pub fn help(&self) -> Vec<(String, &'static str)> {
-        TABLE
+    /// An action with all its keys and its help text, for the help screen.
+    pub fn describe(&self, action: Action) -> (String, &'static str) {
+        let help = TABLE
             .iter()
-            .map(|(a, _, _, help)| (self.keys[a].join(" "), *help))
-            .collect()
+            .find(|(a, ..)| *a == action)
+            .map_or("", |(.., help)| *help);
+        (self.keys[&action].join(" "), help)
+    }
+}
+
+/// A key as the footer shows it: `enter` is `↵`, `pagedown` `pgdn`.
+fn short_key(key: &str) -> String {
+    match key {
+        "enter" => "↵".into(),
+        "up" => "↑".into(),
+        "down" => "↓".into(),
+        "pageup" => "pgup".into(),
+        "pagedown" => "pgdn".into(),
+        "backtab" => "⇤".into(),
+        "tab" => "⇥".into(),
+        k => k.into(),
+    }
+}
+
+/// One word per action, so a tab's footer fits 80 columns.
+fn short_label(action: Action) -> &'static str {
+    match action {
+        Action::Quit => "quit",
+        Action::Help => "help",
+        Action::Command => "cmd",
+        Action::NextTab | Action::PrevTab => "tab",
+        Action::Tab1 => "catalog",
+        Action::Tab2 => "jobs",
+        Action::Tab3 => "retention",
+        Action::Tab4 => "restore",
+        Action::Up | Action::Down => "scroll",
+        Action::PageUp | Action::PageDown => "scroll",
+        Action::Top => "first",
+        Action::Bottom => "last",
+        Action::Enter => "open",
+        Action::Back => "back",
+        Action::Filter => "filter",
+        Action::Sort => "sort",
+        Action::Reverse => "reverse",
+        Action::Refresh => "refresh",
+        Action::Backup => "backup",
+        Action::Verify => "verify",
+        Action::Restore => "restore",
+        Action::Drill => "drill",
+        Action::Copy => "copy",
+        Action::Cancel => "cancel",
+        Action::Drop => "drop",
+        Action::Promote => "promote",
+        Action::NextSource => "source",
+        Action::WhatIf => "what-if",
+        Action::More => "more",
+        Action::Less => "less",
+        Action::Prune => "prune",
     }
 }
 

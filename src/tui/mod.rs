@@ -7,6 +7,7 @@
 
 mod app;
 pub mod bench;
+mod command;
 mod fmt;
 mod keys;
 mod msg;

@@ -26,11 +26,15 @@ pub enum Request {
         task: TaskId,
         source: String,
     },
+    /// Re-download and re-hash every store's copy.
     Verify {
         task: TaskId,
         id: String,
-        /// Every store's copy (`v`), or only until one good copy is found (the wizard).
-        every_copy: bool,
+    },
+    /// The wizard's pre-flight: what the restore will read is there, of the manifest's size,
+    /// from a trusted manifest; the checksum is then checked by the restore's own download.
+    Preflight {
+        id: String,
     },
     Restore(RestoreRequest),
     Cancel {
@@ -76,10 +80,12 @@ pub struct RestoreRequest {
 pub enum Msg {
     /// The whole cached catalog, read after the first frame.
     CachedRows(Result<Vec<CatalogRow>, String>),
-    /// Lines from one listing page of refresh `generation`.
+    /// Lines from one listing page of refresh `generation`, and the sources whose part of
+    /// the bucket is fully read as of that page.
     CatalogPage {
         generation: u64,
         rows: Vec<CatalogRow>,
+        sources_complete: Vec<String>,
     },
     /// The whole listing of refresh `generation`, or why it failed.
     CatalogDone {
@@ -100,6 +106,11 @@ pub enum Msg {
         kind: JobKind,
         record: Box<JobRecord>,
         outcome: Outcome,
+    },
+    /// The pre-flight check of backup `id`: what it found, or why it cannot be restored.
+    Preflight {
+        id: String,
+        result: Result<String, String>,
     },
     /// A background action that is not a job failed or finished (copy, drop scratch).
     Notice(Result<String, String>),

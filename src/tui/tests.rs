@@ -195,11 +195,28 @@ fn app() -> App {
         clock: Clock::starting_at(now()),
         keymap: Keymap::load(None).unwrap(),
         theme: Theme::colored(),
+        zone: Some(chrono::FixedOffset::east_opt(0).unwrap()),
     };
+    let mut app = cold_app(ctx);
+    read_sources(&mut app, &["shop", "auth"]);
+    app
+}
+
+/// The console before the bucket answered: the cached lines only.
+fn cold_app(ctx: Ctx) -> App {
     let mut app = App::new(ctx);
     app.set_cached_rows(rows());
     app.on_msg(Msg::Jobs(Ok(Arc::new(jobs()))));
     app
+}
+
+/// The listing has read these sources' part of the bucket.
+fn read_sources(app: &mut App, sources: &[&str]) {
+    app.on_msg(Msg::CatalogPage {
+        generation: 0,
+        rows: Vec::new(),
+        sources_complete: sources.iter().map(|s| s.to_string()).collect(),
+    });
 }
 
 fn key(app: &mut App, code: KeyCode) {
@@ -264,28 +281,21 @@ fn restore_record() -> Box<JobRecord> {
     ))
 }
 
-/// Answers the wizard's checksum verification with success.
+/// Answers the wizard's pre-flight check with success.
 fn verify_passes(app: &mut App) {
     let requests = app.take_requests();
-    let Some(&Request::Verify { task, .. }) = requests
+    let Some(Request::Preflight { id }) = requests
         .iter()
-        .find(|r| matches!(r, Request::Verify { .. }))
+        .find(|r| matches!(r, Request::Preflight { .. }))
     else {
-        panic!("no verification was requested: {requests:?}")
+        panic!("no pre-flight check was requested: {requests:?}")
     };
-    let record = Box::new(job(
-        "v",
-        JobKind::Verify,
-        "shop",
-        "x",
-        0,
-        JobStatus::Succeeded,
-    ));
-    app.on_msg(Msg::Finished {
-        task,
-        kind: JobKind::Verify,
-        record,
-        outcome: Outcome::Verify(Ok(())),
+    app.on_msg(Msg::Preflight {
+        id: id.clone(),
+        result: Ok(
+            "shop/x/data.sqlite.zst present in store default (3100000 bytes, as the manifest says)"
+                .into(),
+        ),
     });
 }
 
@@ -522,44 +532,24 @@ fn wizard_walks_from_choice_to_result() {
     typed(&mut app, "-5h");
     insta::assert_snapshot!("wizard_1_point", screen(&app));
     key(&mut app, KeyCode::Enter);
-    // The newest shop backup at or before 5 h ago, and its checksum verification started.
+    // The newest shop backup at or before 5 h ago, and its pre-flight check: no download
+    // (the restore's own download is checked before anything is loaded).
     let requests = app.take_requests();
-    let Some(Request::Verify {
-        task: verify,
-        id,
-        every_copy,
-    }) = requests.first()
-    else {
-        panic!("{requests:?}")
-    };
-    assert_eq!(id, "20261123T020000Z-bbbb");
-    // One good copy is enough to go on; `v` in the catalog reads every copy.
-    assert!(!every_copy);
-    app.on_msg(Msg::Progress {
-        task: *verify,
-        phase: Phase::Download,
-        total: Some(100),
-        done: 40,
-    });
-    insta::assert_snapshot!("wizard_2_preflight_verifying", screen(&app));
-    // Enter does nothing until the checksum is known.
+    assert_eq!(
+        requests,
+        vec![Request::Preflight {
+            id: "20261123T020000Z-bbbb".into()
+        }]
+    );
+    insta::assert_snapshot!("wizard_2_preflight_checking", screen(&app));
+    // Enter does nothing until the check is known.
     key(&mut app, KeyCode::Enter);
-    assert!(screen(&app).contains("wait for the checksum"));
-    let record = Box::new(job(
-        "v",
-        JobKind::Verify,
-        "shop",
-        "20261123T020000Z-bbbb",
-        0,
-        JobStatus::Succeeded,
-    ));
-    app.on_msg(Msg::Finished {
-        task: *verify,
-        kind: JobKind::Verify,
-        record,
-        outcome: Outcome::Verify(Ok(())),
+    assert!(screen(&app).contains("wait for the pre-flight check"));
+    app.on_msg(Msg::Preflight {
+        id: "20261123T020000Z-bbbb".into(),
+        result: Ok("shop/20261123T020000Z-bbbb/data.sqlite.zst present in store default (2776000 bytes, as the manifest says); manifest unsigned".into()),
     });
-    insta::assert_snapshot!("wizard_2_preflight_verified", screen(&app));
+    insta::assert_snapshot!("wizard_2_preflight_checked", screen(&app));
     key(&mut app, KeyCode::Enter);
     insta::assert_snapshot!("wizard_3_target", screen(&app));
     key(&mut app, KeyCode::Enter);
@@ -691,14 +681,16 @@ fn stale_catalog_answers_are_dropped() {
     app.on_msg(Msg::CatalogPage {
         generation: gens[0],
         rows: vec![stale.clone()],
+        sources_complete: Vec::new(),
     });
     assert!(!screen(&app).contains("9999"));
     app.on_msg(Msg::CatalogPage {
         generation: gens[1],
         rows: vec![stale],
+        sources_complete: Vec::new(),
     });
     assert!(screen(&app).contains("20261123T110000Z-9999"));
-    assert!(screen(&app).contains("refreshing"));
+    assert!(screen(&app).contains("reading the bucket… 1 lines"));
 }
 
 #[test]
@@ -723,23 +715,30 @@ fn small_and_large_terminals_draw() {
     }
 }
 
+/// `d`, Enter, Enter: a drill in three keys from the first frame; lifeboat names the scratch
+/// copy and drops it once proven, as `lifeboat drill` does.
 #[test]
 fn d_runs_the_wizard_as_a_drill() {
     let mut app = app();
+    let mut keys = 0;
     key(&mut app, KeyCode::Char('d'));
+    keys += 1;
     assert!(screen(&app).contains(" DRILL "));
     verify_passes(&mut app);
     key(&mut app, KeyCode::Enter);
-    key(&mut app, KeyCode::Enter);
+    keys += 1;
     let r = restore_request(&mut app);
     assert!(r.drill);
+    assert!(keys <= 3, "{keys} keys");
     app.on_msg(Msg::Finished {
         task: r.task,
         kind: JobKind::Drill,
         record: restore_record(),
         outcome: Outcome::Restore {
             report: Ok(Box::new(report(false))),
-            saved: Some("report saved to _lifeboat/drills/2026/x.md".into()),
+            saved: Some(
+                "report saved to _lifeboat/drills/2026/x.md; the scratch copy was dropped".into(),
+            ),
         },
     });
     let s = screen(&app);
@@ -748,19 +747,21 @@ fn d_runs_the_wizard_as_a_drill() {
             && s.contains("report saved to _lifeboat/drills/2026/x.md"),
         "{s}"
     );
-    // Enter keeps the scratch database; x would have dropped it.
+    assert!(s.contains("the scratch copy was dropped"), "{s}");
+    // Nothing is left to drop, and a drill's copy is never promoted.
     key(&mut app, KeyCode::Char('x'));
+    key(&mut app, KeyCode::Char('P'));
     assert!(
-        app.take_requests()
+        !app.take_requests()
             .iter()
-            .any(|r| matches!(r, Request::DropScratch { created: true, .. }))
+            .any(|r| matches!(r, Request::DropScratch { .. } | Request::Promote { .. }))
     );
 }
 
 #[test]
 fn x_keeps_a_target_the_restore_did_not_create() {
     let mut app = app();
-    key(&mut app, KeyCode::Char('d'));
+    key(&mut app, KeyCode::Char('r'));
     verify_passes(&mut app);
     key(&mut app, KeyCode::Enter);
     key(&mut app, KeyCode::Enter);
@@ -796,6 +797,7 @@ fn postgres_app() -> App {
         clock: Clock::starting_at(now()),
         keymap: Keymap::load(None).unwrap(),
         theme: Theme::colored(),
+        zone: Some(chrono::FixedOffset::east_opt(0).unwrap()),
     };
     let mut app = App::new(ctx);
     app.set_cached_rows(vec![row(
@@ -1066,6 +1068,7 @@ fn copies_app(offsite_error: Option<&str>) -> App {
         clock: Clock::starting_at(now()),
         keymap: Keymap::load(None).unwrap(),
         theme: Theme::colored(),
+        zone: Some(chrono::FixedOffset::east_opt(0).unwrap()),
     };
     let mut app = App::new(ctx);
     app.on_msg(Msg::Jobs(Ok(Arc::new(jobs()))));
@@ -1183,4 +1186,512 @@ fn an_unreachable_store_is_a_red_header_line() {
         })
         .unwrap();
     assert_eq!(buffer[(0, y)].fg, Color::Red);
+}
+
+fn sized(app: &App, width: u16, height: u16) -> String {
+    let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
+    terminal.draw(|f| app.draw(f)).unwrap();
+    terminal.backend().to_string()
+}
+
+fn ctrl(app: &mut App, c: char) {
+    app.on_key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::CONTROL));
+}
+
+fn test_ctx(config: Config) -> Ctx {
+    Ctx {
+        config: Arc::new(config),
+        location: "/srv/backups".into(),
+        clock: Clock::starting_at(now()),
+        keymap: Keymap::load(None).unwrap(),
+        theme: Theme::colored(),
+        zone: Some(chrono::FixedOffset::east_opt(0).unwrap()),
+    }
+}
+
+/// Each tab and the help, at 80x24 (the smallest the docs promise) and 120x40.
+#[test]
+fn every_tab_and_the_help_at_80x24_and_120x40() {
+    let mut app = app();
+    app.on_msg(Msg::PlanInputs(Ok(Arc::new(plan_inputs()))));
+    for (w, h) in [(80u16, 24u16), (120, 40)] {
+        for (tab, name) in [
+            ('1', "catalog"),
+            ('2', "jobs"),
+            ('3', "retention"),
+            ('4', "restore"),
+        ] {
+            key(&mut app, KeyCode::Char(tab));
+            insta::assert_snapshot!(format!("tab_{name}_{w}x{h}"), sized(&app, w, h));
+        }
+        key(&mut app, KeyCode::Char('1'));
+        key(&mut app, KeyCode::Char('?'));
+        insta::assert_snapshot!(format!("help_catalog_{w}x{h}"), sized(&app, w, h));
+        key(&mut app, KeyCode::Esc);
+    }
+}
+
+/// The help is per tab, fits 80x24 and scrolls to its last line.
+#[test]
+fn help_per_tab_scrolls_to_every_entry() {
+    let mut app = app();
+    key(&mut app, KeyCode::Char('4'));
+    key(&mut app, KeyCode::Char('?'));
+    let s = screen(&app);
+    assert!(s.contains("keys: restore"), "{s}");
+    assert!(
+        s.contains("restore drill") && s.contains("drop scratch db"),
+        "{s}"
+    );
+    assert!(!s.contains("ctrl-w"), "the end is below:\n{s}");
+    key(&mut app, KeyCode::End);
+    let s = screen(&app);
+    assert!(s.contains("ctrl-w") && s.contains("yesterday 09:40"), "{s}");
+    // Every everywhere-key is reachable by scrolling: back up line by line.
+    let mut seen = String::new();
+    for _ in 0..60 {
+        seen.push_str(&screen(&app));
+        key(&mut app, KeyCode::Up);
+    }
+    for wanted in ["quit", "command line", "refresh", "next tab", ":drill"] {
+        assert!(seen.contains(wanted), "{wanted} never shown");
+    }
+    key(&mut app, KeyCode::Esc);
+    key(&mut app, KeyCode::Char('1'));
+    key(&mut app, KeyCode::Char('?'));
+    let s = screen(&app);
+    assert!(s.contains("keys: catalog") && s.contains("verify"), "{s}");
+}
+
+/// The footer fits 80 columns with the keys that matter, `d` included; a status message
+/// sits in the header line, and clears by itself.
+#[test]
+fn footer_fits_80_columns_and_status_messages_clear() {
+    let mut app = app();
+    let footer = |app: &App| {
+        let s = screen(app);
+        s.lines().last().unwrap().trim_matches('"').to_owned()
+    };
+    let f = footer(&app);
+    for hint in [
+        "? help",
+        "q quit",
+        ": cmd",
+        "/ filter",
+        "r restore",
+        "d drill",
+    ] {
+        assert!(f.contains(hint), "{hint} missing from {f:?}");
+    }
+    assert!(f.trim_end().chars().count() <= 80);
+    app.on_msg(Msg::Notice(Ok("copied 20261123T080000Z-aaaa".into())));
+    assert!(
+        screen(&app)
+            .lines()
+            .next()
+            .unwrap()
+            .contains("copied 20261123T080000Z-aaaa")
+    );
+    assert_eq!(footer(&app), f, "the message does not push the keys away");
+    for _ in 0..30 {
+        app.on_tick();
+    }
+    assert!(!screen(&app).contains("copied"));
+}
+
+/// The sorted column carries the arrow, and AGE is wide enough for "105d 23h".
+#[test]
+fn the_sorted_column_is_marked_and_age_is_whole() {
+    let mut app = cold_app(test_ctx(config()));
+    let mut old = rows();
+    old.push(row(
+        "20260810T010000Z-eeee",
+        "shop",
+        105 * 24 + 23,
+        RowKind::Complete,
+        5,
+    ));
+    app.set_cached_rows(old);
+    let s = screen(&app);
+    assert!(s.contains("AGE↓"), "{s}");
+    assert!(s.contains("105d 23h"), "{s}");
+    key(&mut app, KeyCode::Char('s'));
+    key(&mut app, KeyCode::Char('s'));
+    key(&mut app, KeyCode::Char('S'));
+    let s = screen(&app);
+    assert!(s.contains("STORED↑") && !s.contains("AGE↓"), "{s}");
+}
+
+/// A filter that cannot be read says so; the documented forms work; Ctrl-U clears the line;
+/// Esc clears an applied filter.
+#[test]
+fn filter_errors_forms_ctrl_u_and_esc() {
+    let mut app = app();
+    key(&mut app, KeyCode::Char('/'));
+    typed(&mut app, "before:garbage");
+    let s = screen(&app);
+    assert!(s.contains("before: cannot read"), "{s}");
+    ctrl(&mut app, 'u');
+    assert!(!screen(&app).contains("garbage"));
+    assert!(!screen(&app).contains("/u"), "Ctrl-U is not typed");
+    // 2026-11-23 03:00 (the test zone is UTC): every line but the 08:00 one.
+    typed(&mut app, "before:2026-11-23 03:00");
+    key(&mut app, KeyCode::Enter);
+    let s = screen(&app);
+    assert!(s.contains("→ 5 "), "{s}");
+    assert!(
+        s.contains("bbbb") && s.contains("cccc") && !s.contains("aaaa"),
+        "{s}"
+    );
+    assert!(s.contains("esc clears the filter"), "{s}");
+    key(&mut app, KeyCode::Esc);
+    let s = screen(&app);
+    assert!(s.contains("aaaa") && !s.contains("→"), "{s}");
+}
+
+/// The header fits any number of sources: worst first, then one line for the rest.
+#[test]
+fn the_header_fits_any_number_of_sources() {
+    let mut text = "[storage]\ntype = \"local\"\npath = \"/srv/backups\"\n".to_owned();
+    let names = ["s1", "s2", "s3", "s4", "s5", "s6", "s7", "s8", "s9"];
+    for n in names {
+        text.push_str(&format!(
+            "[[source]]\nname = \"{n}\"\nengine = \"sqlite\"\npath = \"/srv/{n}.db\"\nrpo = \"1d\"\n"
+        ));
+    }
+    let config = Config::parse(&text, std::path::Path::new("/etc/lifeboat/lifeboat.toml")).unwrap();
+    let mut app = App::new(test_ctx(config));
+    // s9 is critical (5 days), s8 a warning (30 h), the rest fresh.
+    let rows: Vec<CatalogRow> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            let hours = match *n {
+                "s9" => 120,
+                "s8" => 30,
+                _ => 1,
+            };
+            row(
+                &format!("20261120T00000{i}Z-{n}00"),
+                n,
+                hours,
+                RowKind::Complete,
+                10,
+            )
+        })
+        .collect();
+    app.set_cached_rows(rows);
+    read_sources(&mut app, &names);
+    let s = screen(&app);
+    let lines: Vec<&str> = s.lines().collect();
+    assert!(
+        lines[1].contains("✖ crit") && lines[1].contains("s9"),
+        "{s}"
+    );
+    assert!(
+        lines[2].contains("▲ warn") && lines[2].contains("s8"),
+        "{s}"
+    );
+    assert!(s.contains("+5 more: 5 ok"), "{s}");
+    // Taller, more lines; never a source missing without being counted.
+    let s = sized(&app, 120, 40);
+    assert!(s.contains("+2 more: 2 ok"), "{s}");
+}
+
+/// Before the listing reached a source, its health is not a verdict: no "crit", no "no good
+/// backup", but "not read yet" with the listing's progress.
+#[test]
+fn a_source_not_read_yet_is_not_shown_as_a_verdict() {
+    let mut app = cold_app(test_ctx(config()));
+    app.start();
+    let s = screen(&app);
+    assert!(s.contains("○ ?") && s.contains("not read yet"), "{s}");
+    assert!(!s.contains("crit") && !s.contains("● ok"), "{s}");
+    let generation = app
+        .take_requests()
+        .into_iter()
+        .find_map(|r| match r {
+            Request::RefreshCatalog { generation } => Some(generation),
+            _ => None,
+        })
+        .unwrap();
+    app.on_msg(Msg::CatalogPage {
+        generation,
+        rows: vec![row(
+            "20261122T021500Z-cccc",
+            "auth",
+            34,
+            RowKind::Complete,
+            6_533,
+        )],
+        sources_complete: vec!["auth".into()],
+    });
+    let s = screen(&app);
+    let auth = s.lines().find(|l| l.contains("auth ")).unwrap();
+    assert!(auth.contains("crit") || auth.contains("warn"), "{s}");
+    let shop = s.lines().find(|l| l.contains("shop ")).unwrap();
+    assert!(
+        shop.contains("not read yet") && shop.contains("1 lines"),
+        "{s}"
+    );
+}
+
+/// The issue's case: a wizard started while the bucket is still listed never picks the
+/// newest *cached* line as "the newest good backup". It waits for the source's part of the
+/// listing and then chooses from it; asked twice, it chooses from what is there and says so.
+#[test]
+fn a_wizard_started_during_a_cold_listing_never_offers_a_stale_newest() {
+    let mut app = cold_app(test_ctx(config()));
+    app.start();
+    let generation = app
+        .take_requests()
+        .into_iter()
+        .find_map(|r| match r {
+            Request::RefreshCatalog { generation } => Some(generation),
+            _ => None,
+        })
+        .unwrap();
+    key(&mut app, KeyCode::Char('4'));
+    key(&mut app, KeyCode::Enter);
+    key(&mut app, KeyCode::Enter); // the newest
+    let s = screen(&app);
+    assert!(s.contains("still being read"), "{s}");
+    assert!(
+        !app.take_requests()
+            .iter()
+            .any(|r| matches!(r, Request::Preflight { .. })),
+        "nothing chosen from a partial listing"
+    );
+    // The listing reaches shop: a backup 39 minutes old the cache did not know.
+    let fresh = CatalogRow {
+        time: Some(now() - Duration::minutes(39)),
+        ..row(
+            "20261123T112100Z-ffff",
+            "shop",
+            0,
+            RowKind::Complete,
+            111_100,
+        )
+    };
+    app.on_msg(Msg::CatalogPage {
+        generation,
+        rows: vec![fresh],
+        sources_complete: vec!["auth".into(), "shop".into()],
+    });
+    assert_eq!(
+        app.take_requests(),
+        vec![Request::Preflight {
+            id: "20261123T112100Z-ffff".into()
+        }]
+    );
+    assert!(!screen(&app).contains("PROVISIONAL"));
+
+    // Asked twice before the listing arrives: the cached newest, marked as a guess.
+    let mut app = cold_app(test_ctx(config()));
+    app.start();
+    app.take_requests();
+    key(&mut app, KeyCode::Char('4'));
+    key(&mut app, KeyCode::Enter);
+    key(&mut app, KeyCode::Enter);
+    key(&mut app, KeyCode::Enter);
+    assert_eq!(
+        app.take_requests(),
+        vec![Request::Preflight {
+            id: "20261123T080000Z-aaaa".into()
+        }]
+    );
+    assert!(screen(&app).contains("PROVISIONAL"), "{}", screen(&app));
+}
+
+/// R pressed three times: one listing runs, the latest; the answers of the two it replaced
+/// are dropped.
+#[test]
+fn a_refresh_replaces_the_one_under_way() {
+    let mut app = app();
+    for _ in 0..3 {
+        key(&mut app, KeyCode::Char('R'));
+    }
+    let gens: Vec<u64> = app
+        .take_requests()
+        .into_iter()
+        .filter_map(|r| match r {
+            Request::RefreshCatalog { generation } => Some(generation),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(gens.len(), 3);
+    let late = row("20261123T110000Z-7777", "shop", 1, RowKind::Complete, 1);
+    app.on_msg(Msg::CatalogPage {
+        generation: gens[0],
+        rows: vec![late],
+        sources_complete: Vec::new(),
+    });
+    assert!(!screen(&app).contains("7777"));
+}
+
+/// The `:` line: Tab completes, `:restore shop before -5h` opens the wizard on the right
+/// backup, `:drill auth` starts a drill of auth's newest, a typo is said and kept to fix.
+#[test]
+fn the_command_line_restores_drills_and_completes() {
+    let mut app = app();
+    key(&mut app, KeyCode::Char(':'));
+    typed(&mut app, "res");
+    key(&mut app, KeyCode::Tab);
+    typed(&mut app, "sh");
+    key(&mut app, KeyCode::Tab);
+    key(&mut app, KeyCode::Tab);
+    assert!(
+        screen(&app).contains(":restore shop before █"),
+        "{}",
+        screen(&app)
+    );
+    typed(&mut app, "-5h");
+    key(&mut app, KeyCode::Enter);
+    assert_eq!(
+        app.take_requests(),
+        vec![Request::Preflight {
+            id: "20261123T020000Z-bbbb".into()
+        }]
+    );
+    assert!(screen(&app).contains("2 pre-flight"));
+
+    let mut app = self::app();
+    key(&mut app, KeyCode::Char(':'));
+    typed(&mut app, "drill nope");
+    key(&mut app, KeyCode::Enter);
+    let s = screen(&app);
+    assert!(
+        s.contains("no source \"nope\"") && s.contains(":drill nope"),
+        "{s}"
+    );
+    ctrl(&mut app, 'w');
+    typed(&mut app, "auth");
+    key(&mut app, KeyCode::Enter);
+    let s = screen(&app);
+    assert!(
+        s.contains(" DRILL ") && s.contains("20261122T021500Z-cccc"),
+        "{s}"
+    );
+    verify_passes(&mut app);
+    key(&mut app, KeyCode::Enter);
+    let r = restore_request(&mut app);
+    assert!(r.drill && r.id == "20261122T021500Z-cccc");
+}
+
+/// The key budget: from the first frame to a proven scratch restore of the newest good
+/// backup before T, with T typed as "-5h" and as "09:40" (and a drill from the restore tab).
+#[test]
+fn the_key_budget_for_a_restore_and_a_drill() {
+    for (time, budget) in [("-5h", 7), ("07:00", 10)] {
+        let mut app = app();
+        let mut keys = 0;
+        let mut press = |app: &mut App, code| {
+            keys += 1;
+            key(app, code)
+        };
+        press(&mut app, KeyCode::Char('4'));
+        if !time.starts_with('-') {
+            press(&mut app, KeyCode::Enter);
+        }
+        for c in time.chars() {
+            press(&mut app, KeyCode::Char(c));
+        }
+        press(&mut app, KeyCode::Enter);
+        verify_passes(&mut app);
+        press(&mut app, KeyCode::Enter);
+        press(&mut app, KeyCode::Enter);
+        let r = restore_request(&mut app);
+        // 07:00 (UTC here) and 5 h before 12:00 both come before the 08:00 backup.
+        assert_eq!(r.id, "20261123T020000Z-bbbb", "{time}");
+        assert!(keys <= budget, "{time}: {keys} keys");
+    }
+    let mut app = app();
+    key(&mut app, KeyCode::Char('4'));
+    key(&mut app, KeyCode::Char('d'));
+    verify_passes(&mut app);
+    key(&mut app, KeyCode::Enter);
+    let r = restore_request(&mut app);
+    assert!(
+        r.drill && r.id == "20261123T080000Z-aaaa",
+        "3 keys from the restore tab"
+    );
+}
+
+/// `q` with a job running asks; `n` stays; `y` cancels it and quits only once it has ended.
+#[test]
+fn q_asks_while_a_job_runs_and_waits_for_its_cleanup() {
+    let mut app = app();
+    key(&mut app, KeyCode::Char('b'));
+    key(&mut app, KeyCode::Enter);
+    let task = app
+        .take_requests()
+        .into_iter()
+        .find_map(|r| match r {
+            Request::Backup { task, .. } => Some(task),
+            _ => None,
+        })
+        .unwrap();
+    key(&mut app, KeyCode::Char('q'));
+    assert!(!app.should_quit());
+    assert!(screen(&app).contains("still running"));
+    key(&mut app, KeyCode::Char('n'));
+    assert!(!app.should_quit() && !screen(&app).contains("still running"));
+    key(&mut app, KeyCode::Char('q'));
+    key(&mut app, KeyCode::Char('y'));
+    assert_eq!(app.take_requests(), vec![Request::Cancel { task }]);
+    assert!(!app.should_quit(), "not before the backup has cleaned up");
+    app.on_msg(Msg::Finished {
+        task,
+        kind: JobKind::Backup,
+        record: Box::new(job(
+            "b",
+            JobKind::Backup,
+            "shop",
+            "x",
+            0,
+            JobStatus::Cancelled,
+        )),
+        outcome: Outcome::Backup(Err("cancelled".into())),
+    });
+    assert!(app.should_quit());
+}
+
+/// The target step proposes a file that does not exist yet (a repeat restore gets `-2`),
+/// and once the "file exists" prompt is up, Esc returns to the path, which can be edited.
+#[test]
+fn the_target_is_fresh_and_stays_editable() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "[storage]\ntype = \"local\"\npath = \"/srv/backups\"\n[restore]\nscratch_dir = \"{}\"\n\
+         [[source]]\nname = \"shop\"\nengine = \"sqlite\"\npath = \"/srv/shop.db\"\n",
+        dir.path().display()
+    );
+    let config = Config::parse(&text, std::path::Path::new("/etc/lifeboat/lifeboat.toml")).unwrap();
+    let mut app = App::new(test_ctx(config));
+    app.set_cached_rows(rows());
+    read_sources(&mut app, &["shop"]);
+    let earlier = dir.path().join("shop-20261123T080000Z-aaaa.db");
+    std::fs::write(&earlier, b"an earlier restore").unwrap();
+    key(&mut app, KeyCode::Char('r'));
+    verify_passes(&mut app);
+    key(&mut app, KeyCode::Enter);
+    let s = screen(&app);
+    assert!(
+        s.contains("shop-20261123T080000Z-aaaa-2.db") && s.contains("A new file"),
+        "{s}"
+    );
+    // Typed onto the earlier file: confirm, or Esc and edit.
+    for _ in 0..100 {
+        key(&mut app, KeyCode::Backspace);
+    }
+    typed(&mut app, earlier.to_str().unwrap());
+    key(&mut app, KeyCode::Enter);
+    assert!(screen(&app).contains("Type the path again"));
+    key(&mut app, KeyCode::Esc);
+    assert!(!screen(&app).contains("Type the path again"));
+    typed(&mut app, "x");
+    key(&mut app, KeyCode::Enter);
+    let r = restore_request(&mut app);
+    assert!(!r.force_target);
+    assert_eq!(r.target, dir.path().join("shop-20261123T080000Z-aaaa.dbx"));
 }

@@ -5,11 +5,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use lifeboat::catalog::Catalog;
+use lifeboat::drill::DrillOptions;
 use lifeboat::jobs::JobKind;
 use lifeboat::manifest::EngineKind;
 use lifeboat::pipeline::restore::{RestoreFrom, RestoreOptions};
 use lifeboat::progress::{Phase, Progress};
-use lifeboat::report::DrillReport;
 use lifeboat::{Error, Lifeboat, Selector};
 use tokio::sync::mpsc::UnboundedSender;
 use tokio_util::sync::CancellationToken;
@@ -20,7 +21,13 @@ pub struct Worker {
     lb: Lifeboat,
     tx: UnboundedSender<Msg>,
     running: HashMap<TaskId, CancellationToken>,
+    /// The listing under way: a newer refresh replaces it rather than running beside it.
+    scan: Option<tokio::task::AbortHandle>,
+    /// The newest whole catalog, so a restore or check does not list the bucket again.
+    catalog: SharedCatalog,
 }
+
+type SharedCatalog = Arc<Mutex<Option<Arc<Catalog>>>>;
 
 impl Worker {
     pub fn new(lb: Lifeboat, tx: UnboundedSender<Msg>) -> Self {
@@ -28,6 +35,8 @@ impl Worker {
             lb,
             tx,
             running: HashMap::new(),
+            scan: None,
+            catalog: SharedCatalog::default(),
         }
     }
 
@@ -41,20 +50,32 @@ impl Worker {
         self.running.retain(|_, c| !c.is_cancelled());
         match req {
             Request::RefreshCatalog { generation } => {
-                tokio::spawn(async move {
+                if let Some(previous) = self.scan.take() {
+                    previous.abort();
+                }
+                let shared = self.catalog.clone();
+                let handle = tokio::spawn(async move {
                     let pages = tx.clone();
                     let result = lb
-                        .scan_catalog(|rows| {
-                            drop(pages.send(Msg::CatalogPage { generation, rows }))
+                        .scan_catalog(|page| {
+                            drop(pages.send(Msg::CatalogPage {
+                                generation,
+                                rows: page.rows(),
+                                sources_complete: page.sources_complete.clone(),
+                            }))
                         })
-                        .await;
+                        .await
+                        .map(Arc::new);
+                    if let Ok(catalog) = &result {
+                        *shared.lock().unwrap_or_else(|e| e.into_inner()) = Some(catalog.clone());
+                    }
                     let plan = match &result {
                         Ok(catalog) => Some(lb.plan_inputs(catalog, None).await),
                         Err(_) => None,
                     };
                     let _ = tx.send(Msg::CatalogDone {
                         generation,
-                        result: result.map(Arc::new).map_err(|e| e.to_string()),
+                        result: result.map_err(|e| e.to_string()),
                     });
                     if let Some(plan) = plan {
                         let _ = tx.send(Msg::PlanInputs(
@@ -62,6 +83,7 @@ impl Worker {
                         ));
                     }
                 });
+                self.scan = Some(handle.abort_handle());
             }
             Request::LoadJobs => {
                 tokio::spawn(async move {
@@ -113,18 +135,14 @@ impl Worker {
                     });
                 });
             }
-            Request::Verify {
-                task,
-                id,
-                every_copy,
-            } => {
+            Request::Verify { task, id } => {
                 let cancel = self.start(task);
+                let shared = self.catalog.clone();
                 tokio::spawn(async move {
                     let progress = ChannelProgress::new(task, tx.clone());
-                    let (record, result) = match lb.catalog().await {
+                    let (record, result) = match catalog_with(&lb, &shared, &id).await {
                         Ok(catalog) => match catalog.find(&id) {
-                            Some(entry) if every_copy => lb.verify(entry, progress, cancel).await,
-                            Some(entry) => lb.verify_for_restore(entry, progress, cancel).await,
+                            Some(entry) => lb.verify(entry, progress, cancel).await,
                             None => (
                                 placeholder(&lb, JobKind::Verify),
                                 Err(Error::NoBackup(id.clone())),
@@ -141,9 +159,30 @@ impl Worker {
                     });
                 });
             }
+            Request::Preflight { id } => {
+                let shared = self.catalog.clone();
+                tokio::spawn(async move {
+                    let result = match catalog_with(&lb, &shared, &id).await {
+                        Ok(catalog) => match catalog.find(&id) {
+                            Some(entry) => lb.preflight(entry).await,
+                            None => Err(Error::NoBackup(id.clone())),
+                        },
+                        Err(e) => Err(e),
+                    };
+                    let _ = tx.send(Msg::Preflight {
+                        id,
+                        result: result.map_err(|e| e.to_string()),
+                    });
+                });
+            }
+            Request::Restore(r) if r.drill => {
+                let cancel = self.start(r.task);
+                tokio::spawn(async move { drill(lb, tx, r, cancel).await });
+            }
             Request::Restore(r) => {
                 let cancel = self.start(r.task);
-                tokio::spawn(async move { restore(lb, tx, r, cancel).await });
+                let shared = self.catalog.clone();
+                tokio::spawn(async move { restore(lb, tx, r, shared, cancel).await });
             }
             Request::Prune { task, source, only } => {
                 let cancel = self.start(task);
@@ -221,23 +260,93 @@ impl Worker {
     }
 }
 
-async fn restore(
+/// The newest whole catalog if it knows `id` (a backup, a foreign object), else a fresh one:
+/// one listing of the bucket serves every restore and check after it.
+async fn catalog_with(
+    lb: &Lifeboat,
+    shared: &SharedCatalog,
+    id: &str,
+) -> lifeboat::Result<Arc<Catalog>> {
+    let known = shared.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    match known {
+        Some(c) if c.find(id).is_some() || c.find_foreign(id).is_some() => Ok(c),
+        _ => {
+            let fresh = Arc::new(lb.catalog().await?);
+            *shared.lock().unwrap_or_else(|e| e.into_inner()) = Some(fresh.clone());
+            Ok(fresh)
+        }
+    }
+}
+
+/// A drill as the CLI runs it: a scratch database lifeboat names, the report stored in the
+/// bucket, and the scratch copy dropped.
+async fn drill(
     lb: Lifeboat,
     tx: UnboundedSender<Msg>,
     r: RestoreRequest,
     cancel: CancellationToken,
 ) {
     let progress = ChannelProgress::new(r.task, tx.clone());
-    let chosen = lb
-        .catalog()
+    let opts = DrillOptions {
+        source: None,
+        backup: Some(r.id.clone()),
+        keep: false,
+        save_report: true,
+    };
+    let (record, outcome) = match lb.drill(&opts, progress, cancel).await {
+        Ok((record, Ok(d))) => {
+            let mut saved = match &d.report_key {
+                Some(key) => format!("report saved to {key}"),
+                None => "report NOT saved".to_owned(),
+            };
+            saved.push_str(match &d.kept {
+                Some(_) => "; the scratch copy is kept",
+                None => "; the scratch copy was dropped",
+            });
+            (
+                record,
+                Outcome::Restore {
+                    report: Ok(Box::new(d.restore)),
+                    saved: Some(saved),
+                },
+            )
+        }
+        Ok((record, Err(e))) => (
+            record,
+            Outcome::Restore {
+                report: Err(e.to_string()),
+                saved: None,
+            },
+        ),
+        Err(e) => (
+            placeholder(&lb, JobKind::Drill),
+            Outcome::Restore {
+                report: Err(e.to_string()),
+                saved: None,
+            },
+        ),
+    };
+    let _ = tx.send(Msg::Finished {
+        task: r.task,
+        kind: JobKind::Drill,
+        record: Box::new(record),
+        outcome,
+    });
+}
+
+async fn restore(
+    lb: Lifeboat,
+    tx: UnboundedSender<Msg>,
+    r: RestoreRequest,
+    shared: SharedCatalog,
+    cancel: CancellationToken,
+) {
+    let progress = ChannelProgress::new(r.task, tx.clone());
+    let chosen = catalog_with(&lb, &shared, &r.id)
         .await
         .and_then(|catalog| lb.select(&catalog, &Selector::Id(r.id.clone())));
-    let (record, result, backup_time) = match chosen {
+    let (record, result) = match chosen {
         Ok(from) => {
-            let backup_time = match &from {
-                RestoreFrom::Backup(b) => Some(b.time()),
-                RestoreFrom::Foreign(f) => f.time,
-            };
             let live = match (&from, r.compare_live) {
                 (RestoreFrom::Backup(b), true) => lb.live_source(&b.source).ok(),
                 _ => None,
@@ -272,31 +381,22 @@ async fn restore(
                 force_target: r.force_target,
                 live,
                 integrity_check: true,
-                drill: r.drill,
+                drill: false,
                 staging: lb.staging(),
                 privileged: false,
             };
-            let (record, result) = lb.restore(from, opts, progress, cancel).await;
-            (record, result, backup_time)
+            lb.restore(from, opts, progress, cancel).await
         }
-        Err(e) => (placeholder(&lb, JobKind::Restore), Err(e), None),
+        Err(e) => (placeholder(&lb, JobKind::Restore), Err(e)),
     };
     let report = match result {
         Ok(report) => Ok(report),
         Err(Error::RowCountMismatch(report)) => Ok(*report),
         Err(e) => Err(e.to_string()),
     };
-    let mut saved = None;
-    if let (true, Ok(report)) = (r.drill, &report) {
-        let drill = DrillReport::new(&record, report, backup_time);
-        saved = Some(match drill.save(lb.store().as_ref()).await {
-            Ok(key) => format!("report saved to {key}"),
-            Err(e) => format!("report NOT saved: {e}"),
-        });
-    }
     let outcome = Outcome::Restore {
         report: report.map(Box::new),
-        saved,
+        saved: None,
     };
     let _ = tx.send(Msg::Finished {
         task: r.task,
@@ -430,5 +530,102 @@ mod tests {
             "{e}"
         );
         assert!(lb.jobs().unwrap().is_empty(), "no backup job was started");
+    }
+
+    /// `R` three times: the two earlier listings are stopped before they read anything, one
+    /// listing answers. Then a pre-flight check and a verify use that listing, and a drill
+    /// drops its scratch copy as the CLI does.
+    #[tokio::test]
+    async fn refreshes_replace_each_other_and_a_drill_drops_its_copy() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("app.db");
+        let c = rusqlite::Connection::open(&db).unwrap();
+        c.execute_batch("CREATE TABLE t(x); INSERT INTO t VALUES (1), (2), (3);")
+            .unwrap();
+        drop(c);
+        let text = "[storage]\ntype = \"local\"\npath = \"bucket\"\n[state]\npath = \"state.db\"\n[restore]\nscratch_dir = \"restores\"\n[[source]]\nname = \"app\"\nengine = \"sqlite\"\npath = \"app.db\"\n";
+        let config =
+            lifeboat::config::Config::parse(text, &dir.path().join("lifeboat.toml")).unwrap();
+        let lb = Lifeboat::open(config).await.unwrap();
+        let (_, m) = lb
+            .backup(
+                "app",
+                lifeboat::manifest::Trigger::Manual,
+                Arc::new(lifeboat::progress::NoProgress),
+                CancellationToken::new(),
+            )
+            .await;
+        let id = m.unwrap().id.to_string();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut worker = Worker::new(lb.clone(), tx);
+        for generation in 1..=3 {
+            worker.handle(Request::RefreshCatalog { generation });
+        }
+        let mut done = Vec::new();
+        let mut pages = Vec::new();
+        loop {
+            match rx.recv().await.unwrap() {
+                Msg::CatalogPage {
+                    generation,
+                    sources_complete,
+                    ..
+                } => pages.push((generation, sources_complete)),
+                Msg::CatalogDone { generation, result } => {
+                    assert!(result.is_ok());
+                    done.push(generation);
+                    break;
+                }
+                _ => {}
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        while let Ok(msg) = rx.try_recv() {
+            if let Msg::CatalogDone { generation, .. } | Msg::CatalogPage { generation, .. } = msg {
+                done.push(generation);
+            }
+        }
+        assert_eq!(done, vec![3], "one listing ran, the latest");
+        assert!(pages.iter().all(|(g, _)| *g == 3));
+        assert_eq!(pages.last().unwrap().1, vec!["app".to_owned()]);
+
+        worker.handle(Request::Preflight { id: id.clone() });
+        let found = loop {
+            if let Msg::Preflight { result, .. } = rx.recv().await.unwrap() {
+                break result;
+            }
+        };
+        assert!(found.unwrap().contains("as the manifest says"));
+
+        worker.handle(Request::Restore(RestoreRequest {
+            task: 7,
+            id: id.clone(),
+            target: std::path::PathBuf::new(),
+            force_target: false,
+            compare_live: false,
+            drill: true,
+        }));
+        let (kind, outcome) = loop {
+            if let Msg::Finished { kind, outcome, .. } = rx.recv().await.unwrap() {
+                break (kind, outcome);
+            }
+        };
+        assert_eq!(kind, JobKind::Drill);
+        let Outcome::Restore {
+            report: Ok(report),
+            saved: Some(saved),
+        } = outcome
+        else {
+            panic!("{outcome:?}")
+        };
+        assert!(report.ok(), "{report:?}");
+        assert!(
+            saved.contains("report saved to _lifeboat/drills/"),
+            "{saved}"
+        );
+        assert!(saved.contains("the scratch copy was dropped"), "{saved}");
+        let left: Vec<_> = std::fs::read_dir(dir.path().join("restores"))
+            .map(|d| d.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        assert!(left.is_empty(), "the drill left {left:?}");
     }
 }

@@ -55,8 +55,14 @@ pub struct CatalogTab {
     /// Ascending instead of the natural order (newest / largest first).
     reverse: bool,
     filter: String,
+    /// Why the filter cannot be applied as typed (a time that does not read).
+    filter_error: Option<String>,
     editing: bool,
     detail: bool,
+    /// How far the detail pane is scrolled (its table list is long).
+    detail_scroll: u16,
+    /// Complete, foreign and unusable lines, counted at each rebuild.
+    counts: [usize; 3],
     /// The selected line's id, kept across rebuilds.
     selected_id: Option<String>,
 }
@@ -71,7 +77,10 @@ struct Filter {
 }
 
 impl Filter {
-    fn parse(text: &str, now: chrono::DateTime<chrono::Utc>) -> Filter {
+    /// The filter, or why a part of it cannot be read. A time may hold a space
+    /// (`before:2026-11-25 12:00`, `after:yesterday 09:40`): the word after it joins it when
+    /// it reads as a time only with it.
+    fn parse(text: &str, now: chrono::DateTime<chrono::Utc>, ctx: &Ctx) -> Result<Filter, String> {
         let mut f = Filter {
             source: None,
             state: None,
@@ -79,16 +88,35 @@ impl Filter {
             before: None,
             words: Vec::new(),
         };
-        for token in text.split_whitespace() {
+        let tokens: Vec<&str> = text.split_whitespace().collect();
+        let mut i = 0;
+        while i < tokens.len() {
+            let token = tokens[i];
+            i += 1;
             match token.split_once(':') {
                 Some(("source", v)) => f.source = Some(v.to_owned()),
                 Some(("state", v)) => f.state = Some(v.to_owned()),
-                Some(("after", v)) => f.after = lifeboat::when::parse_point(v, now).ok(),
-                Some(("before", v)) => f.before = lifeboat::when::parse_point(v, now).ok(),
+                Some((which @ ("after" | "before"), v)) => {
+                    let joined = tokens.get(i).map(|next| format!("{v} {next}"));
+                    let t = match joined.as_deref().map(|j| ctx.parse_time(j, now)) {
+                        Some(Ok(t)) => {
+                            i += 1;
+                            t
+                        }
+                        _ => ctx
+                            .parse_time(v, now)
+                            .map_err(|e| format!("{which}: {e}"))?,
+                    };
+                    if which == "after" {
+                        f.after = Some(t);
+                    } else {
+                        f.before = Some(t);
+                    }
+                }
                 _ => f.words.push(token.to_lowercase()),
             }
         }
-        f
+        Ok(f)
     }
 
     fn accepts(&self, r: &CatalogRow) -> bool {
@@ -116,24 +144,56 @@ impl CatalogTab {
     pub fn hints(&self) -> &'static [Action] {
         if self.editing {
             &[Action::Enter, Action::Back]
+        } else if self.detail {
+            &[
+                Action::Back,
+                Action::PageDown,
+                Action::Restore,
+                Action::Drill,
+                Action::Verify,
+                Action::Copy,
+            ]
         } else {
             &[
                 Action::Enter,
                 Action::Filter,
                 Action::Sort,
-                Action::Backup,
-                Action::Verify,
                 Action::Restore,
                 Action::Drill,
+                Action::Backup,
+                Action::Verify,
                 Action::Copy,
             ]
         }
     }
 
-    /// Rebuilds the filtered, sorted view after the lines or the filter changed.
-    pub fn rebuild(&mut self, data: &Data) {
-        let filter = Filter::parse(&self.filter, data.now);
+    /// Applies a filter typed elsewhere (the `:filter` command).
+    pub fn set_filter(&mut self, text: String, data: &Data, ctx: &Ctx) {
+        self.filter = text;
+        self.editing = false;
+        self.rebuild(data, ctx);
+    }
+
+    /// Rebuilds the filtered, sorted view after the lines or the filter changed. A filter
+    /// that cannot be read filters nothing and says why.
+    pub fn rebuild(&mut self, data: &Data, ctx: &Ctx) {
+        let filter = match Filter::parse(&self.filter, data.now, ctx) {
+            Ok(f) => {
+                self.filter_error = None;
+                f
+            }
+            Err(e) => {
+                self.filter_error = Some(e);
+                Filter::parse("", data.now, ctx).unwrap_or_else(|_| unreachable!())
+            }
+        };
         let rows = &data.rows;
+        let count = |kind| rows.iter().filter(|r| r.kind == kind).count();
+        self.counts = [
+            count(RowKind::Complete),
+            count(RowKind::Foreign),
+            count(RowKind::Unusable),
+        ];
         self.view = (0..rows.len())
             .filter(|&i| filter.accepts(&rows[i]))
             .collect();
@@ -173,6 +233,7 @@ impl CatalogTab {
         action: Option<Action>,
         key: KeyEvent,
         data: &Data,
+        ctx: &Ctx,
         outbox: &mut Outbox,
     ) -> Vec<Effect> {
         if self.editing {
@@ -182,31 +243,52 @@ impl CatalogTab {
                     self.editing = false;
                     self.filter.clear();
                 }
-                KeyCode::Backspace => {
-                    self.filter.pop();
+                _ => {
+                    super::edit_line(&mut self.filter, &key);
                 }
-                KeyCode::Char(c) => self.filter.push(c),
+            }
+            self.rebuild(data, ctx);
+            return Vec::new();
+        }
+        // In the detail pane the page keys scroll it; the selection still moves.
+        if self.detail {
+            match action {
+                Some(Action::PageDown) => {
+                    self.detail_scroll = self.detail_scroll.saturating_add(5);
+                    return Vec::new();
+                }
+                Some(Action::PageUp) => {
+                    self.detail_scroll = self.detail_scroll.saturating_sub(5);
+                    return Vec::new();
+                }
                 _ => {}
             }
-            self.rebuild(data);
-            return Vec::new();
         }
         if self.cursor.navigate(action, self.view.len()) {
             self.selected_id = self.selected(data).map(|r| r.id.clone());
+            self.detail_scroll = 0;
             return Vec::new();
         }
         let row = self.selected(data);
         match action {
-            Some(Action::Enter) => self.detail = !self.detail,
-            Some(Action::Back) => self.detail = false,
+            Some(Action::Enter) => {
+                self.detail = !self.detail;
+                self.detail_scroll = 0;
+            }
+            // Esc closes the detail pane, then clears an applied filter.
+            Some(Action::Back) if self.detail => self.detail = false,
+            Some(Action::Back) if !self.filter.is_empty() => {
+                self.filter.clear();
+                self.rebuild(data, ctx);
+            }
             Some(Action::Filter) => self.editing = true,
             Some(Action::Sort) => {
                 self.sort = self.sort.next();
-                self.rebuild(data);
+                self.rebuild(data, ctx);
             }
             Some(Action::Reverse) => {
                 self.reverse = !self.reverse;
-                self.rebuild(data);
+                self.rebuild(data, ctx);
             }
             Some(Action::Backup) => return vec![Effect::PickSource],
             Some(Action::Verify) => match row {
@@ -254,8 +336,14 @@ impl CatalogTab {
 
     pub fn draw(&self, frame: &mut Frame, area: Rect, data: &Data, ctx: &Ctx) {
         let (table_area, detail_area) = if self.detail {
-            let [a, b] = Layout::vertical([Constraint::Percentage(50), Constraint::Percentage(50)])
-                .areas(area);
+            // On a short screen the lines give the detail most of the room; the selection
+            // stays in view in what is left.
+            let table = if area.height < 30 {
+                Constraint::Length(7)
+            } else {
+                Constraint::Percentage(45)
+            };
+            let [a, b] = Layout::vertical([table, Constraint::Min(4)]).areas(area);
             (a, Some(b))
         } else {
             (area, None)
@@ -273,21 +361,8 @@ impl CatalogTab {
         let mid = area.width >= if copies { 108 } else { 100 };
         let counts = !copies || area.width >= 90;
         let wide = area.width >= 132;
-        let complete = data
-            .rows
-            .iter()
-            .filter(|r| r.kind == RowKind::Complete)
-            .count();
-        let foreign = data
-            .rows
-            .iter()
-            .filter(|r| r.kind == RowKind::Foreign)
-            .count();
-        let unusable = data
-            .rows
-            .iter()
-            .filter(|r| r.kind == RowKind::Unusable)
-            .count();
+        // Counted when the lines change, not on every frame.
+        let [complete, foreign, unusable] = self.counts;
         let mut title = format!(
             " {} backups ({complete} complete), {foreign} foreign{} · {}{} ",
             data.rows.len() - foreign - unusable,
@@ -302,12 +377,17 @@ impl CatalogTab {
         if self.editing || !self.filter.is_empty() {
             title.push_str(&format!(
                 "· /{}{} → {} ",
-                self.filter,
+                fmt::safe(&self.filter),
                 if self.editing { "█" } else { "" },
                 self.view.len()
             ));
         }
-        let block = Block::default().borders(Borders::ALL).title(title);
+        let mut block = Block::default().borders(Borders::ALL).title(title);
+        if let Some(e) = &self.filter_error {
+            block = block.title_bottom(Line::styled(format!(" {} ", fmt::safe(e)), t.bad));
+        } else if !self.editing && !self.filter.is_empty() {
+            block = block.title_bottom(Line::styled(" esc clears the filter ", t.dim));
+        }
         let inner_height = area.height.saturating_sub(3) as usize;
         let window = self.cursor.window(self.view.len(), inner_height);
         let mut header = vec!["ID / KEY", "SOURCE"];
@@ -329,6 +409,26 @@ impl CatalogTab {
         if wide {
             header.push("ENC");
         }
+        // The sorted column carries the arrow (time sorts by CREATED when shown, else AGE).
+        let sorted = match self.sort {
+            SortKey::Time if mid => "CREATED",
+            SortKey::Time => "AGE",
+            SortKey::Source => "SOURCE",
+            SortKey::Stored => "STORED",
+            SortKey::Rows => "ROWS",
+            SortKey::State => "STATE",
+        };
+        let arrow = if self.reverse { "↑" } else { "↓" };
+        let header: Vec<Cell> = header
+            .into_iter()
+            .map(|h| {
+                if h == sorted {
+                    Cell::from(format!("{h}{arrow}"))
+                } else {
+                    Cell::from(h)
+                }
+            })
+            .collect();
         let rows: Vec<Row> = window
             .clone()
             .map(|pos| {
@@ -404,7 +504,8 @@ impl CatalogTab {
         if mid {
             widths.push(Constraint::Length(16));
         }
-        widths.extend([Constraint::Length(7), Constraint::Length(10)]);
+        // AGE fits "105d 23h".
+        widths.extend([Constraint::Length(8), Constraint::Length(10)]);
         if wide {
             widths.extend([
                 Constraint::Length(10),
@@ -415,7 +516,8 @@ impl CatalogTab {
         if counts {
             widths.push(Constraint::Length(9));
         }
-        widths.push(Constraint::Length(10));
+        // At 80 columns a column less for VERIFIED leaves STATE whole.
+        widths.push(Constraint::Length(if mid { 10 } else { 9 }));
         if copies {
             widths.push(Constraint::Length(6));
         }
@@ -450,7 +552,8 @@ impl CatalogTab {
         };
         let block = Block::default()
             .borders(Borders::ALL)
-            .title(format!(" {} ", fmt::safe(&row.id)));
+            .title(format!(" {} ", fmt::safe(&row.id)))
+            .title_bottom(Line::styled(" pgup pgdn scroll · esc closes ", t.dim));
         let mut left: Vec<Line> = Vec::new();
         let mut right: Vec<Line> = Vec::new();
         let entry = data.catalog.as_ref().and_then(|c| c.find(&row.id));
@@ -599,8 +702,12 @@ impl CatalogTab {
         frame.render_widget(block, area);
         let [l, r] = Layout::horizontal([Constraint::Percentage(60), Constraint::Percentage(40)])
             .areas(inner);
-        frame.render_widget(Paragraph::new(left), l);
-        frame.render_widget(Paragraph::new(right), r);
+        let longest = left.len().max(right.len());
+        let scroll = self
+            .detail_scroll
+            .min(longest.saturating_sub(inner.height as usize) as u16);
+        frame.render_widget(Paragraph::new(left).scroll((scroll, 0)), l);
+        frame.render_widget(Paragraph::new(right).scroll((scroll, 0)), r);
     }
 }
 

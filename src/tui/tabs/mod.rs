@@ -61,3 +61,24 @@ impl Cursor {
         offset..(offset + height).min(len)
     }
 }
+
+/// Edits a line of typed text: characters, Backspace, Ctrl-U (clear), Ctrl-W (last word).
+/// Returns whether the key was an edit; other control keys are never typed as text.
+pub fn edit_line(text: &mut String, key: &crossterm::event::KeyEvent) -> bool {
+    use crossterm::event::{KeyCode, KeyModifiers};
+    let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
+    match key.code {
+        KeyCode::Backspace => {
+            text.pop();
+        }
+        KeyCode::Char('u') if ctrl => text.clear(),
+        KeyCode::Char('w') if ctrl => {
+            let kept = text.trim_end().rfind(' ').map_or(0, |i| i + 1);
+            text.truncate(kept);
+        }
+        KeyCode::Char(_) if ctrl || key.modifiers.contains(KeyModifiers::ALT) => return false,
+        KeyCode::Char(c) => text.push(c),
+        _ => return false,
+    }
+    true
+}

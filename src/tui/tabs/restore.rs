@@ -45,8 +45,15 @@ pub struct RestoreWizard {
     point: String,
     /// The catalog line being restored.
     chosen: Option<CatalogRow>,
-    verify_task: Option<TaskId>,
-    verified: Option<Result<(), String>>,
+    /// The pre-flight check's answer: what a restore will read is there, or why not.
+    preflight: Option<Result<String, String>>,
+    /// The point in time typed, as understood.
+    point_time: Option<chrono::DateTime<chrono::Utc>>,
+    /// Enter was pressed before the listing reached the source: waiting for it (Enter
+    /// again chooses from what is listed so far).
+    waiting: bool,
+    /// Chosen from a partial listing, on request: a newer backup may exist.
+    provisional: bool,
     target: String,
     confirm: String,
     /// Whether the target needs its name typed again (it exists, or it is the source).
@@ -77,12 +84,13 @@ impl RestoreWizard {
 
     pub fn hints(&self) -> &'static [Action] {
         match self.step {
-            Step::Source => &[Action::Up, Action::Down, Action::Enter],
+            Step::Source => &[Action::Enter, Action::Drill],
             Step::Point | Step::Target | Step::Preflight => &[Action::Enter, Action::Back],
             Step::Run => &[Action::Cancel],
             Step::Result if self.promotable().is_some() => {
                 &[Action::Enter, Action::Promote, Action::Drop, Action::Down]
             }
+            Step::Result if self.drill => &[Action::Enter, Action::Down],
             Step::Result => &[Action::Enter, Action::Drop, Action::Down],
             Step::Promote => &[Action::Enter, Action::Back],
         }
@@ -107,6 +115,7 @@ impl RestoreWizard {
             ..RestoreWizard::default()
         };
         if let Some(row) = id.and_then(|id| data.row(&id).cloned()) {
+            self.provisional = row.source.as_deref().is_some_and(|s| !data.source_known(s));
             if let Some(s) = &row.source {
                 self.source = ctx
                     .config
@@ -119,21 +128,66 @@ impl RestoreWizard {
         }
     }
 
-    fn choose(&mut self, row: CatalogRow, data: &Data, ctx: &Ctx, outbox: &mut Outbox) {
+    /// Starts over on a source by name (`:restore shop before 09:40`, `:drill auth`): the
+    /// newest good backup at or before `before`, or the newest.
+    pub fn open_source(
+        &mut self,
+        source: &str,
+        before: Option<&str>,
+        drill: bool,
+        data: &Data,
+        ctx: &Ctx,
+        outbox: &mut Outbox,
+    ) {
+        self.open(None, drill, data, ctx, outbox);
+        if self.step != Step::Source {
+            return;
+        }
+        self.source = ctx
+            .config
+            .sources
+            .iter()
+            .position(|c| c.name == source)
+            .unwrap_or(0);
+        self.point = before.unwrap_or_default().to_owned();
+        self.step = Step::Point;
+        self.resolve_point(data, ctx, outbox);
+    }
+
+    /// A listing page arrived: a choice waiting for its source's part of the bucket is made
+    /// once that part is read.
+    pub fn on_listing(&mut self, data: &Data, ctx: &Ctx, outbox: &mut Outbox) {
+        let source = ctx.config.sources.get(self.source).map(|s| s.name.as_str());
+        if self.waiting && self.step == Step::Point && source.is_some_and(|s| data.source_known(s))
+        {
+            self.waiting = false;
+            self.resolve_point(data, ctx, outbox);
+        }
+    }
+
+    pub fn on_preflight(&mut self, id: &str, result: Result<String, String>) {
+        if self.chosen.as_ref().is_some_and(|c| c.id == id) && self.preflight.is_none() {
+            self.preflight = Some(result);
+            self.error = None;
+        }
+    }
+
+    fn choose(&mut self, row: CatalogRow, _data: &Data, ctx: &Ctx, outbox: &mut Outbox) {
         let name = row.source.clone().unwrap_or_else(|| "foreign".into());
         self.target = if postgres_source(ctx, &row).is_some() {
             lifeboat::engine::postgres::scratch_name(&row.id)
         } else {
-            ctx.config
-                .scratch_dir()
-                .join(format!("{name}-{}.db", safe(&row.id)))
-                .display()
-                .to_string()
+            fresh_path(
+                &ctx.config
+                    .scratch_dir()
+                    .join(format!("{name}-{}.db", safe(&row.id))),
+            )
         };
-        self.verified = None;
-        self.verify_task = None;
+        self.preflight = None;
         if row.kind == RowKind::Complete {
-            self.verify_task = Some(outbox.preflight(&row.id, data.now));
+            outbox
+                .requests
+                .push(Request::Preflight { id: row.id.clone() });
         }
         self.chosen = Some(row);
         self.step = Step::Preflight;
@@ -142,13 +196,6 @@ impl RestoreWizard {
 
     /// A job this wizard started has ended. Returns whether it was one of ours.
     pub fn on_finished(&mut self, task: TaskId, record: &JobRecord, outcome: &Outcome) -> bool {
-        if Some(task) == self.verify_task {
-            self.verified = Some(match outcome {
-                Outcome::Verify(r) => r.clone(),
-                _ => Err("unexpected answer".into()),
-            });
-            return true;
-        }
         if Some(task) == self.promote_task {
             self.promote_task = None;
             self.promoted = Some(match outcome {
@@ -194,64 +241,82 @@ impl RestoreWizard {
     ) -> Vec<Effect> {
         self.error = None;
         match self.step {
-            Step::Source => match action {
-                Some(Action::Up) => self.source = self.source.saturating_sub(1),
-                Some(Action::Down) => {
+            Step::Source => match (action, key.code) {
+                (Some(Action::Up), _) => self.source = self.source.saturating_sub(1),
+                (Some(Action::Down), _) => {
                     self.source = (self.source + 1).min(ctx.config.sources.len().saturating_sub(1))
                 }
-                Some(Action::Enter) if !ctx.config.sources.is_empty() => self.step = Step::Point,
+                (_, KeyCode::Char('-')) => {
+                    // A relative time (-2h) starts the point-in-time entry at once; digits
+                    // stay the tab keys.
+                    self.step = Step::Point;
+                    self.point.push('-');
+                }
+                (Some(Action::Enter), _) if !ctx.config.sources.is_empty() => {
+                    self.step = Step::Point
+                }
+                (Some(Action::Drill), _) if !ctx.config.sources.is_empty() => {
+                    self.drill = true;
+                    self.point.clear();
+                    self.step = Step::Point;
+                    self.resolve_point(data, ctx, outbox);
+                }
                 _ => {}
             },
             Step::Point => match key.code {
-                KeyCode::Esc => self.step = Step::Source,
-                KeyCode::Backspace => {
-                    self.point.pop();
+                KeyCode::Esc => {
+                    self.waiting = false;
+                    self.step = Step::Source;
                 }
                 KeyCode::Enter => self.resolve_point(data, ctx, outbox),
-                KeyCode::Char(c) => self.point.push(c),
-                _ => {}
-            },
-            Step::Preflight => match action {
-                Some(Action::Back) => {
-                    self.step = if self.point.is_empty() && self.verify_task.is_none() {
-                        Step::Source
-                    } else {
-                        Step::Point
+                _ => {
+                    if super::edit_line(&mut self.point, &key) {
+                        self.waiting = false;
                     }
                 }
-                Some(Action::Enter) => match (&self.verified, self.chosen.as_ref().map(|c| c.kind))
-                {
-                    (Some(Ok(())), _) | (None, Some(RowKind::Foreign)) => {
-                        self.step = Step::Target;
-                        self.check_target(ctx);
+            },
+            Step::Preflight => match action {
+                Some(Action::Back) => self.step = Step::Point,
+                Some(Action::Enter) => {
+                    match (&self.preflight, self.chosen.as_ref().map(|c| c.kind)) {
+                        (Some(Ok(_)), _) | (None, Some(RowKind::Foreign)) if self.drill => {
+                            self.start(data, ctx, outbox)
+                        }
+                        (Some(Ok(_)), _) | (None, Some(RowKind::Foreign)) => {
+                            self.step = Step::Target;
+                            self.check_target(ctx);
+                        }
+                        (Some(Err(_)), _) => {
+                            self.error =
+                                Some("this backup cannot be restored: choose another".into())
+                        }
+                        _ => self.error = Some("wait for the pre-flight check".into()),
                     }
-                    (Some(Err(_)), _) => {
-                        self.error = Some("this backup failed verification: choose another".into())
-                    }
-                    _ => self.error = Some("wait for the checksum verification".into()),
-                },
+                }
                 _ => {}
             },
             Step::Target => match key.code {
+                // Esc while confirming goes back to the path, which stays editable.
+                KeyCode::Esc if self.confirming => {
+                    self.confirming = false;
+                    self.confirm.clear();
+                }
                 KeyCode::Esc => self.step = Step::Preflight,
-                KeyCode::Backspace => {
-                    if self.confirming {
-                        self.confirm.pop()
-                    } else {
-                        self.target.pop()
-                    };
-                    self.check_target(ctx);
-                }
-                KeyCode::Char(c) => {
-                    if self.confirming {
-                        self.confirm.push(c)
-                    } else {
-                        self.target.push(c)
-                    };
-                    self.check_target(ctx);
-                }
                 KeyCode::Enter => self.start(data, ctx, outbox),
-                _ => {}
+                KeyCode::Up | KeyCode::BackTab if self.confirming => {
+                    self.confirming = false;
+                    self.confirm.clear();
+                }
+                _ => {
+                    let field = if self.confirming {
+                        &mut self.confirm
+                    } else {
+                        &mut self.target
+                    };
+                    if super::edit_line(field, &key) {
+                        self.check_target(ctx);
+                    }
+                }
             },
             Step::Run => {
                 if action == Some(Action::Cancel)
@@ -282,7 +347,7 @@ impl RestoreWizard {
                     self.promoted = None;
                     self.step = Step::Promote;
                 }
-                Some(Action::Drop) => {
+                Some(Action::Drop) if !self.drill => {
                     if let Some(Ok(report)) = &self.report {
                         self.finished = Some(if report.created {
                             outbox.requests.push(Request::DropScratch {
@@ -322,7 +387,8 @@ impl RestoreWizard {
     /// The source a proved copy could replace, with the copy's name.
     fn promotable(&self) -> Option<(String, String)> {
         let report = self.report.as_ref()?.as_ref().ok()?;
-        if !report.proved() || !report.created {
+        // A drill's copy is dropped as soon as it is proven.
+        if self.drill || !report.proved() || !report.created {
             return None;
         }
         Some((report.source.clone()?, report.target.copy_name()))
@@ -391,14 +457,23 @@ impl RestoreWizard {
         let before = if self.point.trim().is_empty() {
             None
         } else {
-            match lifeboat::when::parse_point(&self.point, data.now) {
+            match ctx.parse_time(&self.point, data.now) {
                 Ok(t) => Some(t),
                 Err(e) => {
-                    self.error = Some(e.to_string());
+                    self.error = Some(e);
                     return;
                 }
             }
         };
+        self.point_time = before;
+        // From a partial listing the newest line is a guess: wait for the source's part of
+        // the bucket, unless asked twice.
+        self.provisional = !data.source_known(&source.name);
+        if self.provisional && !self.waiting {
+            self.waiting = true;
+            return;
+        }
+        self.waiting = false;
         let newest = data
             .rows
             .iter()
@@ -465,6 +540,23 @@ impl RestoreWizard {
     }
 
     fn start(&mut self, data: &Data, ctx: &Ctx, outbox: &mut Outbox) {
+        // A drill restores into a scratch copy lifeboat names, and drops it, as the CLI does.
+        if self.drill {
+            let Some(row) = &self.chosen else { return };
+            let task = outbox.task(format!("drill {}", row.id), data.now);
+            outbox.requests.push(Request::Restore(RestoreRequest {
+                task,
+                id: row.id.clone(),
+                target: PathBuf::new(),
+                force_target: false,
+                compare_live: false,
+                drill: true,
+            }));
+            self.target = "a fresh scratch copy, dropped once proven".into();
+            self.run_task = Some(task);
+            self.step = Step::Run;
+            return;
+        }
         let target = self.target.trim().to_owned();
         let postgres = self
             .chosen
@@ -565,11 +657,19 @@ impl RestoreWizard {
         for (i, s) in ctx.config.sources.iter().enumerate() {
             let health = data.health.iter().find(|h| h.source == s.name);
             let newest = health.and_then(|h| h.newest);
-            let text = format!(
-                "  {:<12} newest good backup {} ago",
-                s.name,
-                fmt::ago(newest, data.now)
-            );
+            let text = if data.source_known(&s.name) {
+                format!(
+                    "  {:<12} newest good backup {} ago",
+                    s.name,
+                    fmt::ago(newest, data.now)
+                )
+            } else {
+                format!(
+                    "  {:<12} not read yet ({})",
+                    s.name,
+                    data.listing_progress()
+                )
+            };
             lines.push(if i == self.source {
                 Line::styled(text, t.selected)
             } else {
@@ -589,13 +689,36 @@ impl RestoreWizard {
                 Span::raw("  > "),
                 Span::styled(format!("{}█", self.point), t.accent),
             ]));
+            let zone = ctx.show_time(data.now);
+            let zone = zone.rsplit(' ').next().unwrap_or_default();
+            let understood = match ctx.parse_time(&self.point, data.now) {
+                _ if self.point.trim().is_empty() => "empty = the newest".to_owned(),
+                Ok(t) => format!("= {}", ctx.show_time(t)),
+                Err(_) => "…".to_owned(),
+            };
             lines.push(Line::styled(
-                "  empty = the newest; or 2026-11-22 01:40 (UTC), -2h, 3d ago",
+                format!(
+                    "  {understood}   (09:40, yesterday 09:40, -2h, 2026-11-25 12:00; zone {zone})"
+                ),
                 t.dim,
             ));
+            if self.waiting {
+                let name = ctx
+                    .config
+                    .sources
+                    .get(self.source)
+                    .map_or("", |s| s.name.as_str());
+                lines.push(Line::styled(
+                    format!(
+                        "  The bucket is still being read ({}): {name}'s newest backup may not be listed yet. Waiting for it; Enter again chooses from what is listed so far.",
+                        data.listing_progress()
+                    ),
+                    t.warn,
+                ));
+            }
         } else {
             lines.push(Line::styled(
-                "Enter to choose the point in time; or pick a line in the catalog and press r.",
+                "Enter: the point in time (or just type -2h) · d: drill the newest",
                 t.dim,
             ));
         }
@@ -606,7 +729,20 @@ impl RestoreWizard {
         let t = &ctx.theme;
         let Some(row) = &self.chosen else { return };
         let entry = data.catalog.as_ref().and_then(|c| c.find(&row.id));
-        let mut lines = vec![
+        let mut lines = Vec::new();
+        if self.provisional {
+            lines.push(Line::styled(
+                "PROVISIONAL: chosen before the bucket listing reached this source; a newer backup may exist.",
+                t.bad,
+            ));
+        }
+        if let Some(at) = self.point_time {
+            lines.push(Line::raw(format!(
+                "point      the newest good backup at or before {}",
+                ctx.show_time(at)
+            )));
+        }
+        lines.extend([
             Line::from(vec![
                 Span::styled("backup     ", t.title),
                 Span::raw(fmt::safe(&row.id)),
@@ -615,8 +751,11 @@ impl RestoreWizard {
                 "source     {}",
                 fmt::safe(row.source.as_deref().unwrap_or("(foreign object)"))
             )),
-            Line::raw(format!("taken      {}", fmt::time(row.time))),
-        ];
+            Line::raw(format!(
+                "taken      {}",
+                row.time.map_or("-".into(), |at| ctx.show_time(at))
+            )),
+        ]);
         let rpo = ctx.config.sources.get(self.source).map(|s| s.rpo());
         let age = row.time.map(|t| data.now - t);
         let age_style = match (age, rpo) {
@@ -654,17 +793,36 @@ impl RestoreWizard {
             ))
         )));
         lines.push(Line::raw(""));
-        match (&self.verified, self.verify_task.and_then(|task| data.tasks.get(&task))) {
-            (Some(Ok(())), _) => lines.push(Line::styled("checksum   ✔ verified: the stored bytes match the manifest. Enter to continue.", t.ok)),
-            (Some(Err(e)), _) => lines.push(Line::styled(format!("checksum   ✖ {}", fmt::safe(e)), t.bad)),
-            (None, Some(task)) => {
-                let pct = task.total.filter(|&n| n > 0).map_or(0, |n| task.done * 100 / n);
-                lines.push(Line::styled(format!("checksum   verifying… {pct}%"), t.warn));
+        let next = if self.drill {
+            "Enter starts the drill"
+        } else {
+            "Enter to continue"
+        };
+        match &self.preflight {
+            Some(Ok(found)) => {
+                lines.push(Line::styled(
+                    format!("check      ✔ {}", fmt::safe(found)),
+                    t.ok,
+                ));
+                lines.push(Line::styled(
+                    format!("checksum   checked as the restore downloads it, before anything is loaded. {next}."),
+                    t.ok,
+                ));
             }
-            (None, None) if row.kind == RowKind::Foreign => {
-                lines.push(Line::styled("checksum   none: not written by lifeboat; row counts will be measured. Enter to continue.", t.warn))
-            }
-            (None, None) => lines.push(Line::styled("checksum   waiting…", t.dim)),
+            Some(Err(e)) => lines.push(Line::styled(
+                format!("check      ✖ {}", fmt::safe(e)),
+                t.bad,
+            )),
+            None if row.kind == RowKind::Foreign => lines.push(Line::styled(
+                format!(
+                    "checksum   none: not written by lifeboat; row counts will be measured. {next}."
+                ),
+                t.warn,
+            )),
+            None => lines.push(Line::styled(
+                "check      reading the manifest and the data object…",
+                t.dim,
+            )),
         }
         frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), area);
     }
@@ -689,7 +847,7 @@ impl RestoreWizard {
                 "Restore into this new SQLite database (edit the path if you like):",
                 "A new file: nothing existing is touched. Enter to start.",
                 "This file exists. Restoring replaces it.",
-                "Type the path again to confirm:",
+                "Type the path again to confirm (Esc: edit the path instead):",
                 "Enter to confirm by typing it again, or edit the path.",
             ]
         };
@@ -854,7 +1012,10 @@ impl RestoreWizard {
             ));
         }
         if let Some(saved) = &self.saved {
-            head.push(Line::styled(fmt::safe(saved), t.accent));
+            // One line per fact, so none is cut at 80 columns.
+            for part in saved.split("; ") {
+                head.push(Line::styled(fmt::safe(part), t.accent));
+            }
         }
         if let Some((source, _)) = self.promotable() {
             head.push(Line::styled(
@@ -927,11 +1088,15 @@ impl RestoreWizard {
         frame.render_widget(Table::new(rows, widths).header(header), table);
         frame.render_widget(
             Paragraph::new(Line::styled(
-                format!(
-                    "Enter keeps {} · {} drops it",
-                    fmt::safe(&report.target),
-                    ctx.keymap.key(Action::Drop)
-                ),
+                if self.drill {
+                    "Enter to finish".to_owned()
+                } else {
+                    format!(
+                        "Enter keeps {} · {} drops it",
+                        fmt::safe(&report.target),
+                        ctx.keymap.key(Action::Drop)
+                    )
+                },
                 t.dim,
             )),
             keys,
@@ -1022,6 +1187,28 @@ fn safe(id: &str) -> String {
             }
         })
         .collect()
+}
+
+/// `path`, or the first `-2`, `-3`… beside it that does not exist: a repeat restore of the
+/// same backup proposes a new file, not the last one's.
+fn fresh_path(path: &Path) -> String {
+    if !path.exists() {
+        return path.display().to_string();
+    }
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let ext = path
+        .extension()
+        .map(|e| format!(".{}", e.to_string_lossy()))
+        .unwrap_or_default();
+    (2..1000)
+        .map(|n| path.with_file_name(format!("{stem}-{n}{ext}")))
+        .find(|p| !p.exists())
+        .unwrap_or_else(|| path.to_path_buf())
+        .display()
+        .to_string()
 }
 
 fn same_file(a: &Path, b: &Path) -> bool {

@@ -505,9 +505,16 @@ fn value(p: &Policy, field: usize) -> String {
     }
 }
 
-/// Counts step by one down to -1 (all); spans step by a day.
+/// Counts step by one between off (0) and any number; `all` (-1) stays all on `+` and turns
+/// the rule off on `-`; an off rule stays off on `-`. Spans step by a day.
 fn adjust(p: &mut Policy, field: usize, delta: i32) {
-    let count = |n: &mut i32| *n = (*n + delta).max(-1);
+    let count = |n: &mut i32| {
+        *n = match *n {
+            -1 if delta > 0 => -1,
+            -1 => 0,
+            n => n.saturating_add(delta).max(0),
+        }
+    };
     let span = |s: &mut Option<Span>| {
         let mut v = s.unwrap_or_default();
         v.days = v.days.saturating_add_signed(delta);
@@ -526,5 +533,31 @@ fn adjust(p: &mut Policy, field: usize, delta: i32) {
         9 => span(&mut p.keep_within_weekly),
         10 => span(&mut p.keep_within_monthly),
         _ => span(&mut p.keep_within_yearly),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `-` on a rule that is off leaves it off; `-` on "all" turns it off; `+` on "all"
+    /// leaves it all; counts step by one.
+    #[test]
+    fn minus_on_an_off_rule_leaves_it_off() {
+        let mut p = Policy::default();
+        adjust(&mut p, 0, -1);
+        assert_eq!(p.keep_last, 0);
+        adjust(&mut p, 0, 1);
+        adjust(&mut p, 0, 1);
+        assert_eq!(p.keep_last, 2);
+        adjust(&mut p, 0, -1);
+        assert_eq!(p.keep_last, 1);
+        p.keep_daily = -1;
+        adjust(&mut p, 2, 1);
+        assert_eq!(p.keep_daily, -1);
+        adjust(&mut p, 2, -1);
+        assert_eq!(p.keep_daily, 0);
+        adjust(&mut p, 6, -1);
+        assert_eq!(p.keep_within, None);
     }
 }
