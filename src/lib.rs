@@ -22,6 +22,7 @@ pub mod jobs;
 pub mod lock;
 pub mod manifest;
 pub mod metrics;
+pub mod pitr;
 pub mod pipeline;
 pub mod progress;
 pub mod promote;
@@ -34,6 +35,7 @@ pub mod sniff;
 pub mod state;
 pub mod storage;
 pub mod stores;
+pub mod wal;
 pub mod when;
 
 use std::path::PathBuf;

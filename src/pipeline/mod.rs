@@ -3,6 +3,7 @@
 pub mod backup;
 pub mod crypt;
 pub mod restore;
+pub mod stream;
 mod restore_pg;
 
 use sha2::{Digest, Sha256};

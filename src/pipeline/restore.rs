@@ -576,7 +576,7 @@ pub(crate) async fn download(
 }
 
 /// The decompressed download, its format judged from the first bytes unless known.
-pub(super) fn decoder(
+pub(crate) fn decoder(
     reader: ChannelReader,
     known: Option<Format>,
     unseal: Option<&Unseal>,
@@ -608,7 +608,7 @@ pub(super) fn decoder(
 }
 
 /// The blocking end of the download channel.
-pub(super) struct ChannelReader {
+pub(crate) struct ChannelReader {
     pub rx: mpsc::Receiver<Bytes>,
     pub buf: Bytes,
 }
@@ -629,7 +629,7 @@ impl Read for ChannelReader {
 }
 
 /// A reader that stops with an error once the job is cancelled.
-pub(super) struct Cancellable<R> {
+pub(crate) struct Cancellable<R> {
     pub inner: R,
     pub cancel: CancellationToken,
 }
