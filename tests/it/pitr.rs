@@ -69,7 +69,7 @@ async fn wal_push_is_idempotent_refuses_a_different_file_and_get_checks_what_it_
     let home = home();
     let h = home.path();
     let key = age::x25519::Identity::generate();
-    std::fs::write(h.join("age.key"), key.to_string().expose_secret_str()).unwrap();
+    std::fs::write(h.join("age.key"), age::secrecy::ExposeSecret::expose_secret(&key.to_string()).to_owned()).unwrap();
     let config = write_config(
         h,
         &format!(
@@ -402,7 +402,7 @@ async fn pitr_base_backup_under_writes_then_restores_to_a_time_a_restore_point_a
     // To a time between A and B: exactly the rows committed before it.
     let at_time = json(&run(restore(h, &config, &["--time", &between, "--compare-live", "--drop", "--amcheck"])).await);
     assert_eq!(restored_rows(&at_time, "orders"), 150, "{at_time}");
-    assert_eq!(at_time["recovered"]["paused"], false);
+    assert_eq!(at_time["paused"], false);
     assert_eq!(at_time["dropped"], true);
     assert_eq!(at_time["amcheck"], serde_json::json!([]), "{at_time}");
     assert!(at_time["logical_backup"].is_string(), "{at_time}");
@@ -414,15 +414,15 @@ async fn pitr_base_backup_under_writes_then_restores_to_a_time_a_restore_point_a
         .unwrap()["live"]
         .clone();
     assert_eq!(live_orders, 175, "{at_time}");
-    let stop = at_time["recovered"]["stop_line"].as_str().unwrap_or_default();
+    let stop = at_time["stop_line"].as_str().unwrap_or_default();
     assert!(stop.contains("recovery stopping before commit"), "{at_time}");
 
     // To the restore point, paused and read-only, kept running for the engineer.
     let at_name = json(&run(restore(h, &config, &["--name", "before_b", "--pause"])).await);
     assert_eq!(restored_rows(&at_name, "orders"), 150, "{at_name}");
-    assert_eq!(at_name["recovered"]["paused"], true);
-    let cluster_dir = PathBuf::from(at_name["recovered"]["cluster"]["dir"].as_str().unwrap());
-    let port = at_name["recovered"]["cluster"]["port"].as_u64().unwrap() as u16;
+    assert_eq!(at_name["paused"], true);
+    let cluster_dir = PathBuf::from(at_name["cluster"]["dir"].as_str().unwrap());
+    let port = at_name["cluster"]["port"].as_u64().unwrap() as u16;
     assert_eq!(psql_at(&src.bin, &cluster_dir, port, "app", "SELECT pg_is_in_recovery()"), "t");
     let out = run(with_config(h, &config, &["wal", "drop-scratch", cluster_dir.to_str().unwrap()])).await;
     assert_eq!(out.code, 0, "{}", out.stderr);

@@ -169,6 +169,7 @@ impl ScratchCluster {
                 l.contains("FATAL:")
                     || l.contains("PANIC:")
                     || l.contains("ERROR:")
+                    || l.contains("invalid value for parameter")
                     // What `wal get` said when it refused a file.
                     || l.starts_with("error: ")
             })
@@ -493,7 +494,8 @@ fn write_recovery_config(cluster: &ScratchCluster, opts: &RecoverOptions) -> Res
     match &opts.target {
         RecoveryTarget::Time(t) => conf.push_str(&format!(
             "recovery_target_time = {}\n",
-            quote(&t.to_rfc3339_opts(SecondsFormat::AutoSi, true))
+            // PostgreSQL reads neither `T` nor `Z` here.
+            quote(&t.format("%Y-%m-%d %H:%M:%S%.f+00").to_string())
         )),
         RecoveryTarget::Lsn(l) => {
             conf.push_str(&format!("recovery_target_lsn = {}\n", quote(&l.to_string())))
@@ -548,7 +550,8 @@ async fn wait_for(
         if let Ok(client) = conn.connect().await {
             let state = client
                 .query_one(
-                    "SELECT pg_is_in_recovery(), pg_get_wal_replay_pause_state()",
+                    "SELECT pg_is_in_recovery(), \
+                            CASE WHEN pg_is_in_recovery() THEN pg_get_wal_replay_pause_state() ELSE '' END",
                     &[],
                 )
                 .await;
