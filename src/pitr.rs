@@ -43,7 +43,11 @@ pub struct PitrStatus {
 impl PitrStatus {
     /// The earliest and latest time any base backup can restore to.
     pub fn restorable(&self) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
-        let windows: Vec<&Window> = self.bases.iter().filter_map(|b| b.window.as_ref().ok()).collect();
+        let windows: Vec<&Window> = self
+            .bases
+            .iter()
+            .filter_map(|b| b.window.as_ref().ok())
+            .collect();
         let from = windows.iter().map(|w| w.from).min()?;
         let to = windows.iter().filter_map(|w| w.to).max()?;
         Some((from, to))
@@ -81,7 +85,11 @@ async fn segment_size_of_archive(store: &dyn ObjectStore, source: &str) -> Resul
         .await?
         .into_iter()
         .filter_map(|o| {
-            let name = o.key.strip_prefix(&prefix)?.strip_suffix(RECORD_SUFFIX)?.to_owned();
+            let name = o
+                .key
+                .strip_prefix(&prefix)?
+                .strip_suffix(RECORD_SUFFIX)?
+                .to_owned();
             matches!(WalName::parse(&name), Some(WalName::Segment { .. })).then_some(name)
         })
         .max();
@@ -143,7 +151,16 @@ impl Lifeboat {
             threads: self.config().backup.threads,
             seal: Seal::from_config(self.config().encryption.as_ref())?.map(Arc::new),
         };
-        base::base_backup(store.as_ref(), src, &opts, self.clock(), progress, log, cancel).await
+        base::base_backup(
+            store.as_ref(),
+            src,
+            &opts,
+            self.clock(),
+            progress,
+            log,
+            cancel,
+        )
+        .await
     }
 
     /// The base backups and WAL chain of a source with `[source.pitr]`.
@@ -169,7 +186,12 @@ impl Lifeboat {
         let scratch_dir = pitr
             .scratch_dir
             .clone()
-            .or_else(|| pitr.data_dir.as_ref().and_then(|d| d.parent()).map(|p| p.to_path_buf()))
+            .or_else(|| {
+                pitr.data_dir
+                    .as_ref()
+                    .and_then(|d| d.parent())
+                    .map(|p| p.to_path_buf())
+            })
             .or_else(|| self.config().restore.scratch_dir.clone())
             .unwrap_or_else(std::env::temp_dir);
         let recover = RecoverOptions {
@@ -186,12 +208,19 @@ impl Lifeboat {
         log(format!(
             "recovered: timeline {}, replayed to {}, last commit {}{}",
             recovered.timeline,
-            recovered.replay_lsn.map(|l| l.to_string()).unwrap_or_else(|| "?".into()),
+            recovered
+                .replay_lsn
+                .map(|l| l.to_string())
+                .unwrap_or_else(|| "?".into()),
             recovered
                 .last_commit
                 .map(|t| t.to_rfc3339())
                 .unwrap_or_else(|| "none replayed".into()),
-            if recovered.paused { " (paused, read-only)" } else { " (promoted)" }
+            if recovered.paused {
+                " (paused, read-only)"
+            } else {
+                " (promoted)"
+            }
         ));
         let proved = self.prove(src, &recovered, opts, cancel).await;
         let (database, restored, diff, logical, amcheck) = match proved {
@@ -229,7 +258,13 @@ impl Lifeboat {
         recovered: &Recovered,
         opts: &PitrRestoreOptions,
         cancel: &CancellationToken,
-    ) -> Result<(String, Vec<TableCount>, RowDiff, Option<String>, Option<Vec<String>>)> {
+    ) -> Result<(
+        String,
+        Vec<TableCount>,
+        RowDiff,
+        Option<String>,
+        Option<Vec<String>>,
+    )> {
         let live_conn = source_conn(src)?;
         let database = live_conn.dbname.clone();
         let scratch = recovered.cluster.conn(&database)?;
@@ -261,7 +296,11 @@ impl Lifeboat {
         Ok((database, restored, diff, logical.map(|(id, _)| id), amcheck))
     }
 
-    async fn nearest_logical(&self, source: &str, at: DateTime<Utc>) -> Option<(String, Vec<TableCount>)> {
+    async fn nearest_logical(
+        &self,
+        source: &str,
+        at: DateTime<Utc>,
+    ) -> Option<(String, Vec<TableCount>)> {
         let catalog = self.catalog().await.ok()?;
         catalog
             .backups
@@ -284,7 +323,9 @@ async fn amcheck(conn: &pg::conn::Conn, read_only: bool) -> Result<Vec<String>> 
         client
             .batch_execute("CREATE EXTENSION IF NOT EXISTS amcheck")
             .await
-            .map_err(pg::pg_error("create the amcheck extension on the scratch cluster"))?;
+            .map_err(pg::pg_error(
+                "create the amcheck extension on the scratch cluster",
+            ))?;
     }
     let rows = client
         .query(
@@ -317,7 +358,11 @@ pub struct ArchiveFinding {
 
 /// What `check` says about a source's archive: gaps, a base backup that cannot be restored,
 /// archiving that fell behind.
-pub fn archive_findings(status: &PitrStatus, max_lag: chrono::Duration, now: DateTime<Utc>) -> Vec<ArchiveFinding> {
+pub fn archive_findings(
+    status: &PitrStatus,
+    max_lag: chrono::Duration,
+    now: DateTime<Utc>,
+) -> Vec<ArchiveFinding> {
     let mut out = Vec::new();
     for gap in &status.chain.gaps {
         out.push(ArchiveFinding {
@@ -350,7 +395,8 @@ pub fn archive_findings(status: &PitrStatus, max_lag: chrono::Duration, now: Dat
         }),
         None => out.push(ArchiveFinding {
             critical: true,
-            message: "no WAL is archived (is archive_command set to `lifeboat wal push %p`?)".into(),
+            message: "no WAL is archived (is archive_command set to `lifeboat wal push %p`?)"
+                .into(),
         }),
         _ => {}
     }
@@ -373,8 +419,12 @@ pub fn prunable_wal(status: &PitrStatus, kept: &[&BaseManifest]) -> Vec<String> 
     let first_needed = oldest.start_lsn.segment(oldest.timeline, size).number;
     let mut out = Vec::new();
     for r in &status.chain.ranges {
-        let first = Segment::from_name(&r.first, size).map(|s| s.number).unwrap_or(0);
-        let last = Segment::from_name(&r.last, size).map(|s| s.number).unwrap_or(0);
+        let first = Segment::from_name(&r.first, size)
+            .map(|s| s.number)
+            .unwrap_or(0);
+        let last = Segment::from_name(&r.last, size)
+            .map(|s| s.number)
+            .unwrap_or(0);
         for n in first..=last.min(first_needed.saturating_sub(1)) {
             if n < first_needed {
                 out.push(
@@ -423,8 +473,16 @@ pub fn prune_plan(status: &PitrStatus, keep_base: usize) -> PitrPrune {
 }
 
 /// Carries out a [`prune_plan`]: base backups first (manifest, then data), then their WAL.
-pub async fn apply_prune(store: &dyn ObjectStore, status: &PitrStatus, plan: &PitrPrune) -> Result<()> {
-    for b in status.bases.iter().filter(|b| plan.delete_bases.contains(&b.base.id.to_string())) {
+pub async fn apply_prune(
+    store: &dyn ObjectStore,
+    status: &PitrStatus,
+    plan: &PitrPrune,
+) -> Result<()> {
+    for b in status
+        .bases
+        .iter()
+        .filter(|b| plan.delete_bases.contains(&b.base.id.to_string()))
+    {
         let manifest = ObjectKey::new(format!("{}{}", b.base.dir(), base::BASE_MANIFEST))?;
         store.delete_many(&[manifest]).await?;
         store.delete_many(&[b.base.data_key()?]).await?;
@@ -483,5 +541,106 @@ pub fn drop_scratch(cluster: &scratch::ScratchCluster) -> Result<()> {
 impl From<Unrestorable> for Error {
     fn from(u: Unrestorable) -> Self {
         Error::Invalid(format!("WAL segment {} is not archived", u.missing))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::{BackupId, DataInfo};
+    use crate::wal::names::Lsn;
+
+    const MB16: u64 = 16 << 20;
+
+    fn at(min: i64) -> DateTime<Utc> {
+        DateTime::<Utc>::from_timestamp(1_800_000_000 + min * 60, 0).unwrap()
+    }
+
+    fn base(n: u64, min: i64) -> BaseManifest {
+        BaseManifest {
+            format: 1,
+            id: BackupId::generate(at(min)),
+            source: "app".into(),
+            started_at: at(min),
+            finished_at: at(min),
+            server_version: "15.1".into(),
+            system_identifier: "1".into(),
+            timeline: 1,
+            start_lsn: Lsn(n * MB16 + 40),
+            end_lsn: Lsn(n * MB16 + 400),
+            wal_segment_size: MB16,
+            pg_basebackup_version: "15.1".into(),
+            data: DataInfo {
+                key: "base.tar.zst".into(),
+                raw_bytes: 1,
+                stored_bytes: 1,
+                compression: "zstd".into(),
+                compression_level: 3,
+                sha256: String::new(),
+            },
+            encryption: None,
+            files: 1,
+            backup_manifest_sha256: String::new(),
+        }
+    }
+
+    #[test]
+    fn prune_keeps_the_newest_bases_and_the_wal_from_the_oldest_kept_on() {
+        // Segments 1..=10, one per minute; base backups in segments 2, 5 and 8.
+        let names = (1..=10u64).map(|n| {
+            (
+                Segment {
+                    timeline: 1,
+                    number: n,
+                }
+                .name(MB16),
+                Some(at(n as i64)),
+            )
+        });
+        let chain = Chain::from_names(names, MB16);
+        let bases: Vec<BaseWindow> = [(2, 2), (5, 5), (8, 8)]
+            .into_iter()
+            .map(|(n, m)| {
+                let b = base(n, m);
+                BaseWindow {
+                    window: chain.window(&b.needs()),
+                    base: b,
+                }
+            })
+            .collect();
+        let status = PitrStatus {
+            source: "app".into(),
+            chain,
+            bases,
+            unreadable: Vec::new(),
+        };
+        let plan = prune_plan(&status, 2);
+        assert_eq!(plan.delete_bases, vec![status.bases[0].base.id.to_string()]);
+        // Segments 1..=4 go: the oldest kept base starts in segment 5.
+        let gone: Vec<String> = (1..=4u64)
+            .map(|n| {
+                Segment {
+                    timeline: 1,
+                    number: n,
+                }
+                .name(MB16)
+            })
+            .collect();
+        assert_eq!(plan.delete_wal, gone);
+        assert_eq!(plan.window_before, Some((at(2), at(10))));
+        assert_eq!(plan.window_after, Some((at(5), at(10))));
+        // Keeping every base keeps the WAL from the first one on.
+        let all = prune_plan(&status, 5);
+        assert!(all.delete_bases.is_empty());
+        assert_eq!(
+            all.delete_wal,
+            vec![
+                Segment {
+                    timeline: 1,
+                    number: 1
+                }
+                .name(MB16)
+            ]
+        );
     }
 }

@@ -17,20 +17,26 @@ use super::progress::CliProgress;
 
 /// The recovery target the flags ask for; `None` for an ordinary restore.
 pub(super) fn target_of(args: &RestoreArgs, now: DateTime<Utc>) -> Result<Option<RecoveryTarget>> {
-    Ok(match (&args.time, &args.lsn, &args.restore_point, args.end_of_wal) {
-        (Some(t), ..) => Some(RecoveryTarget::Time(lifeboat::when::parse_point(t, now)?)),
-        (_, Some(l), ..) => Some(RecoveryTarget::Lsn(Lsn::parse(l).ok_or_else(|| {
-            color_eyre::eyre::eyre!("{l:?} is not an LSN like 0/3000028")
-        })?)),
-        (_, _, Some(n), _) => Some(RecoveryTarget::Name(n.clone())),
-        (_, _, _, true) => Some(RecoveryTarget::EndOfWal),
-        _ => {
-            if args.pause || args.base.is_some() || args.amcheck {
-                bail!("--pause, --base and --amcheck are for a point-in-time restore: add --time, --lsn, --name or --end-of-wal");
+    Ok(
+        match (&args.time, &args.lsn, &args.restore_point, args.end_of_wal) {
+            (Some(t), ..) => Some(RecoveryTarget::Time(lifeboat::when::parse_point(t, now)?)),
+            (_, Some(l), ..) => {
+                Some(RecoveryTarget::Lsn(Lsn::parse(l).ok_or_else(|| {
+                    color_eyre::eyre::eyre!("{l:?} is not an LSN like 0/3000028")
+                })?))
             }
-            None
-        }
-    })
+            (_, _, Some(n), _) => Some(RecoveryTarget::Name(n.clone())),
+            (_, _, _, true) => Some(RecoveryTarget::EndOfWal),
+            _ => {
+                if args.pause || args.base.is_some() || args.amcheck {
+                    bail!(
+                        "--pause, --base and --amcheck are for a point-in-time restore: add --time, --lsn, --name or --end-of-wal"
+                    );
+                }
+                None
+            }
+        },
+    )
 }
 
 pub(super) async fn restore(
@@ -42,7 +48,9 @@ pub(super) async fn restore(
 ) -> Result<ExitCode> {
     let source = lifeboat::wal::pitr_source(lb.config(), args.source.as_deref())?;
     if args.to.is_some() || args.force_target.is_some() || args.privileged {
-        bail!("a point-in-time restore always creates a new scratch cluster: --to, --force-target and --privileged do not apply");
+        bail!(
+            "a point-in-time restore always creates a new scratch cluster: --to, --force-target and --privileged do not apply"
+        );
     }
     let base = match &args.base {
         Some(b) => Some(b.parse().map_err(|e| color_eyre::eyre::eyre!("{e}"))?),
@@ -95,16 +103,29 @@ pub(super) async fn restore(
 fn print_report(r: &PitrReport) {
     let show = |t: DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Secs, true);
     let rec = &r.recovered;
-    println!("restored {} to {} from base backup {}", r.source, esc(&rec.target), rec.base);
+    println!(
+        "restored {} to {} from base backup {}",
+        r.source,
+        esc(&rec.target),
+        rec.base
+    );
     if let Some(line) = &rec.stop_line {
         println!("  PostgreSQL: {}", esc(line));
     }
     println!(
         "  {} on timeline {}, WAL replayed to {}, last commit {}",
-        if rec.paused { "paused at the target (read-only)" } else { "promoted" },
+        if rec.paused {
+            "paused at the target (read-only)"
+        } else {
+            "promoted"
+        },
         rec.timeline,
-        rec.replay_lsn.map(|l| l.to_string()).unwrap_or_else(|| "?".into()),
-        rec.last_commit.map(show).unwrap_or_else(|| "none replayed".into()),
+        rec.replay_lsn
+            .map(|l| l.to_string())
+            .unwrap_or_else(|| "?".into()),
+        rec.last_commit
+            .map(show)
+            .unwrap_or_else(|| "none replayed".into()),
     );
     println!(
         "  window of base backup {}: {} .. {}",
@@ -113,7 +134,10 @@ fn print_report(r: &PitrReport) {
         rec.window.to.map(show).unwrap_or_else(|| "?".into())
     );
     let logical = r.logical_backup.as_deref().unwrap_or("none");
-    println!("  {:<40} {:>12} {:>12} {:>12}", "table", "restored", "logical", "live");
+    println!(
+        "  {:<40} {:>12} {:>12} {:>12}",
+        "table", "restored", "logical", "live"
+    );
     for row in &r.diff.rows {
         let n = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_else(|| "-".into());
         println!(
@@ -152,14 +176,21 @@ pub(super) async fn basebackup(
     quiet: bool,
     cancel: CancellationToken,
 ) -> Result<ExitCode> {
-    let source = lifeboat::wal::pitr_source(lb.config(), source.as_deref())?.name.clone();
-    let progress = Arc::new(CliProgress::new(format!("base backup of {source}"), quiet || json));
+    let source = lifeboat::wal::pitr_source(lb.config(), source.as_deref())?
+        .name
+        .clone();
+    let progress = Arc::new(CliProgress::new(
+        format!("base backup of {source}"),
+        quiet || json,
+    ));
     let log = move |line: String| {
         if !json && !quiet {
             eprintln!("{}", esc(line));
         }
     };
-    let result = lb.base_backup(&source, progress.clone(), &log, &cancel).await;
+    let result = lb
+        .base_backup(&source, progress.clone(), &log, &cancel)
+        .await;
     progress.finish();
     let m = result?;
     if json {
@@ -167,7 +198,14 @@ pub(super) async fn basebackup(
     } else {
         println!(
             "base backup {} of {}: {} bytes stored ({} raw), {} files, WAL {}..{} on timeline {}",
-            m.id, m.source, m.data.stored_bytes, m.data.raw_bytes, m.files, m.start_lsn, m.end_lsn, m.timeline
+            m.id,
+            m.source,
+            m.data.stored_bytes,
+            m.data.raw_bytes,
+            m.files,
+            m.start_lsn,
+            m.end_lsn,
+            m.timeline
         );
     }
     Ok(ExitCode::SUCCESS)

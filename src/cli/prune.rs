@@ -58,7 +58,11 @@ pub async fn run(lb: &Lifeboat, args: PruneArgs, cancel: CancellationToken) -> R
                 size(plan.freed_bytes())
             );
         }
-        print_pitr(&lb.pitr_prune(args.source.as_deref(), false).await?, true, args.json);
+        print_pitr(
+            &lb.pitr_prune(args.source.as_deref(), false).await?,
+            true,
+            args.json,
+        );
         return Ok(ExitCode::SUCCESS);
     }
     let pitr = lb.pitr_prune(args.source.as_deref(), true).await?;
@@ -195,7 +199,8 @@ pub async fn pin(lb: &Lifeboat, id: &str, on: bool, json: bool) -> Result<ExitCo
 /// Base backups and WAL of point-in-time sources: what goes, and the restorable window
 /// before and after.
 fn print_pitr(plans: &[lifeboat::pitr::PitrPrune], dry_run: bool, json: bool) {
-    let show = |w: &Option<(chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>)>| match w {
+    let show = |w: &Option<(chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>)>| match w
+    {
         Some((from, to)) => format!(
             "{} .. {}",
             from.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),

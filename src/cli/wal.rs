@@ -8,10 +8,10 @@ use clap::Subcommand;
 use color_eyre::eyre::Result;
 use lifeboat::clock::Clock;
 use lifeboat::config::Config;
-use lifeboat::pipeline::crypt::Seal;
-use lifeboat::wal::{self, archive};
 use lifeboat::engine::postgres::physical::scratch::ScratchCluster;
+use lifeboat::pipeline::crypt::Seal;
 use lifeboat::pitr::PitrStatus;
+use lifeboat::wal::{self, archive};
 use tokio_util::sync::CancellationToken;
 
 use super::output::esc;
@@ -52,7 +52,11 @@ pub enum WalCommand {
     },
 }
 
-pub async fn run(config_path: &Path, what: WalCommand, cancel: CancellationToken) -> Result<ExitCode> {
+pub async fn run(
+    config_path: &Path,
+    what: WalCommand,
+    cancel: CancellationToken,
+) -> Result<ExitCode> {
     // Only the config and the store: these run as the database server's OS user, which need
     // not reach lifeboat's state database.
     let config = Config::load(config_path)?;
@@ -115,7 +119,8 @@ pub async fn run(config_path: &Path, what: WalCommand, cancel: CancellationToken
 }
 
 fn print_status(s: &PitrStatus) {
-    let show = |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let show =
+        |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     println!("WAL archive of {}", esc(&s.source));
     if s.chain.ranges.is_empty() {
         println!("  no WAL archived");

@@ -3,8 +3,8 @@
 pub mod backup;
 pub mod crypt;
 pub mod restore;
-pub mod stream;
 mod restore_pg;
+pub mod stream;
 
 use sha2::{Digest, Sha256};
 

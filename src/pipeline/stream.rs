@@ -32,16 +32,26 @@ pub struct Uploaded {
 /// Compresses (and seals) `reader` into `key`. `Ok` only once the store confirmed all of it;
 /// on error nothing is left that the store shows as complete (the caller decides whether an
 /// object that was stored but is not wanted goes).
+/// How an upload compresses and seals: zstd level and workers, age recipients.
+pub(crate) struct Stages {
+    pub level: i32,
+    pub threads: u32,
+    pub seal: Option<Arc<Seal>>,
+}
+
 pub(crate) async fn upload_reader(
     store: &dyn ObjectStore,
     key: &ObjectKey,
     reader: Box<dyn Read + Send>,
-    level: i32,
-    threads: u32,
-    seal: Option<Arc<Seal>>,
+    stages: Stages,
     progress: Arc<dyn Progress>,
     cancel: &CancellationToken,
 ) -> Result<Uploaded> {
+    let Stages {
+        level,
+        threads,
+        seal,
+    } = stages;
     let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(CHANNEL_DEPTH);
     let cancel2 = cancel.clone();
     let compressor = tokio::task::spawn_blocking(move || {

@@ -15,7 +15,7 @@ use super::names::{WalName, valid_segment_size};
 use crate::error::{Error, Result};
 use crate::manifest::EncryptionInfo;
 use crate::pipeline::crypt::{EncryptionConfig, Seal, Unseal};
-use crate::pipeline::stream::{Expect, download_into, upload_reader};
+use crate::pipeline::stream::{Expect, Stages, download_into, upload_reader};
 use crate::progress::NoProgress;
 use crate::storage::{ObjectKey, ObjectStore, ObjectStoreExt, StoreError};
 
@@ -120,8 +120,8 @@ pub async fn push(
     cancel: &CancellationToken,
 ) -> Result<Pushed> {
     let name = file_name(path)?;
-    let meta = std::fs::metadata(path)
-        .map_err(Error::io(format!("cannot read {}", path.display())))?;
+    let meta =
+        std::fs::metadata(path).map_err(Error::io(format!("cannot read {}", path.display())))?;
     let size = meta.len();
     match WalName::parse(&name) {
         Some(WalName::Segment { .. }) if !valid_segment_size(size) => {
@@ -155,16 +155,18 @@ pub async fn push(
     }
     let data = data_name(&name, opts.seal.is_some());
     let data_key = ObjectKey::new(format!("{}{data}", source_prefix(source)))?;
-    let file = std::fs::File::open(path)
-        .map_err(Error::io(format!("cannot open {}", path.display())))?;
+    let file =
+        std::fs::File::open(path).map_err(Error::io(format!("cannot open {}", path.display())))?;
     let (reader, raw_hash) = HashingReader::new(file);
     let uploaded = upload_reader(
         store,
         &data_key,
         Box::new(reader),
-        opts.compression_level,
-        1,
-        opts.seal.clone(),
+        Stages {
+            level: opts.compression_level,
+            threads: 1,
+            seal: opts.seal.clone(),
+        },
         Arc::new(NoProgress),
         cancel,
     )

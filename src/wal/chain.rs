@@ -165,11 +165,9 @@ impl Chain {
         // The segment holding the last byte of the backup's WAL.
         let end = Lsn(base.end_lsn.0.saturating_sub(1).max(base.start_lsn.0))
             .segment(base.timeline, size);
-        let Some(i) = self
-            .ranges
-            .iter()
-            .position(|r| r.timeline == base.timeline && (r.first_n..=r.last_n).contains(&start.number))
-        else {
+        let Some(i) = self.ranges.iter().position(|r| {
+            r.timeline == base.timeline && (r.first_n..=r.last_n).contains(&start.number)
+        }) else {
             return Err(Unrestorable {
                 missing: start.name(size),
             });
@@ -187,7 +185,15 @@ impl Chain {
         let stopped_by = self
             .gaps
             .iter()
-            .find(|g| g.timeline == base.timeline && g.from == Segment { timeline: base.timeline, number: range.last_n + 1 }.name(size))
+            .find(|g| {
+                g.timeline == base.timeline
+                    && g.from
+                        == Segment {
+                            timeline: base.timeline,
+                            number: range.last_n + 1,
+                        }
+                        .name(size)
+            })
             .cloned();
         Ok(Window {
             timeline: base.timeline,
@@ -222,11 +228,20 @@ mod tests {
     fn ranges_gaps_and_windows() {
         // Segments 1..=3 and 6..=7 on timeline 1, 8 on timeline 2 (after a switch),
         // 255 and 256 cross a log boundary.
-        let names = [(1, 1), (1, 2), (1, 3), (1, 6), (1, 7), (2, 8), (1, 255), (1, 256)]
-            .into_iter()
-            .enumerate()
-            .map(|(i, (t, n))| (seg(t, n), at(i as i64)))
-            .chain([("00000002.history".to_owned(), at(9))]);
+        let names = [
+            (1, 1),
+            (1, 2),
+            (1, 3),
+            (1, 6),
+            (1, 7),
+            (2, 8),
+            (1, 255),
+            (1, 256),
+        ]
+        .into_iter()
+        .enumerate()
+        .map(|(i, (t, n))| (seg(t, n), at(i as i64)))
+        .chain([("00000002.history".to_owned(), at(9))]);
         let chain = Chain::from_names(names, MB16);
         assert_eq!(chain.histories, vec![2]);
         let spans: Vec<(u32, &str, &str)> = chain
@@ -257,7 +272,10 @@ mod tests {
         let w = chain.window(&base).unwrap();
         assert_eq!(w.to_lsn, Lsn(4 * MB16));
         assert_eq!(w.to, at(2));
-        assert_eq!(w.stopped_by.as_ref().unwrap().from, "000000010000000000000004");
+        assert_eq!(
+            w.stopped_by.as_ref().unwrap().from,
+            "000000010000000000000004"
+        );
 
         // The backup's own WAL runs into the gap: it cannot be restored at all.
         let broken = BaseNeeds {

@@ -24,12 +24,14 @@ pub fn pitr_source<'a>(config: &'a Config, name: Option<&str>) -> Result<&'a Sou
     };
     match name {
         Some(name) => {
-            let source = config.sources.iter().find(|s| s.name == name).ok_or_else(|| {
-                Error::UnknownSource {
+            let source = config
+                .sources
+                .iter()
+                .find(|s| s.name == name)
+                .ok_or_else(|| Error::UnknownSource {
                     name: name.to_owned(),
                     known: known(),
-                }
-            })?;
+                })?;
             if source.pitr.is_none() {
                 return Err(Error::Invalid(format!(
                     "source {name} has no [source.pitr] table: add one to archive its WAL (docs/postgres.md)"

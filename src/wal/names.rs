@@ -69,9 +69,11 @@ impl WalName {
     /// Only the names PostgreSQL itself gives archived files (nothing else reaches a key).
     pub fn parse(name: &str) -> Option<WalName> {
         let hex8 = |s: &str| -> Option<u32> {
-            (s.len() == 8 && s.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_lowercase()))
-                .then(|| u32::from_str_radix(s, 16).ok())
-                .flatten()
+            (s.len() == 8
+                && s.bytes()
+                    .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_lowercase()))
+            .then(|| u32::from_str_radix(s, 16).ok())
+            .flatten()
         };
         if name.len() == 24 {
             return Some(WalName::Segment {

@@ -69,7 +69,11 @@ async fn wal_push_is_idempotent_refuses_a_different_file_and_get_checks_what_it_
     let home = home();
     let h = home.path();
     let key = age::x25519::Identity::generate();
-    std::fs::write(h.join("age.key"), age::secrecy::ExposeSecret::expose_secret(&key.to_string()).to_owned()).unwrap();
+    std::fs::write(
+        h.join("age.key"),
+        age::secrecy::ExposeSecret::expose_secret(&key.to_string()),
+    )
+    .unwrap();
     let config = write_config(
         h,
         &format!(
@@ -112,7 +116,12 @@ async fn wal_push_is_idempotent_refuses_a_different_file_and_get_checks_what_it_
 
     // What `wal get` serves is the file, byte for byte.
     let restored = h.join("RECOVERYXLOG");
-    let get = run(with_config(h, &config, &["wal", "get", name, restored.to_str().unwrap()])).await;
+    let get = run(with_config(
+        h,
+        &config,
+        &["wal", "get", name, restored.to_str().unwrap()],
+    ))
+    .await;
     assert_eq!(get.code, 0, "{}", get.stderr);
     assert!(std::fs::read(&restored).unwrap() == bytes);
 
@@ -121,15 +130,29 @@ async fn wal_push_is_idempotent_refuses_a_different_file_and_get_checks_what_it_
     let out = run(with_config(
         h,
         &config,
-        &["wal", "get", "000000010000000000000004", absent.to_str().unwrap()],
+        &[
+            "wal",
+            "get",
+            "000000010000000000000004",
+            absent.to_str().unwrap(),
+        ],
     ))
     .await;
     assert_eq!(out.code, 1, "{}", out.stderr);
     assert!(!absent.exists());
     // Names PostgreSQL never asks for are refused before any key is built.
-    let out = run(with_config(h, &config, &["wal", "get", "../../etc/passwd", "x"])).await;
+    let out = run(with_config(
+        h,
+        &config,
+        &["wal", "get", "../../etc/passwd", "x"],
+    ))
+    .await;
     assert_eq!(out.code, 1);
-    assert!(out.stderr.contains("not the name of a WAL segment"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("not the name of a WAL segment"),
+        "{}",
+        out.stderr
+    );
 
     // A damaged object is never served: the hash of the stored bytes no longer matches.
     let path = stored_dir.join(format!("{name}.zst.age"));
@@ -138,7 +161,12 @@ async fn wal_push_is_idempotent_refuses_a_different_file_and_get_checks_what_it_
     damaged[mid] ^= 0x40;
     std::fs::write(&path, damaged).unwrap();
     let out_path = h.join("damaged");
-    let out = run(with_config(h, &config, &["wal", "get", name, out_path.to_str().unwrap()])).await;
+    let out = run(with_config(
+        h,
+        &config,
+        &["wal", "get", name, out_path.to_str().unwrap()],
+    ))
+    .await;
     assert_eq!(out.code, 1, "{}", out.stderr);
     assert!(out.stderr.contains("damaged"), "{}", out.stderr);
     assert!(!out_path.exists());
@@ -161,27 +189,48 @@ async fn a_wal_push_killed_between_data_and_record_leaves_nothing_that_looks_arc
     // The push says when its data object is stored and its record is not yet written.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
     while !flag.exists() {
-        assert!(std::time::Instant::now() < deadline, "the push never paused");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the push never paused"
+        );
         assert!(child.try_wait().unwrap().is_none(), "the push ended early");
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    assert!(h.join(format!("bucket/_lifeboat/wal/app/{name}.zst")).exists());
+    assert!(
+        h.join(format!("bucket/_lifeboat/wal/app/{name}.zst"))
+            .exists()
+    );
     // SAFETY: kill has no memory preconditions.
     unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
     child.wait().unwrap();
 
     // Not archived: `wal get` says so, the chain holds nothing.
     let dest = h.join("dest");
-    let out = run(with_config(h, &config, &["wal", "get", name, dest.to_str().unwrap()])).await;
+    let out = run(with_config(
+        h,
+        &config,
+        &["wal", "get", name, dest.to_str().unwrap()],
+    ))
+    .await;
     assert_eq!(out.code, 1, "{}", out.stderr);
     assert!(!dest.exists());
     let status = json(&run(with_config(h, &config, &["wal", "status", "--json"])).await);
     assert_eq!(status["chain"]["ranges"], serde_json::json!([]), "{status}");
 
     // PostgreSQL pushes it again: stored, then served whole.
-    let out = run(with_config(h, &config, &["wal", "push", seg.to_str().unwrap()])).await;
+    let out = run(with_config(
+        h,
+        &config,
+        &["wal", "push", seg.to_str().unwrap()],
+    ))
+    .await;
     assert_eq!(out.code, 0, "{}", out.stderr);
-    let out = run(with_config(h, &config, &["wal", "get", name, dest.to_str().unwrap()])).await;
+    let out = run(with_config(
+        h,
+        &config,
+        &["wal", "get", name, dest.to_str().unwrap()],
+    ))
+    .await;
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(std::fs::read(&dest).unwrap() == bytes);
 }
@@ -214,8 +263,17 @@ impl Archiving {
         let c = Archiving { dir, bin };
         let data = c.dir.join("data");
         c.server(&[
-            "initdb", "-D", data.to_str().unwrap(), "-U", "postgres", "-A", "trust", "-E", "UTF8",
-            "--locale=C.UTF-8", "--no-sync",
+            "initdb",
+            "-D",
+            data.to_str().unwrap(),
+            "-U",
+            "postgres",
+            "-A",
+            "trust",
+            "-E",
+            "UTF8",
+            "--locale=C.UTF-8",
+            "--no-sync",
         ]);
         std::fs::write(
             data.join("pg_hba.conf"),
@@ -238,8 +296,15 @@ impl Archiving {
             .unwrap();
         std::io::Write::write_all(&mut f, conf.as_bytes()).unwrap();
         c.server(&[
-            "pg_ctl", "-D", data.to_str().unwrap(), "-l", c.dir.join("server.log").to_str().unwrap(),
-            "-w", "-t", "60", "start",
+            "pg_ctl",
+            "-D",
+            data.to_str().unwrap(),
+            "-l",
+            c.dir.join("server.log").to_str().unwrap(),
+            "-w",
+            "-t",
+            "60",
+            "start",
         ]);
         c.psql("postgres", "CREATE DATABASE app");
         c
@@ -279,10 +344,7 @@ impl Archiving {
 
     /// Switches to a new WAL segment and waits until the archiver has stored the old one.
     fn switch_and_archive(&self) -> String {
-        let done = self.psql(
-            "postgres",
-            "SELECT pg_walfile_name(pg_switch_wal())",
-        );
+        let done = self.psql("postgres", "SELECT pg_walfile_name(pg_switch_wal())");
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
         loop {
             let state = self.psql(
@@ -307,7 +369,14 @@ impl Drop for Archiving {
     fn drop(&mut self) {
         let data = self.dir.join("data");
         let path = self.bin.join("pg_ctl");
-        let args = ["-D", data.to_str().unwrap(), "-m", "immediate", "-w", "stop"];
+        let args = [
+            "-D",
+            data.to_str().unwrap(),
+            "-m",
+            "immediate",
+            "-w",
+            "stop",
+        ];
         let _ = if is_root() {
             Command::new("runuser")
                 .args(["-u", "postgres", "--"])
@@ -328,7 +397,11 @@ fn psql_at(bin: &Path, host: &Path, port: u16, db: &str, sql: &str) -> String {
         .args(["-U", "postgres", "-d", db, "-c", sql])
         .output()
         .unwrap();
-    assert!(out.status.success(), "psql: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "psql: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
@@ -365,12 +438,37 @@ async fn pitr_base_backup_under_writes_then_restores_to_a_time_a_restore_point_a
     );
     // pgbench writes while the base backup streams.
     let init = Command::new(src.bin.join("pgbench"))
-        .args(["-i", "-s", "1", "-q", "-h", src.dir.to_str().unwrap(), "-U", "postgres", "app"])
+        .args([
+            "-i",
+            "-s",
+            "1",
+            "-q",
+            "-h",
+            src.dir.to_str().unwrap(),
+            "-U",
+            "postgres",
+            "app",
+        ])
         .output()
         .unwrap();
-    assert!(init.status.success(), "{}", String::from_utf8_lossy(&init.stderr));
+    assert!(
+        init.status.success(),
+        "{}",
+        String::from_utf8_lossy(&init.stderr)
+    );
     let mut bench = Command::new(src.bin.join("pgbench"))
-        .args(["-n", "-c", "2", "-T", "4", "-h", src.dir.to_str().unwrap(), "-U", "postgres", "app"])
+        .args([
+            "-n",
+            "-c",
+            "2",
+            "-T",
+            "4",
+            "-h",
+            src.dir.to_str().unwrap(),
+            "-U",
+            "postgres",
+            "app",
+        ])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -380,19 +478,34 @@ async fn pitr_base_backup_under_writes_then_restores_to_a_time_a_restore_point_a
     assert_eq!(base["timeline"], 1);
     assert!(base["files"].as_u64().unwrap() > 500, "{base}");
     assert!(base["system_identifier"].as_str().unwrap().len() > 10);
-    let (start, end) = (base["start_lsn"].as_str().unwrap(), base["end_lsn"].as_str().unwrap());
+    let (start, end) = (
+        base["start_lsn"].as_str().unwrap(),
+        base["end_lsn"].as_str().unwrap(),
+    );
     assert!(start <= end || start.len() < end.len(), "{start} {end}");
     // A logical backup too: the nearest one is the third column of the proof.
     let out = run(with_config(h, &config, &["backup", "app"])).await;
     assert_eq!(out.code, 0, "{}", out.stderr);
 
     // Two known transactions, and a time and a restore point between them, from the server.
-    src.psql("app", "INSERT INTO orders (note) SELECT 'A' FROM generate_series(1, 50)");
-    let between = src.psql("app", "SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')");
+    src.psql(
+        "app",
+        "INSERT INTO orders (note) SELECT 'A' FROM generate_series(1, 50)",
+    );
+    let between = src.psql(
+        "app",
+        "SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')",
+    );
     src.psql("app", "SELECT pg_create_restore_point('before_b')");
-    src.psql("app", "INSERT INTO orders (note) SELECT 'B' FROM generate_series(1, 25)");
+    src.psql(
+        "app",
+        "INSERT INTO orders (note) SELECT 'B' FROM generate_series(1, 25)",
+    );
     src.switch_and_archive();
-    let history_rows: u64 = src.psql("app", "SELECT count(*) FROM pgbench_history").parse().unwrap();
+    let history_rows: u64 = src
+        .psql("app", "SELECT count(*) FROM pgbench_history")
+        .parse()
+        .unwrap();
     assert!(history_rows > 0);
 
     let status = json(&run(with_config(h, &config, &["wal", "status", "--json"])).await);
@@ -400,7 +513,14 @@ async fn pitr_base_backup_under_writes_then_restores_to_a_time_a_restore_point_a
     assert!(status["bases"][0]["window"]["Ok"].is_object(), "{status}");
 
     // To a time between A and B: exactly the rows committed before it.
-    let at_time = json(&run(restore(h, &config, &["--time", &between, "--compare-live", "--drop", "--amcheck"])).await);
+    let at_time = json(
+        &run(restore(
+            h,
+            &config,
+            &["--time", &between, "--compare-live", "--drop", "--amcheck"],
+        ))
+        .await,
+    );
     assert_eq!(restored_rows(&at_time, "orders"), 150, "{at_time}");
     assert_eq!(at_time["paused"], false);
     assert_eq!(at_time["dropped"], true);
@@ -415,7 +535,10 @@ async fn pitr_base_backup_under_writes_then_restores_to_a_time_a_restore_point_a
         .clone();
     assert_eq!(live_orders, 175, "{at_time}");
     let stop = at_time["stop_line"].as_str().unwrap_or_default();
-    assert!(stop.contains("recovery stopping before commit"), "{at_time}");
+    assert!(
+        stop.contains("recovery stopping before commit"),
+        "{at_time}"
+    );
 
     // To the restore point, paused and read-only, kept running for the engineer.
     let at_name = json(&run(restore(h, &config, &["--name", "before_b", "--pause"])).await);
@@ -423,21 +546,42 @@ async fn pitr_base_backup_under_writes_then_restores_to_a_time_a_restore_point_a
     assert_eq!(at_name["paused"], true);
     let cluster_dir = PathBuf::from(at_name["cluster"]["dir"].as_str().unwrap());
     let port = at_name["cluster"]["port"].as_u64().unwrap() as u16;
-    assert_eq!(psql_at(&src.bin, &cluster_dir, port, "app", "SELECT pg_is_in_recovery()"), "t");
-    let out = run(with_config(h, &config, &["wal", "drop-scratch", cluster_dir.to_str().unwrap()])).await;
+    assert_eq!(
+        psql_at(
+            &src.bin,
+            &cluster_dir,
+            port,
+            "app",
+            "SELECT pg_is_in_recovery()"
+        ),
+        "t"
+    );
+    let out = run(with_config(
+        h,
+        &config,
+        &["wal", "drop-scratch", cluster_dir.to_str().unwrap()],
+    ))
+    .await;
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(!cluster_dir.exists());
 
     // To the end of the archived WAL: every row, pgbench's included, as on the source.
     let at_end = json(&run(restore(h, &config, &["--end-of-wal", "--drop"])).await);
     assert_eq!(restored_rows(&at_end, "orders"), 175, "{at_end}");
-    assert_eq!(restored_rows(&at_end, "pgbench_history"), history_rows, "{at_end}");
+    assert_eq!(
+        restored_rows(&at_end, "pgbench_history"),
+        history_rows,
+        "{at_end}"
+    );
 
     // A gap: a segment after the backup goes missing. `check` finds it; a restore past it
     // is refused, naming the segment.
     src.psql("app", "INSERT INTO orders (note) VALUES ('C')");
     let lost = src.switch_and_archive();
-    let after_c = src.psql("app", "SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')");
+    let after_c = src.psql(
+        "app",
+        "SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')",
+    );
     src.psql("app", "INSERT INTO orders (note) VALUES ('D')");
     src.switch_and_archive();
     let check = run(with_config(h, &config, &["check"])).await;
@@ -447,11 +591,17 @@ async fn pitr_base_backup_under_writes_then_restores_to_a_time_a_restore_point_a
     std::fs::remove_file(&record).unwrap();
     let check = run(with_config(h, &config, &["check"])).await;
     assert_eq!(check.code, 2, "{}", check.stdout);
-    assert!(check.stdout.contains("WAL gap") && check.stdout.contains(&lost), "{}", check.stdout);
+    assert!(
+        check.stdout.contains("WAL gap") && check.stdout.contains(&lost),
+        "{}",
+        check.stdout
+    );
     let past = run(restore(h, &config, &["--time", &after_c])).await;
     assert_eq!(past.code, 1, "{}", past.stdout);
     assert!(
-        past.stderr.starts_with("error: ") && past.stderr.contains(&lost) && past.stderr.contains("missing"),
+        past.stderr.starts_with("error: ")
+            && past.stderr.contains(&lost)
+            && past.stderr.contains("missing"),
         "{}",
         past.stderr
     );
@@ -467,7 +617,9 @@ async fn pitr_base_backup_under_writes_then_restores_to_a_time_a_restore_point_a
     let damaged = run(restore(h, &config, &["--time", &after_c])).await;
     assert_eq!(damaged.code, 1, "{}", damaged.stdout);
     assert!(
-        damaged.stderr.contains("recovery ended before configured recovery target was reached")
+        damaged
+            .stderr
+            .contains("recovery ended before configured recovery target was reached")
             && damaged.stderr.contains("damaged"),
         "{}",
         damaged.stderr
@@ -475,8 +627,11 @@ async fn pitr_base_backup_under_writes_then_restores_to_a_time_a_restore_point_a
     let left: Vec<_> = std::fs::read_dir(std::env::temp_dir())
         .unwrap()
         .flatten()
-        .filter(|e| e.file_name().to_string_lossy().starts_with("lifeboat-pitr-app-"))
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("lifeboat-pitr-app-")
+        })
         .collect();
     assert!(left.is_empty(), "scratch clusters left: {left:?}");
 }
-

@@ -11,11 +11,13 @@ use tokio_util::sync::CancellationToken;
 
 use super::tar::{TarTap, parse_manifest, verify_files};
 use crate::config::SourceConfig;
-use crate::engine::postgres::{ChildGuard, pg_error, server_version, source_conn, tool_failure, tools};
+use crate::engine::postgres::{
+    ChildGuard, pg_error, server_version, source_conn, tool_failure, tools,
+};
 use crate::error::{Error, Result};
 use crate::manifest::{BackupId, DataInfo, EncryptionInfo};
 use crate::pipeline::crypt::Seal;
-use crate::pipeline::stream::upload_reader;
+use crate::pipeline::stream::{Stages, upload_reader};
 use crate::progress::Progress;
 use crate::storage::{ObjectKey, ObjectStore, ObjectStoreExt, StoreError};
 use crate::wal::chain::BaseNeeds;
@@ -154,9 +156,11 @@ pub async fn base_backup(
         store,
         &data_key,
         Box::new(reader),
-        opts.compression_level,
-        opts.threads,
-        opts.seal.clone(),
+        Stages {
+            level: opts.compression_level,
+            threads: opts.threads,
+            seal: opts.seal.clone(),
+        },
         progress,
         cancel,
     )
@@ -181,7 +185,10 @@ pub async fn base_backup(
             ));
         }
         let manifest_bytes = tar.manifest.as_ref().ok_or_else(|| {
-            Error::Invalid("the base backup holds no backup_manifest (PostgreSQL 13 or later writes one)".into())
+            Error::Invalid(
+                "the base backup holds no backup_manifest (PostgreSQL 13 or later writes one)"
+                    .into(),
+            )
         })?;
         let pg = parse_manifest(manifest_bytes)?;
         let files = verify_files(&pg, tar)?;

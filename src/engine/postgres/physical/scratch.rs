@@ -38,7 +38,9 @@ pub enum RecoveryTarget {
 impl std::fmt::Display for RecoveryTarget {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            RecoveryTarget::Time(t) => write!(f, "time {}", t.to_rfc3339_opts(SecondsFormat::AutoSi, true)),
+            RecoveryTarget::Time(t) => {
+                write!(f, "time {}", t.to_rfc3339_opts(SecondsFormat::AutoSi, true))
+            }
             RecoveryTarget::Lsn(l) => write!(f, "LSN {l}"),
             RecoveryTarget::Name(n) => write!(f, "restore point {n:?}"),
             RecoveryTarget::EndOfWal => f.write_str("the end of the archived WAL"),
@@ -118,7 +120,8 @@ impl ScratchCluster {
             .is_some_and(|n| n.starts_with("lifeboat-pitr-"));
         let data_dir = dir.join("data");
         let version = std::fs::read_to_string(data_dir.join("PG_VERSION")).unwrap_or_default();
-        let conf = std::fs::read_to_string(data_dir.join("postgresql.auto.conf")).unwrap_or_default();
+        let conf =
+            std::fs::read_to_string(data_dir.join("postgresql.auto.conf")).unwrap_or_default();
         if !named || version.is_empty() || !conf.contains("# lifeboat point-in-time restore") {
             return Err(Error::Invalid(format!(
                 "{} is not a scratch cluster made by a lifeboat point-in-time restore",
@@ -193,8 +196,7 @@ impl ScratchCluster {
     pub fn stop_line(&self) -> Option<String> {
         let log = std::fs::read_to_string(self.dir.join("server.log")).ok()?;
         log.lines()
-            .filter(|l| l.contains("recovery stopping") || l.contains("recovery target"))
-            .last()
+            .rfind(|l| l.contains("recovery stopping") || l.contains("recovery target"))
             .map(|l| l.trim().to_owned())
     }
 }
@@ -324,8 +326,10 @@ pub async fn recover(
         .map(Path::to_path_buf)
         .unwrap_or_default();
     let os_user = is_root().then(|| "postgres".to_owned());
-    std::fs::create_dir_all(&opts.scratch_dir)
-        .map_err(Error::io(format!("cannot create {}", opts.scratch_dir.display())))?;
+    std::fs::create_dir_all(&opts.scratch_dir).map_err(Error::io(format!(
+        "cannot create {}",
+        opts.scratch_dir.display()
+    )))?;
     let dir = opts.scratch_dir.join(format!(
         "lifeboat-pitr-{source}-{}-{:04x}",
         base.id,
@@ -365,9 +369,16 @@ async fn build_and_start(
     std::fs::DirBuilder::new()
         .mode(0o700)
         .create(&cluster.data_dir)
-        .map_err(Error::io(format!("cannot create {}", cluster.data_dir.display())))?;
+        .map_err(Error::io(format!(
+            "cannot create {}",
+            cluster.data_dir.display()
+        )))?;
     let unseal = match &base.encryption {
-        Some(info) => Some(Unseal::for_backup(base.id.as_str(), info, opts.keys.as_ref())?),
+        Some(info) => Some(Unseal::for_backup(
+            base.id.as_str(),
+            info,
+            opts.keys.as_ref(),
+        )?),
         None => None,
     };
     let extract = download_into(
@@ -473,11 +484,15 @@ async fn build_and_start(
 
 fn write_recovery_config(cluster: &ScratchCluster, opts: &RecoverOptions) -> Result<()> {
     let quote = |s: &str| format!("'{}'", s.replace('\'', "''"));
-    let mut conf = String::from("\n# lifeboat point-in-time restore: a scratch copy, never archiving\n");
+    let mut conf =
+        String::from("\n# lifeboat point-in-time restore: a scratch copy, never archiving\n");
     let settings: Vec<(&str, String)> = vec![
         ("port", cluster.port.to_string()),
         ("listen_addresses", quote("")),
-        ("unix_socket_directories", quote(&cluster.dir.display().to_string())),
+        (
+            "unix_socket_directories",
+            quote(&cluster.dir.display().to_string()),
+        ),
         ("archive_mode", quote("off")),
         ("primary_conninfo", quote("")),
         ("hot_standby", quote("on")),
@@ -497,12 +512,11 @@ fn write_recovery_config(cluster: &ScratchCluster, opts: &RecoverOptions) -> Res
             // PostgreSQL reads neither `T` nor `Z` here.
             quote(&t.format("%Y-%m-%d %H:%M:%S%.f+00").to_string())
         )),
-        RecoveryTarget::Lsn(l) => {
-            conf.push_str(&format!("recovery_target_lsn = {}\n", quote(&l.to_string())))
-        }
-        RecoveryTarget::Name(n) => {
-            conf.push_str(&format!("recovery_target_name = {}\n", quote(n)))
-        }
+        RecoveryTarget::Lsn(l) => conf.push_str(&format!(
+            "recovery_target_lsn = {}\n",
+            quote(&l.to_string())
+        )),
+        RecoveryTarget::Name(n) => conf.push_str(&format!("recovery_target_name = {}\n", quote(n))),
         RecoveryTarget::EndOfWal => {}
     }
     use std::io::Write;
@@ -569,7 +583,9 @@ async fn wait_for(
 
 fn free_port() -> Result<u16> {
     let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(Error::io("find a free port"))?;
-    Ok(l.local_addr().map_err(Error::io("find a free port"))?.port())
+    Ok(l.local_addr()
+        .map_err(Error::io("find a free port"))?
+        .port())
 }
 
 fn is_root() -> bool {

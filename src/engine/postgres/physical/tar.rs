@@ -42,7 +42,11 @@ enum State {
         keep: Option<(Vec<u8>, u64)>,
     },
     /// GNU long name: the body is the next entry's name.
-    LongName { remaining: u64, padding: u64, name: Vec<u8> },
+    LongName {
+        remaining: u64,
+        padding: u64,
+        name: Vec<u8>,
+    },
     End,
 }
 
@@ -234,7 +238,13 @@ impl TarParser {
         let sum: u64 = h
             .iter()
             .enumerate()
-            .map(|(i, &b)| if (148..156).contains(&i) { 32 } else { u64::from(b) })
+            .map(|(i, &b)| {
+                if (148..156).contains(&i) {
+                    32
+                } else {
+                    u64::from(b)
+                }
+            })
             .sum();
         if octal(&h[148..156]) != Some(sum) {
             return Err("the base backup is not a valid tar stream (header checksum)".into());
@@ -563,10 +573,11 @@ mod tests {
     #[test]
     fn files_are_hashed_in_any_piece_size_and_checked_against_the_manifest() {
         let body = vec![7u8; 1000];
-        let files: Vec<(String, String)> = [("PG_VERSION", &b"15\n"[..]), ("base/1/1259", &body[..])]
-            .iter()
-            .map(|(n, d)| (n.to_string(), crate::pipeline::hex(Sha256::digest(d))))
-            .collect();
+        let files: Vec<(String, String)> =
+            [("PG_VERSION", &b"15\n"[..]), ("base/1/1259", &body[..])]
+                .iter()
+                .map(|(n, d)| (n.to_string(), crate::pipeline::hex(Sha256::digest(d))))
+                .collect();
         let mut text = String::from("{ \"PostgreSQL-Backup-Manifest-Version\": 1,\n\"Files\": [\n");
         text += &format!(
             "{{ \"Path\": \"PG_VERSION\", \"Size\": 3, \"Checksum-Algorithm\": \"SHA256\", \"Checksum\": \"{}\" }},\n",
