@@ -326,6 +326,38 @@ pub struct SourceConfig {
     pub quota: Option<u64>,
     #[serde(default)]
     pub schedule: crate::schedule::SourceSchedule,
+    /// Point-in-time recovery (PostgreSQL): WAL archiving and base backups (docs/postgres.md).
+    pub pitr: Option<PitrConfig>,
+}
+
+/// `[source.pitr]`: this source's WAL is archived and base backups are taken of it.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PitrConfig {
+    /// `check` warns when the newest archived WAL is older than this (default 15m; a quiet
+    /// server should set `archive_timeout` below it).
+    #[serde(default, deserialize_with = "de_duration")]
+    pub max_archive_lag: Option<chrono::Duration>,
+    /// Where point-in-time restores create scratch clusters (default: beside the source's
+    /// data directory when known, else the system temp dir).
+    pub scratch_dir: Option<PathBuf>,
+    /// The source's data directory, when lifeboat runs on its host (scratch clusters are
+    /// created beside it unless `scratch_dir` says otherwise).
+    pub data_dir: Option<PathBuf>,
+    /// How many base backups `prune` keeps (the newest; default 2). WAL older than the
+    /// oldest kept one goes with them.
+    pub keep_base: Option<usize>,
+}
+
+impl PitrConfig {
+    pub fn keep_base(&self) -> usize {
+        self.keep_base.unwrap_or(2).max(1)
+    }
+
+    pub fn max_archive_lag(&self) -> chrono::Duration {
+        self.max_archive_lag
+            .unwrap_or_else(|| chrono::Duration::minutes(15))
+    }
 }
 
 impl SourceConfig {
@@ -462,6 +494,11 @@ impl Config {
             for p in s.path.iter_mut().chain(s.bin_dir.iter_mut()) {
                 resolve(p);
             }
+            if let Some(pitr) = &mut s.pitr {
+                for p in pitr.scratch_dir.iter_mut().chain(pitr.data_dir.iter_mut()) {
+                    resolve(p);
+                }
+            }
         }
         config.validate().map_err(|message| ConfigError::Invalid {
             path: shown,
@@ -494,6 +531,12 @@ impl Config {
                     }
                 }
                 _ => {}
+            }
+            if s.pitr.is_some() && s.engine != EngineKind::Postgres {
+                return Err(format!(
+                    "source {:?}: [source.pitr] is for PostgreSQL sources",
+                    s.name
+                ));
             }
             if let Some(p) = &s.retention {
                 p.validate()

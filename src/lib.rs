@@ -23,6 +23,7 @@ pub mod lock;
 pub mod manifest;
 pub mod metrics;
 pub mod pipeline;
+pub mod pitr;
 pub mod progress;
 pub mod promote;
 pub mod prune;
@@ -34,6 +35,7 @@ pub mod sniff;
 pub mod state;
 pub mod storage;
 pub mod stores;
+pub mod wal;
 pub mod when;
 
 use std::path::PathBuf;

@@ -81,6 +81,26 @@ async fn assess(
     lb.sync_jobs().await?;
     let jobs = lb.jobs()?;
     let mut sources = health::assess(lb.config(), &catalog.rows(), &jobs, lb.clock().now());
+    // Point-in-time sources: WAL gaps, unrestorable base backups, archiving behind.
+    for h in &mut sources {
+        let Some(pitr) = lb.config().source(&h.source).and_then(|s| s.pitr.clone()) else {
+            continue;
+        };
+        let status = lb.pitr_status(&h.source).await?;
+        let now = lb.clock().now();
+        for f in lifeboat::pitr::archive_findings(&status, pitr.max_archive_lag(), now) {
+            let level = if f.critical {
+                Level::Critical
+            } else {
+                Level::Warning
+            };
+            h.level = h.level.max(level);
+            h.findings.push(health::Finding {
+                level,
+                message: f.message,
+            });
+        }
+    }
     let stores = if lb.stores().len() > 1 {
         lifeboat::stores::health(lb.config(), &catalog, lb.clock().now())
     } else {

@@ -6,11 +6,13 @@ mod copy;
 mod daemon;
 mod drill;
 mod output;
+mod pitr;
 mod progress;
 mod promote;
 mod prune;
 mod signals;
 mod table;
+mod wal;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -195,6 +197,19 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Take a base backup of a source with [source.pitr] (pg_basebackup; WAL comes from the
+    /// archive).
+    Basebackup {
+        /// The source (default: the only one with [source.pitr]).
+        source: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Point-in-time recovery: archive and fetch WAL (archive_command, restore_command).
+    Wal {
+        #[command(subcommand)]
+        what: wal::WalCommand,
+    },
     /// Job history.
     Jobs {
         #[arg(long)]
@@ -208,7 +223,7 @@ enum Command {
 }
 
 #[derive(Args)]
-struct RestoreArgs {
+pub(crate) struct RestoreArgs {
     /// A backup id, a foreign object's key, or `latest`.
     what: Option<String>,
     /// The newest backup taken at or before this time ("2026-11-22 01:40" UTC, "-2h", ...).
@@ -235,6 +250,29 @@ struct RestoreArgs {
     /// Also run SQLite's integrity check on the result (reads the whole database once more).
     #[arg(long)]
     integrity_check: bool,
+    /// Point-in-time restore (a source with [source.pitr]) into a scratch cluster: recover to
+    /// this time ("2026-11-22 10:41:07" UTC, RFC 3339, "-2h").
+    #[arg(long, allow_hyphen_values = true, conflicts_with_all = ["what", "before", "lsn", "restore_point", "end_of_wal"])]
+    time: Option<String>,
+    /// Point-in-time restore to this WAL position (`0/3000028`).
+    #[arg(long, conflicts_with_all = ["what", "before", "restore_point", "end_of_wal"])]
+    lsn: Option<String>,
+    /// Point-in-time restore to a restore point made with pg_create_restore_point().
+    #[arg(long = "name", value_name = "RESTORE_POINT", conflicts_with_all = ["what", "before", "end_of_wal"])]
+    restore_point: Option<String>,
+    /// Point-in-time restore of everything the archive holds.
+    #[arg(long, conflicts_with_all = ["what", "before"])]
+    end_of_wal: bool,
+    /// Point-in-time restore: stay paused at the target, read-only, instead of promoting.
+    #[arg(long)]
+    pause: bool,
+    /// Point-in-time restore from this base backup (default: the newest that reaches the
+    /// target).
+    #[arg(long, value_name = "ID")]
+    base: Option<String>,
+    /// Point-in-time restore: also run amcheck on every B-tree index of the restored database.
+    #[arg(long)]
+    amcheck: bool,
     /// PostgreSQL, authenticated backups only: restore with the scratch server user's rights,
     /// keeping owners, grants and the database's settings (a copy meant for promotion; an
     /// untrusted extension). Without it a restore runs as a role that owns the new database
@@ -530,6 +568,10 @@ async fn command_result(
             Ok(ExitCode::SUCCESS)
         }
         Command::Daemon => daemon::daemon(&config_path, cancel).await,
+        Command::Wal { what } => wal::run(&config_path, what, cancel).await,
+        Command::Basebackup { source, json } => {
+            pitr::basebackup(&open(&config_path).await?, source, json, quiet, cancel).await
+        }
         Command::Keygen { file, public } => keygen(&file, public),
         Command::Schedule { count, json } => daemon::schedule(&config_path, count, json),
         Command::Check { source, json } => Ok(check::run(&config_path, source, json).await),
@@ -587,6 +629,9 @@ async fn restore(
     cancel: CancellationToken,
 ) -> Result<ExitCode> {
     let lb = open(config_path).await?;
+    if let Some(target) = pitr::target_of(&args, lb.clock().now())? {
+        return pitr::restore(&lb, config_path, &args, target, cancel).await;
+    }
     let catalog: Catalog = lb.catalog().await.wrap_err("cannot read the catalog")?;
     let selector = match (&args.what, &args.before) {
         (_, Some(t)) => Selector::Before {

@@ -58,8 +58,15 @@ pub async fn run(lb: &Lifeboat, args: PruneArgs, cancel: CancellationToken) -> R
                 size(plan.freed_bytes())
             );
         }
+        print_pitr(
+            &lb.pitr_prune(args.source.as_deref(), false).await?,
+            true,
+            args.json,
+        );
         return Ok(ExitCode::SUCCESS);
     }
+    let pitr = lb.pitr_prune(args.source.as_deref(), true).await?;
+    print_pitr(&pitr, false, args.json);
     let (job, result) = lb.prune(&opts, cancel).await;
     match result {
         Ok(report) => {
@@ -187,4 +194,34 @@ pub async fn pin(lb: &Lifeboat, id: &str, on: bool, json: bool) -> Result<ExitCo
         println!("{id} was not pinned");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Base backups and WAL of point-in-time sources: what goes, and the restorable window
+/// before and after.
+fn print_pitr(plans: &[lifeboat::pitr::PitrPrune], dry_run: bool, json: bool) {
+    let show = |w: &Option<(chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>)>| match w
+    {
+        Some((from, to)) => format!(
+            "{} .. {}",
+            from.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            to.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        ),
+        None => "none".into(),
+    };
+    for p in plans {
+        if json {
+            let _ = print_json(&json!({ "dry_run": dry_run, "pitr": p }));
+            continue;
+        }
+        println!(
+            "{} (point-in-time): {} {} base backup(s) and {} WAL file(s), keeping the newest {}; restorable {} before, {} after",
+            esc(&p.source),
+            if dry_run { "would delete" } else { "deleted" },
+            p.delete_bases.len(),
+            p.delete_wal.len(),
+            p.keep_base,
+            show(&p.window_before),
+            show(&p.window_after)
+        );
+    }
 }

@@ -26,7 +26,7 @@ use crate::progress::{Phase, Progress};
 use crate::storage::{ByteStream, ObjectKey, ObjectStore, ObjectStoreExt, StoreError};
 
 const CHUNK: usize = 1 << 20;
-const CHANNEL_DEPTH: usize = 4;
+pub(crate) const CHANNEL_DEPTH: usize = 4;
 const ZSTD_JOB_SIZE: u32 = 1 << 20;
 /// zstd workers when the config says "one per core": more rarely pays (level 3 outruns most
 /// uploads with a few) and each costs memory.
@@ -321,7 +321,7 @@ fn log_content(job: &Job, sums: &crate::content::ContentChecksums) {
     ));
 }
 
-fn tokio_stream_from(
+pub(crate) fn tokio_stream_from(
     mut rx: mpsc::Receiver<io::Result<Bytes>>,
 ) -> impl futures_util::Stream<Item = io::Result<Bytes>> {
     futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
@@ -331,6 +331,27 @@ fn tokio_stream_from(
 /// bytes, raw bytes).
 fn compress(
     mut snapshot: Snapshot,
+    level: i32,
+    threads: u32,
+    seal: Option<&Seal>,
+    tx: &mpsc::Sender<io::Result<Bytes>>,
+    progress: &dyn Progress,
+    cancel: &CancellationToken,
+) -> Result<(String, u64, u64)> {
+    compress_reader(
+        &mut snapshot.reader,
+        level,
+        threads,
+        seal,
+        tx,
+        progress,
+        cancel,
+    )
+}
+
+/// [`compress`] over any reader (a WAL segment, a base backup's tar stream).
+pub(crate) fn compress_reader(
+    reader: &mut dyn Read,
     level: i32,
     threads: u32,
     seal: Option<&Seal>,
@@ -362,8 +383,7 @@ fn compress(
         if cancel.is_cancelled() {
             return Err(Error::Cancelled);
         }
-        let n = snapshot
-            .reader
+        let n = reader
             .read(&mut buf)
             .map_err(Error::io("read the snapshot"))?;
         if n == 0 {
@@ -394,7 +414,7 @@ fn upload_gone_io(e: io::Error) -> Error {
 
 /// Whether the compressor stopped only because the upload stopped reading (its own cause
 /// is the store's error, not this one).
-fn upload_gone(e: &Error) -> bool {
+pub(crate) fn upload_gone(e: &Error) -> bool {
     matches!(e, Error::Io { source, .. } if source.kind() == io::ErrorKind::BrokenPipe)
 }
 

@@ -628,7 +628,7 @@ pub(crate) async fn download(
 }
 
 /// The decompressed download, its format judged from the first bytes unless known.
-pub(super) fn decoder(
+pub(crate) fn decoder(
     reader: ChannelReader,
     known: Option<Format>,
     unseal: Option<&Unseal>,
@@ -667,7 +667,7 @@ pub(super) fn decoder(
 
 /// How far a download may expand.
 #[derive(Debug, Clone, Copy)]
-pub(super) struct RawLimit {
+pub(crate) struct RawLimit {
     pub bytes: u64,
     pub why: &'static str,
 }
@@ -701,7 +701,7 @@ impl<R: Read> Read for Bounded<R> {
 }
 
 /// The blocking end of the download channel.
-pub(super) struct ChannelReader {
+pub(crate) struct ChannelReader {
     pub rx: mpsc::Receiver<Bytes>,
     pub buf: Bytes,
 }
@@ -722,7 +722,7 @@ impl Read for ChannelReader {
 }
 
 /// A reader that stops with an error once the job is cancelled.
-pub(super) struct Cancellable<R> {
+pub(crate) struct Cancellable<R> {
     pub inner: R,
     pub cancel: CancellationToken,
 }

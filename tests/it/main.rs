@@ -15,6 +15,7 @@ mod ops;
 mod pg;
 mod pg_fidelity;
 mod pg_promote;
+mod pitr;
 mod promote;
 mod proxy;
 mod prune;

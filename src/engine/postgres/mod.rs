@@ -8,6 +8,7 @@
 pub mod conn;
 pub mod content;
 pub mod database;
+pub mod physical;
 pub mod plain;
 pub mod role;
 pub mod tls;
