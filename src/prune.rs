@@ -16,6 +16,7 @@ use crate::Lifeboat;
 use crate::catalog::{BackupEntry, BackupState, Catalog};
 use crate::error::{Error, Result};
 use crate::jobs::{JobKind, JobRecord, JobStatus};
+use crate::catalog::index;
 use crate::manifest::{BackupId, MANIFEST_NAME, Trigger};
 use crate::retention::{self, Candidate, Policy, Reason, Settings, SourcePlan};
 use crate::storage::{IncompleteUpload, ObjectKey, ObjectStoreExt};
@@ -735,6 +736,7 @@ impl Lifeboat {
                     }
                     // Held while this source's objects go, so no backup of it runs meanwhile.
                     let _lock = self.lock_source(&sp.source)?;
+                    let mut gone = Vec::new();
                     for d in sp.pruned() {
                         if cancel.is_cancelled() {
                             return Err(Error::Cancelled);
@@ -763,6 +765,7 @@ impl Lifeboat {
                             continue;
                         }
                         self.delete_backup(store_index, entry).await?;
+                        gone.push(format!("{}/{MANIFEST_NAME}", entry.dir()));
                         deleted += 1;
                         freed += d.backup.stored_bytes;
                         job.add_bytes(d.backup.stored_bytes);
@@ -771,6 +774,14 @@ impl Lifeboat {
                             entry.dir(),
                             entry.state,
                             d.backup.stored_bytes
+                        ));
+                    }
+                    if !gone.is_empty()
+                        && let Err(e) =
+                            index::note_deleted(store.store.as_ref(), &sp.source, &gone).await
+                    {
+                        job.log(format!(
+                            "catalog index{in_store} not updated (the next listing will): {e}"
                         ));
                     }
                     for u in aborts {

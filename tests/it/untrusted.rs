@@ -948,7 +948,11 @@ impl ObjectStore for Memory {
             Some(_) => objects.last().map(|o| o.key.clone()),
             None => None,
         };
-        Ok(ListPage { objects, next })
+        Ok(ListPage {
+            objects,
+            next,
+            ..ListPage::default()
+        })
     }
     async fn head(&self, key: &ObjectKey) -> StoreResult<Option<ObjectMeta>> {
         Ok(self.objects.get(key.as_str()).map(|v| ObjectMeta {
