@@ -63,6 +63,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         std::fs::create_dir_all(job_path.parent().ok_or("a job key has a directory")?)?;
         std::fs::write(job_path, serde_json::to_vec(&job)?)?;
     }
-    println!("{count} clones of {source}/{newest} written under {}", root.display());
+    println!(
+        "{count} clones of {source}/{newest} written under {}",
+        root.display()
+    );
     Ok(())
 }

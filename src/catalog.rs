@@ -597,11 +597,17 @@ impl<'a> Scanner<'a> {
 
     /// Keeps what the page's manifests were read from: in the local cache (one transaction
     /// for the page), and for each source's index.
-    fn note_reads(&mut self, resolved: Vec<(BackupEntry, Option<String>, Read)>) -> Vec<BackupEntry> {
+    fn note_reads(
+        &mut self,
+        resolved: Vec<(BackupEntry, Option<String>, Read)>,
+    ) -> Vec<BackupEntry> {
         let mut cache_puts = Vec::new();
         let mut backups = Vec::with_capacity(resolved.len());
         for (entry, etag, read) in resolved {
-            let meta = entry.objects.iter().find(|o| o.key.ends_with(MANIFEST_NAME));
+            let meta = entry
+                .objects
+                .iter()
+                .find(|o| o.key.ends_with(MANIFEST_NAME));
             if let (Some(meta), Some(bytes)) = (meta, read.bytes) {
                 if read.fetched {
                     cache_puts.push(crate::state::CachePut {

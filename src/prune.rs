@@ -13,10 +13,10 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::Lifeboat;
+use crate::catalog::index;
 use crate::catalog::{BackupEntry, BackupState, Catalog};
 use crate::error::{Error, Result};
 use crate::jobs::{JobKind, JobRecord, JobStatus};
-use crate::catalog::index;
 use crate::manifest::{BackupId, MANIFEST_NAME, Trigger};
 use crate::retention::{self, Candidate, Policy, Reason, Settings, SourcePlan};
 use crate::storage::{IncompleteUpload, ObjectKey, ObjectStoreExt};

@@ -160,12 +160,17 @@ pub async fn read(store: &dyn ObjectStore, source: &str) -> Result<Option<Vec<En
 fn decode(source: &str, bytes: &[u8], raw_limit: u64) -> Result<Vec<Entry>> {
     let invalid = |detail: String| Error::Invalid(format!("not a catalog index: {detail}"));
     let decoder = zstd::stream::read::Decoder::new(bytes).map_err(|e| invalid(e.to_string()))?;
-    let mut limited = decoder.take(raw_limit + 1);
-    let parsed = serde_json::from_reader(std::io::BufReader::new(&mut limited));
-    if limited.limit() == 0 {
+    // Whole, then parsed: serde_json reads a slice many times faster than a stream.
+    let mut raw = Vec::new();
+    decoder
+        .take(raw_limit + 1)
+        .read_to_end(&mut raw)
+        .map_err(|e| invalid(e.to_string()))?;
+    if raw.len() as u64 > raw_limit {
         return Err(invalid(format!("more than {raw_limit} bytes decompressed")));
     }
-    let shard: Shard = parsed.map_err(|e| invalid(e.to_string()))?;
+    let shard: Shard = serde_json::from_slice(&raw).map_err(|e| invalid(e.to_string()))?;
+    drop(raw);
     if shard.format != FORMAT {
         return Err(invalid(format!("format {} is not {FORMAT}", shard.format)));
     }
@@ -174,10 +179,14 @@ fn decode(source: &str, bytes: &[u8], raw_limit: u64) -> Result<Vec<Entry>> {
     }
     // An entry outside the source's own manifests is never used.
     let own = |e: &Entry| {
-        e.key.strip_prefix(source).and_then(|r| r.strip_prefix('/')).is_some_and(|r| {
-            r.split_once('/')
-                .is_some_and(|(_, name)| name == MANIFEST_NAME)
-        }) && e.size <= MAX_MANIFEST_BYTES
+        e.key
+            .strip_prefix(source)
+            .and_then(|r| r.strip_prefix('/'))
+            .is_some_and(|r| {
+                r.split_once('/')
+                    .is_some_and(|(_, name)| name == MANIFEST_NAME)
+            })
+            && e.size <= MAX_MANIFEST_BYTES
     };
     Ok(shard.entries.into_iter().filter(own).collect())
 }

@@ -242,8 +242,9 @@ impl BackupRun<'_> {
         )
         .await
         {
-            self.job
-                .log(format!("catalog index not updated (the next listing will): {e}"));
+            self.job.log(format!(
+                "catalog index not updated (the next listing will): {e}"
+            ));
         }
         Ok(manifest)
     }

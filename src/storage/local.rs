@@ -419,11 +419,19 @@ impl ObjectStore for LocalStore {
             while objects.len() < PAGE_SIZE {
                 match next_object()? {
                     Some(o) => objects.push(o),
-                    None => return Ok(ListPage { objects, ..ListPage::default() }),
+                    None => {
+                        return Ok(ListPage {
+                            objects,
+                            ..ListPage::default()
+                        });
+                    }
                 }
             }
             let Some(ahead) = next_object()? else {
-                return Ok(ListPage { objects, ..ListPage::default() });
+                return Ok(ListPage {
+                    objects,
+                    ..ListPage::default()
+                });
             };
             walk.unread(ahead);
             let next = objects.last().map(|o| o.key.clone());
@@ -651,7 +659,15 @@ mod tests {
         let mut keys = Vec::new();
         // Names that sort differently as keys than as directory entries: `a-b` < `a/x` <
         // `a0`, since `-` < `/` < `0`.
-        for key in ["a-b", "a/x", "a/x-y/z", "a/x0/y", "a0", "a.b/c", "_lifeboat/jobs/j.json"] {
+        for key in [
+            "a-b",
+            "a/x",
+            "a/x-y/z",
+            "a/x0/y",
+            "a0",
+            "a.b/c",
+            "_lifeboat/jobs/j.json",
+        ] {
             keys.push(key.to_owned());
         }
         for i in 0..2500 {
@@ -696,8 +712,14 @@ mod tests {
         // Under a prefix, and one that stops inside a name.
         let shop = pages(&store, "shop/").await.concat();
         assert_eq!(shop.len(), 5000);
-        assert_eq!(pages(&store, "a").await.concat(), ["a-b", "a.b/c", "a/x", "a/x-y/z", "a/x0/y", "a0"]);
-        assert_eq!(pages(&store, "a/x").await.concat(), ["a/x", "a/x-y/z", "a/x0/y"]);
+        assert_eq!(
+            pages(&store, "a").await.concat(),
+            ["a-b", "a.b/c", "a/x", "a/x-y/z", "a/x0/y", "a0"]
+        );
+        assert_eq!(
+            pages(&store, "a/x").await.concat(),
+            ["a/x", "a/x-y/z", "a/x0/y"]
+        );
         assert!(pages(&store, "nothing/").await.concat().is_empty());
 
         // Temp files are uploads in progress, listed as such only.

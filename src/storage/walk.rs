@@ -16,8 +16,8 @@ use std::path::{Path, PathBuf};
 use chrono::DateTime;
 use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 
-use super::{ObjectMeta, StoreResult};
 use super::local::io_err;
+use super::{ObjectMeta, StoreResult};
 
 pub(super) struct Walk {
     root: PathBuf,
@@ -85,7 +85,9 @@ impl Walk {
         // A directory sorting before `after` still holds wanted keys if `after` is inside it.
         let past = match &self.after {
             None => true,
-            Some(after) => full > after.as_str() || (full.ends_with('/') && after.starts_with(full)),
+            Some(after) => {
+                full > after.as_str() || (full.ends_with('/') && after.starts_with(full))
+            }
         };
         under_prefix && past
     }
@@ -164,8 +166,7 @@ impl Walk {
                 }
                 continue;
             }
-            let st = match rustix::fs::statat(&level.fd, sort.as_str(), AtFlags::SYMLINK_NOFOLLOW)
-            {
+            let st = match rustix::fs::statat(&level.fd, sort.as_str(), AtFlags::SYMLINK_NOFOLLOW) {
                 Ok(st) => st,
                 Err(rustix::io::Errno::NOENT) => continue,
                 Err(e) => return Err(io_err("stat", &self.root.join(&full), e.into())),

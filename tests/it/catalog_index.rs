@@ -82,7 +82,10 @@ async fn a_cold_start_reads_the_index_not_each_manifest() {
     assert_eq!(catalog.complete().count(), 3);
     assert_eq!(server.requests("GetObject", is_manifest), 3);
     assert_eq!(server.requests("PutObject", is_index), 1);
-    assert_eq!(indexed_keys(store.as_ref()).await, manifest_keys(store.as_ref()).await);
+    assert_eq!(
+        indexed_keys(store.as_ref()).await,
+        manifest_keys(store.as_ref()).await
+    );
 
     // A new host with no cache: one GET for the index, none per manifest, nothing written.
     let (_d2, cold) = host(store.clone());
@@ -124,7 +127,10 @@ async fn backups_and_prunes_keep_the_index_current() {
     // A backup adds its manifest to the index...
     backup(&lb).await;
     backup(&lb).await;
-    assert_eq!(indexed_keys(store.as_ref()).await, manifest_keys(store.as_ref()).await);
+    assert_eq!(
+        indexed_keys(store.as_ref()).await,
+        manifest_keys(store.as_ref()).await
+    );
     assert_eq!(indexed_keys(store.as_ref()).await.len(), 3);
     let (_d, cold) = host(store.clone());
     server.clear_requests();
@@ -136,13 +142,20 @@ async fn backups_and_prunes_keep_the_index_current() {
         .prune(&PruneOptions::default(), CancellationToken::new())
         .await;
     assert_eq!(report.unwrap().deleted, 2);
-    assert_eq!(indexed_keys(store.as_ref()).await, manifest_keys(store.as_ref()).await);
+    assert_eq!(
+        indexed_keys(store.as_ref()).await,
+        manifest_keys(store.as_ref()).await
+    );
     assert_eq!(indexed_keys(store.as_ref()).await.len(), 1);
     let (_d, cold) = host(store.clone());
     server.clear_requests();
     assert_eq!(cold.catalog().await.unwrap().complete().count(), 1);
     assert_eq!(server.requests("GetObject", is_manifest), 0);
-    assert_eq!(server.requests("PutObject", is_index), 0, "nothing to repair");
+    assert_eq!(
+        server.requests("PutObject", is_index),
+        0,
+        "nothing to repair"
+    );
 }
 
 /// Writes `app`'s index with `entries`, as a forger with write access to the bucket could.
@@ -173,10 +186,25 @@ async fn a_stale_missing_or_garbled_index_is_repaired_from_the_manifests() {
     let (_d, lb) = host(store.clone());
     server.clear_requests();
     let catalog = lb.catalog().await.unwrap();
-    assert_eq!(server.requests("GetObject", is_manifest), 1, "only the new one");
-    assert!(catalog.find(&third).is_some_and(|b| b.state == BackupState::Complete));
-    assert!(catalog.find(&first).is_some_and(|b| b.state == BackupState::Orphan));
-    assert_eq!(indexed_keys(store.as_ref()).await, manifest_keys(store.as_ref()).await);
+    assert_eq!(
+        server.requests("GetObject", is_manifest),
+        1,
+        "only the new one"
+    );
+    assert!(
+        catalog
+            .find(&third)
+            .is_some_and(|b| b.state == BackupState::Complete)
+    );
+    assert!(
+        catalog
+            .find(&first)
+            .is_some_and(|b| b.state == BackupState::Orphan)
+    );
+    assert_eq!(
+        indexed_keys(store.as_ref()).await,
+        manifest_keys(store.as_ref()).await
+    );
 
     // Garbled, then far too large: ignored, every manifest read, written anew.
     let key = index::key_for("app").unwrap();
@@ -190,7 +218,10 @@ async fn a_stale_missing_or_garbled_index_is_repaired_from_the_manifests() {
         let catalog = lb.catalog().await.unwrap();
         assert_eq!(catalog.complete().count(), 2);
         assert_eq!(server.requests("GetObject", is_manifest), 2);
-        assert_eq!(indexed_keys(store.as_ref()).await, manifest_keys(store.as_ref()).await);
+        assert_eq!(
+            indexed_keys(store.as_ref()).await,
+            manifest_keys(store.as_ref()).await
+        );
     }
 
     // Missing: the same.
@@ -212,15 +243,31 @@ async fn a_forged_entry_that_does_not_match_the_listing_is_not_used() {
     let real = lb.catalog().await.unwrap();
     let mut entries = index::read(store.as_ref(), "app").await.unwrap().unwrap();
     // Claims a different checksum, in bytes of another size (or another time).
-    let sha = &real.find(&id).unwrap().manifest.as_ref().unwrap().data.sha256;
-    entries[0].manifest = entries[0].manifest.replace(sha, &format!("{}0", "f".repeat(64)));
+    let sha = &real
+        .find(&id)
+        .unwrap()
+        .manifest
+        .as_ref()
+        .unwrap()
+        .data
+        .sha256;
+    entries[0].manifest = entries[0]
+        .manifest
+        .replace(sha, &format!("{}0", "f".repeat(64)));
     forge(store.as_ref(), entries.clone()).await;
     let (_d, lb) = host(store.clone());
     server.clear_requests();
     let catalog = lb.catalog().await.unwrap();
     assert_eq!(server.requests("GetObject", is_manifest), 1);
     assert_eq!(
-        catalog.find(&id).unwrap().manifest.as_ref().unwrap().data.sha256,
+        catalog
+            .find(&id)
+            .unwrap()
+            .manifest
+            .as_ref()
+            .unwrap()
+            .data
+            .sha256,
         *sha
     );
     // Written anew from the manifest.
@@ -267,7 +314,10 @@ async fn verify_and_restore_read_the_real_manifest() {
         .verify(shown, Arc::new(NoProgress), CancellationToken::new())
         .await;
     let err = verified.unwrap_err().to_string();
-    assert!(err.contains("manifest changed since the catalog was read"), "{err}");
+    assert!(
+        err.contains("manifest changed since the catalog was read"),
+        "{err}"
+    );
     let target = w.path("restored.db");
     let (_, restored) = lb
         .restore(
@@ -310,13 +360,18 @@ async fn two_writers_lose_at_most_an_entry_and_readers_repair_it() {
     let catalog = lb.catalog().await.unwrap();
     for id in [&x, &y, &z] {
         assert!(
-            catalog.find(id).is_some_and(|b| b.state == BackupState::Complete),
+            catalog
+                .find(id)
+                .is_some_and(|b| b.state == BackupState::Complete),
             "{id}"
         );
     }
     assert_eq!(catalog.complete().count(), 4);
     assert!(server.requests("GetObject", is_manifest) >= 1);
-    assert_eq!(indexed_keys(store.as_ref()).await, manifest_keys(store.as_ref()).await);
+    assert_eq!(
+        indexed_keys(store.as_ref()).await,
+        manifest_keys(store.as_ref()).await
+    );
     let (_d, lb) = host(store.clone());
     server.clear_requests();
     assert_eq!(lb.catalog().await.unwrap().complete().count(), 4);
