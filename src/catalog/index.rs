@@ -99,8 +99,9 @@ pub async fn read_all(store: &dyn ObjectStore) -> HashMap<String, HashMap<String
     use futures_util::{StreamExt, stream};
     let listed = match store.list_all(INDEX_PREFIX).await {
         Ok(l) => l,
+        // The listing that follows meets the same store and reports its failure.
         Err(e) => {
-            tracing::warn!("cannot list the catalog index: {e}");
+            tracing::debug!("cannot list the catalog index: {e}");
             return HashMap::new();
         }
     };

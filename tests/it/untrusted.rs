@@ -488,8 +488,13 @@ impl ObjectStore for Counting {
             .entry(key.to_string())
             .or_default() += 1;
         let bytes = self.bytes.clone();
+        // Every listing reads the catalog index, a few bytes per manifest (see
+        // catalog_index.rs); what is counted here is what the objects themselves cost.
+        let counted = !key
+            .as_str()
+            .starts_with(lifeboat::catalog::index::INDEX_PREFIX);
         let stream = self.inner.get(key).await?.inspect(move |chunk| {
-            if let Ok(c) = chunk {
+            if let (true, Ok(c)) = (counted, chunk) {
                 bytes.fetch_add(c.len() as u64, Ordering::Relaxed);
             }
         });
