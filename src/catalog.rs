@@ -10,10 +10,12 @@
 //! listing of everything else. Verdicts on unusable objects are cached in the state database
 //! by key, size and modification time, so such an object is read at most once.
 
-use std::collections::BTreeMap;
+pub mod index;
+
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, Utc};
-use futures_util::{StreamExt, TryStreamExt, stream};
+use futures_util::{StreamExt, stream};
 use serde::Serialize;
 
 use crate::config::validate_source_name;
@@ -367,6 +369,33 @@ pub struct Scanner<'a> {
     open: BTreeMap<String, (String, BackupId, Vec<ObjectMeta>)>,
     /// Sources seen so far.
     seen: std::collections::BTreeSet<String>,
+    /// Entity tags of listed manifests not yet read.
+    etags: HashMap<String, String>,
+    /// The catalog index by source, read with the first page.
+    index: Option<BTreeMap<String, SourceIndex>>,
+    /// Whether to write a source's index anew when it is missing or stale.
+    repair_index: bool,
+}
+
+/// What the listing has shown of one source's index so far.
+#[derive(Default)]
+struct SourceIndex {
+    /// Entries of the index no listed manifest has matched yet.
+    unmatched: HashMap<String, index::Entry>,
+    /// An entry for each listed manifest whose bytes were had: the index to write if stale.
+    entries: Vec<index::Entry>,
+    /// A listed manifest had to be read from the store.
+    missed: bool,
+    /// The listing has moved past the source.
+    done: bool,
+}
+
+/// A manifest as read for a backup: its bytes (when had) and whether the index gave them.
+struct Read {
+    bytes: Option<Vec<u8>>,
+    from_index: bool,
+    /// Bytes fetched from the store, to keep in the local cache.
+    fetched: bool,
 }
 
 #[derive(Debug)]
@@ -413,7 +442,17 @@ impl<'a> Scanner<'a> {
             listed_through: String::new(),
             open: BTreeMap::new(),
             seen: Default::default(),
+            etags: HashMap::new(),
+            index: None,
+            repair_index: false,
         }
+    }
+
+    /// Writes the catalog index of each source whose index was missing or did not match
+    /// the listing, once the listing has moved past the source (see [`index`]).
+    pub fn repairing_index(mut self) -> Self {
+        self.repair_index = true;
+        self
     }
 
     /// Keys this scanner's objects by `prefix` in the cache (one prefix per store).
@@ -426,7 +465,21 @@ impl<'a> Scanner<'a> {
         if self.done {
             return Ok(None);
         }
-        let page = self.store.list_page("", self.token.take()).await?;
+        if self.index.is_none() {
+            let read = index::read_all(self.store).await;
+            self.index = Some(
+                read.into_iter()
+                    .map(|(source, unmatched)| {
+                        let si = SourceIndex {
+                            unmatched,
+                            ..SourceIndex::default()
+                        };
+                        (source, si)
+                    })
+                    .collect(),
+            );
+        }
+        let mut page = self.store.list_page("", self.token.take()).await?;
         if let Some(obj) = page.objects.last() {
             self.listed_through.clone_from(&obj.key);
         }
@@ -449,6 +502,11 @@ impl<'a> Scanner<'a> {
                 }),
                 Place::Foreign => foreign.push(obj),
                 Place::Backup { source, id } => {
+                    if obj.key.ends_with(MANIFEST_NAME)
+                        && let Some(tag) = page.etags.remove(&obj.key)
+                    {
+                        self.etags.insert(obj.key.clone(), tag);
+                    }
                     let dir = format!("{source}/{id}/");
                     self.open
                         .entry(dir)
@@ -463,7 +521,7 @@ impl<'a> Scanner<'a> {
         // Keys come sorted, so a directory is finished once the listing has moved past it.
         // (Past the last key listed: the continuation token is opaque, and on some servers
         // it sorts apart from the keys.)
-        let last = &self.listed_through;
+        let last = self.listed_through.clone();
         let finished: Vec<String> = if self.done {
             self.open.keys().cloned().collect()
         } else {
@@ -477,14 +535,33 @@ impl<'a> Scanner<'a> {
             .into_iter()
             .filter_map(|d| self.open.remove(&d))
             .collect();
-        let backups = stream::iter(
+        let groups: Vec<_> = groups
+            .into_iter()
+            .map(|(source, id, objs)| {
+                let manifest = objs.iter().find(|o| o.key.ends_with(MANIFEST_NAME));
+                let etag = manifest.and_then(|m| self.etags.remove(&m.key));
+                let indexed = manifest.and_then(|m| {
+                    let si = self.index.as_mut()?.get_mut(&source)?;
+                    let e = si.unmatched.remove(&m.key)?;
+                    e.matches(m, etag.as_deref()).then_some(e)
+                });
+                (source, id, objs, etag, indexed)
+            })
+            .collect();
+        let this = &*self;
+        let resolved: Vec<(BackupEntry, Option<String>, Read)> = stream::iter(
             groups
                 .into_iter()
-                .map(|(s, id, objs)| self.resolve(s, id, objs)),
+                .map(|(s, id, objs, etag, indexed)| async move {
+                    let (entry, read) = this.resolve(s, id, objs, indexed).await;
+                    (entry, etag, read)
+                }),
         )
         .buffer_unordered(FETCH_CONCURRENCY)
-        .try_collect()
-        .await?;
+        .collect()
+        .await;
+        let backups = self.note_reads(resolved);
+        self.finish_sources(&last).await;
         let identified: Vec<std::result::Result<ForeignObject, Unusable>> =
             stream::iter(foreign.into_iter().map(|m| self.identify(m)))
                 .buffer_unordered(FETCH_CONCURRENCY)
@@ -520,7 +597,13 @@ impl<'a> Scanner<'a> {
         source: String,
         id: BackupId,
         objects: Vec<ObjectMeta>,
-    ) -> Result<BackupEntry> {
+        indexed: Option<index::Entry>,
+    ) -> (BackupEntry, Read) {
+        let mut read = Read {
+            bytes: None,
+            from_index: false,
+            fetched: false,
+        };
         let mut entry = BackupEntry {
             source,
             id,
@@ -537,14 +620,26 @@ impl<'a> Scanner<'a> {
             .cloned()
         else {
             entry.problem = Some("no manifest: the backup never reached its commit point".into());
-            return Ok(entry);
+            return (entry, read);
         };
         entry.state = BackupState::Damaged;
-        let manifest = match self.manifest(&meta).await {
+        let manifest = match indexed {
+            // Bytes the listing vouches for (see [`index::Entry::matches`]), checked like
+            // any manifest's; no verdict on them is cached.
+            Some(e) => {
+                read.from_index = true;
+                let bytes = e.manifest.into_bytes();
+                let parsed = Manifest::parse(&meta.key, &bytes).map_err(|e| e.to_string());
+                read.bytes = Some(bytes);
+                parsed
+            }
+            None => self.manifest(&meta, &mut read).await,
+        };
+        let manifest = match manifest {
             Ok(m) => m,
             Err(problem) => {
                 entry.problem = Some(problem);
-                return Ok(entry);
+                return (entry, read);
             }
         };
         let data_key = format!("{}/{}", entry.dir(), manifest.data.key);
@@ -559,18 +654,97 @@ impl<'a> Scanner<'a> {
             Some(_) => entry.state = BackupState::Complete,
         }
         entry.manifest = Some(manifest);
-        Ok(entry)
+        (entry, read)
+    }
+
+    /// Keeps what the page's manifests were read from: in the local cache (one transaction
+    /// for the page), and for each source's index.
+    fn note_reads(
+        &mut self,
+        resolved: Vec<(BackupEntry, Option<String>, Read)>,
+    ) -> Vec<BackupEntry> {
+        let mut cache_puts = Vec::new();
+        let mut backups = Vec::with_capacity(resolved.len());
+        for (entry, etag, read) in resolved {
+            let meta = entry
+                .objects
+                .iter()
+                .find(|o| o.key.ends_with(MANIFEST_NAME));
+            if let (Some(meta), Some(bytes)) = (meta, read.bytes) {
+                if read.fetched {
+                    cache_puts.push(crate::state::CachePut {
+                        key: format!("{}{}", self.cache_prefix, meta.key),
+                        kind: CacheKind::Manifest,
+                        size: meta.size,
+                        modified: modified_text(meta),
+                        body: bytes.clone(),
+                    });
+                }
+                let si = self
+                    .index
+                    .get_or_insert_with(BTreeMap::new)
+                    .entry(entry.source.clone())
+                    .or_default();
+                si.missed |= !read.from_index;
+                if self.repair_index
+                    && let Some(e) = index::Entry::new(meta, etag.as_deref(), &bytes)
+                {
+                    si.entries.push(e);
+                }
+            }
+            backups.push(entry);
+        }
+        if let Some(c) = self.cache
+            && !cache_puts.is_empty()
+            && let Err(e) = c.cache_put_many(&cache_puts)
+        {
+            tracing::warn!("cannot cache manifests: {e}");
+        }
+        backups
+    }
+
+    /// Sources the listing has moved past (all of them once it is done): their index is
+    /// written anew if a listed manifest was not in it or it names one no longer listed.
+    async fn finish_sources(&mut self, last: &str) {
+        let done = self.done;
+        let Some(index) = self.index.as_mut() else {
+            return;
+        };
+        let finished: Vec<String> = index
+            .iter()
+            .filter(|(source, si)| {
+                let dir = format!("{source}/");
+                !si.done && (done || (last > dir.as_str() && !last.starts_with(&dir)))
+            })
+            .map(|(source, _)| source.clone())
+            .collect();
+        for source in finished {
+            let Some(si) = index.get_mut(&source) else {
+                continue;
+            };
+            si.done = true;
+            let stale = si.missed || !si.unmatched.is_empty();
+            let entries = std::mem::take(&mut si.entries);
+            si.unmatched = HashMap::new();
+            if stale && self.repair_index {
+                match index::write(self.store, &source, entries).await {
+                    Ok(()) => tracing::info!("catalog index of {source} written"),
+                    Err(e) => tracing::warn!("cannot write the catalog index of {source}: {e}"),
+                }
+            }
+        }
     }
 
     /// The parsed manifest, or why it cannot be had. Manifests never change once written, so
     /// a cached copy of the same size and time is as good as the object; so is a cached
     /// verdict that it is unusable (too large, or not a manifest), which is therefore read at
     /// most once.
-    async fn manifest(&self, meta: &ObjectMeta) -> std::result::Result<Manifest, String> {
-        let modified = meta
-            .last_modified
-            .map(|t| t.to_rfc3339())
-            .unwrap_or_default();
+    async fn manifest(
+        &self,
+        meta: &ObjectMeta,
+        read: &mut Read,
+    ) -> std::result::Result<Manifest, String> {
+        let modified = modified_text(meta);
         let cache_key = format!("{}{}", self.cache_prefix, meta.key);
         let cached = |kind| {
             self.cache
@@ -594,7 +768,9 @@ impl<'a> Scanner<'a> {
             reason
         };
         if let Some(bytes) = cached(CacheKind::Manifest) {
-            return Manifest::parse(&meta.key, &bytes).map_err(|e| e.to_string());
+            let parsed = Manifest::parse(&meta.key, &bytes).map_err(|e| e.to_string());
+            read.bytes = Some(bytes);
+            return parsed;
         }
         if meta.size > MAX_MANIFEST_BYTES {
             return Err(unusable(too_large(
@@ -615,19 +791,11 @@ impl<'a> Scanner<'a> {
             // Perhaps passing: read it again next time.
             Err(e) => return Err(format!("cannot read manifest: {e}")),
         };
-        match Manifest::parse(&meta.key, &bytes) {
-            Ok(manifest) => {
-                if let Some(c) = self.cache {
-                    let _ = c.cache_put(
-                        &cache_key,
-                        CacheKind::Manifest,
-                        meta.size,
-                        &modified,
-                        &bytes,
-                    );
-                }
-                Ok(manifest)
-            }
+        let parsed = Manifest::parse(&meta.key, &bytes);
+        read.fetched = parsed.is_ok();
+        read.bytes = Some(bytes);
+        match parsed {
+            Ok(manifest) => Ok(manifest),
             // A newer lifeboat reads it: not a verdict to keep.
             Err(e @ ManifestError::TooNew { .. }) => Err(e.to_string()),
             Err(e) => Err(unusable(e.to_string())),
@@ -637,10 +805,7 @@ impl<'a> Scanner<'a> {
     /// Detects a foreign object's format from its first bytes. An object that cannot be read
     /// is listed as unusable rather than failing the listing.
     async fn identify(&self, meta: ObjectMeta) -> std::result::Result<ForeignObject, Unusable> {
-        let modified = meta
-            .last_modified
-            .map(|t| t.to_rfc3339())
-            .unwrap_or_default();
+        let modified = modified_text(&meta);
         let cache_key = format!("{}{}", self.cache_prefix, meta.key);
         let cached = self
             .cache
@@ -688,6 +853,13 @@ impl<'a> Scanner<'a> {
             time_source,
         })
     }
+}
+
+/// How the local cache records an object's modification time.
+fn modified_text(meta: &ObjectMeta) -> String {
+    meta.last_modified
+        .map(|t| t.to_rfc3339())
+        .unwrap_or_default()
 }
 
 fn too_large(what: &str, size: u64, limit: u64) -> String {

@@ -661,9 +661,24 @@ impl Lifeboat {
             )));
         }
         sent += bytes.len() as u64;
-        dest.store
-            .put_bytes(&manifest_key, Bytes::from(bytes))
+        let written = dest
+            .store
+            .put_bytes(&manifest_key, Bytes::from(bytes.clone()))
             .await?;
+        if let Err(e) = crate::catalog::index::note_written(
+            dest.store.as_ref(),
+            &entry.source,
+            &manifest_key,
+            &bytes,
+            written.etag.as_deref(),
+        )
+        .await
+        {
+            job.log(format!(
+                "store {}: catalog index not updated (the next listing will): {e}",
+                dest.name
+            ));
+        }
         stores::record_check(dest, &self.check_record(m, true, CheckHow::Copy, None)).await;
         Ok(sent)
     }

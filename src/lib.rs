@@ -169,6 +169,56 @@ impl Lifeboat {
         self.trust.authenticity(manifest)
     }
 
+    /// `from` as its manifest in the store says now. The catalog's copy of a manifest may
+    /// come from the local cache or the catalog index; what a restore or verify trusts (the
+    /// checksum, the signature, the data object's size) is read from the manifest itself.
+    async fn with_real_manifest(
+        &self,
+        mut b: Box<BackupEntry>,
+    ) -> std::result::Result<Box<BackupEntry>, (Box<BackupEntry>, Error)> {
+        if b.manifest.is_none() {
+            return Ok(b);
+        }
+        let key = match ObjectKey::new(format!("{}/{}", b.dir(), manifest::MANIFEST_NAME)) {
+            Ok(k) => k,
+            Err(e) => return Err((b, e.into())),
+        };
+        let mut first_error = None;
+        for store in self.restore_stores(&RestoreFrom::Backup(b.clone())) {
+            let bytes = match store
+                .store
+                .get_bounded(&key, manifest::MAX_MANIFEST_BYTES)
+                .await
+            {
+                Ok(bytes) => bytes,
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                    continue;
+                }
+            };
+            let real = match Manifest::parse(key.as_str(), &bytes) {
+                Ok(m) => m,
+                Err(e) => return Err((b, e.into())),
+            };
+            if b.manifest.as_ref() != Some(&real) {
+                tracing::warn!(
+                    "{key}: the catalog's copy of the manifest is not the store's; using the store's"
+                );
+                b.state = catalog::BackupState::Damaged;
+                b.problem =
+                    Some("its manifest changed since the catalog was read; list again".into());
+            }
+            b.manifest = Some(real);
+            return Ok(b);
+        }
+        let reason = format!(
+            "its manifest cannot be read: {}",
+            first_error.map_or_else(|| "no store holds it".to_owned(), |e| e.to_string())
+        );
+        let id = b.id.to_string();
+        Err((b, Error::NotRestorable { id, reason }))
+    }
+
     /// What a restore of `from` may do: a manifest whose signature fails is refused, and
     /// only an authenticated backup may be restored `privileged`.
     fn check_rights(
@@ -401,7 +451,8 @@ impl Lifeboat {
     ) -> Result<Catalog> {
         let mut catalog = Catalog::default();
         let primary = async {
-            let mut scanner = catalog::Scanner::new(self.store.as_ref(), Some(&self.state));
+            let mut scanner =
+                catalog::Scanner::new(self.store.as_ref(), Some(&self.state)).repairing_index();
             while let Some(page) = scanner.next_page().await? {
                 on_page(&page);
                 catalog.backups.extend(page.backups);
@@ -661,7 +712,7 @@ impl Lifeboat {
     /// after. `Ok` means the restore ran; [`RestoreReport::ok`] says whether the counts match.
     pub async fn restore(
         &self,
-        from: RestoreFrom,
+        mut from: RestoreFrom,
         opts: RestoreOptions,
         progress: Arc<dyn Progress>,
         cancel: CancellationToken,
@@ -695,7 +746,24 @@ impl Lifeboat {
         };
         let log = |line: String| job.log(line);
         let started = self.clock.now();
-        let result = match self.check_rights(&from, &opts) {
+        let real = match from {
+            RestoreFrom::Backup(b) => match self.with_real_manifest(b).await {
+                Ok(b) => Ok(RestoreFrom::Backup(b)),
+                Err((b, e)) => Err((RestoreFrom::Backup(b), e)),
+            },
+            foreign => Ok(foreign),
+        };
+        let rights = match real {
+            Ok(real) => {
+                from = real;
+                self.check_rights(&from, &opts)
+            }
+            Err((unread, e)) => {
+                from = unread;
+                Err(e)
+            }
+        };
+        let result = match rights {
             Err(e) => Err(e),
             Ok(authenticity) => {
                 if let Some(a) = &authenticity {
@@ -919,6 +987,11 @@ impl Lifeboat {
         let job = self.start_job(JobKind::Verify, Some(&entry.source), Trigger::Manual);
         job.set_backup(entry.id.as_str());
         let result = async {
+            let real = self
+                .with_real_manifest(Box::new(entry.clone()))
+                .await
+                .map_err(|(_, e)| e)?;
+            let entry = &*real;
             let (Some(m), Some(key), None) = (&entry.manifest, entry.data_key(), &entry.problem)
             else {
                 return Err(Error::NotRestorable {

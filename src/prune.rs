@@ -13,6 +13,7 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::Lifeboat;
+use crate::catalog::index;
 use crate::catalog::{BackupEntry, BackupState, Catalog};
 use crate::error::{Error, Result};
 use crate::jobs::{JobKind, JobRecord, JobStatus};
@@ -731,6 +732,7 @@ impl Lifeboat {
                     }
                     // Held while this source's objects go, so no backup of it runs meanwhile.
                     let _lock = self.lock_source(&sp.source)?;
+                    let mut gone = Vec::new();
                     for d in sp.pruned() {
                         if cancel.is_cancelled() {
                             return Err(Error::Cancelled);
@@ -759,6 +761,7 @@ impl Lifeboat {
                             continue;
                         }
                         self.delete_backup(store_index, entry).await?;
+                        gone.push(format!("{}/{MANIFEST_NAME}", entry.dir()));
                         deleted += 1;
                         freed += d.backup.stored_bytes;
                         job.add_bytes(d.backup.stored_bytes);
@@ -767,6 +770,14 @@ impl Lifeboat {
                             entry.dir(),
                             entry.state,
                             d.backup.stored_bytes
+                        ));
+                    }
+                    if !gone.is_empty()
+                        && let Err(e) =
+                            index::note_deleted(store.store.as_ref(), &sp.source, &gone).await
+                    {
+                        job.log(format!(
+                            "catalog index{in_store} not updated (the next listing will): {e}"
                         ));
                     }
                     for u in aborts {

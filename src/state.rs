@@ -75,6 +75,16 @@ pub enum CacheKind {
     Check,
 }
 
+/// One object to cache (see [`State::cache_put_many`]).
+#[derive(Debug, Clone)]
+pub struct CachePut {
+    pub key: String,
+    pub kind: CacheKind,
+    pub size: u64,
+    pub modified: String,
+    pub body: Vec<u8>,
+}
+
 impl CacheKind {
     fn as_str(self) -> &'static str {
         match self {
@@ -351,12 +361,35 @@ impl State {
         modified: &str,
     ) -> Result<Option<Vec<u8>>> {
         self.with(|c| {
-            c.query_row(
+            c.prepare_cached(
                 "SELECT body FROM object_cache WHERE key = ?1 AND kind = ?2 AND size = ?3 AND modified = ?4",
-                params![key, kind.as_str(), size as i64, modified],
-                |r| r.get(0),
-            )
+            )?
+            .query_row(params![key, kind.as_str(), size as i64, modified], |r| {
+                r.get(0)
+            })
             .optional()
+        })
+    }
+
+    /// Several [`State::cache_put`]s in one transaction: one sync for a page of manifests.
+    pub fn cache_put_many(&self, puts: &[CachePut]) -> Result<()> {
+        self.with(|c| {
+            let tx = c.unchecked_transaction()?;
+            {
+                let mut stmt = tx.prepare_cached(
+                    "INSERT OR REPLACE INTO object_cache (key, kind, size, modified, body) VALUES (?1, ?2, ?3, ?4, ?5)",
+                )?;
+                for p in puts {
+                    stmt.execute(params![
+                        p.key,
+                        p.kind.as_str(),
+                        p.size as i64,
+                        p.modified,
+                        p.body
+                    ])?;
+                }
+            }
+            tx.commit()
         })
     }
 

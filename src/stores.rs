@@ -798,7 +798,8 @@ pub(crate) async fn list_store(
             Some(p) => p,
             None => {
                 let mut scanner = crate::catalog::Scanner::new(store.store.as_ref(), cache)
-                    .with_cache_prefix(format!("{}\u{0}", store.name));
+                    .with_cache_prefix(format!("{}\u{0}", store.name))
+                    .repairing_index();
                 let mut backups = Vec::new();
                 while let Some(page) = scanner.next_page().await? {
                     backups.extend(page.backups);

@@ -215,18 +215,37 @@ impl BackupRun<'_> {
         let manifest_key = dir.join(MANIFEST_NAME)?;
         // Written only now that the store has confirmed the data object, and confirmed in
         // turn: the backup exists once this returns.
-        if let Err(e) = self
+        let bytes = manifest.to_json();
+        let written = match self
             .store
-            .put_bytes(&manifest_key, manifest.to_json().into())
+            .put_bytes(&manifest_key, bytes.clone().into())
             .await
         {
-            self.discard(&data_key, upload).await;
-            return Err(e.into());
-        }
+            Ok(w) => w,
+            Err(e) => {
+                self.discard(&data_key, upload).await;
+                return Err(e.into());
+            }
+        };
         upload.clear();
         self.job.log(format!(
             "manifest written: {manifest_key}, confirmed by the store"
         ));
+        // The backup exists whatever happens to the index: a stale one is repaired by the
+        // next listing.
+        if let Err(e) = crate::catalog::index::note_written(
+            self.store.as_ref(),
+            &self.source.name,
+            &manifest_key,
+            &bytes,
+            written.etag.as_deref(),
+        )
+        .await
+        {
+            self.job.log(format!(
+                "catalog index not updated (the next listing will): {e}"
+            ));
+        }
         Ok(manifest)
     }
 

@@ -14,6 +14,7 @@ use std::io;
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -23,6 +24,7 @@ use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::io::ReaderStream;
 
+use super::walk::Walk;
 use super::{
     ByteStream, IncompleteUpload, ListPage, ObjectKey, ObjectMeta, ObjectStore, PutOutcome,
     StoreError, StoreResult,
@@ -30,6 +32,8 @@ use super::{
 
 const TMP_MARKER: &str = ".lifeboat-tmp-";
 const PAGE_SIZE: usize = 1000;
+/// Listings kept open between pages; an older one resumes by a fresh walk after its token.
+const PARKED_WALKS: usize = 4;
 /// Objects are private to the account lifeboat runs as unless configured otherwise.
 pub const DEFAULT_MODE: u32 = 0o600;
 
@@ -37,6 +41,18 @@ pub const DEFAULT_MODE: u32 = 0o600;
 pub struct LocalStore {
     root: PathBuf,
     mode: u32,
+    /// Listings in progress, so the next page continues where the last one stopped.
+    cursors: Arc<Cursors>,
+}
+
+/// Walks stopped at the end of a page, by the page's last key.
+#[derive(Default)]
+struct Cursors(Mutex<Vec<(String, Walk)>>);
+
+impl std::fmt::Debug for Cursors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Cursors")
+    }
 }
 
 /// An object's directory, opened, and the descriptors of every directory above it up to the
@@ -66,6 +82,7 @@ impl LocalStore {
         let store = LocalStore {
             root,
             mode: mode & 0o777,
+            cursors: Arc::default(),
         };
         if !store.root.is_dir() {
             std::fs::DirBuilder::new()
@@ -181,79 +198,47 @@ impl LocalStore {
         Ok(file)
     }
 
-    /// Every file below the root whose key starts with `prefix`, temp files included, sorted
-    /// by key. Symbolic links are skipped.
-    fn walk(&self, prefix: &str) -> StoreResult<Vec<ObjectMeta>> {
+    /// A walk of the keys under `prefix` after `after`, temp files included (see [`Walk`]).
+    fn walk(&self, prefix: &str, after: Option<&str>) -> StoreResult<Walk> {
         // Descend only into the directory the prefix names, not the whole tree.
         let dir_part = prefix.rsplit_once('/').map_or("", |(d, _)| d);
         let segments: Vec<&str> = dir_part.split('/').filter(|s| !s.is_empty()).collect();
         let chain = match self.walk_dirs(&segments, false) {
             Ok(Some(c)) => c,
-            Ok(None) => return Ok(Vec::new()),
+            Ok(None) => return Ok(Walk::empty(&self.root)),
             // A prefix that runs into a file or a link holds no objects.
-            Err(StoreError::Symlink(_)) => return Ok(Vec::new()),
+            Err(StoreError::Symlink(_)) => return Ok(Walk::empty(&self.root)),
             Err(e) => return Err(e),
         };
-        let mut out = Vec::new();
         let start = chain
             .fds
             .into_iter()
             .next_back()
             .expect("a chain has a root");
-        let mut stack = vec![(start, dir_part.to_owned())];
-        while let Some((fd, rel)) = stack.pop() {
-            let here = self.path(&rel);
-            let dir =
-                rustix::fs::Dir::read_from(&fd).map_err(|e| io_err("list", &here, e.into()))?;
-            for entry in dir {
-                let entry = entry.map_err(|e| io_err("list", &here, e.into()))?;
-                let Ok(name) = entry.file_name().to_str() else {
-                    continue;
-                };
-                if name == "." || name == ".." {
-                    continue;
-                }
-                let key = if rel.is_empty() {
-                    name.to_owned()
-                } else {
-                    format!("{rel}/{name}")
-                };
-                let st = match rustix::fs::statat(&fd, name, AtFlags::SYMLINK_NOFOLLOW) {
-                    Ok(st) => st,
-                    Err(rustix::io::Errno::NOENT) => continue,
-                    Err(e) => return Err(io_err("stat", &self.path(&key), e.into())),
-                };
-                match FileType::from_raw_mode(st.st_mode as _) {
-                    FileType::Directory => {
-                        if !prefix.starts_with(&key) && !key.starts_with(prefix) {
-                            continue;
-                        }
-                        match rustix::fs::openat(
-                            &fd,
-                            name,
-                            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                            Mode::empty(),
-                        ) {
-                            Ok(sub) => stack.push((sub, key)),
-                            Err(rustix::io::Errno::NOENT) => {}
-                            Err(e) => return Err(io_err("list", &self.path(&key), e.into())),
-                        }
-                    }
-                    FileType::RegularFile if key.starts_with(prefix) => {
-                        let modified =
-                            DateTime::from_timestamp(st.st_mtime, st.st_mtime_nsec as u32);
-                        out.push(ObjectMeta {
-                            key,
-                            size: st.st_size as u64,
-                            last_modified: modified,
-                        });
-                    }
-                    _ => {}
-                }
+        Walk::new(&self.root, start, dir_part, prefix, after)
+    }
+
+    /// The walk that stopped at `token` under `prefix`, if it is still parked, or a new one
+    /// resuming after `token`.
+    fn resume(&self, prefix: &str, token: Option<&str>) -> StoreResult<Walk> {
+        if let Some(token) = token {
+            let mut parked = self.cursors.0.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(i) = parked
+                .iter()
+                .position(|(last, w)| last == token && w.prefix() == prefix)
+            {
+                return Ok(parked.swap_remove(i).1);
             }
         }
-        out.sort_by(|a, b| a.key.cmp(&b.key));
-        Ok(out)
+        self.walk(prefix, token)
+    }
+
+    fn park(&self, last: String, walk: Walk) {
+        let mut parked = self.cursors.0.lock().unwrap_or_else(|e| e.into_inner());
+        if parked.len() >= PARKED_WALKS {
+            parked.remove(0);
+        }
+        parked.push((last, walk));
     }
 
     /// Creates a temp file for `name` in `dir`, private and locked by this process.
@@ -362,7 +347,7 @@ fn tidy(chain: &Chain) {
     }
 }
 
-fn io_err(op: &'static str, path: &Path, source: io::Error) -> StoreError {
+pub(super) fn io_err(op: &'static str, path: &Path, source: io::Error) -> StoreError {
     StoreError::Io {
         op,
         path: path.display().to_string(),
@@ -423,20 +408,41 @@ impl ObjectStore for LocalStore {
         let this = self.clone();
         let prefix = prefix.to_owned();
         blocking(move || {
-            let mut objects: Vec<ObjectMeta> = this
-                .walk(&prefix)?
-                .into_iter()
-                .filter(|o| !is_temp(&o.key))
-                .filter(|o| token.as_deref().is_none_or(|t| o.key.as_str() > t))
-                .take(PAGE_SIZE + 1)
-                .collect();
-            let next = if objects.len() > PAGE_SIZE {
-                objects.truncate(PAGE_SIZE);
-                objects.last().map(|o| o.key.clone())
-            } else {
-                None
+            let mut walk = this.resume(&prefix, token.as_deref())?;
+            let mut objects = Vec::new();
+            let mut next_object = || loop {
+                match walk.next_object()? {
+                    Some(o) if is_temp(&o.key) => continue,
+                    found => return Ok::<_, StoreError>(found),
+                }
             };
-            Ok(ListPage { objects, next })
+            while objects.len() < PAGE_SIZE {
+                match next_object()? {
+                    Some(o) => objects.push(o),
+                    None => {
+                        return Ok(ListPage {
+                            objects,
+                            ..ListPage::default()
+                        });
+                    }
+                }
+            }
+            let Some(ahead) = next_object()? else {
+                return Ok(ListPage {
+                    objects,
+                    ..ListPage::default()
+                });
+            };
+            walk.unread(ahead);
+            let next = objects.last().map(|o| o.key.clone());
+            if let Some(last) = &next {
+                this.park(last.clone(), walk);
+            }
+            Ok(ListPage {
+                objects,
+                next,
+                ..ListPage::default()
+            })
         })
         .await
     }
@@ -594,17 +600,19 @@ impl ObjectStore for LocalStore {
         let this = self.clone();
         let prefix = prefix.to_owned();
         blocking(move || {
-            Ok(this
-                .walk(&prefix)?
-                .into_iter()
-                .filter(|o| is_temp(&o.key))
-                .map(|o| IncompleteUpload {
-                    key: temp_target(&o.key),
-                    started: o.last_modified,
-                    writer_alive: this.temp_is_live(&o.key),
-                    handle: o.key,
-                })
-                .collect())
+            let mut walk = this.walk(&prefix, None)?;
+            let mut out = Vec::new();
+            while let Some(o) = walk.next_object()? {
+                if is_temp(&o.key) {
+                    out.push(IncompleteUpload {
+                        key: temp_target(&o.key),
+                        started: o.last_modified,
+                        writer_alive: this.temp_is_live(&o.key),
+                        handle: o.key,
+                    });
+                }
+            }
+            Ok(out)
         })
         .await
     }
@@ -623,6 +631,122 @@ mod tests {
         assert_eq!(temp_target(".pins.json.lifeboat-tmp-00000000"), "pins.json");
         assert!(is_temp("a/.b.lifeboat-tmp-1"));
         assert!(!is_temp("a/b"));
+    }
+
+    fn touch(root: &Path, key: &str) {
+        let path = root.join(key);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, key.as_bytes()).unwrap();
+    }
+
+    async fn pages(store: &LocalStore, prefix: &str) -> Vec<Vec<String>> {
+        let mut out = Vec::new();
+        let mut token = None;
+        loop {
+            let page = store.list_page(prefix, token).await.unwrap();
+            out.push(page.objects.into_iter().map(|o| o.key).collect());
+            match page.next {
+                Some(t) => token = Some(t),
+                None => return out,
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn listing_pages_are_in_key_order_and_complete() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let mut keys = Vec::new();
+        // Names that sort differently as keys than as directory entries: `a-b` < `a/x` <
+        // `a0`, since `-` < `/` < `0`.
+        for key in [
+            "a-b",
+            "a/x",
+            "a/x-y/z",
+            "a/x0/y",
+            "a0",
+            "a.b/c",
+            "_lifeboat/jobs/j.json",
+        ] {
+            keys.push(key.to_owned());
+        }
+        for i in 0..2500 {
+            keys.push(format!("shop/{:05}/manifest.json", i * 7 % 2500));
+            keys.push(format!("shop/{:05}/data.sqlite.zst", i * 7 % 2500));
+        }
+        keys.push("shop/00001/.data.sqlite.zst.lifeboat-tmp-0a1b2c3d".into());
+        for k in &keys {
+            touch(root, k);
+        }
+        // A link to a directory outside is neither followed nor listed.
+        let outside = tempfile::tempdir().unwrap();
+        touch(outside.path(), "secret");
+        std::os::unix::fs::symlink(outside.path(), root.join("shop/link")).unwrap();
+        std::os::unix::fs::symlink(outside.path().join("secret"), root.join("a/file-link"))
+            .unwrap();
+
+        let store = LocalStore::open(root).unwrap();
+        let got = pages(&store, "").await;
+        assert!(got.len() >= 5, "several pages");
+        assert!(got.iter().all(|p| p.len() <= PAGE_SIZE));
+        let flat: Vec<String> = got.concat();
+        let mut want: Vec<String> = keys.into_iter().filter(|k| !is_temp(k)).collect();
+        want.sort();
+        assert_eq!(flat, want);
+
+        // A listing resumed after any key by a store with no open walk (another process)
+        // gives the same pages.
+        let mut token = None;
+        let mut resumed = Vec::new();
+        loop {
+            let fresh = LocalStore::open(root).unwrap();
+            let page = fresh.list_page("", token).await.unwrap();
+            resumed.extend(page.objects.into_iter().map(|o| o.key));
+            match page.next {
+                Some(t) => token = Some(t),
+                None => break,
+            }
+        }
+        assert_eq!(resumed, want);
+
+        // Under a prefix, and one that stops inside a name.
+        let shop = pages(&store, "shop/").await.concat();
+        assert_eq!(shop.len(), 5000);
+        assert_eq!(
+            pages(&store, "a").await.concat(),
+            ["a-b", "a.b/c", "a/x", "a/x-y/z", "a/x0/y", "a0"]
+        );
+        assert_eq!(
+            pages(&store, "a/x").await.concat(),
+            ["a/x", "a/x-y/z", "a/x0/y"]
+        );
+        assert!(pages(&store, "nothing/").await.concat().is_empty());
+
+        // Temp files are uploads in progress, listed as such only.
+        let incomplete = store.list_incomplete("").await.unwrap();
+        assert_eq!(incomplete.len(), 1);
+        assert_eq!(incomplete[0].key, "shop/00001/data.sqlite.zst");
+    }
+
+    #[tokio::test]
+    async fn a_listing_survives_objects_coming_and_going_between_pages() {
+        let dir = tempfile::tempdir().unwrap();
+        for i in 0..1500 {
+            touch(dir.path(), &format!("s/{i:04}/manifest.json"));
+        }
+        let store = LocalStore::open(dir.path()).unwrap();
+        let first = store.list_page("", None).await.unwrap();
+        assert_eq!(first.objects.len(), PAGE_SIZE);
+        // Removed after the first page was read, and added behind and ahead of it.
+        std::fs::remove_dir_all(dir.path().join("s/1200")).unwrap();
+        touch(dir.path(), "s/0000/late.json");
+        let second = store.list_page("", first.next).await.unwrap();
+        assert!(second.next.is_none());
+        let keys: Vec<&str> = second.objects.iter().map(|o| o.key.as_str()).collect();
+        assert!(!keys.iter().any(|k| k.starts_with("s/1200/")));
+        assert!(!keys.contains(&"s/0000/late.json"), "behind the cursor");
+        assert_eq!(keys.len(), 499);
+        assert!(keys.windows(2).all(|w| w[0] < w[1]));
     }
 
     #[test]

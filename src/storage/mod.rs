@@ -6,7 +6,9 @@
 mod key;
 mod local;
 mod s3;
+mod walk;
 
+use std::collections::HashMap;
 use std::fmt;
 use std::io;
 use std::pin::Pin;
@@ -35,6 +37,9 @@ pub struct ObjectMeta {
 pub struct ListPage {
     pub objects: Vec<ObjectMeta>,
     pub next: Option<String>,
+    /// Entity tags by key, from a store that lists them (S3). What a store says an object's
+    /// bytes are: a cache of the object is current when its tag is.
+    pub etags: HashMap<String, String>,
 }
 
 /// An upload that was started and never finished (an S3 multipart upload or a local temp file).

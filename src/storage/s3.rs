@@ -758,12 +758,17 @@ impl ObjectStore for S3Store {
             .send()
             .await
             .map_err(|e| self.error("list", prefix, e))?;
+        let mut etags = std::collections::HashMap::new();
         let objects = out
             .contents()
             .iter()
             .filter_map(|o| {
+                let key = self.strip(o.key()?).to_owned();
+                if let Some(tag) = o.e_tag() {
+                    etags.insert(key.clone(), tag.to_owned());
+                }
                 Some(ObjectMeta {
-                    key: self.strip(o.key()?).to_owned(),
+                    key,
                     size: o.size().unwrap_or(0).max(0) as u64,
                     last_modified: o.last_modified().and_then(to_chrono),
                 })
@@ -785,7 +790,11 @@ impl ObjectStore for S3Store {
         } else {
             None
         };
-        Ok(ListPage { objects, next })
+        Ok(ListPage {
+            objects,
+            next,
+            etags,
+        })
     }
 
     async fn head(&self, key: &ObjectKey) -> StoreResult<Option<ObjectMeta>> {

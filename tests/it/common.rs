@@ -26,7 +26,11 @@ pub struct S3Server {
     pub endpoint: String,
     pub dir: TempDir,
     task: tokio::task::JoinHandle<()>,
+    /// Every request the server answered, as (operation, key), oldest first.
+    requests: Requests,
 }
+
+type Requests = Arc<std::sync::Mutex<Vec<(String, String)>>>;
 
 impl Drop for S3Server {
     fn drop(&mut self) {
@@ -40,6 +44,7 @@ impl Drop for S3Server {
 struct Policy {
     root: PathBuf,
     deny_writes: Option<String>,
+    requests: Requests,
 }
 
 #[async_trait::async_trait]
@@ -53,6 +58,14 @@ impl s3s::access::S3Access for Policy {
             S3Path::Bucket { bucket } | S3Path::Object { bucket, .. } => Some(bucket),
             S3Path::Root => None,
         };
+        let key = match cx.s3_path() {
+            S3Path::Object { key, .. } => key.to_string(),
+            _ => String::new(),
+        };
+        self.requests
+            .lock()
+            .unwrap()
+            .push((cx.s3_op().name().to_owned(), key));
         if let Some(bucket) = bucket
             && !self.root.join(&**bucket).is_dir()
         {
@@ -92,9 +105,11 @@ impl S3Server {
         let fs = s3s_fs::FileSystem::new(dir.path()).unwrap();
         let mut builder = S3ServiceBuilder::new(fs);
         builder.set_auth(SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY));
+        let requests = Requests::default();
         builder.set_access(Policy {
             root: dir.path().to_path_buf(),
             deny_writes,
+            requests: requests.clone(),
         });
         let service = builder.build();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -113,7 +128,23 @@ impl S3Server {
             endpoint,
             dir,
             task,
+            requests,
         }
+    }
+
+    /// How many `op` requests (`GetObject`, `ListObjectsV2`...) were for keys that
+    /// `matches` accepts, since the last [`S3Server::clear_requests`].
+    pub fn requests(&self, op: &str, matches: impl Fn(&str) -> bool) -> usize {
+        self.requests
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(o, k)| o == op && matches(k))
+            .count()
+    }
+
+    pub fn clear_requests(&self) {
+        self.requests.lock().unwrap().clear();
     }
 
     pub fn options(&self, prefix: &str) -> S3Options {

@@ -2,6 +2,7 @@
 
 mod attacks;
 mod backup_restore;
+mod catalog_index;
 mod cli;
 mod common;
 mod console;
