@@ -164,6 +164,18 @@ impl Lifeboat {
         }
     }
 
+    /// Whether a backup counts for retention: signed by a key this host trusts, or no key is
+    /// trusted here at all.
+    pub fn authentic(&self, b: &BackupEntry) -> bool {
+        !self.trust.trusts_anyone()
+            || b.manifest.as_ref().is_some_and(|m| {
+                matches!(
+                    self.trust.authenticity(m),
+                    signing::Authenticity::Authenticated { .. }
+                )
+            })
+    }
+
     /// Whether a backup's manifest is signed by a key this host trusts (see [`signing`]).
     pub fn authenticity(&self, manifest: &Manifest) -> signing::Authenticity {
         self.trust.authenticity(manifest)
@@ -521,7 +533,14 @@ impl Lifeboat {
         }
         let legacy = self.legacy_verifications();
         let now = self.clock.now();
-        stores::merge(&self.config, catalog, listings, &legacy, now);
+        stores::merge(
+            &self.config,
+            catalog,
+            listings,
+            &legacy,
+            &|b| self.authentic(b),
+            now,
+        );
         if self.stores.len() > 1
             && let Some(path) = &self.config.metrics.textfile
             && let Err(e) =

@@ -559,7 +559,7 @@ impl Lifeboat {
                     let backups: Vec<Candidate> = backups
                         .iter()
                         .filter(|b| b.source == name)
-                        .map(|b| candidate(catalog, b, copy_verified(store, b)))
+                        .map(|b| candidate(catalog, b, copy_verified(store, b), self.authentic(b)))
                         .collect();
                     let newest_complete = backups
                         .iter()
@@ -858,7 +858,7 @@ impl Lifeboat {
     }
 }
 
-fn candidate(catalog: &Catalog, b: &BackupEntry, verified: bool) -> Candidate {
+fn candidate(catalog: &Catalog, b: &BackupEntry, verified: bool, authentic: bool) -> Candidate {
     // An orphan's age is that of its newest object: a slow upload is still being written.
     let time = match b.state {
         BackupState::Orphan => b
@@ -877,6 +877,7 @@ fn candidate(catalog: &Catalog, b: &BackupEntry, verified: bool) -> Candidate {
         stored_bytes: b.stored_bytes(),
         pinned: catalog.pinned(b),
         verified,
+        authentic,
     }
 }
 

@@ -355,6 +355,9 @@ pub enum Reason {
     OldestWithin(Rule, Span),
     /// Dated after now: a skewed clock or a forged manifest; left out of every rule.
     Future,
+    /// Keys are trusted here and none signed it: anyone who can write to the bucket can
+    /// make such a backup, so it is kept for a person to judge and left out of every rule.
+    Unauthenticated,
     EmptyPolicy,
     Pinned,
     NewestComplete,
@@ -380,6 +383,7 @@ impl fmt::Display for Reason {
             Reason::WithinRule(r, s) => write!(f, "{} within {s}", r.bucket_name()),
             Reason::OldestWithin(r, s) => write!(f, "oldest ({} within {s})", r.bucket_name()),
             Reason::Future => f.write_str("dated in the future"),
+            Reason::Unauthenticated => f.write_str("not signed by a trusted key"),
             Reason::EmptyPolicy => f.write_str("empty policy"),
             Reason::Pinned => f.write_str("pinned"),
             Reason::NewestComplete => f.write_str("newest complete"),
@@ -409,6 +413,8 @@ pub struct Candidate {
     pub pinned: bool,
     /// A verify, restore or drill succeeded on it most recently.
     pub verified: bool,
+    /// Signed by a key this host trusts, or no key is trusted here (then every backup is).
+    pub authentic: bool,
 }
 
 /// Planner settings that are not the policy.
@@ -489,6 +495,14 @@ pub fn plan(
         .partition(|&i| crate::clock::is_future(decisions[i].backup.time, now));
     for &i in &future {
         decisions[i].reasons.push(Reason::Future);
+    }
+    // Planted backups dated just before each slot would otherwise take the slots, and the
+    // real backups they displace would be pruned.
+    let (complete, planted): (Vec<usize>, Vec<usize>) = complete
+        .into_iter()
+        .partition(|&i| decisions[i].backup.authentic);
+    for &i in &planted {
+        decisions[i].reasons.push(Reason::Unauthenticated);
     }
     if policy.is_empty() {
         for &i in &complete {
@@ -641,6 +655,7 @@ mod tests {
             stored_bytes: 100,
             pinned: false,
             verified: false,
+            authentic: true,
         }
     }
 
@@ -1048,6 +1063,52 @@ mod tests {
     }
 
     #[test]
+    fn backups_no_trusted_key_signed_take_no_slot() {
+        // One signed backup a day for 10 days; keep_daily 7. Someone with a write key plants
+        // an unsigned backup an hour after each one (the newer of the day, so daily would
+        // keep it) and an hour after the newest.
+        let now = t("2026-11-30T12:00:00Z");
+        let mut b: Vec<Candidate> = (0..10)
+            .map(|d| {
+                let mut c = backup("2026-11-30T02:00:00Z");
+                c.time -= chrono::Duration::days(d);
+                c.id = c.time.format("%Y%m%dT%H%M%SZ").to_string();
+                c
+            })
+            .collect();
+        let p = Policy {
+            keep_daily: 7,
+            ..Policy::default()
+        };
+        let kept = |b: &[Candidate]| -> Vec<String> {
+            plan("s", b, &p, now, settings(chrono_tz::UTC))
+                .decisions
+                .into_iter()
+                .filter(|d| d.keep && d.backup.authentic)
+                .map(|d| d.backup.id)
+                .collect()
+        };
+        let before = kept(&b);
+        assert_eq!(before.len(), 7);
+        let planted: Vec<Candidate> = b
+            .iter()
+            .map(|c| Candidate {
+                id: format!("{}-planted", c.id),
+                time: c.time + chrono::Duration::hours(1),
+                authentic: false,
+                ..c.clone()
+            })
+            .collect();
+        b.extend(planted);
+        assert_eq!(kept(&b), before, "the real backups keep their slots");
+        let plan = plan("s", &b, &p, now, settings(chrono_tz::UTC));
+        for d in plan.decisions.iter().filter(|d| !d.backup.authentic) {
+            assert!(d.keep, "kept for a person to judge: {}", d.backup.id);
+            assert_eq!(d.reasons, [Reason::Unauthenticated]);
+        }
+    }
+
+    #[test]
     fn every_reason_is_recorded() {
         let b = [
             backup("2026-05-10T20:00:00Z"),
@@ -1166,6 +1227,7 @@ mod tests {
                         stored_bytes: bytes,
                         pinned: kind == 2,
                         verified: verified && kind % 3 == 0,
+                        authentic: true,
                     }
                 })
                 .collect()
@@ -1310,6 +1372,7 @@ mod tests {
                 stored_bytes: 1,
                 pinned: false,
                 verified: false,
+                authentic: true,
             });
             let plan = run(&more, &p, tz, false, false);
             prop_assert_eq!(&plan.decisions[0].backup.id, &more.last().unwrap().id);

@@ -192,6 +192,11 @@ pub struct Trust {
 }
 
 impl Trust {
+    /// Whether any key is trusted (else nothing can be authenticated, and nothing is asked to).
+    pub fn trusts_anyone(&self) -> bool {
+        !self.keys.is_empty()
+    }
+
     /// `trusted_keys`, and the public half of this host's own signing key when it has one.
     pub fn from_config(cfg: Option<&SigningConfig>) -> Trust {
         let Some(cfg) = cfg else {

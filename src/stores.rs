@@ -882,6 +882,7 @@ fn compute_owed(
     catalog: &Catalog,
     listings: &mut [StoreListing],
     state_of: &dyn Fn(&StoreListing, &BackupEntry) -> CopyState,
+    authentic: &dyn Fn(&BackupEntry) -> bool,
     now: DateTime<Utc>,
 ) {
     for listing in listings.iter_mut() {
@@ -914,6 +915,7 @@ fn compute_owed(
                     stored_bytes: b.stored_bytes(),
                     pinned: catalog.pinned(b),
                     verified: *state == CopyState::Verified,
+                    authentic: authentic(b),
                 })
                 .collect();
             let plan = retention::plan(
@@ -955,6 +957,7 @@ pub(crate) fn merge(
     catalog: &mut Catalog,
     listings: Vec<StoreListing>,
     legacy: &Evidence,
+    authentic: &dyn Fn(&BackupEntry) -> bool,
     now: DateTime<Utc>,
 ) {
     let mut listings = listings;
@@ -1004,7 +1007,7 @@ pub(crate) fn merge(
         l.copy_state(b, mine(l, b).map(|i| &l.backups[i]), legacy_for(l, b))
             .state
     };
-    compute_owed(config, catalog, &mut listings, &state_of, now);
+    compute_owed(config, catalog, &mut listings, &state_of, authentic, now);
     for b in &mut catalog.backups {
         if b.state != BackupState::Complete {
             continue;

@@ -400,6 +400,7 @@ fn plan_inputs() -> PlanInputs {
             stored_bytes: 3_000_000,
             pinned,
             verified: false,
+            authentic: true,
         }
     };
     // shop: two backups a day for ten days, one orphan, one pinned old backup.

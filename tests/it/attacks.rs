@@ -1384,3 +1384,68 @@ async fn pg_a_scratch_user_without_superuser_rights_restores_and_drops() {
         "0"
     );
 }
+
+/// With keys trusted, backups none of them signed (anyone with a write key can upload
+/// some) take no retention slot: a planted newer backup does not push a real one out of
+/// `keep_last`. It is kept and labelled for a person to judge.
+#[tokio::test(flavor = "multi_thread")]
+async fn unsigned_backups_take_no_retention_slot_where_keys_are_trusted() {
+    let (world, _) = signing_world();
+    let text = std::fs::read_to_string(world.path("lifeboat.toml")).unwrap()
+        + "[retention]\nkeep_last = 2\n";
+    let lb = lifeboat_with(&world, &text);
+    let mut real = Vec::new();
+    for _ in 0..2 {
+        let (job, m) = lb
+            .backup(
+                "app",
+                lifeboat::manifest::Trigger::Manual,
+                Arc::new(NoProgress),
+                CancellationToken::new(),
+            )
+            .await;
+        real.push(
+            m.unwrap_or_else(|e| panic!("{e}: {:?}", job.error))
+                .id
+                .to_string(),
+        );
+    }
+    // A planted copy of the newest, dated an hour later, resealed without a signature.
+    let newest = &real[1];
+    let planted = format!("{}-beef", {
+        let t = chrono::NaiveDateTime::parse_from_str(&newest[..16], "%Y%m%dT%H%M%SZ").unwrap();
+        (t + chrono::Duration::hours(1)).format("%Y%m%dT%H%M%SZ")
+    });
+    let from = world.path(&format!("bucket/app/{newest}"));
+    let to = world.path(&format!("bucket/app/{planted}"));
+    std::fs::create_dir_all(&to).unwrap();
+    for f in std::fs::read_dir(&from).unwrap() {
+        let f = f.unwrap();
+        std::fs::copy(f.path(), to.join(f.file_name())).unwrap();
+    }
+    common::rewrite_manifest(&to.join("manifest.json"), |v| {
+        v["id"] = planted.clone().into();
+    });
+    let plan = lb
+        .prune_plan(&lifeboat::prune::PruneOptions {
+            source: Some("app".into()),
+            force: false,
+            trigger: None,
+            only: None,
+        })
+        .await
+        .unwrap();
+    let decisions = &plan.sources[0].decisions;
+    let kept_real: Vec<&str> = decisions
+        .iter()
+        .filter(|d| d.keep && d.backup.authentic)
+        .map(|d| d.backup.id.as_str())
+        .collect();
+    assert_eq!(kept_real.len(), 2, "{decisions:#?}");
+    let fake = decisions
+        .iter()
+        .find(|d| d.backup.id == planted)
+        .unwrap_or_else(|| panic!("{decisions:#?}"));
+    assert!(fake.keep);
+    assert_eq!(fake.reasons, [lifeboat::retention::Reason::Unauthenticated]);
+}
