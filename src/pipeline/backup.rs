@@ -113,8 +113,10 @@ impl BackupRun<'_> {
         let cancel = self.cancel.clone();
         let seal = self.opts.seal.clone();
         let compressor = tokio::task::spawn_blocking(move || {
+            // The snapshot (and the staging files it keeps) lives until the dump is read.
+            let mut snapshot = snapshot;
             let result = compress(
-                snapshot,
+                &mut snapshot.reader,
                 level,
                 threads,
                 seal.as_deref(),
@@ -346,30 +348,9 @@ pub(crate) fn tokio_stream_from(
     futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
 
-/// Compresses the snapshot into the channel. Returns (sha256 of the stored bytes, stored
-/// bytes, raw bytes).
-fn compress(
-    mut snapshot: Snapshot,
-    level: i32,
-    threads: u32,
-    seal: Option<&Seal>,
-    tx: &mpsc::Sender<io::Result<Bytes>>,
-    progress: &dyn Progress,
-    cancel: &CancellationToken,
-) -> Result<(String, u64, u64)> {
-    compress_reader(
-        &mut snapshot.reader,
-        level,
-        threads,
-        seal,
-        tx,
-        progress,
-        cancel,
-    )
-}
-
-/// [`compress`] over any reader (a WAL segment, a base backup's tar stream).
-pub(crate) fn compress_reader(
+/// Compresses (and seals) what `reader` gives into the channel: a snapshot, a WAL segment, a
+/// base backup's tar stream. Returns (sha256 of the stored bytes, stored bytes, raw bytes).
+pub(crate) fn compress(
     reader: &mut dyn Read,
     level: i32,
     threads: u32,

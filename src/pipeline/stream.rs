@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::backup::{CHANNEL_DEPTH, compress_reader, tokio_stream_from, upload_gone};
+use super::backup::{CHANNEL_DEPTH, compress, tokio_stream_from, upload_gone};
 use super::crypt::{Seal, Unseal};
 use super::restore::{ChannelReader, RawLimit, decoder};
 use super::sha256_hex;
@@ -56,7 +56,7 @@ pub(crate) async fn upload_reader(
     let cancel2 = cancel.clone();
     let compressor = tokio::task::spawn_blocking(move || {
         let mut reader = reader;
-        let result = compress_reader(
+        let result = compress(
             &mut reader,
             level,
             threads,
