@@ -55,13 +55,17 @@ impl PitrStatus {
 }
 
 /// Reads a source's base backups and WAL chain and works out every base backup's window.
-pub async fn status(store: &dyn ObjectStore, source: &str) -> Result<PitrStatus> {
+pub async fn status(
+    store: &dyn ObjectStore,
+    source: &str,
+    keys: Option<&crate::pipeline::crypt::EncryptionConfig>,
+) -> Result<PitrStatus> {
     let (bases, unreadable) = list_bases(store, source).await?;
     let size = match bases.last() {
         Some(b) => b.wal_segment_size,
         None => segment_size_of_archive(store, source).await?,
     };
-    let chain = Chain::load(store, source, size).await?;
+    let chain = Chain::load(store, source, size, keys).await?;
     let bases = bases
         .into_iter()
         .map(|b| BaseWindow {
@@ -167,7 +171,7 @@ impl Lifeboat {
     pub async fn pitr_status(&self, source: &str) -> Result<PitrStatus> {
         let src = wal::pitr_source(self.config(), Some(source))?;
         let store = wal::open_source_store(self.config(), src).await?;
-        status(store.as_ref(), source).await
+        status(store.as_ref(), source, self.config().encryption.as_ref()).await
     }
 
     /// Restores a source to a point in time into a scratch cluster and proves it: row counts
@@ -500,7 +504,8 @@ impl Lifeboat {
                 continue;
             }
             let store = wal::open_source_store(self.config(), src).await?;
-            let status = status(store.as_ref(), &src.name).await?;
+            let status =
+                status(store.as_ref(), &src.name, self.config().encryption.as_ref()).await?;
             let keep = src.pitr.as_ref().map_or(2, |p| p.keep_base());
             let plan = prune_plan(&status, keep);
             if apply {

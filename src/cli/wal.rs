@@ -77,7 +77,9 @@ pub async fn run(
         WalCommand::Status { source, json } => {
             let source = wal::pitr_source(&config, source.as_deref())?;
             let store = wal::open_source_store(&config, source).await?;
-            let status = lifeboat::pitr::status(store.as_ref(), &source.name).await?;
+            let status =
+                lifeboat::pitr::status(store.as_ref(), &source.name, config.encryption.as_ref())
+                    .await?;
             if json {
                 super::output::print_json(&status)?;
             } else {

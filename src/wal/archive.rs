@@ -124,7 +124,7 @@ pub async fn push(
         std::fs::metadata(path).map_err(Error::io(format!("cannot read {}", path.display())))?;
     let size = meta.len();
     match WalName::parse(&name) {
-        Some(WalName::Segment { .. }) if !valid_segment_size(size) => {
+        Some(WalName::Segment { .. } | WalName::Partial) if !valid_segment_size(size) => {
             return Err(Error::Invalid(format!(
                 "{} holds {size} bytes, not a whole WAL segment; nothing was archived",
                 path.display()

@@ -5,10 +5,16 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use tokio_util::sync::CancellationToken;
+
 use super::archive::{RECORD_SUFFIX, source_prefix};
 use super::names::{Lsn, Segment, WalName};
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::pipeline::crypt::EncryptionConfig;
 use crate::storage::{ObjectStore, ObjectStoreExt};
+
+/// A history file is a line per ancestor; anything this large is not one.
+const MAX_HISTORY_BYTES: u64 = 1 << 20;
 
 /// A run of consecutive segments on one timeline.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -43,8 +49,39 @@ pub struct Chain {
     pub gaps: Vec<Gap>,
     /// Timelines whose history file is archived.
     pub histories: Vec<u32>,
+    /// Where each archived history file says its timeline branched off its parent.
+    pub switches: Vec<Switch>,
     /// The newest archived segment and when it was archived.
     pub newest: Option<(String, DateTime<Utc>)>,
+}
+
+/// A timeline switch, read from the child's history file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Switch {
+    pub timeline: u32,
+    pub parent: u32,
+    /// The first position of the child: the parent's WAL is followed up to here.
+    pub at: Lsn,
+}
+
+impl Switch {
+    /// The last entry of a history file: the direct parent and where the child began.
+    /// Entries are `parent-tli<TAB>switch-lsn<TAB>reason`; `#` starts a comment.
+    pub fn parse(timeline: u32, text: &str) -> Option<Switch> {
+        let line = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .last()?;
+        let mut fields = line.split_whitespace();
+        let parent: u32 = fields.next()?.parse().ok()?;
+        let at = Lsn::parse(fields.next()?)?;
+        (parent < timeline).then_some(Switch {
+            timeline,
+            parent,
+            at,
+        })
+    }
 }
 
 /// What a base backup needs from the archive to be restored.
@@ -77,15 +114,45 @@ pub struct Unrestorable {
 }
 
 impl Chain {
-    /// Lists `source`'s archive and builds its chain.
-    pub async fn load(store: &dyn ObjectStore, source: &str, segment_size: u64) -> Result<Chain> {
+    /// Lists `source`'s archive and builds its chain. History files are read (a few tiny
+    /// files, checked like any `wal get`) so windows can follow a timeline switch.
+    pub async fn load(
+        store: &dyn ObjectStore,
+        source: &str,
+        segment_size: u64,
+        keys: Option<&EncryptionConfig>,
+    ) -> Result<Chain> {
         let prefix = source_prefix(source);
         let listed = store.list_all(&prefix).await?;
         let names = listed.iter().filter_map(|o| {
             let name = o.key.strip_prefix(&prefix)?.strip_suffix(RECORD_SUFFIX)?;
             Some((name.to_owned(), o.last_modified))
         });
-        Ok(Chain::from_names(names, segment_size))
+        let mut chain = Chain::from_names(names, segment_size);
+        let dir = tempfile::tempdir().map_err(Error::io("cannot create a temporary directory"))?;
+        for &tli in &chain.histories {
+            let name = format!("{tli:08X}.history");
+            let dest = dir.path().join(&name);
+            let cancel = CancellationToken::new();
+            if !super::archive::get(store, source, &name, &dest, keys, &cancel).await? {
+                continue;
+            }
+            let len = std::fs::metadata(&dest)
+                .map_err(Error::io(format!("cannot read {}", dest.display())))?
+                .len();
+            let text = if len <= MAX_HISTORY_BYTES {
+                std::fs::read_to_string(&dest).ok()
+            } else {
+                None
+            };
+            let switch = text.as_deref().and_then(|t| Switch::parse(tli, t));
+            chain.switches.push(switch.ok_or_else(|| {
+                Error::Invalid(format!(
+                    "archived {name} of source {source} is not a timeline history file"
+                ))
+            })?);
+        }
+        Ok(chain)
     }
 
     pub fn from_names(
@@ -159,20 +226,20 @@ impl Chain {
     }
 
     /// The window a base backup can restore to, or which segment it lacks to be consistent.
+    /// Like recovery with `recovery_target_timeline = 'latest'`, it follows a switch onto a
+    /// child timeline when the parent's WAL reaches the switch without a gap and the child's
+    /// WAL is archived from the switch on (the newest child when the timeline branched twice).
     pub fn window(&self, base: &BaseNeeds) -> std::result::Result<Window, Unrestorable> {
         let size = self.segment_size;
         let start = base.start_lsn.segment(base.timeline, size);
         // The segment holding the last byte of the backup's WAL.
         let end = Lsn(base.end_lsn.0.saturating_sub(1).max(base.start_lsn.0))
             .segment(base.timeline, size);
-        let Some(i) = self.ranges.iter().position(|r| {
-            r.timeline == base.timeline && (r.first_n..=r.last_n).contains(&start.number)
-        }) else {
+        let Some(mut range) = self.range_holding(start) else {
             return Err(Unrestorable {
                 missing: start.name(size),
             });
         };
-        let range = &self.ranges[i];
         if range.last_n < end.number {
             return Err(Unrestorable {
                 missing: Segment {
@@ -182,27 +249,53 @@ impl Chain {
                 .name(size),
             });
         }
+        // Where replay has reached on the current timeline.
+        let mut reached = base.end_lsn;
+        while let Some((switch, child)) = self.follow(range, reached) {
+            range = child;
+            reached = switch.at;
+        }
+        let next = Segment {
+            timeline: range.timeline,
+            number: range.last_n + 1,
+        }
+        .name(size);
         let stopped_by = self
             .gaps
             .iter()
-            .find(|g| {
-                g.timeline == base.timeline
-                    && g.from
-                        == Segment {
-                            timeline: base.timeline,
-                            number: range.last_n + 1,
-                        }
-                        .name(size)
-            })
+            .find(|g| g.timeline == range.timeline && g.from == next)
             .cloned();
         Ok(Window {
-            timeline: base.timeline,
+            timeline: range.timeline,
             from: base.consistent_at,
             from_lsn: base.end_lsn,
             to_lsn: range.end_lsn,
             to: range.archived_until.map(|t| t.max(base.consistent_at)),
             stopped_by,
         })
+    }
+
+    fn range_holding(&self, seg: Segment) -> Option<&Range> {
+        self.ranges
+            .iter()
+            .find(|r| r.timeline == seg.timeline && (r.first_n..=r.last_n).contains(&seg.number))
+    }
+
+    /// The newest child of `range`'s timeline that replay from `reached` can switch onto.
+    fn follow(&self, range: &Range, reached: Lsn) -> Option<(&Switch, &Range)> {
+        let size = self.segment_size;
+        self.switches
+            .iter()
+            .filter(|s| s.parent == range.timeline && s.at >= reached)
+            .filter_map(|s| {
+                // Recovery reads the segment holding the switch from the child: the parent
+                // is needed up to the one before it.
+                let first = s.at.segment(s.timeline, size);
+                let parent_reaches = range.last_n + 1 >= first.number;
+                let child = self.range_holding(first)?;
+                parent_reaches.then_some((s, child))
+            })
+            .max_by_key(|(s, _)| s.timeline)
     }
 }
 
@@ -293,5 +386,63 @@ mod tests {
             ..base
         };
         assert!(chain.window(&none).is_err());
+    }
+
+    #[test]
+    fn a_window_follows_a_switch_onto_the_child_timeline() {
+        // Timeline 1 up to segment 4; a promotion in segment 5 starts timeline 2 there.
+        let names = [(1, 1), (1, 2), (1, 3), (1, 4), (2, 5), (2, 6)]
+            .into_iter()
+            .enumerate()
+            .map(|(i, (t, n))| (seg(t, n), at(i as i64)));
+        let mut chain = Chain::from_names(names, MB16);
+        let base = BaseNeeds {
+            timeline: 1,
+            start_lsn: Lsn(MB16 + 40),
+            end_lsn: Lsn(2 * MB16 + 100),
+            consistent_at: at(0).unwrap(),
+        };
+        // Without the history file read, the window ends with timeline 1.
+        assert_eq!(chain.window(&base).unwrap().to_lsn, Lsn(5 * MB16));
+
+        let history = "1\t0/5000100\tno recovery target specified\n";
+        let switch = Switch::parse(2, history).unwrap();
+        assert_eq!(switch.at, Lsn(5 * MB16 + 0x100));
+        chain.switches.push(switch);
+        let w = chain.window(&base).unwrap();
+        assert_eq!((w.timeline, w.to_lsn, w.to), (2, Lsn(7 * MB16), at(5)));
+        assert_eq!(w.stopped_by, None);
+
+        // A backup whose WAL runs past what timeline 1 archived cannot be restored.
+        let late = BaseNeeds {
+            start_lsn: Lsn(4 * MB16),
+            end_lsn: Lsn(5 * MB16 + 0x200),
+            ..base
+        };
+        assert!(chain.window(&late).is_err());
+
+        // The parent's WAL stops short of the switch: the window cannot cross.
+        let mut short = Chain::from_names(
+            [(1, 1), (1, 2), (1, 3), (2, 5), (2, 6)]
+                .into_iter()
+                .map(|(t, n)| (seg(t, n), at(n as i64))),
+            MB16,
+        );
+        short.switches.push(switch);
+        let w = short.window(&base).unwrap();
+        assert_eq!((w.timeline, w.to_lsn), (1, Lsn(4 * MB16)));
+
+        // A history file's direct parent is its last entry; comments and blanks skipped.
+        let grand = "# comment\n1\t0/3000000\tx\n\n2\t0/5000100\ty\n";
+        assert_eq!(
+            Switch::parse(3, grand),
+            Some(Switch {
+                timeline: 3,
+                parent: 2,
+                at: Lsn(5 * MB16 + 0x100)
+            })
+        );
+        assert_eq!(Switch::parse(2, "garbage"), None);
+        assert_eq!(Switch::parse(2, "3\t0/1\tx"), None);
     }
 }

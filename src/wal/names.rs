@@ -63,6 +63,9 @@ pub enum WalName {
     History(u32),
     /// `000000010000000A000000FF.00000028.backup`: the label of a finished base backup.
     BackupLabel,
+    /// `000000010000000A000000FF.partial`: the last segment of a timeline a promotion left
+    /// behind. Archived so it is kept; recovery never asks for it.
+    Partial,
 }
 
 impl WalName {
@@ -84,6 +87,12 @@ impl WalName {
         }
         if let Some(tli) = name.strip_suffix(".history") {
             return Some(WalName::History(hex8(tli)?));
+        }
+        if let Some(seg) = name.strip_suffix(".partial")
+            && seg.len() == 24
+        {
+            WalName::parse(seg)?;
+            return Some(WalName::Partial);
         }
         if let Some(rest) = name.strip_suffix(".backup")
             && rest.len() == 33
@@ -155,10 +164,17 @@ mod tests {
         assert_eq!(s.name(MB16), "000000020000000A000000FF");
         // 0x100 is past the last segment of a log at 16 MiB.
         assert!(Segment::from_name("000000010000000000000100", MB16).is_none());
+        // A promotion archives the old timeline's last segment under this name.
+        assert_eq!(
+            WalName::parse("000000010000000000000005.partial"),
+            Some(WalName::Partial)
+        );
+        assert!(Segment::from_name("000000010000000000000005.partial", MB16).is_none());
         for bad in [
             "../../etc/passwd",
             "00000001000000000000000g",
-            "000000010000000000000001.partial",
+            "000000010000000000000001.partial.partial",
+            "00000001.history.partial",
             "0000000100000000000000010",
             "00000001000000000000000a",
             "RECOVERYHISTORY",

@@ -365,6 +365,59 @@ impl Archiving {
     }
 }
 
+impl Archiving {
+    /// A real timeline switch: stops the cluster, starts it again as a standby restoring
+    /// from its own archive through `lifeboat wal get`, and promotes it. Timeline 2 begins,
+    /// its history file is archived beside timeline 1's WAL under the same source.
+    fn promote_from_archive(&self, config: &Path) {
+        let data = self.dir.join("data");
+        self.server(&[
+            "pg_ctl",
+            "-D",
+            data.to_str().unwrap(),
+            "-m",
+            "fast",
+            "-w",
+            "stop",
+        ]);
+        let signal = data.join("standby.signal");
+        std::fs::write(&signal, "").unwrap();
+        chown_postgres(&signal);
+        let restore = format!(
+            "'{}' --config '{}' wal get %f %p",
+            env!("CARGO_BIN_EXE_lifeboat"),
+            config.display()
+        );
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(data.join("postgresql.conf"))
+            .unwrap();
+        let conf = format!("\nrestore_command = '{}'\n", restore.replace('\'', "''"));
+        std::io::Write::write_all(&mut f, conf.as_bytes()).unwrap();
+        self.server(&[
+            "pg_ctl",
+            "-D",
+            data.to_str().unwrap(),
+            "-l",
+            self.dir.join("server.log").to_str().unwrap(),
+            "-w",
+            "-t",
+            "60",
+            "start",
+        ]);
+        assert_eq!(self.psql("postgres", "SELECT pg_is_in_recovery()"), "t");
+        // Waits (up to a minute) until the promotion is done.
+        assert_eq!(self.psql("postgres", "SELECT pg_promote(true, 60)"), "t");
+        assert_eq!(
+            self.psql(
+                "postgres",
+                "SELECT substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8)"
+            ),
+            "00000002"
+        );
+    }
+}
+
 impl Drop for Archiving {
     fn drop(&mut self) {
         let data = self.dir.join("data");
@@ -634,4 +687,85 @@ async fn pitr_base_backup_under_writes_then_restores_to_a_time_a_restore_point_a
         })
         .collect();
     assert!(left.is_empty(), "scratch clusters left: {left:?}");
+}
+
+#[tokio::test]
+async fn a_base_backup_window_follows_a_promotion_onto_timeline_2() {
+    let home = home();
+    let h = home.path();
+    let config = write_config(h, PITR_SOURCE);
+    let src = Archiving::start(&config);
+    let config = write_config(h, &src.source_toml());
+
+    src.psql(
+        "app",
+        "CREATE TABLE orders (id serial PRIMARY KEY, note text); \
+         INSERT INTO orders (note) SELECT 'before the base backup' FROM generate_series(1, 100)",
+    );
+    let base = json(&run(with_config(h, &config, &["basebackup", "app", "--json"])).await);
+    assert_eq!(base["timeline"], 1);
+    src.psql(
+        "app",
+        "INSERT INTO orders (note) SELECT 'A, timeline 1' FROM generate_series(1, 50)",
+    );
+    src.switch_and_archive();
+
+    src.promote_from_archive(&config);
+    src.psql(
+        "app",
+        "INSERT INTO orders (note) SELECT 'B, timeline 2' FROM generate_series(1, 30)",
+    );
+    let between = src.psql(
+        "app",
+        "SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')",
+    );
+    src.psql(
+        "app",
+        "INSERT INTO orders (note) SELECT 'C, timeline 2' FROM generate_series(1, 20)",
+    );
+    let last = src.switch_and_archive();
+    assert!(last.starts_with("00000002"), "{last}");
+
+    // Both timelines, the switch read from the history file, the window on timeline 2.
+    let status = json(&run(with_config(h, &config, &["wal", "status", "--json"])).await);
+    let chain = &status["chain"];
+    let timelines: Vec<u64> = chain["ranges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["timeline"].as_u64().unwrap())
+        .collect();
+    assert!(timelines.contains(&1) && timelines.contains(&2), "{status}");
+    assert_eq!(chain["gaps"], serde_json::json!([]), "{status}");
+    assert_eq!(chain["histories"], serde_json::json!([2]), "{status}");
+    assert_eq!(chain["switches"][0]["parent"], 1, "{status}");
+    assert_eq!(chain["switches"][0]["timeline"], 2, "{status}");
+    let window = &status["bases"][0]["window"]["Ok"];
+    assert_eq!(window["timeline"], 2, "{status}");
+    let tl2_end = chain["ranges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["timeline"] == 2)
+        .unwrap()["end_lsn"]
+        .clone();
+    assert_eq!(window["to_lsn"], tl2_end, "{status}");
+
+    // To a time between B and C on timeline 2: A, B and nothing of C.
+    let at_time = json(&run(restore(h, &config, &["--time", &between, "--drop"])).await);
+    assert_eq!(restored_rows(&at_time, "orders"), 180, "{at_time}");
+    assert!(
+        at_time["stop_line"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("recovery stopping before commit"),
+        "{at_time}"
+    );
+
+    let check = run(with_config(h, &config, &["check"])).await;
+    assert!(
+        !check.stdout.contains("WAL gap") && !check.stdout.contains("cannot be restored"),
+        "{}",
+        check.stdout
+    );
 }

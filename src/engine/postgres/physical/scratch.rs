@@ -226,6 +226,7 @@ pub async fn choose_base(
     source: &str,
     target: &RecoveryTarget,
     wanted: Option<&BackupId>,
+    keys: Option<&EncryptionConfig>,
 ) -> Result<(BaseManifest, Window)> {
     let (bases, _) = list_bases(store, source).await?;
     if bases.is_empty() {
@@ -234,7 +235,7 @@ pub async fn choose_base(
         )));
     }
     let size = bases[0].wal_segment_size;
-    let chain = Chain::load(store, source, size).await?;
+    let chain = Chain::load(store, source, size, keys).await?;
     let mut reasons = Vec::new();
     for base in bases.iter().rev() {
         if wanted.is_some_and(|w| w != &base.id) {
@@ -314,7 +315,14 @@ pub async fn recover(
             "--pause needs a target (--time, --lsn or --name): at the end of the WAL recovery always opens the cluster".into(),
         ));
     }
-    let (base, window) = choose_base(store, source, &opts.target, opts.base.as_ref()).await?;
+    let (base, window) = choose_base(
+        store,
+        source,
+        &opts.target,
+        opts.base.as_ref(),
+        opts.keys.as_ref(),
+    )
+    .await?;
     log(format!(
         "restoring base backup {} (WAL {}..{} on timeline {}) to {}",
         base.id, base.start_lsn, base.end_lsn, base.timeline, opts.target
