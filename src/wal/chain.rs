@@ -71,8 +71,7 @@ impl Switch {
         let line = text
             .lines()
             .map(str::trim)
-            .filter(|l| !l.is_empty() && !l.starts_with('#'))
-            .last()?;
+            .rfind(|l| !l.is_empty() && !l.starts_with('#'))?;
         let mut fields = line.split_whitespace();
         let parent: u32 = fields.next()?.parse().ok()?;
         let at = Lsn::parse(fields.next()?)?;
