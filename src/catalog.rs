@@ -24,7 +24,8 @@ use crate::manifest::{BackupId, MANIFEST_NAME, MAX_MANIFEST_BYTES, Manifest, Man
 use crate::sniff::{Format, SNIFF_LEN, sniff};
 use crate::state::{CacheKind, State};
 use crate::storage::{
-    IncompleteUpload, ObjectKey, ObjectMeta, ObjectStore, ObjectStoreExt, StoreError,
+    IncompleteUpload, ListPage, ObjectKey, ObjectMeta, ObjectStore, ObjectStoreExt, StoreError,
+    StoreResult,
 };
 
 /// Keys under this prefix are lifeboat's own records, not backups.
@@ -375,6 +376,10 @@ pub struct Scanner<'a> {
     index: Option<BTreeMap<String, SourceIndex>>,
     /// Whether to write a source's index anew when it is missing or stale.
     repair_index: bool,
+    /// Unfinished uploads the listing met (see [`ObjectStore::lists_incomplete`]).
+    incomplete: Vec<IncompleteUpload>,
+    /// The next page, listed while the last one was read.
+    ahead: Option<StoreResult<ListPage>>,
 }
 
 /// What the listing has shown of one source's index so far.
@@ -445,6 +450,8 @@ impl<'a> Scanner<'a> {
             etags: HashMap::new(),
             index: None,
             repair_index: false,
+            incomplete: Vec::new(),
+            ahead: None,
         }
     }
 
@@ -465,21 +472,45 @@ impl<'a> Scanner<'a> {
         if self.done {
             return Ok(None);
         }
-        if self.index.is_none() {
-            let read = index::read_all(self.store).await;
-            self.index = Some(
-                read.into_iter()
-                    .map(|(source, unmatched)| {
-                        let si = SourceIndex {
-                            unmatched,
-                            ..SourceIndex::default()
-                        };
-                        (source, si)
-                    })
-                    .collect(),
-            );
-        }
-        let mut page = self.store.list_page("", self.token.take()).await?;
+        let store = self.store;
+        let listed = match self.ahead.take() {
+            Some(listed) => listed,
+            None if self.index.is_none() => {
+                let (index, listed) = tokio::join!(
+                    index::read_all(store),
+                    store.list_page("", self.token.take())
+                );
+                let index = index.into_iter().map(|(source, unmatched)| {
+                    let si = SourceIndex {
+                        unmatched,
+                        ..SourceIndex::default()
+                    };
+                    (source, si)
+                });
+                self.index = Some(index.collect());
+                listed
+            }
+            None => store.list_page("", self.token.take()).await,
+        };
+        let page = listed?;
+        // The next page is listed (on the store's side, or a blocking thread for a
+        // directory) while this one's manifests are read.
+        let next = page.next.clone();
+        let ahead = async move {
+            match next {
+                Some(token) => Some(store.list_page("", Some(token)).await),
+                None => None,
+            }
+        };
+        let (ahead, read) = tokio::join!(ahead, self.read_page(page));
+        self.ahead = ahead;
+        read.map(Some)
+    }
+
+    /// Sorts a listing page's objects into backups (their manifests read), foreign objects
+    /// and unusable keys.
+    async fn read_page(&mut self, mut page: ListPage) -> Result<CatalogPage> {
+        self.incomplete.append(&mut page.incomplete);
         if let Some(obj) = page.objects.last() {
             self.listed_through.clone_from(&obj.key);
         }
@@ -584,12 +615,25 @@ impl<'a> Scanner<'a> {
             })
             .cloned()
             .collect();
-        Ok(Some(CatalogPage {
+        Ok(CatalogPage {
             backups,
             foreign,
             unusable,
             sources_complete,
-        }))
+        })
+    }
+
+    /// Every unfinished upload in the store, once the listing is done: from the listing
+    /// where the store reports them there, else asked for apart.
+    pub async fn incomplete(&mut self) -> Result<Vec<IncompleteUpload>> {
+        if !self.store.lists_incomplete() {
+            return Ok(self.store.list_incomplete("").await?);
+        }
+        let mut all = std::mem::take(&mut self.incomplete);
+        // A walk resumed after its parked state was dropped can meet a temp file twice.
+        all.sort_by(|a, b| a.handle.cmp(&b.handle));
+        all.dedup_by(|a, b| a.handle == b.handle);
+        Ok(all)
     }
 
     async fn resolve(

@@ -471,7 +471,7 @@ impl Lifeboat {
                 catalog.foreign.extend(page.foreign);
                 catalog.unusable.extend(page.unusable);
             }
-            catalog.incomplete = self.store.list_incomplete("").await?;
+            catalog.incomplete = scanner.incomplete().await?;
             catalog.pins = self.pins().await?;
             Ok::<_, Error>(())
         }
@@ -553,19 +553,10 @@ impl Lifeboat {
 
     /// The newest verify/restore/drill outcome per backup id, from the job history.
     fn legacy_verifications(&self) -> stores::Evidence {
-        let mut map = std::collections::HashMap::new();
-        for j in self.state.jobs().unwrap_or_default() {
-            let relevant = matches!(j.kind, JobKind::Verify | JobKind::Restore | JobKind::Drill)
-                && matches!(j.status, JobStatus::Succeeded | JobStatus::Failed);
-            if let (true, Some(id), Some(at)) = (relevant, j.backup_id, j.finished_at) {
-                let ok = j.status == JobStatus::Succeeded;
-                let e = map.entry(id).or_insert((ok, at));
-                if at > e.1 {
-                    *e = (ok, at);
-                }
-            }
-        }
-        map
+        self.verifications()
+            .into_iter()
+            .map(|(id, v)| (id, (v.ok, v.at)))
+            .collect()
     }
 
     /// The catalog lines as last listed, newest first, without asking the bucket; `limit`
@@ -1141,16 +1132,13 @@ impl Lifeboat {
     /// The newest verify or successful-restore evidence for a backup.
     pub fn verification(&self, backup_id: &str) -> Option<Verification> {
         let jobs = self.state.jobs_for_backup(backup_id).ok()?;
-        jobs.into_iter()
-            .filter(|j| matches!(j.kind, JobKind::Verify | JobKind::Restore | JobKind::Drill))
-            .filter(|j| matches!(j.status, JobStatus::Succeeded | JobStatus::Failed))
-            .map(|j| Verification {
-                at: j.finished_at.unwrap_or(j.started_at),
-                ok: j.status == JobStatus::Succeeded,
-                kind: j.kind,
-                job_id: j.id,
-            })
-            .max_by_key(|v| v.at)
+        newest_verifications(jobs).remove(backup_id)
+    }
+
+    /// [`Lifeboat::verification`] of every backup at once (one read of the job history, not
+    /// one per backup).
+    pub fn verifications(&self) -> std::collections::HashMap<String, Verification> {
+        newest_verifications(self.state.verifying_jobs().unwrap_or_default())
     }
 
     /// Job history, newest first, from the local state.
@@ -1352,4 +1340,29 @@ fn for_source(source: &Option<String>) -> String {
         .as_ref()
         .map(|s| format!(" for source {s}"))
         .unwrap_or_default()
+}
+
+/// The newest finished verify, restore or drill of each backup among `jobs`.
+fn newest_verifications(jobs: Vec<JobRecord>) -> std::collections::HashMap<String, Verification> {
+    let mut newest = std::collections::HashMap::<String, Verification>::new();
+    for j in jobs {
+        let relevant = matches!(j.kind, JobKind::Verify | JobKind::Restore | JobKind::Drill)
+            && matches!(j.status, JobStatus::Succeeded | JobStatus::Failed);
+        let Some(id) = j.backup_id.clone().filter(|_| relevant) else {
+            continue;
+        };
+        let v = Verification {
+            at: j.finished_at.unwrap_or(j.started_at),
+            ok: j.status == JobStatus::Succeeded,
+            kind: j.kind,
+            job_id: j.id,
+        };
+        match newest.get(&id) {
+            Some(old) if old.at >= v.at => {}
+            _ => {
+                newest.insert(id, v);
+            }
+        }
+    }
+    newest
 }

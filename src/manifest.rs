@@ -412,14 +412,23 @@ impl Manifest {
             key: key.to_owned(),
             detail: e.to_string(),
         };
-        let probe: Probe = serde_json::from_slice(bytes).map_err(invalid)?;
-        if probe.format > FORMAT {
-            return Err(ManifestError::TooNew {
-                key: key.to_owned(),
-                found: probe.format,
-            });
+        let too_new = |found| ManifestError::TooNew {
+            key: key.to_owned(),
+            found,
+        };
+        let m: Manifest = match serde_json::from_slice(bytes) {
+            Ok(m) => m,
+            // A newer format need not parse as this one: say so rather than "not valid".
+            Err(e) => {
+                return Err(match serde_json::from_slice::<Probe>(bytes) {
+                    Ok(p) if p.format > FORMAT => too_new(p.format),
+                    _ => invalid(e),
+                });
+            }
+        };
+        if m.format > FORMAT {
+            return Err(too_new(m.format));
         }
-        let m: Manifest = serde_json::from_slice(bytes).map_err(invalid)?;
         let inconsistent = |detail: String| ManifestError::Inconsistent {
             key: key.to_owned(),
             detail,
@@ -492,7 +501,7 @@ fn canonical(value: &serde_json::Value, out: &mut Vec<u8>) {
                 if i > 0 {
                     out.push(b',');
                 }
-                out.extend(serde_json::to_vec(k).expect("strings serialize"));
+                serde_json::to_writer(&mut *out, k).expect("strings serialize");
                 out.push(b':');
                 canonical(&map[k], out);
             }
@@ -508,7 +517,7 @@ fn canonical(value: &serde_json::Value, out: &mut Vec<u8>) {
             }
             out.push(b']');
         }
-        scalar => out.extend(serde_json::to_vec(scalar).expect("scalars serialize")),
+        scalar => serde_json::to_writer(&mut *out, scalar).expect("scalars serialize"),
     }
 }
 

@@ -5,7 +5,7 @@
 //! (who pinned it, when) is for people and is never read, so a pin cannot make lifeboat read
 //! anything large.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::{DateTime, Duration, Utc};
 use chrono_tz::Tz;
@@ -505,9 +505,10 @@ impl Lifeboat {
         // SQLite reads block: keep them off the async workers.
         let (jobs, verified) = tokio::task::spawn_blocking(move || -> Result<_> {
             let jobs = lb.state.jobs()?;
+            let verifications = lb.verifications();
             let verified: BTreeSet<String> = complete
                 .into_iter()
-                .filter(|id| lb.verification(id).is_some_and(|v| v.ok))
+                .filter(|id| verifications.get(id).is_some_and(|v| v.ok))
                 .collect();
             Ok((jobs, verified))
         })
@@ -715,6 +716,11 @@ impl Lifeboat {
                     Some(l) => &l.backups,
                     None => &catalog.backups,
                 };
+                // By (source, id): a prune of most of 100,000 backups looks each one up.
+                let listed: HashMap<(&str, &str), &BackupEntry> = listed
+                    .iter()
+                    .map(|b| ((b.source.as_str(), b.id.as_str()), b))
+                    .collect();
                 for sp in sources {
                     job.log(format!(
                         "{}{in_store}: {} ({} kept, {} to prune)",
@@ -744,9 +750,7 @@ impl Lifeboat {
                             ));
                             continue;
                         }
-                        let Some(entry) = listed
-                            .iter()
-                            .find(|b| b.source == sp.source && b.id.as_str() == d.backup.id)
+                        let Some(&entry) = listed.get(&(sp.source.as_str(), d.backup.id.as_str()))
                         else {
                             continue;
                         };

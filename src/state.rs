@@ -46,6 +46,11 @@ CREATE TABLE IF NOT EXISTS catalog_rows (
     note        TEXT
 );
 CREATE INDEX IF NOT EXISTS catalog_rows_time ON catalog_rows(time DESC, id);
+-- What catalog_rows holds, as a digest, so an unchanged listing is not written again.
+CREATE TABLE IF NOT EXISTS catalog_digest (
+    id     INTEGER PRIMARY KEY CHECK (id = 1),
+    digest TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS debris (
     id         INTEGER PRIMARY KEY,
     job_id     TEXT NOT NULL,
@@ -221,6 +226,15 @@ impl State {
         self.jobs_where("backup_id = ?1", [backup_id])
     }
 
+    /// Finished verifies, restores and drills of a backup: the evidence that it restores.
+    pub fn verifying_jobs(&self) -> Result<Vec<JobRecord>> {
+        self.jobs_where(
+            "backup_id IS NOT NULL AND kind IN ('verify', 'restore', 'drill') \
+             AND status IN ('succeeded', 'failed')",
+            [],
+        )
+    }
+
     /// Finished jobs not yet copied to the bucket.
     pub fn jobs_not_in_bucket(&self) -> Result<Vec<JobRecord>> {
         self.jobs_where("in_bucket = 0 AND status != 'running'", [])
@@ -241,9 +255,40 @@ impl State {
             .collect())
     }
 
-    /// Replaces the cached catalog with the rows of a fresh listing.
+    /// Replaces the cached catalog with the rows of a fresh listing. A listing like the last
+    /// one (the usual case) writes nothing: rewriting 100,000 rows costs more than the
+    /// listing that found them unchanged.
     pub fn save_catalog_rows(&self, rows: &[CatalogRow]) -> Result<()> {
+        use sha2::Digest;
+        let mut digest = sha2::Sha256::new();
+        for r in rows {
+            let line = serde_json::to_vec(&(
+                &r.id,
+                r.kind.label(),
+                &r.source,
+                r.time.map(|t| t.timestamp_millis()),
+                r.raw_bytes,
+                r.stored_bytes,
+                r.duration_ms,
+                r.tables,
+                r.rows,
+                r.encrypted,
+                &r.note,
+            ))
+            .map_err(|e| Error::Invalid(format!("cannot encode a catalog line: {e}")))?;
+            digest.update(&line);
+            digest.update(b"\n");
+        }
+        let digest = crate::pipeline::hex(digest.finalize());
         self.with(|c| {
+            let saved: Option<String> = c
+                .query_row("SELECT digest FROM catalog_digest WHERE id = 1", [], |r| {
+                    r.get(0)
+                })
+                .optional()?;
+            if saved.as_deref() == Some(digest.as_str()) {
+                return Ok(());
+            }
             let tx = c.unchecked_transaction()?;
             tx.execute("DELETE FROM catalog_rows", [])?;
             {
@@ -266,6 +311,10 @@ impl State {
                     ])?;
                 }
             }
+            tx.execute(
+                "INSERT OR REPLACE INTO catalog_digest (id, digest) VALUES (1, ?1)",
+                [&digest],
+            )?;
             tx.commit()
         })
     }

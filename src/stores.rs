@@ -804,7 +804,7 @@ pub(crate) async fn list_store(
                 while let Some(page) = scanner.next_page().await? {
                     backups.extend(page.backups);
                 }
-                (backups, store.store.list_incomplete("").await?)
+                (backups, scanner.incomplete().await?)
             }
         };
         // Without its check records a store's copies only look unverified: a finding for

@@ -2,6 +2,8 @@
 //! from the bucket goes through [`esc`] (or a table cell, which escapes itself) on its way to
 //! the terminal; JSON by serde, then [`lifeboat::escape::json`] for what serde leaves raw.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use color_eyre::eyre::Result;
 use humansize::{BINARY, format_size};
@@ -84,22 +86,15 @@ pub fn backups_json(results: &[(JobRecord, Option<Manifest>)]) -> serde_json::Va
 /// A backup's VERIFIED cell: a verification that passed before the backup was damaged proves
 /// nothing about it now.
 fn backup_verified(
-    lb: &Lifeboat,
     b: &BackupEntry,
+    verified: Option<&Verification>,
     now: DateTime<Utc>,
 ) -> (String, Option<&'static str>) {
     match b.state {
-        BackupState::Complete => verified_text(lb.verification(b.id.as_str()).as_ref(), now),
+        BackupState::Complete => verified_text(verified, now),
         BackupState::Damaged => ("damaged".into(), Some(RED)),
         BackupState::Orphan => ("-".into(), None),
     }
-}
-
-/// The newest verification of a backup, only while it is complete.
-fn verification_json(lb: &Lifeboat, b: &BackupEntry) -> Option<Verification> {
-    (b.state == BackupState::Complete)
-        .then(|| lb.verification(b.id.as_str()))
-        .flatten()
 }
 
 fn verified_text(v: Option<&Verification>, now: DateTime<Utc>) -> (String, Option<&'static str>) {
@@ -135,9 +130,10 @@ pub fn catalog(lb: &Lifeboat, catalog: &Catalog, color: bool) {
     }
     headers.push(("STATE", Align::Left));
     let mut t = Table::new(&headers);
+    let verified = lb.verifications();
     for b in &catalog.backups {
         let m = b.manifest.as_ref();
-        let (vtext, vcolor) = backup_verified(lb, b, now);
+        let (vtext, vcolor) = backup_verified(b, verified.get(b.id.as_str()), now);
         let state = match b.state {
             BackupState::Complete if catalog.pinned(b) => colored("complete, pinned", GREEN),
             BackupState::Complete => colored("complete", GREEN),
@@ -286,7 +282,29 @@ fn copies_text(c: &lifeboat::stores::Copies, now: DateTime<Utc>) -> String {
     format!("{}: {}", c.label(), lines.join(", "))
 }
 
+/// A backup for `show --json`.
 pub fn entry_json(lb: &Lifeboat, b: &BackupEntry, pinned: bool) -> serde_json::Value {
+    let jobs = lb
+        .state()
+        .jobs_for_backup(b.id.as_str())
+        .unwrap_or_default();
+    let verified = lb.verification(b.id.as_str());
+    backup_json(
+        lb,
+        b,
+        pinned,
+        verified.as_ref(),
+        &jobs.iter().collect::<Vec<_>>(),
+    )
+}
+
+fn backup_json(
+    lb: &Lifeboat,
+    b: &BackupEntry,
+    pinned: bool,
+    verified: Option<&Verification>,
+    jobs: &[&JobRecord],
+) -> serde_json::Value {
     json!({
         "copies": b.copies,
         "id": b.id,
@@ -299,18 +317,37 @@ pub fn entry_json(lb: &Lifeboat, b: &BackupEntry, pinned: bool) -> serde_json::V
         "objects": b.objects,
         "manifest": b.manifest,
         "authenticity": b.manifest.as_ref().map(|m| lb.authenticity(m)),
-        "verified": verification_json(lb, b),
-        "jobs": lb.state().jobs_for_backup(b.id.as_str()).unwrap_or_default().iter()
+        // The newest verification of a backup, only while it is complete.
+        "verified": verified.filter(|_| b.state == BackupState::Complete),
+        "jobs": jobs.iter()
             .map(|j| json!({"id": j.id, "kind": j.kind, "status": j.status, "started_at": j.started_at}))
             .collect::<Vec<_>>(),
     })
 }
 
 pub fn catalog_json(lb: &Lifeboat, catalog: &Catalog) -> serde_json::Value {
+    // One read of the job history for every backup, not one per backup.
+    let history = lb.jobs().unwrap_or_default();
+    let mut jobs: HashMap<&str, Vec<&JobRecord>> = HashMap::new();
+    for j in &history {
+        if let Some(id) = &j.backup_id {
+            jobs.entry(id.as_str()).or_default().push(j);
+        }
+    }
+    let verified = lb.verifications();
+    let backups: Vec<_> = catalog
+        .backups
+        .iter()
+        .map(|b| {
+            let id = b.id.as_str();
+            let mine = jobs.get(id).map_or(&[][..], Vec::as_slice);
+            backup_json(lb, b, catalog.pinned(b), verified.get(id), mine)
+        })
+        .collect();
     json!({
         "location": lb.store().location(),
         "stores": catalog.stores,
-        "backups": catalog.backups.iter().map(|b| entry_json(lb, b, catalog.pinned(b))).collect::<Vec<_>>(),
+        "backups": backups,
         "foreign": catalog.foreign,
         "unusable": catalog.unusable,
         "incomplete": catalog.incomplete.iter().map(|u| json!({"key": u.key, "started": u.started})).collect::<Vec<_>>(),
@@ -384,7 +421,7 @@ pub fn show(lb: &Lifeboat, b: &BackupEntry, pinned: bool) {
             )))
         );
     }
-    let (v, _) = backup_verified(lb, b, now);
+    let (v, _) = backup_verified(b, lb.verification(b.id.as_str()).as_ref(), now);
     println!("verified  {v}");
     if let Some(c) = b.copies.as_ref().filter(|_| lb.stores().len() > 1) {
         println!("copies    {}", copies_text(c, now));

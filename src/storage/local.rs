@@ -301,6 +301,16 @@ impl LocalStore {
         Ok(true)
     }
 
+    /// A temp file as the upload it was part of.
+    fn incomplete(&self, temp: ObjectMeta) -> IncompleteUpload {
+        IncompleteUpload {
+            key: temp_target(&temp.key),
+            started: temp.last_modified,
+            writer_alive: self.temp_is_live(&temp.key),
+            handle: temp.key,
+        }
+    }
+
     /// Whether a live process holds the temp file `key` (see [`LocalStore::create_temp`]).
     fn temp_is_live(&self, key: &str) -> Option<bool> {
         let (chain, name) = self.locate(key, false).ok()??;
@@ -409,40 +419,29 @@ impl ObjectStore for LocalStore {
         let prefix = prefix.to_owned();
         blocking(move || {
             let mut walk = this.resume(&prefix, token.as_deref())?;
-            let mut objects = Vec::new();
-            let mut next_object = || loop {
+            let mut page = ListPage::default();
+            // Temp files are not objects: they are reported as unfinished uploads.
+            let mut next_object = |page: &mut ListPage| loop {
                 match walk.next_object()? {
-                    Some(o) if is_temp(&o.key) => continue,
+                    Some(o) if is_temp(&o.key) => page.incomplete.push(this.incomplete(o)),
                     found => return Ok::<_, StoreError>(found),
                 }
             };
-            while objects.len() < PAGE_SIZE {
-                match next_object()? {
-                    Some(o) => objects.push(o),
-                    None => {
-                        return Ok(ListPage {
-                            objects,
-                            ..ListPage::default()
-                        });
-                    }
+            while page.objects.len() < PAGE_SIZE {
+                match next_object(&mut page)? {
+                    Some(o) => page.objects.push(o),
+                    None => return Ok(page),
                 }
             }
-            let Some(ahead) = next_object()? else {
-                return Ok(ListPage {
-                    objects,
-                    ..ListPage::default()
-                });
+            let Some(ahead) = next_object(&mut page)? else {
+                return Ok(page);
             };
             walk.unread(ahead);
-            let next = objects.last().map(|o| o.key.clone());
-            if let Some(last) = &next {
+            page.next = page.objects.last().map(|o| o.key.clone());
+            if let Some(last) = &page.next {
                 this.park(last.clone(), walk);
             }
-            Ok(ListPage {
-                objects,
-                next,
-                ..ListPage::default()
-            })
+            Ok(page)
         })
         .await
     }
@@ -596,6 +595,10 @@ impl ObjectStore for LocalStore {
         }
     }
 
+    fn lists_incomplete(&self) -> bool {
+        true
+    }
+
     async fn list_incomplete(&self, prefix: &str) -> StoreResult<Vec<IncompleteUpload>> {
         let this = self.clone();
         let prefix = prefix.to_owned();
@@ -604,12 +607,7 @@ impl ObjectStore for LocalStore {
             let mut out = Vec::new();
             while let Some(o) = walk.next_object()? {
                 if is_temp(&o.key) {
-                    out.push(IncompleteUpload {
-                        key: temp_target(&o.key),
-                        started: o.last_modified,
-                        writer_alive: this.temp_is_live(&o.key),
-                        handle: o.key,
-                    });
+                    out.push(this.incomplete(o));
                 }
             }
             Ok(out)

@@ -40,6 +40,9 @@ pub struct ListPage {
     /// Entity tags by key, from a store that lists them (S3). What a store says an object's
     /// bytes are: a cache of the object is current when its tag is.
     pub etags: HashMap<String, String>,
+    /// Unfinished uploads met on this page, from a store whose uploads are files among its
+    /// objects (see [`ObjectStore::lists_incomplete`]).
+    pub incomplete: Vec<IncompleteUpload>,
 }
 
 /// An upload that was started and never finished (an S3 multipart upload or a local temp file).
@@ -130,6 +133,13 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
     async fn put(&self, key: &ObjectKey, body: ByteStream) -> StoreResult<PutOutcome>;
 
     async fn delete_many(&self, keys: &[ObjectKey]) -> StoreResult<()>;
+
+    /// Whether [`ListPage::incomplete`] reports every unfinished upload among the keys a
+    /// listing covers, so that a caller reading the whole listing need not call
+    /// [`ObjectStore::list_incomplete`] (a second pass over a directory store).
+    fn lists_incomplete(&self) -> bool {
+        false
+    }
 
     /// Uploads that were started under `prefix` and never completed.
     async fn list_incomplete(&self, prefix: &str) -> StoreResult<Vec<IncompleteUpload>>;

@@ -794,6 +794,7 @@ impl ObjectStore for S3Store {
             objects,
             next,
             etags,
+            ..ListPage::default()
         })
     }
 
