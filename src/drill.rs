@@ -124,7 +124,12 @@ impl Lifeboat {
         };
         // Dropped or kept on purpose: either way no longer the drill's leftover. (One the drop
         // failed to remove stays recorded, for a later sweep.)
-        if (kept.is_some() || !restore.target.engine().scratch_exists(&restore.target).await)
+        if (kept.is_some()
+            || !restore
+                .target
+                .engine()
+                .scratch_exists(&restore.target)
+                .await)
             && let Err(e) = self.state.delete_debris_of_job(&record.id)
         {
             tracing::warn!("cannot clear the drill's debris records: {e}");

@@ -14,14 +14,14 @@ use rusqlite::{Connection, OpenFlags};
 use super::sqlite_dump::harden;
 pub use super::sqlite_dump::load_sql;
 use super::{BoxFuture, Engine, LiveSource, RestoreTarget, Snapshot, SnapshotJob, quote_ident};
-use crate::config::{Config, SourceConfig};
 use crate::Lifeboat;
-use crate::jobs::{Job, RestoredCopy};
-use crate::promote::PromotePlan;
+use crate::config::{Config, SourceConfig};
 use crate::error::{Error, Result};
+use crate::jobs::{Job, RestoredCopy};
 use crate::manifest::{EngineKind, SourceInfo, TableCount};
 use crate::pipeline::restore::{RestoreReport, RestoreRun};
 use crate::progress::{Phase, Progress};
+use crate::promote::PromotePlan;
 use crate::sniff::Format;
 
 const PAGES_PER_STEP: i32 = 4096;

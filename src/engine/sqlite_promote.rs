@@ -65,7 +65,6 @@ impl Lifeboat {
         }
         Ok(())
     }
-
 }
 
 /// `sha256:` and the SHA-256 of a file: a SQLite copy's fingerprint.

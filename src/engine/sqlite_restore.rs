@@ -82,12 +82,7 @@ pub(super) async fn restore(
                 .expect("checksum thread panicked")?,
         )
     };
-    partial.commit(
-        &target,
-        run.opts.force_target,
-        run.opts.drill,
-        run.debris,
-    )?;
+    partial.commit(&target, run.opts.force_target, run.opts.drill, run.debris)?;
     (run.log)(format!(
         "restored into {} ({raw_bytes} bytes)",
         target.display()

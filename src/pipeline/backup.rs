@@ -21,7 +21,7 @@ use crate::debris::{Debris, Recorded, Recorder};
 use crate::engine::{self, Snapshot, SnapshotJob};
 use crate::error::{Error, Result};
 use crate::jobs::{Job, hostname};
-use crate::manifest::{BackupId, DataInfo, EngineKind, MANIFEST_NAME, Manifest, ToolInfo, Trigger};
+use crate::manifest::{BackupId, DataInfo, MANIFEST_NAME, Manifest, ToolInfo, Trigger};
 use crate::progress::{Phase, Progress};
 use crate::storage::{ByteStream, ObjectKey, ObjectStore, ObjectStoreExt, StoreError};
 
@@ -279,7 +279,7 @@ impl BackupRun<'_> {
     async fn snapshot(&self, staged: &mut Option<(PathBuf, Recorded)>) -> Result<Snapshot> {
         // Recorded, so that a kill does not leave a staged copy to fill the disk run after run.
         let made = std::sync::Mutex::new(None);
-        let staging = || {
+        let staging = || -> Result<PathBuf> {
             let (path, recorded) = self.debris.staging_dir(&self.opts.staging)?;
             *made.lock().unwrap_or_else(|e| e.into_inner()) = Some((path.clone(), recorded));
             Ok(path)

@@ -4,7 +4,6 @@
 //!
 //! Nothing reaches the target before the stored bytes hash to the manifest's SHA-256.
 
-use std::fmt;
 use std::io::{self, BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -20,11 +19,11 @@ use tokio_util::sync::CancellationToken;
 use super::crypt::{EncryptionConfig, Unseal};
 use super::sha256_hex;
 use crate::catalog::{BackupEntry, ForeignObject};
-use crate::debris::{Debris, Recorded, Recorder};
-use crate::diff::RowDiff;
-pub use crate::engine::{LiveSource, RestoreTarget};
 use crate::config::SourceConfig;
+use crate::debris::Recorder;
+use crate::diff::RowDiff;
 use crate::engine::Engine;
+pub use crate::engine::{LiveSource, RestoreTarget};
 use crate::error::{Error, Result};
 use crate::manifest::TableCount;
 use crate::progress::{Phase, Progress};
@@ -124,23 +123,24 @@ pub(crate) struct Object {
     pub unseal: Option<Unseal>,
 }
 
-pub(crate) struct RestoreRun<'a> {
-    pub store: &'a Arc<dyn ObjectStore>,
-    pub from: &'a RestoreFrom,
-    pub opts: &'a RestoreOptions,
+/// One restore under way; what [`crate::engine::Engine::restore`] is given.
+pub struct RestoreRun<'a> {
+    pub(crate) store: &'a Arc<dyn ObjectStore>,
+    pub(crate) from: &'a RestoreFrom,
+    pub(crate) opts: &'a RestoreOptions,
     /// The configured source restored for: its own database is never restored over, and
     /// its settings (where the PostgreSQL tools are) apply.
-    pub source: Option<&'a SourceConfig>,
-    pub progress: Arc<dyn Progress>,
-    pub cancel: CancellationToken,
-    pub log: &'a (dyn Fn(String) + Send + Sync),
+    pub(crate) source: Option<&'a SourceConfig>,
+    pub(crate) progress: Arc<dyn Progress>,
+    pub(crate) cancel: CancellationToken,
+    pub(crate) log: &'a (dyn Fn(String) + Send + Sync),
     /// Where the keys for encrypted backups are found.
-    pub keys: Option<&'a EncryptionConfig>,
+    pub(crate) keys: Option<&'a EncryptionConfig>,
     /// Records what the restore creates (partial files, staging, scratch databases) before it
     /// does, so that a killed restore's leftovers are swept by a later run.
-    pub debris: &'a Recorder,
+    pub(crate) debris: &'a Recorder,
     /// Permission bits of a restored SQLite file.
-    pub file_mode: u32,
+    pub(crate) file_mode: u32,
 }
 
 impl RestoreRun<'_> {
@@ -375,7 +375,6 @@ impl RestoreRun<'_> {
             }
         }
     }
-
 }
 
 /// Streams an object, hashing it and (optionally) handing each chunk to `sink`. Returns the
@@ -517,4 +516,3 @@ impl<R: Read> Read for Cancellable<R> {
         self.inner.read(buf)
     }
 }
-

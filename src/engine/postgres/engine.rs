@@ -5,15 +5,15 @@ use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
 use super::{conn, count_database, database_exists, drop_database, scratch_server, source_conn};
-use crate::config::{Config, SourceConfig};
 use crate::Lifeboat;
-use crate::jobs::{Job, RestoredCopy};
-use crate::promote::PromotePlan;
+use crate::config::{Config, SourceConfig};
 use crate::engine::{BoxFuture, Engine, LiveSource, RestoreTarget, Snapshot, SnapshotJob};
 use crate::error::{Error, Result};
+use crate::jobs::{Job, RestoredCopy};
 use crate::manifest::{EngineKind, TableCount};
 use crate::pipeline::restore::{RestoreReport, RestoreRun};
 use crate::progress::Phase;
+use crate::promote::PromotePlan;
 use crate::sniff::{Content, Format};
 
 /// PostgreSQL, one database at a time.
@@ -119,9 +119,7 @@ impl Engine for Postgres {
                 return false;
             };
             match server.connect().await {
-                Ok(client) => database_exists(&client, database)
-                    .await
-                    .unwrap_or(true),
+                Ok(client) => database_exists(&client, database).await.unwrap_or(true),
                 Err(_) => true,
             }
         })
