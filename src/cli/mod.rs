@@ -26,7 +26,7 @@ use lifeboat::config::Config;
 use lifeboat::demo::{self, DemoOptions};
 use lifeboat::manifest::EngineKind;
 use lifeboat::manifest::Trigger;
-use lifeboat::pipeline::restore::{RestoreFrom, RestoreOptions, RestoreTarget};
+use lifeboat::pipeline::restore::{RestoreFrom, RestoreOptions};
 use lifeboat::sniff::Content;
 use lifeboat::{Error, Lifeboat, Selector, when};
 use tokio_util::sync::CancellationToken;
