@@ -514,30 +514,9 @@ impl Config {
             if !seen.insert(s.name.as_str()) {
                 return Err(format!("source {:?} is defined twice", s.name));
             }
-            match s.engine {
-                EngineKind::Sqlite if s.path.is_none() => {
-                    return Err(format!("source {:?}: a sqlite source needs `path`", s.name));
-                }
-                EngineKind::Postgres => {
-                    for url in s.url.iter().chain(&s.scratch_url) {
-                        crate::engine::postgres::conn::check_url(url)
-                            .map_err(|e| format!("source {:?}: {e}", s.name))?;
-                    }
-                    if s.scratch_password_env.is_some() && s.scratch_url.is_none() {
-                        return Err(format!(
-                            "source {:?}: scratch_password_env needs scratch_url",
-                            s.name
-                        ));
-                    }
-                }
-                _ => {}
-            }
-            if s.pitr.is_some() && s.engine != EngineKind::Postgres {
-                return Err(format!(
-                    "source {:?}: [source.pitr] is for PostgreSQL sources",
-                    s.name
-                ));
-            }
+            crate::engine::for_source(s)
+                .check_config(s)
+                .map_err(|e| format!("source {:?}: {e}", s.name))?;
             if let Some(p) = &s.retention {
                 p.validate()
                     .map_err(|e| format!("source {:?}: retention.{e}", s.name))?;

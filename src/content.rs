@@ -12,9 +12,8 @@ use std::path::Path;
 use rusqlite::types::ValueRef;
 use sha2::{Digest, Sha256};
 
-use crate::engine::{Snapshot, quote_ident, sqlite};
+use crate::engine::{quote_ident, sqlite};
 use crate::error::{Error, Result};
-use crate::manifest::EngineKind;
 
 /// Table name → checksum (16 hex digits).
 pub type ContentChecksums = BTreeMap<String, String>;
@@ -100,21 +99,6 @@ fn escape_into(out: &mut String, text: &str) {
             '\u{c}' => out.push_str("\\f"),
             c => out.push(c),
         }
-    }
-}
-
-/// Content checksums of the staged copy a snapshot streams from; `None` for PostgreSQL,
-/// whose sums come with the dump's completion (`Finished::content`).
-pub(crate) fn of_snapshot(snapshot: &Snapshot) -> Result<Option<ContentChecksums>> {
-    // The SQLite snapshot is a staged copy (see `sqlite::snapshot`), hashed before streaming.
-    let staged = snapshot
-        ._staging
-        .as_ref()
-        .map(|d| d.path().join("snapshot.sqlite"))
-        .filter(|p| p.exists());
-    match (snapshot.source.engine, staged) {
-        (EngineKind::Sqlite, Some(path)) => sqlite_file(&path).map(Some),
-        _ => Ok(None),
     }
 }
 

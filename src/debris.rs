@@ -274,9 +274,9 @@ impl crate::Lifeboat {
                 remove_with_sidecars(path).map_err(Error::io(format!("remove {}", path.display())))
             }
             Debris::ScratchDatabase { source, database } => {
-                let source = self.source(source)?;
-                let server = crate::engine::postgres::scratch_server(source)?;
-                crate::engine::postgres::drop_database(&server, database).await
+                use crate::engine::{Engine, Postgres};
+                let target = Postgres.target(self.source(source), database)?;
+                Postgres.drop_scratch(&target).await
             }
             Debris::Upload { key } => {
                 let key = ObjectKey::new(key.clone())?;

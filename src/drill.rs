@@ -8,6 +8,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, Result};
 use crate::jobs::JobRecord;
+use crate::manifest::EngineKind;
 use crate::pipeline::restore::{RestoreFrom, RestoreOptions, RestoreReport, RestoreTarget};
 use crate::progress::Progress;
 use crate::report::DrillReport;
@@ -97,10 +98,7 @@ impl Lifeboat {
             Ok(r) => r,
             Err(Error::RowCountMismatch(r)) => *r,
             Err(e) => {
-                // A failed PostgreSQL restore drops the database it created itself.
-                if let RestoreTarget::Sqlite(_) = &target {
-                    let _ = self.drop_scratch(&target).await;
-                }
+                // A failed drill's restore drops what it created itself.
                 if opts.save_report
                     && let Err(save) = crate::report::save_failed_drill(
                         self.store.as_ref(),
@@ -126,7 +124,12 @@ impl Lifeboat {
         };
         // Dropped or kept on purpose: either way no longer the drill's leftover. (One the drop
         // failed to remove stays recorded, for a later sweep.)
-        if (kept.is_some() || !self.scratch_exists(&restore.target).await)
+        if (kept.is_some()
+            || !restore
+                .target
+                .engine()
+                .scratch_exists(&restore.target)
+                .await)
             && let Err(e) = self.state.delete_debris_of_job(&record.id)
         {
             tracing::warn!("cannot clear the drill's debris records: {e}");
@@ -158,37 +161,14 @@ impl Lifeboat {
         ))
     }
 
-    /// Whether a scratch target is still there (a failed drop leaves it).
-    async fn scratch_exists(&self, target: &RestoreTarget) -> bool {
-        match target {
-            RestoreTarget::Sqlite(path) => path.exists(),
-            RestoreTarget::Postgres { server, database } => match server.connect().await {
-                Ok(client) => crate::engine::postgres::database_exists(&client, database)
-                    .await
-                    .unwrap_or(true),
-                Err(_) => true,
-            },
-        }
-    }
-
     /// A fresh scratch database: drills never reuse (or replace) an earlier one.
+    /// Foreign objects (no source) are drilled into SQLite.
     fn drill_target(&self, source: &str, id: &str) -> Result<RestoreTarget> {
         let unique = format!("{:08x}", fastrand::u32(..));
-        if self
+        let engine = self
             .config
             .source(source)
-            .is_some_and(|s| s.engine == crate::manifest::EngineKind::Postgres)
-        {
-            let name = crate::engine::postgres::scratch_name(&format!("drill_{unique}_{id}"));
-            return self.postgres_target(source, Some(&name), id);
-        }
-        let base = self.scratch_path(source, id);
-        let stem = base
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        Ok(RestoreTarget::Sqlite(
-            base.with_file_name(format!("drill-{stem}-{unique}.db")),
-        ))
+            .map_or(EngineKind::Sqlite, |s| s.engine);
+        self.scratch_target(engine, source, None, &format!("drill_{unique}_{id}"))
     }
 }

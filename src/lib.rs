@@ -259,10 +259,12 @@ impl Lifeboat {
                 from.label()
             )))));
         }
-        if opts.privileged && matches!(opts.target, pipeline::restore::RestoreTarget::Sqlite(_)) {
-            return Err(Error::Refused(Box::new(Error::Invalid(
-                "--privileged applies to PostgreSQL restores only; a SQLite restore has no rights to add".into(),
-            ))));
+        let engine = opts.target.engine();
+        if opts.privileged && !engine.has_rights() {
+            return Err(Error::Refused(Box::new(Error::Invalid(format!(
+                "--privileged applies to PostgreSQL restores only; a {} restore has no rights to add",
+                engine.name()
+            )))));
         }
         Ok(authenticity)
     }
@@ -565,21 +567,21 @@ impl Lifeboat {
         self.state.load_catalog_rows(limit)
     }
 
-    /// A scratch database path for restoring `id` of `source`.
-    pub fn scratch_path(&self, source: &str, id: &str) -> PathBuf {
-        let safe: String = id
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '-' {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
-        self.config
-            .scratch_dir()
-            .join(format!("{source}-{safe}.db"))
+    /// A new scratch target for restoring `id` of `source` into `engine`: `name` (a SQLite
+    /// file's path, a PostgreSQL database's name) when given, else a generated one.
+    pub fn scratch_target(
+        &self,
+        engine: manifest::EngineKind,
+        source: &str,
+        name: Option<&str>,
+        id: &str,
+    ) -> Result<pipeline::restore::RestoreTarget> {
+        let engine = engine::for_kind(engine);
+        let name = name.map_or_else(
+            || engine.scratch_name(&self.config, source, id),
+            str::to_owned,
+        );
+        engine.target(self.source(source), &name)
     }
 
     /// A PostgreSQL restore target on the scratch server of `source`: `database`, or the
@@ -590,32 +592,13 @@ impl Lifeboat {
         database: Option<&str>,
         id: &str,
     ) -> Result<pipeline::restore::RestoreTarget> {
-        let s = self.source(source)?;
-        if s.engine != manifest::EngineKind::Postgres {
-            return Err(Error::Invalid(format!(
-                "source {source} is not a PostgreSQL source"
-            )));
-        }
-        let database = database.map_or_else(|| engine::postgres::scratch_name(id), str::to_owned);
-        engine::postgres::validate_db_name(&database)?;
-        Ok(pipeline::restore::RestoreTarget::Postgres {
-            server: engine::postgres::scratch_server(s)?,
-            database,
-        })
+        self.scratch_target(manifest::EngineKind::Postgres, source, database, id)
     }
 
     /// The live source to count beside a restore, if the source is configured here.
     pub fn live_source(&self, source: &str) -> Result<pipeline::restore::LiveSource> {
         let s = self.source(source)?;
-        match (s.engine, &s.path) {
-            (manifest::EngineKind::Sqlite, Some(path)) => Ok(path.clone().into()),
-            (manifest::EngineKind::Postgres, _) => Ok(pipeline::restore::LiveSource::Postgres(
-                engine::postgres::source_conn(s)?,
-            )),
-            _ => Err(Error::Invalid(format!(
-                "source {source} has no database to count"
-            ))),
-        }
+        engine::for_source(s).live(s)
     }
 
     /// Drops what a restore restored into, refusing a target it did not create (one it
@@ -636,23 +619,7 @@ impl Lifeboat {
 
     /// Removes a scratch database a restore created (a file, or a PostgreSQL database).
     pub async fn drop_scratch(&self, target: &pipeline::restore::RestoreTarget) -> Result<()> {
-        match target {
-            pipeline::restore::RestoreTarget::Sqlite(path) => {
-                tokio::fs::remove_file(path)
-                    .await
-                    .map_err(Error::io(format!("drop {}", path.display())))?;
-                // A journal or WAL left beside it would be replayed into a later file there.
-                for ext in ["-journal", "-wal", "-shm"] {
-                    let mut side = path.as_os_str().to_owned();
-                    side.push(ext);
-                    let _ = tokio::fs::remove_file(std::path::PathBuf::from(side)).await;
-                }
-                Ok(())
-            }
-            pipeline::restore::RestoreTarget::Postgres { server, database } => {
-                engine::postgres::drop_database(server, database).await
-            }
-        }
+        target.engine().drop_scratch(target).await
     }
 
     /// Finds what a selector names in a catalog.
@@ -747,13 +714,6 @@ impl Lifeboat {
             .as_deref()
             .or(opts.for_source.as_deref())
             .and_then(|s| self.config.source(s));
-        let source_path = source_config.and_then(|s| s.path.clone());
-        let (source_conn, bin_dir) = match source_config {
-            Some(s) if s.engine == manifest::EngineKind::Postgres => {
-                (engine::postgres::source_conn(s).ok(), s.bin_dir.clone())
-            }
-            _ => (None, None),
-        };
         let log = |line: String| job.log(line);
         let started = self.clock.now();
         let real = match from {
@@ -786,9 +746,7 @@ impl Lifeboat {
                         store: &store.store,
                         from: &from,
                         opts: &opts,
-                        source_path: source_path.clone(),
-                        source_conn: source_conn.clone(),
-                        bin_dir: bin_dir.clone(),
+                        source: source_config,
                         progress: progress.clone(),
                         cancel: cancel.clone(),
                         log: &log,

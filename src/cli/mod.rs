@@ -26,7 +26,7 @@ use lifeboat::config::Config;
 use lifeboat::demo::{self, DemoOptions};
 use lifeboat::manifest::EngineKind;
 use lifeboat::manifest::Trigger;
-use lifeboat::pipeline::restore::{RestoreFrom, RestoreOptions, RestoreTarget};
+use lifeboat::pipeline::restore::{RestoreFrom, RestoreOptions};
 use lifeboat::sniff::Content;
 use lifeboat::{Error, Lifeboat, Selector, when};
 use tokio_util::sync::CancellationToken;
@@ -648,52 +648,45 @@ async fn restore(
         (None, None) => bail!("name a backup id, `latest`, or --before TIME"),
     };
     let from = lb.select(&catalog, &selector)?;
-    let postgres_source = match &from {
-        RestoreFrom::Backup(b) => b
-            .manifest
-            .as_ref()
-            .filter(|m| m.source.engine == EngineKind::Postgres)
-            .map(|_| b.source.clone()),
+    // The engine the copy is loaded into, and the configured source it is restored for.
+    let (engine, source) = match &from {
+        RestoreFrom::Backup(b) => (
+            b.manifest
+                .as_ref()
+                .map_or(EngineKind::Sqlite, |m| m.source.engine),
+            Some(b.source.clone()),
+        ),
         RestoreFrom::Foreign(f) => {
-            let named_pg = args
+            let named = args
                 .source
                 .as_deref()
                 .and_then(|s| lb.config().source(s))
-                .filter(|s| s.engine == EngineKind::Postgres)
-                .map(|s| s.name.clone());
-            match f.format.content {
-                Content::PgCustom if named_pg.is_none() => bail!(
+                .filter(|s| lifeboat::engine::for_source(s).loads(f.format));
+            match named {
+                Some(s) => (s.engine, Some(s.name.clone())),
+                None if f.format.content == Content::PgCustom => bail!(
                     "{} is a pg_dump archive: name the PostgreSQL source whose server to restore on with --source",
                     f.meta.key
                 ),
-                Content::PgCustom | Content::Sql => named_pg,
-                _ => None,
+                None => (EngineKind::Sqlite, None),
             }
         }
     };
-    let (target, target_name) = match &postgres_source {
-        Some(source) => {
-            let id = match &from {
-                RestoreFrom::Backup(b) => b.id.to_string(),
-                RestoreFrom::Foreign(_) => format!("{:08x}", fastrand::u32(..)),
-            };
-            let target = lb.postgres_target(source, args.to.as_deref(), &id)?;
-            let name = match &target {
-                RestoreTarget::Postgres { database, .. } => database.clone(),
-                RestoreTarget::Sqlite(p) => p.display().to_string(),
-            };
-            (target, name)
-        }
-        None => {
-            let Some(to) = &args.to else {
-                bail!("name the SQLite file to create with --to PATH");
-            };
-            (RestoreTarget::Sqlite(PathBuf::from(to)), to.clone())
-        }
+    let id = match &from {
+        RestoreFrom::Backup(b) => b.id.to_string(),
+        RestoreFrom::Foreign(_) => format!("{:08x}", fastrand::u32(..)),
     };
+    let to = match (&args.to, engine) {
+        (Some(to), _) => Some(to.as_str()),
+        // Not into the scratch directory unasked: a SQLite copy is a file someone must find.
+        (None, EngineKind::Sqlite) => bail!("name the SQLite file to create with --to PATH"),
+        (None, _) => None,
+    };
+    let target = lb.scratch_target(engine, source.as_deref().unwrap_or_default(), to, &id)?;
+    let target_name = target.copy_name();
     let force_target = match &args.force_target {
         None => false,
-        Some(p) if postgres_source.is_some() => bail!(
+        Some(p) if engine == EngineKind::Postgres => bail!(
             "--force-target {p}: a PostgreSQL restore never loads an existing database; restore into a new database, then `lifeboat promote NEW` puts the proven copy in place of the source and keeps the old one"
         ),
         Some(p) if p == &target_name => true,
@@ -712,7 +705,7 @@ async fn restore(
     let opts = RestoreOptions {
         target,
         for_source: match &from {
-            RestoreFrom::Foreign(_) => postgres_source.clone(),
+            RestoreFrom::Foreign(_) => source.clone(),
             RestoreFrom::Backup(_) => None,
         },
         force_target,

@@ -1,20 +1,198 @@
 //! SQLite: snapshots through the online backup API, loads from a database file or SQL text.
+//! A scratch copy is a new file; a restore builds it beside its name ([`super::sqlite_restore`]).
 
 use std::io::{Read, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio_util::sync::CancellationToken;
 
 use rusqlite::backup::{Backup, StepResult};
 use rusqlite::{Connection, OpenFlags};
 
 use super::sqlite_dump::harden;
 pub use super::sqlite_dump::load_sql;
-use super::{Snapshot, quote_ident};
+use super::{BoxFuture, Engine, LiveSource, RestoreTarget, Snapshot, SnapshotJob, quote_ident};
+use crate::Lifeboat;
+use crate::config::{Config, SourceConfig};
 use crate::error::{Error, Result};
+use crate::jobs::{Job, RestoredCopy};
 use crate::manifest::{EngineKind, SourceInfo, TableCount};
+use crate::pipeline::restore::{RestoreReport, RestoreRun};
 use crate::progress::{Phase, Progress};
+use crate::promote::PromotePlan;
+use crate::sniff::Format;
 
 const PAGES_PER_STEP: i32 = 4096;
+
+/// SQLite: one database file.
+pub struct Sqlite;
+
+/// A target or live source of another engine, handed here by mistake.
+fn not_mine(what: impl std::fmt::Display) -> Error {
+    Error::Invalid(format!("{what} is not a SQLite file"))
+}
+
+impl Engine for Sqlite {
+    fn kind(&self) -> EngineKind {
+        EngineKind::Sqlite
+    }
+
+    fn name(&self) -> &'static str {
+        "SQLite"
+    }
+
+    fn check_config(&self, source: &SourceConfig) -> std::result::Result<(), String> {
+        if source.path.is_none() {
+            return Err("a sqlite source needs `path`".into());
+        }
+        if source.pitr.is_some() {
+            return Err("[source.pitr] is for PostgreSQL sources".into());
+        }
+        Ok(())
+    }
+
+    fn loads(&self, format: Format) -> bool {
+        format.restorable_to_sqlite()
+    }
+
+    fn has_rights(&self) -> bool {
+        false
+    }
+
+    fn snapshot<'a>(
+        &'a self,
+        source: &'a SourceConfig,
+        job: SnapshotJob<'a>,
+    ) -> BoxFuture<'a, Result<Snapshot>> {
+        Box::pin(async move {
+            let name = source.name.clone();
+            let path = source
+                .path
+                .clone()
+                .ok_or_else(|| Error::Invalid(format!("source {name} has no path")))?;
+            // A copy of the whole database goes here.
+            let staging = (job.staging)()?;
+            let with_content = job.content_checksums;
+            let progress = job.progress.clone();
+            tokio::task::spawn_blocking(move || {
+                snapshot(&name, &path, &staging, with_content, &*progress)
+            })
+            .await
+            .expect("snapshot thread panicked")
+        })
+    }
+
+    fn live(&self, source: &SourceConfig) -> Result<LiveSource> {
+        match &source.path {
+            Some(path) => Ok(LiveSource::Sqlite(path.clone())),
+            None => Err(Error::Invalid(format!(
+                "source {} has no database to count",
+                source.name
+            ))),
+        }
+    }
+
+    fn count<'a>(
+        &'a self,
+        live: &'a LiveSource,
+        _cancel: &'a CancellationToken,
+    ) -> BoxFuture<'a, Result<Vec<TableCount>>> {
+        Box::pin(async move {
+            let LiveSource::Sqlite(path) = live else {
+                return Err(not_mine(format!("{live:?}")));
+            };
+            let path = path.clone();
+            tokio::task::spawn_blocking(move || count_file(&path))
+                .await
+                .map_err(|e| Error::Invalid(format!("counting stopped: {e}")))?
+        })
+    }
+
+    fn scratch_name(&self, config: &Config, source: &str, label: &str) -> String {
+        let safe: String = label
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        config
+            .scratch_dir()
+            .join(format!("{source}-{safe}.db"))
+            .display()
+            .to_string()
+    }
+
+    fn target(&self, _source: Result<&SourceConfig>, name: &str) -> Result<RestoreTarget> {
+        Ok(RestoreTarget::Sqlite(PathBuf::from(name)))
+    }
+
+    fn restore<'a>(
+        &'a self,
+        run: &'a RestoreRun<'a>,
+        started_at: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<(RestoreReport, DateTime<Utc>)>> {
+        Box::pin(async move {
+            match &run.opts.target {
+                RestoreTarget::Sqlite(path) => {
+                    super::sqlite_restore::restore(run, path, started_at).await
+                }
+                other => Err(not_mine(other)),
+            }
+        })
+    }
+
+    fn scratch_exists<'a>(&'a self, target: &'a RestoreTarget) -> BoxFuture<'a, bool> {
+        Box::pin(async move { matches!(target, RestoreTarget::Sqlite(path) if path.exists()) })
+    }
+
+    fn drop_scratch<'a>(&'a self, target: &'a RestoreTarget) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let RestoreTarget::Sqlite(path) = target else {
+                return Err(not_mine(target));
+            };
+            tokio::fs::remove_file(path)
+                .await
+                .map_err(Error::io(format!("drop {}", path.display())))?;
+            // A journal or WAL left beside it would be replayed into a later file there.
+            for ext in ["-journal", "-wal", "-shm"] {
+                let mut side = path.as_os_str().to_owned();
+                side.push(ext);
+                let _ = tokio::fs::remove_file(PathBuf::from(side)).await;
+            }
+            Ok(())
+        })
+    }
+
+    fn plan_promote<'a>(
+        &'a self,
+        lb: &'a Lifeboat,
+        source: &'a SourceConfig,
+        restored: &'a RestoredCopy,
+        plan: &'a mut PromotePlan,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(lb.plan_sqlite(source, restored, plan))
+    }
+
+    fn promote<'a>(
+        &'a self,
+        source: &'a SourceConfig,
+        plan: &'a PromotePlan,
+        job: &'a Job,
+    ) -> BoxFuture<'a, Result<u64>> {
+        Box::pin(async move {
+            let path = source.path.clone().unwrap_or_default();
+            let log = |line: String| job.log(line);
+            super::sqlite_promote::promote_file(plan, &path, &log)?;
+            Ok(0)
+        })
+    }
+}
 
 /// Opens a database read-only, waiting for writers instead of failing on a lock.
 pub fn open_read_only(path: &Path) -> Result<Connection> {
@@ -41,7 +219,8 @@ pub fn open_read_only(path: &Path) -> Result<Connection> {
 }
 
 /// Takes a consistent copy of the live database at `source` into a staging directory, counts
-/// every table in the copy, and hands the copy over as the dump.
+/// every table in the copy (and, `with_content`, hashes its rows), and hands the copy over as
+/// the dump.
 ///
 /// The source connection holds one read transaction for the whole copy, so the copy is one
 /// point in time; in WAL mode the application keeps writing meanwhile. Copying in steps
@@ -50,6 +229,7 @@ pub fn snapshot(
     name: &str,
     source: &Path,
     staging: &Path,
+    with_content: bool,
     progress: &dyn Progress,
 ) -> Result<Snapshot> {
     let ctx = |what: &str| format!("snapshot of {}: {what}", source.display());
@@ -115,6 +295,11 @@ pub fn snapshot(
     let tables = count_tables(&copy)?;
     let version = sqlite_version(&copy)?;
     drop(copy);
+    let content = if with_content {
+        Some(crate::content::sqlite_file(&copy_path)?)
+    } else {
+        None
+    };
     let file = std::fs::File::open(&copy_path).map_err(Error::io(ctx("reopen copy")))?;
     let size = file.metadata().map_err(Error::io(ctx("stat copy")))?.len();
     Ok(Snapshot {
@@ -127,6 +312,7 @@ pub fn snapshot(
             database: source.display().to_string(),
         },
         tables,
+        content,
         postgres: None,
         finish: None,
         _staging: Some(dir),

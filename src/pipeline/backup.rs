@@ -18,10 +18,10 @@ use super::sha256_hex;
 use crate::clock::Clock;
 use crate::config::SourceConfig;
 use crate::debris::{Debris, Recorded, Recorder};
-use crate::engine::{self, Snapshot};
+use crate::engine::{self, Snapshot, SnapshotJob};
 use crate::error::{Error, Result};
 use crate::jobs::{Job, hostname};
-use crate::manifest::{BackupId, DataInfo, EngineKind, MANIFEST_NAME, Manifest, ToolInfo, Trigger};
+use crate::manifest::{BackupId, DataInfo, MANIFEST_NAME, Manifest, ToolInfo, Trigger};
 use crate::progress::{Phase, Progress};
 use crate::storage::{ByteStream, ObjectKey, ObjectStore, ObjectStoreExt, StoreError};
 
@@ -87,7 +87,10 @@ impl BackupRun<'_> {
         if finish.is_none() {
             log_counts(self.job, &snapshot.tables);
         }
-        let (snapshot, mut content) = self.content_checksums(snapshot).await?;
+        let mut content = snapshot.content.take();
+        if let Some(sums) = &content {
+            log_content(self.job, sums);
+        }
         if self.cancel.is_cancelled() {
             return Err(Error::Cancelled);
         }
@@ -273,57 +276,25 @@ impl BackupRun<'_> {
         }
     }
 
-    async fn content_checksums(
-        &self,
-        snapshot: Snapshot,
-    ) -> Result<(Snapshot, Option<crate::content::ContentChecksums>)> {
-        if !self.opts.content_checksums {
-            return Ok((snapshot, None));
-        }
-        let (snapshot, sums) = tokio::task::spawn_blocking(move || {
-            let sums = crate::content::of_snapshot(&snapshot);
-            (snapshot, sums)
-        })
-        .await
-        .expect("checksum thread panicked");
-        let sums = sums?;
-        if let Some(s) = &sums {
-            log_content(self.job, s);
-        }
-        Ok((snapshot, sums))
-    }
-
     async fn snapshot(&self, staged: &mut Option<(PathBuf, Recorded)>) -> Result<Snapshot> {
-        match self.source.engine {
-            EngineKind::Sqlite => {
-                // A copy of the whole database goes here: recorded, so that a kill does not
-                // leave it to fill the disk run after run.
-                let (staging, recorded) = self.debris.staging_dir(&self.opts.staging)?;
-                *staged = Some((staging.clone(), recorded));
-                let name = self.source.name.clone();
-                let path = self
-                    .source
-                    .path
-                    .clone()
-                    .expect("validated: sqlite sources have a path");
-                let progress = self.progress.clone();
-                tokio::task::spawn_blocking(move || {
-                    engine::sqlite::snapshot(&name, &path, &staging, &*progress)
-                })
-                .await
-                .expect("snapshot thread panicked")
-            }
-            EngineKind::Postgres => {
-                self.progress.phase(Phase::Snapshot, None);
-                engine::postgres::snapshot(
-                    &self.source.name,
-                    self.source,
-                    self.opts.content_checksums,
-                    &self.cancel,
-                )
-                .await
-            }
-        }
+        // Recorded, so that a kill does not leave a staged copy to fill the disk run after run.
+        let made = std::sync::Mutex::new(None);
+        let staging = || -> Result<PathBuf> {
+            let (path, recorded) = self.debris.staging_dir(&self.opts.staging)?;
+            *made.lock().unwrap_or_else(|e| e.into_inner()) = Some((path.clone(), recorded));
+            Ok(path)
+        };
+        let job = SnapshotJob {
+            progress: self.progress.clone(),
+            cancel: &self.cancel,
+            content_checksums: self.opts.content_checksums,
+            staging: &staging,
+        };
+        let snapshot = engine::for_source(self.source)
+            .snapshot(self.source, job)
+            .await;
+        *staged = made.into_inner().unwrap_or_else(|e| e.into_inner());
+        snapshot
     }
 }
 

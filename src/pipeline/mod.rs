@@ -3,7 +3,6 @@
 pub mod backup;
 pub mod crypt;
 pub mod restore;
-mod restore_pg;
 pub mod stream;
 
 use sha2::{Digest, Sha256};

@@ -1,10 +1,9 @@
-//! download (hashing) → verify → decompress → load → count → diff.
+//! download (hashing) → verify → decompress → load → count → diff, the stages every
+//! engine's restore shares; what it loads into is the target's engine's
+//! ([`crate::engine::Engine::restore`]).
 //!
-//! Nothing reaches the target before the stored bytes hash to the manifest's SHA-256. The
-//! database is built in a partial file beside the target and renamed into place only once it
-//! is complete and passes SQLite's integrity check.
+//! Nothing reaches the target before the stored bytes hash to the manifest's SHA-256.
 
-use std::fmt;
 use std::io::{self, BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -20,12 +19,13 @@ use tokio_util::sync::CancellationToken;
 use super::crypt::{EncryptionConfig, Unseal};
 use super::sha256_hex;
 use crate::catalog::{BackupEntry, ForeignObject};
-use crate::debris::{Debris, Recorded, Recorder};
+use crate::config::SourceConfig;
+use crate::debris::Recorder;
 use crate::diff::RowDiff;
-use crate::engine::postgres::{self, Conn};
-use crate::engine::sqlite;
+use crate::engine::Engine;
+pub use crate::engine::{LiveSource, RestoreTarget};
 use crate::error::{Error, Result};
-use crate::manifest::{EngineKind, TableCount};
+use crate::manifest::TableCount;
 use crate::progress::{Phase, Progress};
 use crate::sniff::{Compression, Content, Format, SNIFF_LEN, sniff};
 
@@ -45,69 +45,6 @@ impl RestoreFrom {
             RestoreFrom::Backup(b) => b.id.to_string(),
             RestoreFrom::Foreign(f) => f.meta.key.clone(),
         }
-    }
-}
-
-/// Where a restore goes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RestoreTarget {
-    /// A new SQLite file.
-    Sqlite(PathBuf),
-    /// A new database on a PostgreSQL server (a restore never loads an existing one).
-    Postgres { server: Conn, database: String },
-}
-
-impl RestoreTarget {
-    /// The copy's short name: the SQLite file's path, or the PostgreSQL database's name.
-    pub fn copy_name(&self) -> String {
-        match self {
-            RestoreTarget::Sqlite(path) => path.display().to_string(),
-            RestoreTarget::Postgres { database, .. } => database.clone(),
-        }
-    }
-
-    /// The connection to the restored database (PostgreSQL).
-    pub fn postgres(&self) -> Option<Conn> {
-        match self {
-            RestoreTarget::Postgres { server, database } => Some(server.with_dbname(database)),
-            RestoreTarget::Sqlite(_) => None,
-        }
-    }
-}
-
-impl From<PathBuf> for RestoreTarget {
-    fn from(path: PathBuf) -> Self {
-        RestoreTarget::Sqlite(path)
-    }
-}
-
-impl fmt::Display for RestoreTarget {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            RestoreTarget::Sqlite(path) => write!(f, "{}", path.display()),
-            RestoreTarget::Postgres { server, database } => {
-                write!(f, "{}", server.with_dbname(database))
-            }
-        }
-    }
-}
-
-impl Serialize for RestoreTarget {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-/// The live source counted as a third column.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LiveSource {
-    Sqlite(PathBuf),
-    Postgres(Conn),
-}
-
-impl From<PathBuf> for LiveSource {
-    fn from(path: PathBuf) -> Self {
-        LiveSource::Sqlite(path)
     }
 }
 
@@ -179,149 +116,40 @@ impl RestoreReport {
 }
 
 /// The object a restore reads, what its manifest promises, and how to decrypt it.
-pub(super) struct Object {
+pub(crate) struct Object {
     pub key: ObjectKey,
     /// SHA-256 and size from the manifest; a foreign object has none.
     pub expected: Option<(String, u64)>,
     pub unseal: Option<Unseal>,
 }
 
-pub(crate) struct RestoreRun<'a> {
-    pub store: &'a Arc<dyn ObjectStore>,
-    pub from: &'a RestoreFrom,
-    pub opts: &'a RestoreOptions,
-    pub source_path: Option<PathBuf>,
-    /// The source's own PostgreSQL database, which is never overwritten unless forced.
-    pub source_conn: Option<Conn>,
-    /// Where the PostgreSQL tools are, when configured.
-    pub bin_dir: Option<PathBuf>,
-    pub progress: Arc<dyn Progress>,
-    pub cancel: CancellationToken,
-    pub log: &'a (dyn Fn(String) + Send + Sync),
+/// One restore under way; what [`crate::engine::Engine::restore`] is given.
+pub struct RestoreRun<'a> {
+    pub(crate) store: &'a Arc<dyn ObjectStore>,
+    pub(crate) from: &'a RestoreFrom,
+    pub(crate) opts: &'a RestoreOptions,
+    /// The configured source restored for: its own database is never restored over, and
+    /// its settings (where the PostgreSQL tools are) apply.
+    pub(crate) source: Option<&'a SourceConfig>,
+    pub(crate) progress: Arc<dyn Progress>,
+    pub(crate) cancel: CancellationToken,
+    pub(crate) log: &'a (dyn Fn(String) + Send + Sync),
     /// Where the keys for encrypted backups are found.
-    pub keys: Option<&'a EncryptionConfig>,
+    pub(crate) keys: Option<&'a EncryptionConfig>,
     /// Records what the restore creates (partial files, staging, scratch databases) before it
     /// does, so that a killed restore's leftovers are swept by a later run.
-    pub debris: &'a Recorder,
+    pub(crate) debris: &'a Recorder,
     /// Permission bits of a restored SQLite file.
-    pub file_mode: u32,
+    pub(crate) file_mode: u32,
 }
 
 impl RestoreRun<'_> {
     pub async fn run(self, started_at: DateTime<Utc>) -> Result<(RestoreReport, DateTime<Utc>)> {
-        // Before the target is touched: a missing key must leave nothing behind.
-        let Object {
-            key,
-            expected,
-            unseal,
-        } = match &self.opts.target {
-            RestoreTarget::Postgres { server, database } => {
-                return self.run_postgres(server, database, started_at).await;
-            }
-            RestoreTarget::Sqlite(_) => self.object(EngineKind::Sqlite)?,
-        };
-        let target = match &self.opts.target {
-            RestoreTarget::Sqlite(path) => self.check_target(path)?,
-            RestoreTarget::Postgres { .. } => unreachable!("returned above"),
-        };
-        let created = !target.exists();
-        let partial = PartialFile::beside(&target, self.file_mode, self.debris)?;
-        // One pass: the download is hashed as it streams into the decoder, and the database
-        // grows in a hidden partial file. It is opened, checked and renamed into the target
-        // only after the hash has matched.
-        let partial_path = partial.path.clone();
-        let into = partial_path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."))
-            .to_owned();
-        let (sha256, stored_bytes, format, raw_bytes) = self
-            .fetch(
-                &key,
-                &into,
-                &expected,
-                Content::Sqlite,
-                unseal,
-                move |format, reader| match format.content {
-                    Content::Sqlite => sqlite::write_image(reader, &partial_path),
-                    Content::Sql => {
-                        sqlite::load_sql(BufReader::with_capacity(1 << 20, reader), &partial_path)
-                    }
-                    _ => Err(Error::Invalid(format!(
-                        "a {format} object cannot be restored into SQLite"
-                    ))),
-                },
-            )
-            .await?;
-
-        self.progress.phase(Phase::Count, None);
-        let tables = {
-            let path = partial.path.clone();
-            let check = self.opts.integrity_check;
-            tokio::task::spawn_blocking(move || sqlite::check_and_count(&path, check))
-                .await
-                .expect("count thread panicked")?
-        };
-        if self.opts.integrity_check {
-            (self.log)("integrity check passed".into());
-        }
-        let want_content = self.want_content();
-        let content = if want_content.is_empty() {
-            None
-        } else {
-            let path = partial.path.clone();
-            Some(
-                tokio::task::spawn_blocking(move || crate::content::sqlite_file(&path))
-                    .await
-                    .expect("checksum thread panicked")?,
-            )
-        };
-        partial.commit(
-            &target,
-            self.opts.force_target,
-            self.opts.drill,
-            self.debris,
-        )?;
-        (self.log)(format!(
-            "restored into {} ({raw_bytes} bytes)",
-            target.display()
-        ));
-        let fingerprint = {
-            let path = target.clone();
-            tokio::task::spawn_blocking(move || crate::promote::file_fingerprint(&path))
-                .await
-                .expect("hashing thread panicked")?
-        };
-
-        let (diff, content_compared) = self.diff(&tables, content.as_ref()).await?;
-        let finished_at = Utc::now();
-        let report = RestoreReport {
-            restored: self.from.label(),
-            source: match self.from {
-                RestoreFrom::Backup(b) => Some(b.source.clone()),
-                RestoreFrom::Foreign(_) => None,
-            },
-            format: format.to_string(),
-            target: RestoreTarget::Sqlite(target),
-            created,
-            sha256,
-            checksum_verified: expected.is_some(),
-            authenticity: None,
-            stored_bytes,
-            raw_bytes,
-            started_at,
-            finished_at,
-            diff,
-            content_compared,
-            privileged: false,
-            skipped: Vec::new(),
-            fingerprint,
-        };
-        Ok((report, finished_at))
+        self.opts.target.engine().restore(&self, started_at).await
     }
 
     /// The content checksums the backup's manifest recorded (none for foreign dumps).
-    pub(super) fn want_content(&self) -> crate::content::ContentChecksums {
+    pub(crate) fn want_content(&self) -> crate::content::ContentChecksums {
         match self.from {
             RestoreFrom::Backup(b) => b
                 .manifest
@@ -334,7 +162,7 @@ impl RestoreRun<'_> {
 
     /// Counts the live source when asked, diffs manifest / restored / live, and compares the
     /// restored content checksums with the manifest's (returning for how many tables).
-    pub(super) async fn diff(
+    pub(crate) async fn diff(
         &self,
         restored: &[TableCount],
         content: Option<&crate::content::ContentChecksums>,
@@ -342,17 +170,7 @@ impl RestoreRun<'_> {
         let live = match &self.opts.live {
             Some(live) => {
                 self.progress.phase(Phase::CountLive, None);
-                Some(match live {
-                    LiveSource::Sqlite(path) => {
-                        let path = path.clone();
-                        tokio::task::spawn_blocking(move || sqlite::count_file(&path))
-                            .await
-                            .map_err(|e| Error::Invalid(format!("counting stopped: {e}")))??
-                    }
-                    LiveSource::Postgres(conn) => {
-                        postgres::count_database(conn, false, &self.cancel).await?.0
-                    }
-                })
+                Some(live.engine().count(live, &self.cancel).await?)
             }
             None => None,
         };
@@ -374,7 +192,7 @@ impl RestoreRun<'_> {
     /// decompressed bytes on a blocking thread. Its result counts only once the stored bytes
     /// match the manifest. Returns the SHA-256, the stored size, the format and what `consume`
     /// returned (the decompressed size).
-    pub(super) async fn fetch(
+    pub(crate) async fn fetch(
         &self,
         key: &ObjectKey,
         into: &Path,
@@ -474,7 +292,7 @@ impl RestoreRun<'_> {
     }
 
     /// Compares what was downloaded with what the manifest promised.
-    pub(super) fn check_download(
+    pub(crate) fn check_download(
         &self,
         key: &ObjectKey,
         expected: &Option<(String, u64)>,
@@ -508,7 +326,8 @@ impl RestoreRun<'_> {
 
     /// The object to download and, for a backup, its manifest's SHA-256 and size.
     /// The decryption stage is resolved here so that a missing key fails before anything else.
-    pub(super) fn object(&self, engine: EngineKind) -> Result<Object> {
+    pub(crate) fn object(&self, engine: &dyn Engine) -> Result<Object> {
+        let kind = engine.kind();
         match self.from {
             RestoreFrom::Backup(b) => {
                 let m = b
@@ -519,9 +338,9 @@ impl RestoreRun<'_> {
                         id: b.id.to_string(),
                         reason: b.problem.clone().unwrap_or_else(|| "no manifest".into()),
                     })?;
-                if m.source.engine != engine {
+                if m.source.engine != kind {
                     return Err(Error::Invalid(format!(
-                        "backup {} is a {} backup and cannot be restored into {engine}",
+                        "backup {} is a {} backup and cannot be restored into {kind}",
                         b.id, m.source.engine
                     )));
                 }
@@ -542,15 +361,9 @@ impl RestoreRun<'_> {
                 })
             }
             RestoreFrom::Foreign(f) => {
-                let fits = match engine {
-                    EngineKind::Sqlite => f.format.restorable_to_sqlite(),
-                    EngineKind::Postgres => {
-                        matches!(f.format.content, Content::PgCustom | Content::Sql)
-                    }
-                };
-                if !fits {
+                if !engine.loads(f.format) {
                     return Err(Error::Invalid(format!(
-                        "{} holds {}, which cannot be restored into {engine}",
+                        "{} holds {}, which cannot be restored into {kind}",
                         f.meta.key, f.format
                     )));
                 }
@@ -561,38 +374,6 @@ impl RestoreRun<'_> {
                 })
             }
         }
-    }
-
-    fn check_target(&self, target: &Path) -> Result<PathBuf> {
-        let parent = target
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        // Directories lifeboat makes for a restore are as private as the file it puts there.
-        std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
-            .create(parent)
-            .map_err(Error::io(format!("create {}", parent.display())))?;
-        let name = target
-            .file_name()
-            .ok_or_else(|| Error::Invalid(format!("target {} names no file", target.display())))?;
-        let target = parent
-            .canonicalize()
-            .map_err(Error::io(format!("resolve {}", parent.display())))?
-            .join(name);
-        let is_source = self
-            .source_path
-            .as_ref()
-            .and_then(|s| s.canonicalize().ok())
-            .is_some_and(|s| s == target);
-        // Never over the live database, forced or not: `promote` replaces it with a proven
-        // copy and keeps the old file.
-        if is_source {
-            return Err(Error::TargetIsSource(target));
-        }
-        if target.exists() && !self.opts.force_target {
-            return Err(Error::TargetExists(target));
-        }
-        Ok(target)
     }
 }
 
@@ -733,99 +514,5 @@ impl<R: Read> Read for Cancellable<R> {
             return Err(io::Error::other("cancelled"));
         }
         self.inner.read(buf)
-    }
-}
-
-/// The database under construction, beside its final path; removed unless committed.
-/// Created private (the plaintext of an encrypted backup lands here) and recorded first, so
-/// that one a kill leaves behind is swept by a later run.
-struct PartialFile {
-    path: PathBuf,
-    recorded: Option<Recorded>,
-    committed: bool,
-}
-
-impl PartialFile {
-    fn beside(target: &Path, mode: u32, debris: &Recorder) -> Result<Self> {
-        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-        let name = target
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let path = target.with_file_name(format!(
-            ".{name}.lifeboat-partial-{:08x}",
-            fastrand::u32(..)
-        ));
-        let recorded = debris.record(&Debris::Partial { path: path.clone() })?;
-        let partial = PartialFile {
-            path,
-            recorded: Some(recorded),
-            committed: false,
-        };
-        let file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(&partial.path)
-            .map_err(Error::io(format!("create {}", partial.path.display())))?;
-        // Exactly the configured mode, whatever the umask took away.
-        file.set_permissions(std::fs::Permissions::from_mode(mode))
-            .map_err(Error::io(format!("chmod {}", partial.path.display())))?;
-        Ok(partial)
-    }
-
-    /// Renames the finished database into place. A drill's result stays recorded as its
-    /// own (the drill drops it); any other restore's result belongs to whoever asked for it.
-    fn commit(
-        mut self,
-        target: &Path,
-        replacing: bool,
-        drill: bool,
-        debris: &Recorder,
-    ) -> Result<()> {
-        let scratch = if drill {
-            Some(debris.record(&Debris::Partial {
-                path: target.to_path_buf(),
-            })?)
-        } else {
-            None
-        };
-        std::fs::rename(&self.path, target)
-            .map_err(Error::io(format!("move into {}", target.display())))?;
-        self.committed = true;
-        if let Some(r) = self.recorded.take() {
-            r.clear();
-        }
-        // The drill drops its scratch file, then clears this.
-        if let Some(r) = scratch {
-            r.keep();
-        }
-        // Every connection to it is closed: what a WAL-mode reader left beside the partial
-        // name is empty and stale.
-        for ext in ["-wal", "-shm"] {
-            let mut side = self.path.as_os_str().to_owned();
-            side.push(ext);
-            let _ = std::fs::remove_file(PathBuf::from(side));
-        }
-        if replacing {
-            // A stale WAL beside the replaced database would be replayed into the restored one.
-            for ext in ["-wal", "-shm", "-journal"] {
-                let mut side = target.as_os_str().to_owned();
-                side.push(ext);
-                let _ = std::fs::remove_file(PathBuf::from(side));
-            }
-        }
-        Ok(())
-    }
-}
-
-impl Drop for PartialFile {
-    fn drop(&mut self) {
-        if !self.committed
-            && crate::debris::remove_with_sidecars(&self.path).is_ok()
-            && let Some(r) = self.recorded.take()
-        {
-            r.clear();
-        }
     }
 }

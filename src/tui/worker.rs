@@ -351,13 +351,15 @@ async fn restore(
                 (RestoreFrom::Backup(b), true) => lb.live_source(&b.source).ok(),
                 _ => None,
             };
-            let target = match &from {
-                RestoreFrom::Backup(b)
-                    if b.manifest.as_ref().map(|m| m.source.engine)
-                        == Some(EngineKind::Postgres) =>
-                {
-                    lb.postgres_target(&b.source, r.target.to_str(), b.id.as_str())
+            let target = match (&from, r.target.to_str()) {
+                (RestoreFrom::Backup(b), Some(name)) => {
+                    let engine = b
+                        .manifest
+                        .as_ref()
+                        .map_or(EngineKind::Sqlite, |m| m.source.engine);
+                    lb.scratch_target(engine, &b.source, Some(name), b.id.as_str())
                 }
+                // A foreign object is restored into a SQLite file.
                 _ => Ok(r.target.clone().into()),
             };
             let target = match target {

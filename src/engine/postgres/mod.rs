@@ -8,8 +8,11 @@
 pub mod conn;
 pub mod content;
 pub mod database;
+mod engine;
 pub mod physical;
 pub mod plain;
+mod promote;
+mod restore;
 pub mod role;
 pub mod tls;
 pub mod toc;
@@ -25,6 +28,7 @@ use tokio_postgres::Client;
 use tokio_util::sync::CancellationToken;
 
 pub use conn::{Conn, ConnSpec};
+pub use engine::Postgres;
 
 use super::{Finished, Snapshot, quote_ident};
 use crate::config::SourceConfig;
@@ -652,6 +656,7 @@ pub async fn snapshot(
             database,
         },
         tables: Vec::new(),
+        content: None,
         postgres: Some(PostgresInfo {
             pg_dump_version: pg_dump.version,
             dump_format: "custom".into(),

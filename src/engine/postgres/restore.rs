@@ -5,11 +5,11 @@
 
 use chrono::{DateTime, Utc};
 
-use super::restore::{Object, RestoreFrom, RestoreReport, RestoreRun, RestoreTarget};
+use super::{Conn, Postgres, database, role, tools};
 use crate::debris::Debris;
-use crate::engine::postgres::{self, Conn, database, role, tools};
+use crate::engine::postgres;
 use crate::error::{Error, Result};
-use crate::manifest::EngineKind;
+use crate::pipeline::restore::{Object, RestoreFrom, RestoreReport, RestoreRun, RestoreTarget};
 use crate::progress::Phase;
 use crate::sniff::Content;
 
@@ -26,7 +26,7 @@ struct Scratch<'a> {
 }
 
 impl RestoreRun<'_> {
-    pub(super) async fn run_postgres(
+    pub(super) async fn restore_postgres(
         &self,
         server: &Conn,
         database: &str,
@@ -37,12 +37,12 @@ impl RestoreRun<'_> {
             key,
             expected,
             unseal,
-        } = self.object(EngineKind::Postgres)?;
+        } = self.object(&Postgres)?;
         let admin = server.connect().await?;
         let (_, server_major) = postgres::server_version(&admin).await?;
         let is_source = self
-            .source_conn
-            .as_ref()
+            .pg_source()
+            .and_then(|s| postgres::source_conn(s).ok())
             .is_some_and(|s| s.same_server(server) && s.dbname == database);
         // A restore only ever creates its database. Loading over an existing one (pg_restore
         // --clean) cannot be made to work for every schema: it stops at the first object it
@@ -101,6 +101,13 @@ impl RestoreRun<'_> {
         result
     }
 
+    /// The configured source restored for, when it is a PostgreSQL source: the guard for
+    /// its own database and its `bin_dir` apply.
+    fn pg_source(&self) -> Option<&crate::config::SourceConfig> {
+        self.source
+            .filter(|s| s.engine == crate::manifest::EngineKind::Postgres)
+    }
+
     /// The configured source whose scratch server this restore uses, for a later sweep.
     fn scratch_source(&self) -> Option<String> {
         match self.from {
@@ -130,7 +137,7 @@ impl RestoreRun<'_> {
             expected,
             unseal,
         } = object;
-        let bin_dir = self.bin_dir.as_deref();
+        let bin_dir = self.pg_source().and_then(|s| s.bin_dir.as_deref());
         let staged = tempfile::Builder::new()
             .prefix("lifeboat-restore-")
             .tempfile_in(staging)
