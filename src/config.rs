@@ -347,11 +347,41 @@ pub struct PitrConfig {
     /// How many base backups `prune` keeps (the newest; default 2). WAL older than the
     /// oldest kept one goes with them.
     pub keep_base: Option<usize>,
+    /// `lifeboat daemon` also streams the source's WAL with `pg_receivewal` and pushes each
+    /// completed segment, so the archive is not a segment behind the server.
+    #[serde(default)]
+    pub stream: bool,
+    /// The replication slot streaming reads from (keeps the server from recycling WAL not
+    /// yet streamed). Default with `create_slot`: `lifeboat_<source>`.
+    pub slot: Option<String>,
+    /// Create the slot (if it does not exist) before streaming.
+    #[serde(default)]
+    pub create_slot: bool,
 }
 
 impl PitrConfig {
     pub fn keep_base(&self) -> usize {
         self.keep_base.unwrap_or(2).max(1)
+    }
+
+    /// The slot streaming uses, if any.
+    pub fn stream_slot(&self, source: &str) -> Option<String> {
+        self.slot.clone().or_else(|| {
+            self.create_slot.then(|| {
+                let name: String = source
+                    .chars()
+                    .map(|c| {
+                        if c.is_ascii_alphanumeric() {
+                            c.to_ascii_lowercase()
+                        } else {
+                            '_'
+                        }
+                    })
+                    .collect();
+                // PostgreSQL's limit on a slot name (NAMEDATALEN - 1).
+                format!("lifeboat_{name}").chars().take(63).collect()
+            })
+        })
     }
 
     pub fn max_archive_lag(&self) -> chrono::Duration {
@@ -537,6 +567,19 @@ impl Config {
                     "source {:?}: [source.pitr] is for PostgreSQL sources",
                     s.name
                 ));
+            }
+            if let Some(slot) = s.pitr.as_ref().and_then(|p| p.slot.as_ref()) {
+                let ok = !slot.is_empty()
+                    && slot.len() < 64
+                    && slot
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+                if !ok {
+                    return Err(format!(
+                        "source {:?}: pitr.slot {slot:?} is not a replication slot name (lower-case letters, digits and _, at most 63)",
+                        s.name
+                    ));
+                }
             }
             if let Some(p) = &s.retention {
                 p.validate()
