@@ -123,8 +123,8 @@ impl Daemon {
         shutdown: &CancellationToken,
     ) -> Result<tokio::task::JoinSet<()>> {
         let config = self.lb.config();
-        let seal = crate::pipeline::crypt::Seal::from_config(config.encryption.as_ref())?
-            .map(Arc::new);
+        let seal =
+            crate::pipeline::crypt::Seal::from_config(config.encryption.as_ref())?.map(Arc::new);
         let mut tasks = tokio::task::JoinSet::new();
         for name in self.streamed_sources() {
             let source = crate::wal::pitr_source(config, Some(&name))?.clone();
@@ -350,14 +350,12 @@ impl Daemon {
             | JobKind::Pin
             | JobKind::Unpin
             | JobKind::Promote
-            | JobKind::BaseBackup => {
-                (
-                    None,
-                    Err(Error::Unsupported(format!(
-                        "{kind} jobs are not scheduled (restores: use drill; copies follow each backup)"
-                    ))),
-                )
-            }
+            | JobKind::BaseBackup => (
+                None,
+                Err(Error::Unsupported(format!(
+                    "{kind} jobs are not scheduled (restores: use drill; copies follow each backup)"
+                ))),
+            ),
         }
     }
 

@@ -14,8 +14,8 @@ use crate::engine::postgres::physical::scratch::{self, RecoverOptions, Recovered
 use crate::engine::postgres::{self as pg, source_conn};
 use crate::error::{Error, Result};
 use crate::jobs::{JobKind, JobRecord};
-use crate::manifest::Trigger;
 use crate::manifest::TableCount;
+use crate::manifest::Trigger;
 use crate::pipeline::crypt::Seal;
 use crate::progress::Progress;
 use crate::storage::{ObjectKey, ObjectStore, ObjectStoreExt};
@@ -254,7 +254,9 @@ impl Lifeboat {
             job.log(line.clone());
             log(line);
         };
-        let result = self.pitr_restore_job(src, opts, &logged, &job, cancel).await;
+        let result = self
+            .pitr_restore_job(src, opts, &logged, &job, cancel)
+            .await;
         self.finish_job(job, result).await.1
     }
 

@@ -164,9 +164,14 @@ impl Streamer {
         let create = self.source.pitr.as_ref().is_some_and(|p| p.create_slot);
         if let (Some(slot), true) = (&slot, create) {
             let mut cmd = conn.command(&tool.path);
-            cmd.args(["--create-slot", "--if-not-exists", "--no-password", "--slot"])
-                .arg(slot)
-                .stdout(Stdio::null());
+            cmd.args([
+                "--create-slot",
+                "--if-not-exists",
+                "--no-password",
+                "--slot",
+            ])
+            .arg(slot)
+            .stdout(Stdio::null());
             let child = ChildGuard::spawn(cmd, "pg_receivewal --create-slot")?;
             let (status, stderr) = tokio::time::timeout(SLOT_TIMEOUT, child.wait(cancel))
                 .await

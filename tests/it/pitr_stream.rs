@@ -266,7 +266,10 @@ async fn a_stream_from_a_missing_slot_reports_the_servers_words_and_keeps_trying
     let src = Archiving::start_with(&config, false);
     let config = write_config(
         h,
-        &format!("{}stream = true\nslot = \"nobody_made_me\"\n", src.source_toml()),
+        &format!(
+            "{}stream = true\nslot = \"nobody_made_me\"\n",
+            src.source_toml()
+        ),
     );
     let mut daemon = DaemonProc::spawn(h, &config);
     let first = daemon
@@ -312,9 +315,15 @@ async fn wal_push_pushes_the_next_ready_files_ahead_and_leaves_the_markers_to_po
     let wal = h.join("pg_wal");
     let segs = ready_segments(&wal, 6);
     let records = h.join("bucket/_lifeboat/wal/app");
-    let record = |p: &Path| records.join(format!("{}.json", p.file_name().unwrap().to_str().unwrap()));
+    let record =
+        |p: &Path| records.join(format!("{}.json", p.file_name().unwrap().to_str().unwrap()));
 
-    let out = run(with_config(h, &config, &["wal", "push", segs[0].to_str().unwrap()])).await;
+    let out = run(with_config(
+        h,
+        &config,
+        &["wal", "push", segs[0].to_str().unwrap()],
+    ))
+    .await;
     assert_eq!(out.code, 0, "{}", out.stderr);
     // Its own file and the next three PostgreSQL marked ready are archived; not further.
     for s in &segs[..4] {
@@ -337,7 +346,12 @@ async fn wal_push_pushes_the_next_ready_files_ahead_and_leaves_the_markers_to_po
         segs[0].file_name().unwrap().to_str().unwrap()
     )))
     .unwrap();
-    let out = run(with_config(h, &config, &["wal", "push", segs[1].to_str().unwrap()])).await;
+    let out = run(with_config(
+        h,
+        &config,
+        &["wal", "push", segs[1].to_str().unwrap()],
+    ))
+    .await;
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(std::fs::read(record(&segs[1])).unwrap(), before);
     // Those already pushed ahead are skipped: this call got the two left.
@@ -355,10 +369,24 @@ async fn wal_push_pushes_the_next_ready_files_ahead_and_leaves_the_markers_to_po
         let name = p.file_name().unwrap().to_str().unwrap();
         std::fs::write(w2.join(format!("archive_status/{name}.ready")), b"").unwrap();
     }
-    let out = run(with_config(h, &config, &["wal", "push", seventh.to_str().unwrap()])).await;
+    let out = run(with_config(
+        h,
+        &config,
+        &["wal", "push", seventh.to_str().unwrap()],
+    ))
+    .await;
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(record(&seventh).is_file() && !record(&short).exists());
-    let out = run(with_config(h, &config, &["wal", "push", short.to_str().unwrap()])).await;
+    let out = run(with_config(
+        h,
+        &config,
+        &["wal", "push", short.to_str().unwrap()],
+    ))
+    .await;
     assert_eq!(out.code, 1, "{}", out.stderr);
-    assert!(out.stderr.contains("not a whole WAL segment"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("not a whole WAL segment"),
+        "{}",
+        out.stderr
+    );
 }
