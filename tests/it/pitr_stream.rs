@@ -91,7 +91,7 @@ fn receivers(spool: &Path) -> Vec<i32> {
                 .split(|b| *b == 0)
                 .map(|a| String::from_utf8_lossy(a).into_owned())
                 .collect();
-            let is = args.first()?.ends_with("pg_receivewal") && args.iter().any(|a| *a == spool);
+            let is = args.first()?.ends_with("pg_receivewal") && args.contains(&spool);
             is.then_some(pid)
         })
         .collect()
