@@ -714,6 +714,30 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_streamed_source_gets_a_valid_slot_name_and_a_bad_one_is_refused() {
+        let config = |pitr: &str| {
+            Config::parse(
+                &format!(
+                    "[storage]\ntype = \"local\"\npath = \"/b\"\n[[source]]\nname = \"Shop-EU.1\"\nengine = \"postgres\"\nhost = \"/run\"\ndatabase = \"shop\"\n[source.pitr]\nstream = true\n{pitr}"
+                ),
+                Path::new("/etc/lb.toml"),
+            )
+        };
+        let slot = |c: Config| c.sources[0].pitr.as_ref().unwrap().stream_slot("Shop-EU.1");
+        assert_eq!(slot(config("").unwrap()), None);
+        assert_eq!(
+            slot(config("create_slot = true\n").unwrap()).as_deref(),
+            Some("lifeboat_shop_eu_1")
+        );
+        assert_eq!(
+            slot(config("slot = \"mine\"\n").unwrap()).as_deref(),
+            Some("mine")
+        );
+        let err = config("slot = \"x; DROP\"\n").unwrap_err().to_string();
+        assert!(err.contains("not a replication slot name"), "{err}");
+    }
+
+    #[test]
     fn parse_errors_name_file_and_line() {
         let text = "[storage]\ntype = \"local\"\npath = 3\n";
         let err = Config::parse(text, Path::new("/etc/lb.toml"))
