@@ -347,11 +347,41 @@ pub struct PitrConfig {
     /// How many base backups `prune` keeps (the newest; default 2). WAL older than the
     /// oldest kept one goes with them.
     pub keep_base: Option<usize>,
+    /// `lifeboat daemon` also streams the source's WAL with `pg_receivewal` and pushes each
+    /// completed segment, so the archive is not a segment behind the server.
+    #[serde(default)]
+    pub stream: bool,
+    /// The replication slot streaming reads from (keeps the server from recycling WAL not
+    /// yet streamed). Default with `create_slot`: `lifeboat_<source>`.
+    pub slot: Option<String>,
+    /// Create the slot (if it does not exist) before streaming.
+    #[serde(default)]
+    pub create_slot: bool,
 }
 
 impl PitrConfig {
     pub fn keep_base(&self) -> usize {
         self.keep_base.unwrap_or(2).max(1)
+    }
+
+    /// The slot streaming uses, if any.
+    pub fn stream_slot(&self, source: &str) -> Option<String> {
+        self.slot.clone().or_else(|| {
+            self.create_slot.then(|| {
+                let name: String = source
+                    .chars()
+                    .map(|c| {
+                        if c.is_ascii_alphanumeric() {
+                            c.to_ascii_lowercase()
+                        } else {
+                            '_'
+                        }
+                    })
+                    .collect();
+                // PostgreSQL's limit on a slot name (NAMEDATALEN - 1).
+                format!("lifeboat_{name}").chars().take(63).collect()
+            })
+        })
     }
 
     pub fn max_archive_lag(&self) -> chrono::Duration {
@@ -517,6 +547,19 @@ impl Config {
             crate::engine::for_source(s)
                 .check_config(s)
                 .map_err(|e| format!("source {:?}: {e}", s.name))?;
+            if let Some(slot) = s.pitr.as_ref().and_then(|p| p.slot.as_ref()) {
+                let ok = !slot.is_empty()
+                    && slot.len() < 64
+                    && slot
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+                if !ok {
+                    return Err(format!(
+                        "source {:?}: pitr.slot {slot:?} is not a replication slot name (lower-case letters, digits and _, at most 63)",
+                        s.name
+                    ));
+                }
+            }
             if let Some(p) = &s.retention {
                 p.validate()
                     .map_err(|e| format!("source {:?}: retention.{e}", s.name))?;
@@ -648,6 +691,30 @@ pub fn template() -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_streamed_source_gets_a_valid_slot_name_and_a_bad_one_is_refused() {
+        let config = |pitr: &str| {
+            Config::parse(
+                &format!(
+                    "[storage]\ntype = \"local\"\npath = \"/b\"\n[[source]]\nname = \"Shop-EU.1\"\nengine = \"postgres\"\nhost = \"/run\"\ndatabase = \"shop\"\n[source.pitr]\nstream = true\n{pitr}"
+                ),
+                Path::new("/etc/lb.toml"),
+            )
+        };
+        let slot = |c: Config| c.sources[0].pitr.as_ref().unwrap().stream_slot("Shop-EU.1");
+        assert_eq!(slot(config("").unwrap()), None);
+        assert_eq!(
+            slot(config("create_slot = true\n").unwrap()).as_deref(),
+            Some("lifeboat_shop_eu_1")
+        );
+        assert_eq!(
+            slot(config("slot = \"mine\"\n").unwrap()).as_deref(),
+            Some("mine")
+        );
+        let err = config("slot = \"x; DROP\"\n").unwrap_err().to_string();
+        assert!(err.contains("not a replication slot name"), "{err}");
+    }
 
     #[test]
     fn parse_errors_name_file_and_line() {

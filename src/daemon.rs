@@ -18,6 +18,10 @@ use crate::jobs::{JobKind, JobRecord, JobStatus, hostname};
 use crate::manifest::Trigger;
 use crate::progress::NoProgress;
 use crate::schedule::{self, Entry, Schedules};
+use crate::wal::stream::{StreamEvent, Streamer, spool_dir};
+
+/// How long shutdown waits for a streamer to stop its `pg_receivewal` and its push.
+const STREAM_STOP_TIMEOUT: StdDuration = StdDuration::from_secs(15);
 
 /// What the daemon tells its front end as it goes.
 #[derive(Debug, Clone)]
@@ -55,6 +59,8 @@ pub enum Event {
         source: Option<String>,
         delivered: usize,
     },
+    /// WAL streaming of a source with `[source.pitr] stream = true`.
+    Stream(StreamEvent),
     Stopped,
 }
 
@@ -100,6 +106,49 @@ impl Daemon {
         &self.schedules
     }
 
+    /// The sources whose WAL the daemon streams.
+    pub fn streamed_sources(&self) -> Vec<String> {
+        self.lb
+            .config()
+            .sources
+            .iter()
+            .filter(|s| s.pitr.as_ref().is_some_and(|p| p.stream))
+            .map(|s| s.name.clone())
+            .collect()
+    }
+
+    /// Starts a streamer per source that asks for one, each stopping with `shutdown`.
+    async fn start_streams(
+        &self,
+        shutdown: &CancellationToken,
+    ) -> Result<tokio::task::JoinSet<()>> {
+        let config = self.lb.config();
+        let seal =
+            crate::pipeline::crypt::Seal::from_config(config.encryption.as_ref())?.map(Arc::new);
+        let mut tasks = tokio::task::JoinSet::new();
+        for name in self.streamed_sources() {
+            let source = crate::wal::pitr_source(config, Some(&name))?.clone();
+            let store = crate::wal::open_source_store(config, &source).await?;
+            let streamer = Streamer {
+                spool: spool_dir(&config.state_path(), &name),
+                source,
+                store,
+                compression_level: config.backup.compression_level,
+                seal: seal.clone(),
+                clock: self.lb.clock().clone(),
+                poll: StdDuration::from_millis(500),
+            };
+            let on_event = self.on_event.clone();
+            let cancel = shutdown.child_token();
+            tasks.spawn(async move {
+                streamer
+                    .run(&move |e| on_event(Event::Stream(e)), &cancel)
+                    .await;
+            });
+        }
+        Ok(tasks)
+    }
+
     /// Runs schedules until `shutdown` is cancelled. A job running then is cancelled through
     /// the same token (the pipelines clean up after themselves) and recorded as cancelled.
     pub async fn run(&self, shutdown: CancellationToken) -> Result<()> {
@@ -115,6 +164,7 @@ impl Daemon {
         if let Err(e) = self.lb.write_metrics() {
             tracing::warn!("cannot write metrics: {e}");
         }
+        let mut streams = self.start_streams(&shutdown).await?;
         let mut announced = None;
         while !shutdown.is_cancelled() {
             let now = clock.now();
@@ -155,6 +205,17 @@ impl Daemon {
                 _ = tokio::time::sleep(wait) => {}
                 _ = shutdown.cancelled() => {}
             }
+        }
+        // The streamers saw the same token; a hung one is not waited for past the timeout
+        // (dropping its task stops its pg_receivewal).
+        let stopped = tokio::time::timeout(STREAM_STOP_TIMEOUT, async {
+            while streams.join_next().await.is_some() {}
+        })
+        .await;
+        if stopped.is_err() {
+            tracing::warn!("a WAL streamer did not stop in time; stopped it");
+            streams.abort_all();
+            while streams.join_next().await.is_some() {}
         }
         (self.on_event)(Event::Stopped);
         Ok(())
@@ -284,14 +345,17 @@ impl Daemon {
                 let (record, result) = lb.prune(&opts, cancel).await;
                 (Some(record), result.map(drop))
             }
-            JobKind::Restore | JobKind::Copy | JobKind::Pin | JobKind::Unpin | JobKind::Promote => {
-                (
-                    None,
-                    Err(Error::Unsupported(format!(
-                        "{kind} jobs are not scheduled (restores: use drill; copies follow each backup)"
-                    ))),
-                )
-            }
+            JobKind::Restore
+            | JobKind::Copy
+            | JobKind::Pin
+            | JobKind::Unpin
+            | JobKind::Promote
+            | JobKind::BaseBackup => (
+                None,
+                Err(Error::Unsupported(format!(
+                    "{kind} jobs are not scheduled (restores: use drill; copies follow each backup)"
+                ))),
+            ),
         }
     }
 

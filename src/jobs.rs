@@ -32,6 +32,8 @@ pub enum JobKind {
     Unpin,
     /// A proven scratch copy put in place of its source (`lifeboat promote`).
     Promote,
+    /// A base backup for point-in-time recovery (`lifeboat basebackup`).
+    BaseBackup,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,6 +63,7 @@ impl fmt::Display for JobKind {
             JobKind::Pin => "pin",
             JobKind::Unpin => "unpin",
             JobKind::Promote => "promote",
+            JobKind::BaseBackup => "basebackup",
         })
     }
 }

@@ -13,7 +13,9 @@ use crate::engine::postgres::physical::base::{self, BaseManifest, BaseOptions, l
 use crate::engine::postgres::physical::scratch::{self, RecoverOptions, Recovered, RecoveryTarget};
 use crate::engine::postgres::{self as pg, source_conn};
 use crate::error::{Error, Result};
+use crate::jobs::{JobKind, JobRecord};
 use crate::manifest::TableCount;
+use crate::manifest::Trigger;
 use crate::pipeline::crypt::Seal;
 use crate::progress::Progress;
 use crate::storage::{ObjectKey, ObjectStore, ObjectStoreExt};
@@ -105,6 +107,14 @@ async fn segment_size_of_archive(store: &dyn ObjectStore, source: &str) -> Resul
     })
 }
 
+/// A base backup read back whole and found as it was taken.
+#[derive(Debug, Clone, Serialize)]
+pub struct BaseVerified {
+    pub base: BaseManifest,
+    /// Files checked against `backup_manifest`.
+    pub files: usize,
+}
+
 /// A point-in-time restore and its proof.
 #[derive(Debug, Clone, Serialize)]
 pub struct PitrReport {
@@ -139,7 +149,7 @@ pub struct PitrRestoreOptions {
 }
 
 impl Lifeboat {
-    /// Takes a base backup of a source with `[source.pitr]`.
+    /// Takes a base backup of a source with `[source.pitr]`, recorded as a job.
     pub async fn base_backup(
         &self,
         source: &str,
@@ -148,23 +158,78 @@ impl Lifeboat {
         cancel: &CancellationToken,
     ) -> Result<BaseManifest> {
         let src = wal::pitr_source(self.config(), Some(source))?;
-        let store = wal::open_source_store(self.config(), src).await?;
-        let _lock = self.lock_source(source)?;
-        let opts = BaseOptions {
-            compression_level: self.config().backup.compression_level,
-            threads: self.config().backup.threads,
-            seal: Seal::from_config(self.config().encryption.as_ref())?.map(Arc::new),
+        let job = self.start_job(JobKind::BaseBackup, Some(source), Trigger::Manual);
+        let logged = |line: String| {
+            job.log(line.clone());
+            log(line);
         };
-        base::base_backup(
-            store.as_ref(),
-            src,
-            &opts,
-            self.clock(),
-            progress,
-            log,
-            cancel,
-        )
-        .await
+        let result = async {
+            let store = wal::open_source_store(self.config(), src).await?;
+            let _lock = self.lock_source(source)?;
+            let opts = BaseOptions {
+                compression_level: self.config().backup.compression_level,
+                threads: self.config().backup.threads,
+                seal: Seal::from_config(self.config().encryption.as_ref())?.map(Arc::new),
+            };
+            base::base_backup(
+                store.as_ref(),
+                src,
+                &opts,
+                self.clock(),
+                progress,
+                &logged,
+                cancel,
+            )
+            .await
+        }
+        .await;
+        if let Ok(m) = &result {
+            job.set_backup(m.id.as_str());
+            job.add_bytes(m.data.stored_bytes);
+        }
+        self.finish_job(job, result).await.1
+    }
+
+    /// Re-reads a base backup: its stored checksum, then every file in it against the
+    /// `backup_manifest` PostgreSQL wrote. `id` is a base backup's id or `latest`.
+    /// Recorded as a verify job.
+    pub async fn verify_base(
+        &self,
+        source: &str,
+        id: &str,
+        cancel: &CancellationToken,
+    ) -> (JobRecord, Result<BaseVerified>) {
+        let job = self.start_job(JobKind::Verify, Some(source), Trigger::Manual);
+        let result = async {
+            let src = wal::pitr_source(self.config(), Some(source))?;
+            let store = wal::open_source_store(self.config(), src).await?;
+            let (bases, _) = list_bases(store.as_ref(), source).await?;
+            let found = if id == "latest" {
+                bases.last()
+            } else {
+                bases.iter().find(|b| b.id.as_str() == id)
+            };
+            let base = found
+                .ok_or_else(|| Error::NoBackup(format!("base backup {id} of source {source}")))?
+                .clone();
+            job.set_backup(base.id.as_str());
+            job.log(format!("verifying base backup {} of {source}", base.id));
+            let files = base::verify_base(
+                store.as_ref(),
+                &base,
+                self.config().encryption.as_ref(),
+                cancel,
+            )
+            .await?;
+            job.add_bytes(base.data.stored_bytes);
+            job.log(format!(
+                "{} bytes match the stored SHA-256; {files} files match backup_manifest",
+                base.data.stored_bytes
+            ));
+            Ok(BaseVerified { base, files })
+        }
+        .await;
+        self.finish_job(job, result).await
     }
 
     /// The base backups and WAL chain of a source with `[source.pitr]`.
@@ -183,8 +248,28 @@ impl Lifeboat {
         log: &(dyn Fn(String) + Send + Sync),
         cancel: &CancellationToken,
     ) -> Result<PitrReport> {
-        let started_at = self.clock().now();
         let src = wal::pitr_source(self.config(), Some(source))?;
+        let job = self.start_job(JobKind::Restore, Some(source), Trigger::Manual);
+        let logged = |line: String| {
+            job.log(line.clone());
+            log(line);
+        };
+        let result = self
+            .pitr_restore_job(src, opts, &logged, &job, cancel)
+            .await;
+        self.finish_job(job, result).await.1
+    }
+
+    async fn pitr_restore_job(
+        &self,
+        src: &crate::config::SourceConfig,
+        opts: &PitrRestoreOptions,
+        log: &(dyn Fn(String) + Send + Sync),
+        job: &crate::jobs::Job,
+        cancel: &CancellationToken,
+    ) -> Result<PitrReport> {
+        let source = src.name.as_str();
+        let started_at = self.clock().now();
         let store = wal::open_source_store(self.config(), src).await?;
         let pitr = src.pitr.clone().unwrap_or_default();
         let scratch_dir = pitr
@@ -209,6 +294,7 @@ impl Lifeboat {
             timeout: opts.timeout,
         };
         let recovered = scratch::recover(store.as_ref(), source, &recover, log, cancel).await?;
+        job.set_backup(recovered.base.as_str());
         log(format!(
             "recovered: timeline {}, replayed to {}, last commit {}{}",
             recovered.timeline,

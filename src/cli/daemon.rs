@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use color_eyre::eyre::{Result, bail};
 use lifeboat::daemon::{Daemon, Event};
 use lifeboat::schedule::Schedules;
+use lifeboat::wal::stream::StreamEvent;
 use lifeboat::when::short_age;
 use tokio_util::sync::CancellationToken;
 
@@ -15,9 +16,9 @@ use super::table::{Align, Table};
 pub async fn daemon(config_path: &Path, cancel: CancellationToken) -> Result<ExitCode> {
     let lb = super::open(config_path).await?;
     let daemon = Daemon::new(lb)?.on_event(print_event);
-    if daemon.schedules().entries.is_empty() {
+    if daemon.schedules().entries.is_empty() && daemon.streamed_sources().is_empty() {
         bail!(
-            "no schedules in {}: add e.g. `[source.schedule] backup = \"0 2 * * *\"` under a [[source]]",
+            "no schedules in {} and no WAL to stream: add e.g. `[source.schedule] backup = \"0 2 * * *\"` under a [[source]]",
             config_path.display()
         );
     }
@@ -75,10 +76,45 @@ fn print_event(event: Event) {
             event.label(),
             source.as_deref().unwrap_or("-")
         ),
+        Event::Stream(e) => stream_line(e),
         Event::Stopped => "daemon stopped".into(),
     };
     // Sources and errors may quote what the bucket holds.
     println!("{}", super::output::esc(line));
+}
+
+fn stream_line(e: StreamEvent) -> String {
+    match e {
+        StreamEvent::Started { source, slot, tool } => format!(
+            "WAL streaming of {source} started ({tool}{})",
+            slot.map(|s| format!(", slot {s}")).unwrap_or_default()
+        ),
+        StreamEvent::Pushed {
+            source,
+            name,
+            already,
+        } => format!(
+            "streamed WAL {name} of {source} {}",
+            if already {
+                "was already archived"
+            } else {
+                "stored"
+            }
+        ),
+        StreamEvent::PushFailed {
+            source,
+            name,
+            error,
+        } => format!("streamed WAL {name} of {source} not stored, kept in the spool: {error}"),
+        StreamEvent::Exited {
+            source,
+            error,
+            restart_in,
+        } => format!(
+            "WAL streaming of {source} stopped: {error}; restarting in {}s",
+            restart_in.as_secs()
+        ),
+    }
 }
 
 pub fn schedule(config_path: &Path, count: usize, json: bool) -> Result<ExitCode> {

@@ -128,6 +128,10 @@ enum Command {
         /// Also decrypt, restore into a scratch database and diff the row counts.
         #[arg(long)]
         deep: bool,
+        /// A base backup of a point-in-time source instead (its id, or `latest`): the stored
+        /// checksum, then every file against PostgreSQL's backup_manifest.
+        #[arg(long, value_name = "ID", conflicts_with_all = ["id", "all", "deep"])]
+        base: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -479,9 +483,13 @@ async fn command_result(
             all,
             source,
             deep,
+            base,
             json,
         } => {
             let lb = open(&config_path).await?;
+            if let Some(base) = base {
+                return pitr::verify_base(&lb, source, &base, json, cancel).await;
+            }
             let catalog = lb.catalog().await.wrap_err("cannot read the catalog")?;
             let entries: Vec<_> = match (id, all) {
                 (Some(id), _) if id == "latest" => {

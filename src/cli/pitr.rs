@@ -210,3 +210,26 @@ pub(super) async fn basebackup(
     }
     Ok(ExitCode::SUCCESS)
 }
+
+pub(super) async fn verify_base(
+    lb: &Lifeboat,
+    source: Option<String>,
+    id: &str,
+    json: bool,
+    cancel: CancellationToken,
+) -> Result<ExitCode> {
+    let source = lifeboat::wal::pitr_source(lb.config(), source.as_deref())?
+        .name
+        .clone();
+    let (job, result) = lb.verify_base(&source, id, &cancel).await;
+    let verified = result?;
+    if json {
+        print_json(&job)?;
+    } else {
+        println!(
+            "base backup {} of {}: OK, {} bytes match the stored SHA-256, {} files match backup_manifest (job {})",
+            verified.base.id, source, verified.base.data.stored_bytes, verified.files, job.id
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

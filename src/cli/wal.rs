@@ -20,7 +20,8 @@ use super::output::esc;
 pub enum WalCommand {
     /// Archive one WAL file: `archive_command = 'lifeboat --config FILE wal push %p'`.
     /// Exits 0 only once the file is stored and confirmed, or was already stored with the
-    /// same contents; a different file under the same name is refused.
+    /// same contents; a different file under the same name is refused. The next files
+    /// PostgreSQL marked ready are pushed alongside, so their own calls return at once.
     Push {
         /// The file PostgreSQL hands over (%p).
         path: PathBuf,
@@ -71,7 +72,7 @@ pub async fn run(
                 seal,
                 now: clock.now(),
             };
-            archive::push(store.as_ref(), &source.name, &path, &opts, &cancel).await?;
+            archive::push_with_ready(store.as_ref(), &source.name, &path, &opts, &cancel).await?;
             Ok(ExitCode::SUCCESS)
         }
         WalCommand::Status { source, json } => {

@@ -212,6 +212,80 @@ pub async fn push(
     Ok(Pushed::Stored)
 }
 
+/// How many files one `archive_command` call pushes at once: its own and, ahead of
+/// PostgreSQL asking, the next ones it has marked ready.
+pub const PARALLEL_PUSHES: usize = 4;
+/// How many ready files a call looks at for ones not yet pushed.
+const LOOK_AHEAD: usize = 16;
+
+/// Pushes `path` and, at the same time, up to [`PARALLEL_PUSHES`]` - 1` other files
+/// PostgreSQL has marked ready beside it and not yet archived, so the calls for those find them stored and
+/// return at once. Only `path`'s outcome is returned: a file pushed ahead is committed by
+/// its own record like any other, and one that failed is pushed again when PostgreSQL asks
+/// for it. The `.ready` markers are PostgreSQL's: it turns them into `.done` itself.
+pub async fn push_with_ready(
+    store: &dyn ObjectStore,
+    source: &str,
+    path: &Path,
+    opts: &PushOptions,
+    cancel: &CancellationToken,
+) -> Result<Pushed> {
+    use futures_util::stream::{self, StreamExt};
+    // Those an earlier call pushed ahead are still marked ready until PostgreSQL asks for
+    // them: skipped here, so each call gets further ahead.
+    let unarchived: Vec<Option<PathBuf>> = stream::iter(ready_besides(path, LOOK_AHEAD))
+        .map(|p| async move {
+            let name = p.file_name()?.to_str()?.to_owned();
+            match read_record(store, source, &name).await {
+                Ok(None) => Some(p),
+                _ => None,
+            }
+        })
+        .buffered(PARALLEL_PUSHES)
+        .collect()
+        .await;
+    let files: Vec<PathBuf> = std::iter::once(path.to_path_buf())
+        .chain(unarchived.into_iter().flatten().take(PARALLEL_PUSHES - 1))
+        .collect();
+    let mut results: Vec<(usize, Result<Pushed>)> = stream::iter(files.iter().enumerate())
+        .map(|(i, p)| async move { (i, push(store, source, p, opts, cancel).await) })
+        .buffer_unordered(PARALLEL_PUSHES)
+        .collect()
+        .await;
+    for (i, r) in &results {
+        if *i > 0
+            && let Err(e) = r
+        {
+            tracing::debug!("{} not pushed ahead: {e}", files[*i].display());
+        }
+    }
+    results.sort_by_key(|(i, _)| *i);
+    results.swap_remove(0).1
+}
+
+/// The files other than `path` PostgreSQL has marked ready to archive
+/// (`archive_status/<name>.ready` beside it), oldest first, at most `max`.
+fn ready_besides(path: &Path, max: usize) -> Vec<PathBuf> {
+    let Some(dir) = path.parent() else {
+        return Vec::new();
+    };
+    let own = path.file_name();
+    let Ok(entries) = std::fs::read_dir(dir.join("archive_status")) else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = entries
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_str()?.strip_suffix(".ready")?.to_owned();
+            (WalName::parse(&name).is_some() && own != Some(std::ffi::OsStr::new(&name)))
+                .then_some(name)
+        })
+        .collect();
+    names.sort();
+    names.truncate(max);
+    names.into_iter().map(|n| dir.join(n)).collect()
+}
+
 /// Fetches an archived file into `dest` (checked, then renamed into place). `Ok(false)` when
 /// it is not archived: `restore_command` must then fail so recovery knows the WAL ended.
 pub async fn get(

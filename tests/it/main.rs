@@ -17,6 +17,7 @@ mod pg;
 mod pg_fidelity;
 mod pg_promote;
 mod pitr;
+mod pitr_stream;
 mod promote;
 mod proxy;
 mod prune;

@@ -12,12 +12,12 @@ use crate::cli::{json, run, with_config};
 
 const SEG: usize = 16 << 20;
 
-fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }
 }
 
-fn chown_postgres(path: &Path) {
+pub(crate) fn chown_postgres(path: &Path) {
     if is_root() {
         let ok = Command::new("chown")
             .args(["-R", "postgres:postgres"])
@@ -30,7 +30,7 @@ fn chown_postgres(path: &Path) {
 }
 
 /// A home readable by the server's OS user: it runs `lifeboat wal push/get` with this config.
-fn home() -> tempfile::TempDir {
+pub(crate) fn home() -> tempfile::TempDir {
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::Builder::new()
         .prefix("lifeboat-pitr.")
@@ -42,7 +42,7 @@ fn home() -> tempfile::TempDir {
     dir
 }
 
-fn segment_bytes(seed: u64) -> Vec<u8> {
+pub(crate) fn segment_bytes(seed: u64) -> Vec<u8> {
     let mut rng = fastrand::Rng::with_seed(seed);
     // Compressible like real WAL: runs of zeros between random records.
     (0..SEG)
@@ -50,7 +50,7 @@ fn segment_bytes(seed: u64) -> Vec<u8> {
         .collect()
 }
 
-fn write_config(home: &Path, extra: &str) -> PathBuf {
+pub(crate) fn write_config(home: &Path, extra: &str) -> PathBuf {
     let path = home.join("lifeboat.toml");
     std::fs::write(
         &path,
@@ -62,7 +62,7 @@ fn write_config(home: &Path, extra: &str) -> PathBuf {
     path
 }
 
-const PITR_SOURCE: &str = "[[source]]\nname = \"app\"\nengine = \"postgres\"\nhost = \"/nonexistent\"\ndatabase = \"app\"\n[source.pitr]\n";
+pub(crate) const PITR_SOURCE: &str = "[[source]]\nname = \"app\"\nengine = \"postgres\"\nhost = \"/nonexistent\"\ndatabase = \"app\"\n[source.pitr]\n";
 
 #[tokio::test]
 async fn wal_push_is_idempotent_refuses_a_different_file_and_get_checks_what_it_serves() {
@@ -236,7 +236,7 @@ async fn a_wal_push_killed_between_data_and_record_leaves_nothing_that_looks_arc
 }
 
 /// The newest installed server binaries.
-fn bin_dir() -> PathBuf {
+pub(crate) fn bin_dir() -> PathBuf {
     let mut dirs: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
         .map(|d| d.flatten().map(|e| e.path().join("bin")).collect())
         .expect("PostgreSQL server binaries in /usr/lib/postgresql/*/bin");
@@ -246,13 +246,19 @@ fn bin_dir() -> PathBuf {
 }
 
 /// A throwaway cluster that archives every WAL file through the test's lifeboat binary.
-struct Archiving {
-    dir: PathBuf,
-    bin: PathBuf,
+pub(crate) struct Archiving {
+    pub(crate) dir: PathBuf,
+    pub(crate) bin: PathBuf,
 }
 
 impl Archiving {
-    fn start(config: &Path) -> Archiving {
+    pub(crate) fn start(config: &Path) -> Archiving {
+        Archiving::start_with(config, true)
+    }
+
+    /// With `archive_command` through lifeboat, or (`archiving` false) none at all, for a
+    /// source whose WAL the daemon streams.
+    pub(crate) fn start_with(config: &Path, archiving: bool) -> Archiving {
         let bin = bin_dir();
         let dir = tempfile::Builder::new()
             .prefix("lifeboat-pitr-src.")
@@ -286,8 +292,9 @@ impl Archiving {
             config.display()
         );
         let conf = format!(
-            "\nport = 5432\nlisten_addresses = ''\nunix_socket_directories = '{}'\nfsync = off\nwal_level = replica\narchive_mode = on\narchive_command = '{}'\nmax_wal_senders = 4\n",
+            "\nport = 5432\nlisten_addresses = ''\nunix_socket_directories = '{}'\nfsync = off\nwal_level = replica\narchive_mode = {}\narchive_command = '{}'\nmax_wal_senders = 4\n",
             c.dir.display(),
+            if archiving { "on" } else { "off" },
             archive.replace('\'', "''")
         );
         let mut f = std::fs::OpenOptions::new()
@@ -310,7 +317,7 @@ impl Archiving {
         c
     }
 
-    fn server(&self, args: &[&str]) {
+    pub(crate) fn server(&self, args: &[&str]) {
         let path = self.bin.join(args[0]);
         let out = if is_root() {
             Command::new("runuser")
@@ -331,11 +338,11 @@ impl Archiving {
         );
     }
 
-    fn psql(&self, db: &str, sql: &str) -> String {
+    pub(crate) fn psql(&self, db: &str, sql: &str) -> String {
         psql_at(&self.bin, &self.dir, 5432, db, sql)
     }
 
-    fn source_toml(&self) -> String {
+    pub(crate) fn source_toml(&self) -> String {
         format!(
             "[[source]]\nname = \"app\"\nengine = \"postgres\"\nhost = \"{}\"\nport = 5432\nuser = \"postgres\"\ndatabase = \"app\"\n[source.pitr]\nmax_archive_lag = \"1h\"\n",
             self.dir.display()
@@ -343,7 +350,7 @@ impl Archiving {
     }
 
     /// Switches to a new WAL segment and waits until the archiver has stored the old one.
-    fn switch_and_archive(&self) -> String {
+    pub(crate) fn switch_and_archive(&self) -> String {
         let done = self.psql("postgres", "SELECT pg_walfile_name(pg_switch_wal())");
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
         loop {
@@ -443,7 +450,7 @@ impl Drop for Archiving {
     }
 }
 
-fn psql_at(bin: &Path, host: &Path, port: u16, db: &str, sql: &str) -> String {
+pub(crate) fn psql_at(bin: &Path, host: &Path, port: u16, db: &str, sql: &str) -> String {
     let out = Command::new(bin.join("psql"))
         .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1"])
         .args(["-h", host.to_str().unwrap(), "-p", &port.to_string()])
@@ -458,7 +465,7 @@ fn psql_at(bin: &Path, host: &Path, port: u16, db: &str, sql: &str) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
-fn restored_rows(report: &Value, table: &str) -> u64 {
+pub(crate) fn restored_rows(report: &Value, table: &str) -> u64 {
     report["restored_tables"]
         .as_array()
         .unwrap()
@@ -469,7 +476,7 @@ fn restored_rows(report: &Value, table: &str) -> u64 {
         .unwrap()
 }
 
-fn restore(h: &Path, config: &Path, args: &[&str]) -> Command {
+pub(crate) fn restore(h: &Path, config: &Path, args: &[&str]) -> Command {
     let mut all = vec!["restore", "--source", "app", "--json"];
     all.extend_from_slice(args);
     with_config(h, config, &all)

@@ -9,15 +9,15 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
-use super::tar::{TarTap, parse_manifest, verify_files};
+use super::tar::{Extract, TarParser, TarTap, parse_manifest, verify_files};
 use crate::config::SourceConfig;
 use crate::engine::postgres::{
     ChildGuard, pg_error, server_version, source_conn, tool_failure, tools,
 };
 use crate::error::{Error, Result};
 use crate::manifest::{BackupId, DataInfo, EncryptionInfo};
-use crate::pipeline::crypt::Seal;
-use crate::pipeline::stream::{Stages, upload_reader};
+use crate::pipeline::crypt::{EncryptionConfig, Seal, Unseal};
+use crate::pipeline::stream::{Expect, Stages, download_into, upload_reader};
 use crate::progress::Progress;
 use crate::storage::{ObjectKey, ObjectStore, ObjectStoreExt, StoreError};
 use crate::wal::chain::BaseNeeds;
@@ -107,9 +107,10 @@ pub async fn base_backup(
     let archive_mode: String = row.get(1);
     let segment_size = row.get::<_, i64>(2) as u64;
     drop(client);
-    if archive_mode == "off" {
+    let streamed = source.pitr.as_ref().is_some_and(|p| p.stream);
+    if archive_mode == "off" && !streamed {
         return Err(Error::Invalid(format!(
-            "source {}: archive_mode is off, so no WAL reaches the archive and a base backup could never be restored; set archive_mode = on and archive_command (docs/postgres.md)",
+            "source {}: archive_mode is off, so no WAL reaches the archive and a base backup could never be restored; set archive_mode = on and archive_command, or stream the WAL with `stream = true` under [source.pitr] (docs/postgres.md)",
             source.name
         )));
     }
@@ -292,4 +293,57 @@ pub async fn list_bases(
     }
     bases.sort_by(|a, b| a.id.cmp(&b.id));
     Ok((bases, bad))
+}
+
+/// Downloads a base backup without unpacking it: the stored bytes against their SHA-256,
+/// then every file in the tar against the `backup_manifest` inside it, as a restore checks
+/// them. Returns how many files matched.
+pub async fn verify_base(
+    store: &dyn ObjectStore,
+    base: &BaseManifest,
+    keys: Option<&EncryptionConfig>,
+    cancel: &CancellationToken,
+) -> Result<usize> {
+    let unseal = match &base.encryption {
+        Some(info) => Some(Unseal::for_backup(base.id.as_str(), info, keys)?),
+        None => None,
+    };
+    let parsed = download_into(
+        store,
+        &base.data_key()?,
+        Expect {
+            stored_bytes: base.data.stored_bytes,
+            stored_sha256: base.data.sha256.clone(),
+            raw: None,
+            unseal,
+        },
+        Extract(TarParser::default()),
+        cancel,
+    )
+    .await?;
+    let tar = &parsed.0.summary;
+    if !tar.complete {
+        return Err(Error::Invalid(format!(
+            "base backup {} ends before its tar does",
+            base.id
+        )));
+    }
+    let manifest = tar.manifest.as_deref().ok_or_else(|| {
+        Error::Invalid(format!("base backup {} holds no backup_manifest", base.id))
+    })?;
+    let sha = crate::pipeline::hex(<sha2::Sha256 as sha2::Digest>::digest(manifest));
+    if sha != base.backup_manifest_sha256 {
+        return Err(Error::Invalid(format!(
+            "base backup {}: its backup_manifest is not the one taken (sha256 {sha}, recorded {})",
+            base.id, base.backup_manifest_sha256
+        )));
+    }
+    let files = verify_files(&parse_manifest(manifest)?, tar)?;
+    if files != base.files {
+        return Err(Error::Invalid(format!(
+            "base backup {}: {files} files checked, its manifest says {}",
+            base.id, base.files
+        )));
+    }
+    Ok(files)
 }
