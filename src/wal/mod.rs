@@ -4,6 +4,7 @@
 pub mod archive;
 pub mod chain;
 pub mod names;
+pub mod prefetch;
 
 use std::sync::Arc;
 
