@@ -11,7 +11,7 @@ use lifeboat::config::Config;
 use lifeboat::engine::postgres::physical::scratch::ScratchCluster;
 use lifeboat::pipeline::crypt::Seal;
 use lifeboat::pitr::PitrStatus;
-use lifeboat::wal::{self, archive};
+use lifeboat::wal::{self, archive, prefetch};
 use tokio_util::sync::CancellationToken;
 
 use super::output::esc;
@@ -37,6 +37,19 @@ pub enum WalCommand {
         dest: PathBuf,
         #[arg(long)]
         source: Option<String>,
+        /// Serve segments prefetched into this directory, and keep the next ones there
+        /// (a directory the restore made; `lifeboat restore --time` passes it).
+        #[arg(long)]
+        spool: Option<PathBuf>,
+    },
+    /// Fill a spool with the segments after the one recovery asked for last (started by
+    /// `wal get --spool`).
+    #[command(hide = true)]
+    Prefetch {
+        #[arg(long)]
+        source: Option<String>,
+        #[arg(long)]
+        spool: PathBuf,
     },
     /// The archive's state: WAL held per timeline, gaps, and the window of times each base
     /// backup can restore to.
@@ -88,6 +101,19 @@ pub async fn run(
             }
             Ok(ExitCode::SUCCESS)
         }
+        WalCommand::Prefetch { source, spool } => {
+            let source = wal::pitr_source(&config, source.as_deref())?;
+            let store = wal::open_source_store(&config, source).await?;
+            prefetch::run(
+                store.as_ref(),
+                &source.name,
+                &spool,
+                config.encryption.as_ref(),
+                &cancel,
+            )
+            .await?;
+            Ok(ExitCode::SUCCESS)
+        }
         WalCommand::DropScratch { dir } => {
             let bin_dir = config.sources.iter().find_map(|s| s.bin_dir.clone());
             let cluster = ScratchCluster::open(&dir, bin_dir.as_deref())?;
@@ -95,8 +121,20 @@ pub async fn run(
             println!("stopped and removed {}", dir.display());
             Ok(ExitCode::SUCCESS)
         }
-        WalCommand::Get { name, dest, source } => {
+        WalCommand::Get {
+            name,
+            dest,
+            source,
+            spool,
+        } => {
             let source = wal::pitr_source(&config, source.as_deref())?;
+            // Before the store is opened: a spooled segment is a rename away.
+            if let Some(spool) = &spool
+                && prefetch::take(spool, &name, &dest)?
+            {
+                prefetch_next(config_path, &source.name, spool, &name, &dest);
+                return Ok(ExitCode::SUCCESS);
+            }
             let store = wal::open_source_store(&config, source).await?;
             let found = archive::get(
                 store.as_ref(),
@@ -108,6 +146,9 @@ pub async fn run(
             )
             .await?;
             if found {
+                if let Some(spool) = &spool {
+                    prefetch_next(config_path, &source.name, spool, &name, &dest);
+                }
                 Ok(ExitCode::SUCCESS)
             } else {
                 eprintln!(
@@ -118,6 +159,38 @@ pub async fn run(
                 Ok(ExitCode::FAILURE)
             }
         }
+    }
+}
+
+/// Starts `wal prefetch` in the background unless one runs. It outlives this command, which
+/// PostgreSQL waits for; a failure here only costs speed, so it is said and not returned.
+fn prefetch_next(config_path: &Path, source: &str, spool: &Path, name: &str, dest: &Path) {
+    let start = match prefetch::note_served(spool, name, dest) {
+        Ok(start) => start,
+        Err(e) => {
+            eprintln!(
+                "lifeboat: no WAL prefetch: {}",
+                lifeboat::escape::term(&e.to_string())
+            );
+            return;
+        }
+    };
+    if !start {
+        return;
+    }
+    let spawned = std::env::current_exe().and_then(|exe| {
+        std::process::Command::new(exe)
+            .arg("--config")
+            .arg(config_path)
+            .args(["wal", "prefetch", "--source", source, "--spool"])
+            .arg(spool)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+    });
+    if let Err(e) = spawned {
+        eprintln!("lifeboat: no WAL prefetch: {e}");
     }
 }
 

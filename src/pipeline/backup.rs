@@ -101,12 +101,7 @@ impl BackupRun<'_> {
         self.progress.phase(Phase::Upload, snapshot.raw_size);
         let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(CHANNEL_DEPTH);
         let level = self.opts.compression_level;
-        let threads = match self.opts.threads {
-            0 => std::thread::available_parallelism()
-                .map_or(1, |n| n.get() as u32)
-                .min(DEFAULT_MAX_THREADS),
-            n => n,
-        };
+        let threads = zstd_workers(self.opts.threads);
         // Recorded before the first byte goes up: a kill from here on leaves an upload (or an
         // object without a manifest) that the next run removes.
         let upload = self.debris.record(&Debris::Upload {
@@ -311,6 +306,16 @@ fn log_content(job: &Job, sums: &crate::content::ContentChecksums) {
         "content checksums computed for {} tables",
         sums.len()
     ));
+}
+
+/// zstd workers for a configured count, where 0 means one per core (at most a few).
+pub(crate) fn zstd_workers(configured: u32) -> u32 {
+    match configured {
+        0 => std::thread::available_parallelism()
+            .map_or(1, |n| n.get() as u32)
+            .min(DEFAULT_MAX_THREADS),
+        n => n,
+    }
 }
 
 pub(crate) fn tokio_stream_from(

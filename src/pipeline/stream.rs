@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::backup::{CHANNEL_DEPTH, compress, tokio_stream_from, upload_gone};
+use super::backup::{CHANNEL_DEPTH, compress, tokio_stream_from, upload_gone, zstd_workers};
 use super::crypt::{Seal, Unseal};
 use super::restore::{ChannelReader, RawLimit, decoder};
 use super::sha256_hex;
@@ -29,16 +29,17 @@ pub struct Uploaded {
     pub raw_bytes: u64,
 }
 
-/// Compresses (and seals) `reader` into `key`. `Ok` only once the store confirmed all of it;
-/// on error nothing is left that the store shows as complete (the caller decides whether an
-/// object that was stored but is not wanted goes).
-/// How an upload compresses and seals: zstd level and workers, age recipients.
+/// How an upload compresses and seals: zstd level and workers (0: one per core, at most a
+/// few), age recipients.
 pub(crate) struct Stages {
     pub level: i32,
     pub threads: u32,
     pub seal: Option<Arc<Seal>>,
 }
 
+/// Compresses (and seals) `reader` into `key`. `Ok` only once the store confirmed all of it;
+/// on error nothing is left that the store shows as complete (the caller decides whether an
+/// object that was stored but is not wanted goes).
 pub(crate) async fn upload_reader(
     store: &dyn ObjectStore,
     key: &ObjectKey,
@@ -59,7 +60,7 @@ pub(crate) async fn upload_reader(
         let result = compress(
             &mut reader,
             level,
-            threads,
+            zstd_workers(threads),
             seal.as_deref(),
             &tx,
             &*progress,
@@ -136,7 +137,9 @@ pub(crate) async fn download_into<W: Write + Send + 'static>(
         };
         let (_, mut reader) = decoder(reader, Some(known), unseal.as_ref(), limit, &cancel2)?;
         let mut out = out;
-        let mut hasher = Sha256::new();
+        // Only a recorded plaintext hash is worth a pass over every byte (a base backup's
+        // files are checked one by one against its backup_manifest instead).
+        let mut hasher = raw_limit.map(|_| Sha256::new());
         let mut size = 0u64;
         let mut buf = vec![0u8; 1 << 16];
         loop {
@@ -144,11 +147,13 @@ pub(crate) async fn download_into<W: Write + Send + 'static>(
             if n == 0 {
                 break;
             }
-            hasher.update(&buf[..n]);
+            if let Some(h) = &mut hasher {
+                h.update(&buf[..n]);
+            }
             size += n as u64;
             out.write_all(&buf[..n]).map_err(Error::io("write"))?;
         }
-        Ok((out, size, sha256_hex(hasher)))
+        Ok((out, size, hasher.map(sha256_hex).unwrap_or_default()))
     });
     let downloaded = async {
         let mut stream = store.get(key).await?;

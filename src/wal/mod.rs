@@ -4,6 +4,7 @@
 pub mod archive;
 pub mod chain;
 pub mod names;
+pub mod prefetch;
 pub mod stream;
 
 use std::sync::Arc;

@@ -235,6 +235,100 @@ async fn a_wal_push_killed_between_data_and_record_leaves_nothing_that_looks_arc
     assert!(std::fs::read(&dest).unwrap() == bytes);
 }
 
+#[tokio::test]
+async fn wal_get_with_a_spool_serves_segments_fetched_ahead_and_checked_when_fetched() {
+    let home = home();
+    let h = home.path();
+    let config = write_config(h, PITR_SOURCE);
+    let wal = h.join("pg_wal");
+    std::fs::create_dir(&wal).unwrap();
+    let names: Vec<String> = (3..=6)
+        .map(|n| format!("0000000100000000000000{n:02X}"))
+        .collect();
+    let mut contents = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        let bytes = segment_bytes(10 + i as u64);
+        std::fs::write(wal.join(name), &bytes).unwrap();
+        let out = run(with_config(
+            h,
+            &config,
+            &["wal", "push", wal.join(name).to_str().unwrap()],
+        ))
+        .await;
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        contents.push(bytes);
+    }
+    // The last one is damaged in the store: no prefetch may spool it.
+    let stored = h.join("bucket/_lifeboat/wal/app");
+    let damaged = stored.join(format!("{}.zst", names[3]));
+    let mut bytes = std::fs::read(&damaged).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x01;
+    std::fs::write(&damaged, bytes).unwrap();
+
+    let spool = h.join("spool");
+    std::fs::create_dir(&spool).unwrap();
+    let get = |name: &str, dest: &Path| {
+        with_config(
+            h,
+            &config,
+            &[
+                "wal",
+                "get",
+                "--spool",
+                spool.to_str().unwrap(),
+                name,
+                dest.to_str().unwrap(),
+            ],
+        )
+    };
+    let dest = h.join("RECOVERYXLOG");
+    let out = run(get(&names[0], &dest)).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(std::fs::read(&dest).unwrap() == contents[0]);
+
+    // The prefetch it started spools the next two and stops at the damaged one.
+    let idle = || {
+        use std::os::fd::AsRawFd;
+        let lock = std::fs::File::open(spool.join("prefetch.lock")).unwrap();
+        // SAFETY: flock on a descriptor this closure owns.
+        unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) == 0 }
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while !(spool.join(&names[2]).exists() && idle()) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nothing prefetched: {:?}",
+            std::fs::read_dir(&spool)
+                .unwrap()
+                .flatten()
+                .collect::<Vec<_>>()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let mut spooled: Vec<String> = std::fs::read_dir(&spool)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('0'))
+        .collect();
+    spooled.sort();
+    assert_eq!(spooled, [names[1].clone(), names[2].clone()]);
+
+    // Served from the spool, byte for byte, even once the store no longer has it.
+    std::fs::remove_file(stored.join(format!("{}.json", names[1]))).unwrap();
+    let out = run(get(&names[1], &dest)).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(std::fs::read(&dest).unwrap() == contents[1]);
+    assert!(!spool.join(&names[1]).exists());
+    // The damaged one is refused by `wal get` itself, as without a spool.
+    let bad = h.join("bad");
+    let out = run(get(&names[3], &bad)).await;
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(out.stderr.contains("damaged"), "{}", out.stderr);
+    assert!(!bad.exists());
+}
+
 /// The newest installed server binaries.
 pub(crate) fn bin_dir() -> PathBuf {
     let mut dirs: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")

@@ -22,6 +22,7 @@ use crate::pipeline::stream::{Expect, download_into};
 use crate::storage::ObjectStore;
 use crate::wal::chain::{Chain, Window};
 use crate::wal::names::Lsn;
+use crate::wal::prefetch;
 
 /// Where recovery stops.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -418,6 +419,11 @@ async fn build_and_start(
     write_recovery_config(cluster, opts)?;
     std::fs::create_dir_all(cluster.data_dir.join("pg_wal/archive_status"))
         .map_err(Error::io("create pg_wal"))?;
+    let spool = prefetch::spool_of(&cluster.dir);
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&spool)
+        .map_err(Error::io(format!("cannot create {}", spool.display())))?;
     if let Some(user) = &cluster.os_user {
         let ok = Command::new("chown")
             .arg("-R")
@@ -454,6 +460,9 @@ async fn build_and_start(
         cluster.port
     ));
     let client = wait_for(cluster, opts, cancel).await?;
+    // Recovery is over: segments fetched ahead of it are not needed, and `wal get` does not
+    // prefetch into a spool that is gone.
+    let _ = std::fs::remove_dir_all(&spool);
     let row = client
         .query_one(
             "SELECT pg_is_in_recovery(), \
@@ -490,6 +499,17 @@ async fn build_and_start(
     })
 }
 
+/// `wal get` with the cluster's spool, so that segments are fetched ahead of recovery.
+fn restore_command(cluster: &ScratchCluster, opts: &RecoverOptions) -> Result<String> {
+    let spool = prefetch::spool_of(&cluster.dir).display().to_string();
+    if spool.contains('\'') {
+        return Err(Error::Invalid(format!(
+            "{spool} holds a quote; restore_command cannot name it safely"
+        )));
+    }
+    Ok(format!("{} --spool '{spool}' %f %p", opts.wal_get))
+}
+
 fn write_recovery_config(cluster: &ScratchCluster, opts: &RecoverOptions) -> Result<()> {
     let quote = |s: &str| format!("'{}'", s.replace('\'', "''"));
     let mut conf =
@@ -504,7 +524,7 @@ fn write_recovery_config(cluster: &ScratchCluster, opts: &RecoverOptions) -> Res
         ("archive_mode", quote("off")),
         ("primary_conninfo", quote("")),
         ("hot_standby", quote("on")),
-        ("restore_command", quote(&format!("{} %f %p", opts.wal_get))),
+        ("restore_command", quote(&restore_command(cluster, opts)?)),
         ("recovery_target_timeline", quote("latest")),
         (
             "recovery_target_action",
