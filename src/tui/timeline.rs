@@ -93,11 +93,12 @@ impl TimeLine {
         let start = |i: usize| {
             self.from + Duration::milliseconds((span as i128 * i as i128 / width as i128) as i64)
         };
+        let gaps = self.gaps();
         let mut marks: Vec<Mark> = (0..width)
             .map(|i| {
                 let (c0, c1) = (start(i), start(i + 1));
                 // A gap shorter than a column still marks it: it is what a person must see.
-                let gap = self.gaps().iter().any(|(g0, g1)| *g0 < c1 && *g1 > c0);
+                let gap = gaps.iter().any(|(g0, g1)| *g0 < c1 && *g1 > c0);
                 if gap { Mark::Gap } else { Mark::Covered }
             })
             .collect();
@@ -110,10 +111,6 @@ impl TimeLine {
             marks[i] = Mark::Cursor;
         }
         marks
-    }
-
-    pub fn render(&self, width: usize, cursor: Option<DateTime<Utc>>) -> String {
-        self.marks(width, cursor).iter().map(|m| m.glyph()).collect()
     }
 
     /// A time in the window picked from `seed` (the simulated clock, so a test sees the same
@@ -147,6 +144,12 @@ fn mix(seed: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    impl TimeLine {
+        fn render(&self, width: usize, cursor: Option<DateTime<Utc>>) -> String {
+            self.marks(width, cursor).iter().map(|m| m.glyph()).collect()
+        }
+    }
 
     fn at(min: i64) -> DateTime<Utc> {
         DateTime::<Utc>::from_timestamp(1_800_000_000 + min * 60, 0).unwrap()

@@ -920,9 +920,8 @@ impl RestoreWizard {
         let gaps = line.gaps().len();
         let mut out = vec![Line::styled(
             format!(
-                "WAL window {} → {}  ({} base backup{}, {})",
-                show_seconds(ctx, line.from),
-                show_seconds(ctx, line.to),
+                "WAL window {}  ({} base backup{}, {})",
+                span(ctx, line.from, line.to),
                 status.bases.len(),
                 if status.bases.len() == 1 { "" } else { "s" },
                 match gaps {
@@ -961,7 +960,7 @@ impl RestoreWizard {
                 Some(at) if line.contains(at) => Line::styled(
                     format!(
                         "  {} is in the window: restored from the WAL into a scratch cluster",
-                        show_seconds(ctx, at)
+                        clock(ctx, at)
                     ),
                     t.ok,
                 ),
@@ -993,17 +992,13 @@ impl RestoreWizard {
                 }
             )),
             Line::raw(format!(
-                "from       base backup {}, restorable {} → {}",
+                "from       base backup {} (restorable {} → {})",
                 fmt::safe(&p.base),
-                show_seconds(ctx, p.window.0),
-                p.window.1.map_or("?".into(), |t| show_seconds(ctx, t))
+                clock(ctx, p.window.0),
+                p.window.1.map_or("?".into(), |to| clock(ctx, to))
             )),
-            Line::raw(
-                "into       a new scratch cluster (never the source); the archived WAL is replayed to the time",
-            ),
-            Line::raw(
-                "proof      row counts of the restored database beside the nearest logical backup's",
-            ),
+            Line::raw("into       a new scratch cluster; the archived WAL is replayed to that time"),
+            Line::raw("proof      restored row counts beside the nearest logical backup's"),
             Line::raw(""),
         ];
         lines.extend(self.window_lines(area.width, data, ctx));
@@ -1042,19 +1037,24 @@ impl RestoreWizard {
         let mut head = vec![
             Line::styled(
                 format!(
-                    "RESTORED {} to {} from base backup {}",
+                    "RESTORED {} to {}",
                     fmt::safe(&r.source),
-                    fmt::safe(rec.target.to_string()),
-                    rec.base
+                    match &rec.target {
+                        lifeboat::engine::postgres::physical::scratch::RecoveryTarget::Time(at) => {
+                            show_seconds(ctx, *at)
+                        }
+                        other => fmt::safe(other.to_string()),
+                    }
                 ),
                 t.ok,
             ),
             Line::raw(format!(
-                "{} on timeline {}, last commit {}",
+                "from {} · {} on timeline {} · last commit {}",
+                rec.base,
                 if rec.paused { "paused" } else { "promoted" },
                 rec.timeline,
                 rec.last_commit
-                    .map_or("none replayed".into(), |at| show_seconds(ctx, at))
+                    .map_or("none replayed".into(), |at| clock(ctx, at))
             )),
         ];
         if let Some(line) = &rec.stop_line {
@@ -1070,13 +1070,13 @@ impl RestoreWizard {
         });
         head.push(Line::styled(
             format!(
-                "logical: counts of backup {}, the newest taken before the target",
+                "logical: counts of backup {}, the newest before the target",
                 fmt::safe(r.logical_backup.as_deref().unwrap_or("none"))
             ),
             t.dim,
         ));
         let [top, table, keys] = Layout::vertical([
-            Constraint::Length(head.len() as u16),
+            Constraint::Length(wrapped_height(&head, area.width)),
             Constraint::Min(3),
             Constraint::Length(1),
         ])
@@ -1651,4 +1651,31 @@ fn show_seconds(ctx: &Ctx, t: DateTime<Utc>) -> String {
 fn clock(ctx: &Ctx, t: DateTime<Utc>) -> String {
     let shown = show_seconds(ctx, t);
     shown.split(' ').nth(1).unwrap_or_default().to_owned()
+}
+
+/// `2026-11-23 02:00:13 → 11:44:51 +00:00`, the day twice only when it changes.
+fn span(ctx: &Ctx, from: DateTime<Utc>, to: DateTime<Utc>) -> String {
+    let (a, b) = (show_seconds(ctx, from), show_seconds(ctx, to));
+    match (a.split_once(' '), b.split_once(' ')) {
+        (Some((day_a, _)), Some((day_b, rest_b))) if day_a == day_b => {
+            let time_a = a.split(' ').nth(1).unwrap_or_default();
+            format!("{day_a} {time_a} → {rest_b}")
+        }
+        _ => format!("{a} → {b}"),
+    }
+}
+
+/// Rows `lines` take wrapped at `width`, with one to spare per wrapped line: words move
+/// whole to the next row, so a row may hold less than `width`.
+fn wrapped_height(lines: &[Line], width: u16) -> u16 {
+    let width = usize::from(width.max(1));
+    lines
+        .iter()
+        .map(|l| match l.width() {
+            w if w <= width => 1,
+            w => w.div_ceil(width) + 1,
+        })
+        .sum::<usize>()
+        .try_into()
+        .unwrap_or(u16::MAX)
 }

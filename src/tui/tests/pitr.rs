@@ -240,6 +240,7 @@ fn a_time_in_the_window_is_restored_from_wal_and_x_drops_the_cluster() {
             && s.contains("base backup 20261123T060000Z-bbbb"),
         "{s}"
     );
+    insta::assert_snapshot!("wizard_pitr_plan_80x24", screen(&app));
     key(&mut app, KeyCode::Enter);
     let (task, source, at_, base, drill) = pitr_request(&mut app);
     assert_eq!(
@@ -253,9 +254,10 @@ fn a_time_in_the_window_is_restored_from_wal_and_x_drops_the_cluster() {
         record: super::restore_record(),
         outcome: Outcome::Pitr(Ok(Box::new(pitr_report(false)))),
     });
+    insta::assert_snapshot!("wizard_pitr_result_80x24", screen(&app));
     let s = sized(&app, 120, 40);
     assert!(
-        s.contains("RESTORED billing to time 2026-11-23T10:41:07Z")
+        s.contains("RESTORED billing to 2026-11-23 10:41:07 +00:00")
             && s.contains("connect: psql \"host=/var/tmp/lifeboat-pitr-billing-")
             && s.contains("public.invoices")
             && s.contains("81,433")
