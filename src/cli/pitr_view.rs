@@ -67,7 +67,11 @@ fn summary(source: &str, status: &PitrStatus) -> String {
             full(to),
             if bases == 1 { "" } else { "s" },
             status.chain.gaps.len(),
-            if status.chain.gaps.len() == 1 { "" } else { "s" }
+            if status.chain.gaps.len() == 1 {
+                ""
+            } else {
+                "s"
+            }
         ),
         None if bases == 0 => format!(
             "{}: no restorable window: no base backup (run `lifeboat basebackup {}`)",
@@ -103,7 +107,11 @@ pub(super) fn print_list(views: &Views, color: bool) {
                 let text = window_text(b);
                 t.row(vec![
                     b.base.id.to_string().into(),
-                    b.base.started_at.format("%Y-%m-%d %H:%M").to_string().into(),
+                    b.base
+                        .started_at
+                        .format("%Y-%m-%d %H:%M")
+                        .to_string()
+                        .into(),
                     size(b.base.data.stored_bytes).into(),
                     b.base.timeline.to_string().into(),
                     colored(text, if b.window.is_ok() { GREEN } else { RED }),
@@ -223,10 +231,9 @@ pub(super) fn print_show(status: &PitrStatus, b: &BaseWindow, now: DateTime<Utc>
                 );
             }
             println!(
-                "restore     lifeboat restore --source {} --base {} --time \"{}\"",
+                "restore     lifeboat restore --source {} --base {} --time \"<a time in the window>\"",
                 esc(&status.source),
-                m.id,
-                full(w.to.unwrap_or(w.from))
+                m.id
             );
         }
         Err(u) => println!(

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use lifeboat::catalog::{Catalog, CatalogRow};
 use lifeboat::jobs::{JobKind, JobRecord};
 use lifeboat::manifest::Manifest;
-use lifeboat::pitr::{PitrReport, PitrStatus};
 use lifeboat::pipeline::restore::{RestoreReport, RestoreTarget};
+use lifeboat::pitr::{PitrReport, PitrStatus};
 use lifeboat::progress::Phase;
 use lifeboat::prune::PlanInputs;
 

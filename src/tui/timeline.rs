@@ -147,7 +147,10 @@ mod tests {
 
     impl TimeLine {
         fn render(&self, width: usize, cursor: Option<DateTime<Utc>>) -> String {
-            self.marks(width, cursor).iter().map(|m| m.glyph()).collect()
+            self.marks(width, cursor)
+                .iter()
+                .map(|m| m.glyph())
+                .collect()
         }
     }
 

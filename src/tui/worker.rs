@@ -463,16 +463,14 @@ async fn pitr_restore(
     drill: bool,
     cancel: &CancellationToken,
 ) -> lifeboat::Result<PitrReport> {
-    let exe = std::env::current_exe()
-        .map_err(|source| Error::Io {
-            context: "cannot find the lifeboat executable for restore_command".into(),
-            source,
-        })?;
-    let config = std::fs::canonicalize(&lb.config().path)
-        .map_err(|source| Error::Io {
-            context: "cannot find the config file for restore_command".into(),
-            source,
-        })?;
+    let exe = std::env::current_exe().map_err(|source| Error::Io {
+        context: "cannot find the lifeboat executable for restore_command".into(),
+        source,
+    })?;
+    let config = std::fs::canonicalize(&lb.config().path).map_err(|source| Error::Io {
+        context: "cannot find the config file for restore_command".into(),
+        source,
+    })?;
     let opts = PitrRestoreOptions {
         target: RecoveryTarget::Time(at),
         pause: false,
@@ -614,6 +612,42 @@ mod tests {
             "{e}"
         );
         assert!(lb.jobs().unwrap().is_empty(), "no backup job was started");
+    }
+
+    /// A point-in-time source's window arrives as a message (an archive with nothing in it
+    /// yet: no base backup, no WAL); `x` on a directory lifeboat did not make is refused.
+    #[tokio::test]
+    async fn the_wal_window_is_a_message_and_only_scratch_clusters_are_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = "[storage]\ntype = \"local\"\npath = \"bucket\"\n[state]\npath = \"state.db\"\n[[source]]\nname = \"billing\"\nengine = \"postgres\"\nhost = \"/nonexistent\"\ndatabase = \"billing\"\n[source.pitr]\n";
+        let config =
+            lifeboat::config::Config::parse(text, &dir.path().join("lifeboat.toml")).unwrap();
+        let lb = Lifeboat::open(config).await.unwrap();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut worker = Worker::new(lb, tx);
+        worker.handle(Request::LoadPitr {
+            source: "billing".into(),
+        });
+        let Msg::Pitr { source, result } = rx.recv().await.unwrap() else {
+            panic!("not the window")
+        };
+        assert_eq!(source, "billing");
+        let status = result.unwrap();
+        assert!(status.bases.is_empty() && status.chain.ranges.is_empty());
+        assert_eq!(status.restorable(), None);
+
+        let precious = dir.path().join("data");
+        std::fs::create_dir(&precious).unwrap();
+        std::fs::write(precious.join("PG_VERSION"), "16\n").unwrap();
+        worker.handle(Request::DropPitrScratch {
+            source: "billing".into(),
+            dir: precious.clone(),
+        });
+        let Msg::Notice(answer) = rx.recv().await.unwrap() else {
+            panic!("no answer")
+        };
+        assert!(answer.is_err(), "{answer:?}");
+        assert!(precious.join("PG_VERSION").exists());
     }
 
     /// `R` three times: the two earlier listings are stopped before they read anything, one

@@ -814,7 +814,10 @@ async fn list_and_show_print_base_backups_and_the_restorable_window() {
         .filter(|l| l.contains(&first_id) || l.contains(&second_id))
         .collect();
     assert_eq!(rows.len(), 2, "{}", list.stdout);
-    assert!(rows.iter().all(|l| l.contains("restorable ") && l.contains(" → ")));
+    assert!(
+        rows.iter()
+            .all(|l| l.contains("restorable ") && l.contains(" → "))
+    );
 
     let listed = json(&run(with_config(h, &config, &["list", "--json"])).await);
     let pitr = &listed["pitr"][0];
@@ -828,7 +831,12 @@ async fn list_and_show_print_base_backups_and_the_restorable_window() {
     );
     assert!(pitr["bases"][1]["unrestorable"].is_null());
 
-    let show = run(with_config(h, &config, &["show", &format!("app/{first_id}")])).await;
+    let show = run(with_config(
+        h,
+        &config,
+        &["show", &format!("app/{first_id}")],
+    ))
+    .await;
     assert_eq!(show.code, 0, "{}", show.stderr);
     for want in [
         format!("base backup {first_id}"),
@@ -857,7 +865,11 @@ async fn list_and_show_print_base_backups_and_the_restorable_window() {
         .lines()
         .find(|l| l.contains(&first_id))
         .unwrap_or_else(|| panic!("{}", list.stdout));
-    assert!(row.contains(&format!("WAL gap at {lost}")), "{}", list.stdout);
+    assert!(
+        row.contains(&format!("WAL gap at {lost}")),
+        "{}",
+        list.stdout
+    );
     assert!(list.stdout.contains("1 gap)"), "{}", list.stdout);
     let listed = json(&run(with_config(h, &config, &["list", "--json"])).await);
     assert!(
@@ -866,7 +878,12 @@ async fn list_and_show_print_base_backups_and_the_restorable_window() {
     );
     assert_eq!(listed["pitr"][0]["gaps"][0]["from"], lost.as_str());
 
-    let missing = run(with_config(h, &config, &["show", "app/20260101T000000Z-0000"])).await;
+    let missing = run(with_config(
+        h,
+        &config,
+        &["show", "app/20260101T000000Z-0000"],
+    ))
+    .await;
     assert_eq!(missing.code, 1, "{}", missing.stdout);
     assert!(
         missing.stderr.starts_with("error: ") && missing.stderr.lines().count() == 1,

@@ -4,11 +4,11 @@
 
 use std::path::{Path, PathBuf};
 
+use chrono::{DateTime, Utc};
 use crossterm::event::{KeyCode, KeyEvent};
 use lifeboat::catalog::{CatalogRow, RowKind};
 use lifeboat::diff::RowStatus;
 use lifeboat::jobs::{JobKind, JobRecord};
-use chrono::{DateTime, Utc};
 use lifeboat::pipeline::restore::RestoreReport;
 use lifeboat::pitr::PitrReport;
 use ratatui::Frame;
@@ -888,16 +888,17 @@ impl RestoreWizard {
     /// on the time line. Nothing for a source without `[source.pitr]`.
     fn window_lines(&self, width: u16, data: &Data, ctx: &Ctx) -> Vec<Line<'static>> {
         let t = &ctx.theme;
-        let Some(source) = ctx.config.sources.get(self.source).filter(|s| s.pitr.is_some())
+        let Some(source) = ctx
+            .config
+            .sources
+            .get(self.source)
+            .filter(|s| s.pitr.is_some())
         else {
             return Vec::new();
         };
         let status = match data.pitr.get(&source.name) {
             None => {
-                return vec![Line::styled(
-                    "WAL window: reading the archive…",
-                    t.dim,
-                )];
+                return vec![Line::styled("WAL window: reading the archive…", t.dim)];
             }
             Some(Err(e)) => {
                 return vec![Line::styled(
@@ -997,7 +998,9 @@ impl RestoreWizard {
                 clock(ctx, p.window.0),
                 p.window.1.map_or("?".into(), |to| clock(ctx, to))
             )),
-            Line::raw("into       a new scratch cluster; the archived WAL is replayed to that time"),
+            Line::raw(
+                "into       a new scratch cluster; the archived WAL is replayed to that time",
+            ),
             Line::raw("proof      restored row counts beside the nearest logical backup's"),
             Line::raw(""),
         ];
@@ -1066,7 +1069,10 @@ impl RestoreWizard {
         head.push(if r.dropped {
             Line::styled("the scratch cluster was dropped once proved", t.accent)
         } else {
-            Line::styled(format!("connect: psql \"{}\"", fmt::safe(&r.conninfo)), t.accent)
+            Line::styled(
+                format!("connect: psql \"{}\"", fmt::safe(&r.conninfo)),
+                t.accent,
+            )
         });
         head.push(Line::styled(
             format!(

@@ -23,11 +23,7 @@ use super::{key, now, row, screen, sized, test_ctx, typed};
 const MB16: u64 = 16 << 20;
 
 fn at(h: u32, m: u32, s: u32) -> DateTime<Utc> {
-    now()
-        .date_naive()
-        .and_hms_opt(h, m, s)
-        .unwrap()
-        .and_utc()
+    now().date_naive().and_hms_opt(h, m, s).unwrap().and_utc()
 }
 
 fn base(id: &str, segment: u64, finished: DateTime<Utc>) -> BaseManifest {
@@ -292,7 +288,10 @@ fn a_time_outside_the_window_falls_back_to_the_newest_logical_backup() {
     key(&mut app, KeyCode::Enter);
     // No logical backup at or before 05:00 (the only one is from 08:00).
     let s = screen(&app);
-    assert!(s.contains("no complete backup of billing at or before"), "{s}");
+    assert!(
+        s.contains("no complete backup of billing at or before"),
+        "{s}"
+    );
     assert!(
         !app.take_requests()
             .iter()
