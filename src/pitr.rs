@@ -54,6 +54,43 @@ impl PitrStatus {
         let to = windows.iter().filter_map(|w| w.to).max()?;
         Some((from, to))
     }
+
+    /// The base backup a restore to `at` starts from: the newest one consistent by then
+    /// whose window reaches it (as the restore itself chooses).
+    pub fn covering(&self, at: DateTime<Utc>) -> Option<&BaseWindow> {
+        self.bases.iter().rev().find(|b| {
+            b.window
+                .as_ref()
+                .is_ok_and(|w| w.from <= at && w.to.is_some_and(|to| at <= to))
+        })
+    }
+
+    pub fn base(&self, id: &str) -> Option<&BaseWindow> {
+        self.bases.iter().find(|b| b.base.id.as_str() == id)
+    }
+}
+
+/// The command (before `%f %p`) a scratch cluster's `restore_command` runs to fetch WAL:
+/// this binary with this config, as the server's OS user will run it.
+pub fn wal_get_command(
+    exe: &std::path::Path,
+    config: &std::path::Path,
+    source: &str,
+) -> Result<String> {
+    let quote = |p: &std::path::Path| -> Result<String> {
+        let s = p.display().to_string();
+        if s.contains('\'') {
+            return Err(Error::Invalid(format!(
+                "{s} holds a quote; restore_command cannot name it safely"
+            )));
+        }
+        Ok(format!("'{s}'"))
+    };
+    Ok(format!(
+        "{} --config {} wal get --source {source}",
+        quote(exe)?,
+        quote(config)?
+    ))
 }
 
 /// Reads a source's base backups and WAL chain and works out every base backup's window.

@@ -7,6 +7,7 @@ mod daemon;
 mod drill;
 mod output;
 mod pitr;
+mod pitr_view;
 mod progress;
 mod promote;
 mod prune;
@@ -453,10 +454,14 @@ async fn command_result(
                 lb.source(s)?;
                 catalog.backups.retain(|b| &b.source == s);
             }
+            let pitr = pitr_view::load(&lb, source.as_deref()).await;
             if json {
-                output::print_json(&output::catalog_json(&lb, &catalog))?;
+                let mut value = output::catalog_json(&lb, &catalog);
+                value["pitr"] = pitr_view::list_json(&pitr);
+                output::print_json(&value)?;
             } else {
                 output::catalog(&lb, &catalog, color());
+                pitr_view::print_list(&pitr, color());
             }
             // Freeing 100,000 parsed manifests one by one takes longer than the exit that
             // follows; the process returns the memory at once.
@@ -466,7 +471,22 @@ async fn command_result(
         Command::Show { id, json } => {
             let lb = open(&config_path).await?;
             let catalog = lb.catalog().await.wrap_err("cannot read the catalog")?;
-            let entry = catalog.lookup(&id)?;
+            let entry = match catalog.lookup(&id) {
+                Err(Error::NoBackup(e)) => {
+                    // Not a logical backup: perhaps a base backup of a point-in-time source.
+                    let Some((status, i)) = pitr_view::find(&lb, &id).await? else {
+                        return Err(Error::NoBackup(e).into());
+                    };
+                    let b = &status.bases[i];
+                    if json {
+                        output::print_json(&pitr_view::show_json(&status, b))?;
+                    } else {
+                        pitr_view::print_show(&status, b, lb.clock().now());
+                    }
+                    return Ok(ExitCode::SUCCESS);
+                }
+                found => found?,
+            };
             if json {
                 output::print_json(&output::entry_json(&lb, entry, catalog.pinned(entry)))?;
             } else {

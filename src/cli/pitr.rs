@@ -58,23 +58,11 @@ pub(super) async fn restore(
     };
     let exe = std::env::current_exe()?;
     let config = std::fs::canonicalize(config_path)?;
-    let quote = |p: &std::path::Path| -> Result<String> {
-        let s = p.display().to_string();
-        if s.contains('\'') {
-            bail!("{s} holds a quote; restore_command cannot name it safely");
-        }
-        Ok(format!("'{s}'"))
-    };
     let opts = PitrRestoreOptions {
         target,
         pause: args.pause,
         base,
-        wal_get: format!(
-            "{} --config {} wal get --source {}",
-            quote(&exe)?,
-            quote(&config)?,
-            source.name
-        ),
+        wal_get: lifeboat::pitr::wal_get_command(&exe, &config, &source.name)?,
         compare_live: args.compare_live,
         amcheck: args.amcheck,
         drop: args.drop,

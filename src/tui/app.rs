@@ -139,6 +139,9 @@ pub struct Data {
     pub health: Vec<SourceHealth>,
     /// One line per store, once a catalog read has reached every store.
     pub stores: Vec<lifeboat::stores::StoreHealth>,
+    /// Per point-in-time source: its base backups and windows, or why they could not be
+    /// read; absent until the worker answers.
+    pub pitr: HashMap<String, Result<Arc<lifeboat::pitr::PitrStatus>, String>>,
     pub now: DateTime<Utc>,
 }
 
@@ -314,6 +317,12 @@ impl App {
         self.outbox.requests.push(Request::RefreshCatalog {
             generation: self.catalog_gen,
         });
+        // Only point-in-time sources pay for a listing of their WAL.
+        for s in self.ctx.config.sources.iter().filter(|s| s.pitr.is_some()) {
+            self.outbox.requests.push(Request::LoadPitr {
+                source: s.name.clone(),
+            });
+        }
         self.dirty = true;
     }
 
@@ -752,6 +761,9 @@ impl App {
                 record,
                 outcome,
             } => self.on_finished(task, kind, &record, outcome),
+            Msg::Pitr { source, result } => {
+                self.data.pitr.insert(source, result);
+            }
             Msg::Notice(Ok(text)) => self.set_status(text),
             Msg::Notice(Err(e)) => self.show_error(e),
         }

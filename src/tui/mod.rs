@@ -15,6 +15,7 @@ mod tabs;
 #[cfg(test)]
 mod tests;
 mod theme;
+mod timeline;
 mod worker;
 
 use std::io::stdout;

@@ -9,6 +9,7 @@ use lifeboat::catalog::{Catalog, CatalogRow};
 use lifeboat::jobs::{JobKind, JobRecord};
 use lifeboat::manifest::Manifest;
 use lifeboat::pipeline::restore::{RestoreReport, RestoreTarget};
+use lifeboat::pitr::{PitrReport, PitrStatus};
 use lifeboat::progress::Phase;
 use lifeboat::prune::PlanInputs;
 
@@ -55,6 +56,24 @@ pub enum Request {
     },
     /// Put text on the clipboard (OSC 52).
     Copy(String),
+    /// Read a point-in-time source's base backups and WAL chain.
+    LoadPitr {
+        source: String,
+    },
+    /// Restore a point-in-time source to a time into a new scratch cluster and prove it;
+    /// a drill drops the cluster once proved.
+    PitrRestore {
+        task: TaskId,
+        source: String,
+        at: chrono::DateTime<chrono::Utc>,
+        base: String,
+        drill: bool,
+    },
+    /// Stop and remove a scratch cluster a point-in-time restore left running.
+    DropPitrScratch {
+        source: String,
+        dir: PathBuf,
+    },
     /// Promote a proven copy in place of its source (the source's name typed as `confirm`).
     Promote {
         task: TaskId,
@@ -114,6 +133,11 @@ pub enum Msg {
     },
     /// A background action that is not a job failed or finished (copy, drop scratch).
     Notice(Result<String, String>),
+    /// A point-in-time source's base backups and windows, or why they could not be read.
+    Pitr {
+        source: String,
+        result: Result<Arc<PitrStatus>, String>,
+    },
 }
 
 #[derive(Debug)]
@@ -127,4 +151,5 @@ pub enum Outcome {
     /// Backups deleted and bytes freed.
     Prune(Result<(usize, u64), String>),
     Promote(Result<Box<lifeboat::promote::Promoted>, String>),
+    Pitr(Result<Box<PitrReport>, String>),
 }

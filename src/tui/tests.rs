@@ -25,6 +25,8 @@ use lifeboat::prune::{PlanInputs, SourceInputs};
 use super::msg::{Msg, Outcome, Request};
 use super::theme::Theme;
 
+mod pitr;
+
 fn now() -> DateTime<Utc> {
     DateTime::parse_from_rfc3339("2026-11-23T12:00:00Z")
         .unwrap()

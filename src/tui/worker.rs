@@ -7,9 +7,11 @@ use std::time::{Duration, Instant};
 
 use lifeboat::catalog::Catalog;
 use lifeboat::drill::DrillOptions;
+use lifeboat::engine::postgres::physical::scratch::{RecoveryTarget, ScratchCluster};
 use lifeboat::jobs::JobKind;
 use lifeboat::manifest::EngineKind;
 use lifeboat::pipeline::restore::{RestoreFrom, RestoreOptions};
+use lifeboat::pitr::{PitrReport, PitrRestoreOptions};
 use lifeboat::progress::{Phase, Progress};
 use lifeboat::{Error, Lifeboat, Selector};
 use tokio::sync::mpsc::UnboundedSender;
@@ -238,6 +240,51 @@ impl Worker {
                     });
                 });
             }
+            Request::LoadPitr { source } => {
+                tokio::spawn(async move {
+                    let result = lb.pitr_status(&source).await;
+                    let _ = tx.send(Msg::Pitr {
+                        source,
+                        result: result.map(Arc::new).map_err(|e| e.to_string()),
+                    });
+                });
+            }
+            Request::PitrRestore {
+                task,
+                source,
+                at,
+                base,
+                drill,
+            } => {
+                let cancel = self.start(task);
+                tokio::spawn(async move {
+                    let result = pitr_restore(&lb, &tx, &source, at, &base, drill, &cancel).await;
+                    let kind = if drill {
+                        JobKind::Drill
+                    } else {
+                        JobKind::Restore
+                    };
+                    let _ = tx.send(Msg::Finished {
+                        task,
+                        kind,
+                        record: Box::new(placeholder(&lb, kind)),
+                        outcome: Outcome::Pitr(result.map(Box::new).map_err(|e| e.to_string())),
+                    });
+                });
+            }
+            Request::DropPitrScratch { source, dir } => {
+                let bin_dir = lb.config().source(&source).and_then(|s| s.bin_dir.clone());
+                tokio::task::spawn_blocking(move || {
+                    // Opened by its directory: only a cluster lifeboat named is ever removed.
+                    let result = ScratchCluster::open(&dir, bin_dir.as_deref())
+                        .and_then(|c| lifeboat::pitr::drop_scratch(&c));
+                    let _ = tx.send(Msg::Notice(
+                        result
+                            .map(|()| format!("stopped and removed {}", dir.display()))
+                            .map_err(|e| e.to_string()),
+                    ));
+                });
+            }
             Request::Copy(text) => {
                 // OSC 52: the terminal puts it on the clipboard, locally or over ssh.
                 use std::io::Write;
@@ -408,6 +455,41 @@ async fn restore(
     });
 }
 
+/// A point-in-time restore as `lifeboat restore --time` runs it, its log on the status line.
+async fn pitr_restore(
+    lb: &Lifeboat,
+    tx: &UnboundedSender<Msg>,
+    source: &str,
+    at: chrono::DateTime<chrono::Utc>,
+    base: &str,
+    drill: bool,
+    cancel: &CancellationToken,
+) -> lifeboat::Result<PitrReport> {
+    let exe = std::env::current_exe().map_err(|source| Error::Io {
+        context: "cannot find the lifeboat executable for restore_command".into(),
+        source,
+    })?;
+    let config = std::fs::canonicalize(&lb.config().path).map_err(|source| Error::Io {
+        context: "cannot find the config file for restore_command".into(),
+        source,
+    })?;
+    let opts = PitrRestoreOptions {
+        target: RecoveryTarget::Time(at),
+        pause: false,
+        base: Some(base.parse().map_err(|e| Error::Invalid(format!("{e}")))?),
+        wal_get: lifeboat::pitr::wal_get_command(&exe, &config, source)?,
+        compare_live: false,
+        amcheck: false,
+        drop: drill,
+        timeout: Duration::from_secs(6 * 3600),
+    };
+    let lines = tx.clone();
+    let log = move |line: String| {
+        let _ = lines.send(Msg::Notice(Ok(lifeboat::escape::term(&line).into_owned())));
+    };
+    lb.pitr_restore(source, &opts, &log, cancel).await
+}
+
 /// A record for a job that could not start (its error says why).
 fn placeholder(lb: &Lifeboat, kind: JobKind) -> lifeboat::jobs::JobRecord {
     let job = lifeboat::jobs::Job::start(
@@ -532,6 +614,42 @@ mod tests {
             "{e}"
         );
         assert!(lb.jobs().unwrap().is_empty(), "no backup job was started");
+    }
+
+    /// A point-in-time source's window arrives as a message (an archive with nothing in it
+    /// yet: no base backup, no WAL); `x` on a directory lifeboat did not make is refused.
+    #[tokio::test]
+    async fn the_wal_window_is_a_message_and_only_scratch_clusters_are_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = "[storage]\ntype = \"local\"\npath = \"bucket\"\n[state]\npath = \"state.db\"\n[[source]]\nname = \"billing\"\nengine = \"postgres\"\nhost = \"/nonexistent\"\ndatabase = \"billing\"\n[source.pitr]\n";
+        let config =
+            lifeboat::config::Config::parse(text, &dir.path().join("lifeboat.toml")).unwrap();
+        let lb = Lifeboat::open(config).await.unwrap();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut worker = Worker::new(lb, tx);
+        worker.handle(Request::LoadPitr {
+            source: "billing".into(),
+        });
+        let Msg::Pitr { source, result } = rx.recv().await.unwrap() else {
+            panic!("not the window")
+        };
+        assert_eq!(source, "billing");
+        let status = result.unwrap();
+        assert!(status.bases.is_empty() && status.chain.ranges.is_empty());
+        assert_eq!(status.restorable(), None);
+
+        let precious = dir.path().join("data");
+        std::fs::create_dir(&precious).unwrap();
+        std::fs::write(precious.join("PG_VERSION"), "16\n").unwrap();
+        worker.handle(Request::DropPitrScratch {
+            source: "billing".into(),
+            dir: precious.clone(),
+        });
+        let Msg::Notice(answer) = rx.recv().await.unwrap() else {
+            panic!("no answer")
+        };
+        assert!(answer.is_err(), "{answer:?}");
+        assert!(precious.join("PG_VERSION").exists());
     }
 
     /// `R` three times: the two earlier listings are stopped before they read anything, one

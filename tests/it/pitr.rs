@@ -870,3 +870,125 @@ async fn a_base_backup_window_follows_a_promotion_onto_timeline_2() {
         check.stdout
     );
 }
+
+/// `list` shows each base backup with its window and a line per source; `--json` carries
+/// them; `show SOURCE/ID` names a base backup. A lost segment shows as the gap it makes.
+#[tokio::test]
+async fn list_and_show_print_base_backups_and_the_restorable_window() {
+    let home = home();
+    let h = home.path();
+    let config = write_config(h, PITR_SOURCE);
+    let src = Archiving::start(&config);
+    let config = write_config(h, &src.source_toml());
+
+    src.psql(
+        "app",
+        "CREATE TABLE orders (id serial PRIMARY KEY, note text); INSERT INTO orders (note) VALUES ('A')",
+    );
+    let first = json(&run(with_config(h, &config, &["basebackup", "app", "--json"])).await);
+    src.psql("app", "INSERT INTO orders (note) VALUES ('B')");
+    let lost = src.switch_and_archive();
+    src.psql("app", "INSERT INTO orders (note) VALUES ('C')");
+    src.switch_and_archive();
+    let second = json(&run(with_config(h, &config, &["basebackup", "app", "--json"])).await);
+    src.psql("app", "INSERT INTO orders (note) VALUES ('D')");
+    src.switch_and_archive();
+    let (first_id, second_id) = (
+        first["id"].as_str().unwrap().to_owned(),
+        second["id"].as_str().unwrap().to_owned(),
+    );
+
+    let list = run(with_config(h, &config, &["list"])).await;
+    assert_eq!(list.code, 0, "{}", list.stderr);
+    assert!(
+        list.stdout.contains("point-in-time recovery of app")
+            && list.stdout.contains(&first_id)
+            && list.stdout.contains(&second_id)
+            && list.stdout.contains("app: restorable ")
+            && list.stdout.contains("(2 base backups, 0 gaps)"),
+        "{}",
+        list.stdout
+    );
+    let rows: Vec<&str> = list
+        .stdout
+        .lines()
+        .filter(|l| l.contains(&first_id) || l.contains(&second_id))
+        .collect();
+    assert_eq!(rows.len(), 2, "{}", list.stdout);
+    assert!(
+        rows.iter()
+            .all(|l| l.contains("restorable ") && l.contains(" → "))
+    );
+
+    let listed = json(&run(with_config(h, &config, &["list", "--json"])).await);
+    let pitr = &listed["pitr"][0];
+    assert_eq!(pitr["source"], "app", "{listed}");
+    assert!(pitr["restorable"]["from"].is_string() && pitr["restorable"]["to"].is_string());
+    assert_eq!(pitr["bases"][0]["id"], first_id.as_str(), "{listed}");
+    assert_eq!(pitr["bases"][1]["id"], second_id.as_str(), "{listed}");
+    assert_eq!(
+        pitr["bases"][1]["window"]["from_lsn"], second["end_lsn"],
+        "{listed}"
+    );
+    assert!(pitr["bases"][1]["unrestorable"].is_null());
+
+    let show = run(with_config(
+        h,
+        &config,
+        &["show", &format!("app/{first_id}")],
+    ))
+    .await;
+    assert_eq!(show.code, 0, "{}", show.stderr);
+    for want in [
+        format!("base backup {first_id}"),
+        format!("system {}", first["system_identifier"].as_str().unwrap()),
+        format!(
+            "LSN {} .. {}",
+            first["start_lsn"].as_str().unwrap(),
+            first["end_lsn"].as_str().unwrap()
+        ),
+        "timeline 1".to_owned(),
+        "window      restorable ".to_owned(),
+    ] {
+        assert!(show.stdout.contains(&want), "{want}: {}", show.stdout);
+    }
+    let shown = json(&run(with_config(h, &config, &["show", &second_id, "--json"])).await);
+    assert_eq!(shown["kind"], "base_backup", "{shown}");
+    assert_eq!(shown["manifest"]["id"], second_id.as_str());
+    assert!(shown["window"]["to"].is_string(), "{shown}");
+
+    // A segment after the first base backup goes missing: its window now ends at the gap,
+    // the second's is whole, and the summary counts the gap.
+    std::fs::remove_file(h.join(format!("bucket/_lifeboat/wal/app/{lost}.json"))).unwrap();
+    let list = run(with_config(h, &config, &["list", "--source", "app"])).await;
+    let row = list
+        .stdout
+        .lines()
+        .find(|l| l.contains(&first_id))
+        .unwrap_or_else(|| panic!("{}", list.stdout));
+    assert!(
+        row.contains(&format!("WAL gap at {lost}")),
+        "{}",
+        list.stdout
+    );
+    assert!(list.stdout.contains("1 gap)"), "{}", list.stdout);
+    let listed = json(&run(with_config(h, &config, &["list", "--json"])).await);
+    assert!(
+        listed["pitr"][0]["bases"][0].to_string().contains(&lost),
+        "{listed}"
+    );
+    assert_eq!(listed["pitr"][0]["gaps"][0]["from"], lost.as_str());
+
+    let missing = run(with_config(
+        h,
+        &config,
+        &["show", "app/20260101T000000Z-0000"],
+    ))
+    .await;
+    assert_eq!(missing.code, 1, "{}", missing.stdout);
+    assert!(
+        missing.stderr.starts_with("error: ") && missing.stderr.lines().count() == 1,
+        "{}",
+        missing.stderr
+    );
+}

@@ -4,11 +4,13 @@
 
 use std::path::{Path, PathBuf};
 
+use chrono::{DateTime, Utc};
 use crossterm::event::{KeyCode, KeyEvent};
 use lifeboat::catalog::{CatalogRow, RowKind};
 use lifeboat::diff::RowStatus;
 use lifeboat::jobs::{JobKind, JobRecord};
 use lifeboat::pipeline::restore::RestoreReport;
+use lifeboat::pitr::PitrReport;
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Style;
@@ -19,6 +21,7 @@ use crate::tui::app::{Ctx, Data, Effect, Outbox};
 use crate::tui::fmt;
 use crate::tui::keys::Action;
 use crate::tui::msg::{Outcome, Request, RestoreRequest, TaskId};
+use crate::tui::timeline::{Mark, TimeLine};
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 enum Step {
@@ -74,6 +77,21 @@ pub struct RestoreWizard {
     promote_confirm: String,
     promote_task: Option<TaskId>,
     promoted: Option<Result<Box<lifeboat::promote::Promoted>, String>>,
+    /// A point-in-time restore chosen in the "when" step, and its outcome.
+    pitr: Option<PitrPlan>,
+    pitr_report: Option<Result<Box<PitrReport>, String>>,
+}
+
+/// A time inside a source's WAL window and the base backup that reaches it.
+#[derive(Debug, Clone)]
+struct PitrPlan {
+    source: String,
+    at: DateTime<Utc>,
+    base: String,
+    /// The window that base backup reaches.
+    window: (DateTime<Utc>, Option<DateTime<Utc>>),
+    /// Picked at random for a drill rather than typed.
+    picked: bool,
 }
 
 impl RestoreWizard {
@@ -204,6 +222,13 @@ impl RestoreWizard {
             });
             return true;
         }
+        if Some(task) == self.run_task
+            && let Outcome::Pitr(report) = outcome
+        {
+            self.pitr_report = Some(report.clone());
+            self.step = Step::Result;
+            return true;
+        }
         if Some(task) == self.run_task {
             if let Outcome::Restore { report: Err(e), .. } = outcome
                 && e.contains("already exists on the scratch server")
@@ -275,6 +300,14 @@ impl RestoreWizard {
                     }
                 }
             },
+            Step::Preflight if self.pitr.is_some() => match action {
+                Some(Action::Back) => {
+                    self.pitr = None;
+                    self.step = Step::Point;
+                }
+                Some(Action::Enter) => self.start(data, ctx, outbox),
+                _ => {}
+            },
             Step::Preflight => match action {
                 Some(Action::Back) => self.step = Step::Point,
                 Some(Action::Enter) => {
@@ -326,6 +359,7 @@ impl RestoreWizard {
                     return vec![Effect::Status("cancelling the restore".into())];
                 }
             }
+            Step::Result if self.pitr.is_some() => self.on_pitr_result_key(action, outbox),
             Step::Result => match action {
                 Some(
                     Action::Up
@@ -466,6 +500,9 @@ impl RestoreWizard {
             }
         };
         self.point_time = before;
+        if source.pitr.is_some() && self.choose_pitr(&source.name, before, data) {
+            return;
+        }
         // From a partial listing the newest line is a guess: wait for the source's part of
         // the bucket, unless asked twice.
         self.provisional = !data.source_known(&source.name);
@@ -540,6 +577,23 @@ impl RestoreWizard {
     }
 
     fn start(&mut self, data: &Data, ctx: &Ctx, outbox: &mut Outbox) {
+        if let Some(plan) = &self.pitr {
+            let what = if self.drill { "drill" } else { "restore" };
+            let task = outbox.task(
+                format!("{what} {} to {}", plan.source, ctx.show_time(plan.at)),
+                data.now,
+            );
+            outbox.requests.push(Request::PitrRestore {
+                task,
+                source: plan.source.clone(),
+                at: plan.at,
+                base: plan.base.clone(),
+                drill: self.drill,
+            });
+            self.run_task = Some(task);
+            self.step = Step::Run;
+            return;
+        }
         // A drill restores into a scratch copy lifeboat names, and drops it, as the CLI does.
         if self.drill {
             let Some(row) = &self.chosen else { return };
@@ -637,9 +691,11 @@ impl RestoreWizard {
         frame.render_widget(block, body);
         match self.step {
             Step::Source | Step::Point => self.draw_choose(frame, inner, data, ctx),
+            Step::Preflight if self.pitr.is_some() => self.draw_pitr_plan(frame, inner, data, ctx),
             Step::Preflight => self.draw_preflight(frame, inner, data, ctx),
             Step::Target => self.draw_target(frame, inner, ctx),
             Step::Run => self.draw_run(frame, inner, data, ctx),
+            Step::Result if self.pitr.is_some() => self.draw_pitr_result(frame, inner, ctx),
             Step::Result => self.draw_result(frame, inner, ctx),
             Step::Promote => self.draw_promote(frame, inner, ctx),
         }
@@ -680,9 +736,18 @@ impl RestoreWizard {
             lines.push(Line::styled("  no sources are configured", t.bad));
         }
         lines.push(Line::raw(""));
+        let wal = ctx
+            .config
+            .sources
+            .get(self.source)
+            .is_some_and(|s| s.pitr.is_some());
         if self.step == Step::Point {
             lines.push(Line::styled(
-                "Restore the newest good backup taken at or before:",
+                if wal {
+                    "Restore to this moment from the WAL, else the newest good backup before it:"
+                } else {
+                    "Restore the newest good backup taken at or before:"
+                },
                 t.title,
             ));
             lines.push(Line::from(vec![
@@ -716,13 +781,347 @@ impl RestoreWizard {
                     t.warn,
                 ));
             }
+            lines.extend(self.window_lines(area.width, data, ctx));
         } else {
             lines.push(Line::styled(
-                "Enter: the point in time (or just type -2h) · d: drill the newest",
+                if wal {
+                    "Enter: the point in time (or type -2h) · d: drill a random time in the WAL"
+                } else {
+                    "Enter: the point in time (or just type -2h) · d: drill the newest"
+                },
                 t.dim,
             ));
         }
         frame.render_widget(Paragraph::new(lines), area);
+    }
+
+    /// For a source with WAL: a time inside its window (typed, or picked at random for a
+    /// drill) is restored from the WAL. Returns whether it was chosen so (or must wait for
+    /// the archive to be read); otherwise the newest logical backup at or before the time is.
+    fn choose_pitr(&mut self, source: &str, before: Option<DateTime<Utc>>, data: &Data) -> bool {
+        let status = match data.pitr.get(source) {
+            Some(Ok(s)) => s,
+            Some(Err(_)) => return false,
+            None if before.is_some() || self.drill => {
+                self.error = Some(format!(
+                    "still reading the WAL archive of {source}: Enter again in a moment"
+                ));
+                return true;
+            }
+            None => return false,
+        };
+        let Some(line) = TimeLine::of(status) else {
+            return false;
+        };
+        let (at, picked) = match before {
+            Some(t) if line.contains(t) => (t, false),
+            // The simulated clock seeds the pick: a test sees the same time every run.
+            None if self.drill => (line.pick(data.now.timestamp() as u64), true),
+            _ => return false,
+        };
+        let Some(b) = status.covering(at) else {
+            return false;
+        };
+        let Ok(w) = &b.window else { return false };
+        self.pitr = Some(PitrPlan {
+            source: source.to_owned(),
+            at,
+            base: b.base.id.to_string(),
+            window: (w.from, w.to),
+            picked,
+        });
+        self.chosen = None;
+        self.error = None;
+        self.step = Step::Preflight;
+        true
+    }
+
+    fn on_pitr_result_key(&mut self, action: Option<Action>, outbox: &mut Outbox) {
+        let report = self.pitr_report.as_ref().and_then(|r| r.as_ref().ok());
+        match action {
+            Some(
+                Action::Up
+                | Action::Down
+                | Action::PageUp
+                | Action::PageDown
+                | Action::Top
+                | Action::Bottom,
+            ) => {
+                let len = report.map_or(0, |r| r.diff.rows.len());
+                self.result_cursor.navigate(action, len);
+            }
+            Some(Action::Drop) => {
+                let Some(r) = report.filter(|r| !r.dropped) else {
+                    return;
+                };
+                let dir = r.recovered.cluster.dir.clone();
+                outbox.requests.push(Request::DropPitrScratch {
+                    source: r.source.clone(),
+                    dir: dir.clone(),
+                });
+                *self = RestoreWizard {
+                    finished: Some(format!(
+                        "stopping and removing the scratch cluster {}",
+                        dir.display()
+                    )),
+                    ..RestoreWizard::default()
+                };
+            }
+            Some(Action::Enter | Action::Back) => {
+                let kept = report.filter(|r| !r.dropped).map(|r| {
+                    format!(
+                        "kept the scratch cluster: psql \"{}\" (lifeboat wal drop-scratch {} removes it)",
+                        r.conninfo,
+                        r.recovered.cluster.dir.display()
+                    )
+                });
+                *self = RestoreWizard {
+                    finished: kept,
+                    ..RestoreWizard::default()
+                };
+            }
+            _ => {}
+        }
+    }
+
+    /// The WAL window of the wizard's source, as far as it is known, with the typed time
+    /// on the time line. Nothing for a source without `[source.pitr]`.
+    fn window_lines(&self, width: u16, data: &Data, ctx: &Ctx) -> Vec<Line<'static>> {
+        let t = &ctx.theme;
+        let Some(source) = ctx
+            .config
+            .sources
+            .get(self.source)
+            .filter(|s| s.pitr.is_some())
+        else {
+            return Vec::new();
+        };
+        let status = match data.pitr.get(&source.name) {
+            None => {
+                return vec![Line::styled("WAL window: reading the archive…", t.dim)];
+            }
+            Some(Err(e)) => {
+                return vec![Line::styled(
+                    format!("WAL window: cannot read the archive: {}", fmt::safe(e)),
+                    t.bad,
+                )];
+            }
+            Some(Ok(s)) => s,
+        };
+        let Some(line) = TimeLine::of(status) else {
+            return vec![Line::styled(
+                if status.bases.is_empty() {
+                    "WAL window: none, no base backup yet (lifeboat basebackup)"
+                } else {
+                    "WAL window: none, no base backup reaches archived WAL"
+                },
+                t.bad,
+            )];
+        };
+        let gaps = line.gaps().len();
+        let mut out = vec![Line::styled(
+            format!(
+                "WAL window {}  ({} base backup{}, {})",
+                span(ctx, line.from, line.to),
+                status.bases.len(),
+                if status.bases.len() == 1 { "" } else { "s" },
+                match gaps {
+                    0 => "no gap".to_owned(),
+                    1 => "1 gap".to_owned(),
+                    n => format!("{n} gaps"),
+                }
+            ),
+            t.title,
+        )];
+        let cursor = match &self.pitr {
+            Some(p) => Some(p.at),
+            None if self.point.trim().is_empty() => None,
+            None => ctx.parse_time(&self.point, data.now).ok(),
+        };
+        let width = width.saturating_sub(4).max(10) as usize;
+        let mut spans = vec![Span::raw("  ")];
+        for m in line.marks(width, cursor) {
+            let style = match m {
+                Mark::Cursor => t.accent,
+                Mark::Base => t.title,
+                Mark::Gap => t.bad,
+                Mark::Covered => t.ok,
+            };
+            spans.push(Span::styled(m.glyph().to_string(), style));
+        }
+        out.push(Line::from(spans));
+        let (from, to) = (clock(ctx, line.from), clock(ctx, line.to));
+        let pad = width.saturating_sub(from.chars().count() + to.chars().count());
+        out.push(Line::styled(
+            format!("  {from}{}{to}", " ".repeat(pad)),
+            t.dim,
+        ));
+        if self.pitr.is_none() {
+            out.push(match cursor {
+                Some(at) if line.contains(at) => Line::styled(
+                    format!(
+                        "  {} is in the window: restored from the WAL into a scratch cluster",
+                        clock(ctx, at)
+                    ),
+                    t.ok,
+                ),
+                Some(_) => Line::styled(
+                    "  outside the window: the newest logical backup at or before it",
+                    t.warn,
+                ),
+                None => Line::styled("  ┃ base backup  ╳ WAL gap  ● the time typed", t.dim),
+            });
+        }
+        out
+    }
+
+    fn draw_pitr_plan(&self, frame: &mut Frame, area: Rect, data: &Data, ctx: &Ctx) {
+        let t = &ctx.theme;
+        let Some(p) = &self.pitr else { return };
+        let mut lines = vec![
+            Line::styled(
+                format!("Point-in-time restore of {}", fmt::safe(&p.source)),
+                t.title,
+            ),
+            Line::raw(format!(
+                "to         {}{}",
+                show_seconds(ctx, p.at),
+                if p.picked {
+                    "  (picked at random in the window)"
+                } else {
+                    ""
+                }
+            )),
+            Line::raw(format!(
+                "from       base backup {} (restorable {} → {})",
+                fmt::safe(&p.base),
+                clock(ctx, p.window.0),
+                p.window.1.map_or("?".into(), |to| clock(ctx, to))
+            )),
+            Line::raw(
+                "into       a new scratch cluster; the archived WAL is replayed to that time",
+            ),
+            Line::raw("proof      restored row counts beside the nearest logical backup's"),
+            Line::raw(""),
+        ];
+        lines.extend(self.window_lines(area.width, data, ctx));
+        lines.push(Line::raw(""));
+        lines.push(Line::styled(
+            if self.drill {
+                "Enter starts the drill: the cluster is dropped once proved · Esc goes back"
+            } else {
+                "Enter starts the restore · Esc goes back"
+            },
+            t.ok,
+        ));
+        frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), area);
+    }
+
+    fn draw_pitr_result(&self, frame: &mut Frame, area: Rect, ctx: &Ctx) {
+        let t = &ctx.theme;
+        let r = match &self.pitr_report {
+            Some(Ok(r)) => r,
+            Some(Err(e)) => {
+                let lines = vec![
+                    Line::styled("POINT-IN-TIME RESTORE FAILED", t.bad),
+                    Line::raw(fmt::safe(e)),
+                    Line::raw(""),
+                    Line::styled(
+                        "No scratch cluster is left behind. Enter to start over",
+                        t.dim,
+                    ),
+                ];
+                frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), area);
+                return;
+            }
+            None => return,
+        };
+        let rec = &r.recovered;
+        let mut head = vec![
+            Line::styled(
+                format!(
+                    "RESTORED {} to {}",
+                    fmt::safe(&r.source),
+                    match &rec.target {
+                        lifeboat::engine::postgres::physical::scratch::RecoveryTarget::Time(at) => {
+                            show_seconds(ctx, *at)
+                        }
+                        other => fmt::safe(other.to_string()),
+                    }
+                ),
+                t.ok,
+            ),
+            Line::raw(format!(
+                "from {} · {} on timeline {} · last commit {}",
+                rec.base,
+                if rec.paused { "paused" } else { "promoted" },
+                rec.timeline,
+                rec.last_commit
+                    .map_or("none replayed".into(), |at| clock(ctx, at))
+            )),
+        ];
+        if let Some(line) = &rec.stop_line {
+            head.push(Line::styled(
+                format!("PostgreSQL: {}", fmt::safe(line)),
+                t.dim,
+            ));
+        }
+        head.push(if r.dropped {
+            Line::styled("the scratch cluster was dropped once proved", t.accent)
+        } else {
+            Line::styled(
+                format!("connect: psql \"{}\"", fmt::safe(&r.conninfo)),
+                t.accent,
+            )
+        });
+        head.push(Line::styled(
+            format!(
+                "logical: counts of backup {}, the newest before the target",
+                fmt::safe(r.logical_backup.as_deref().unwrap_or("none"))
+            ),
+            t.dim,
+        ));
+        let [top, table, keys] = Layout::vertical([
+            Constraint::Length(wrapped_height(&head, area.width)),
+            Constraint::Min(3),
+            Constraint::Length(1),
+        ])
+        .areas(area);
+        frame.render_widget(Paragraph::new(head).wrap(Wrap { trim: false }), top);
+        let window = self
+            .result_cursor
+            .window(r.diff.rows.len(), table.height.saturating_sub(1) as usize);
+        let rows: Vec<Row> = r.diff.rows[window]
+            .iter()
+            .map(|row| {
+                Row::new(vec![
+                    fmt::safe(&row.table),
+                    fmt::count(row.restored),
+                    fmt::count(row.expected),
+                ])
+            })
+            .collect();
+        let widths = [
+            Constraint::Length(40),
+            Constraint::Length(12),
+            Constraint::Min(12),
+        ];
+        let header = Row::new(["TABLE", "RESTORED", "LOGICAL"]).style(t.title);
+        frame.render_widget(Table::new(rows, widths).header(header), table);
+        frame.render_widget(
+            Paragraph::new(Line::styled(
+                if r.dropped {
+                    "Enter to finish".to_owned()
+                } else {
+                    format!(
+                        "Enter keeps the scratch cluster · {} stops and removes it",
+                        ctx.keymap.key(Action::Drop)
+                    )
+                },
+                t.dim,
+            )),
+            keys,
+        );
     }
 
     fn draw_preflight(&self, frame: &mut Frame, area: Rect, data: &Data, ctx: &Ctx) {
@@ -895,11 +1294,19 @@ impl RestoreWizard {
         frame.render_widget(
             Paragraph::new(vec![
                 Line::styled(
-                    format!(
-                        "restoring {} into {}",
-                        fmt::safe(self.chosen.as_ref().map_or("", |c| c.id.as_str())),
-                        fmt::safe(&self.target)
-                    ),
+                    match &self.pitr {
+                        Some(p) => format!(
+                            "restoring {} to {} from base backup {} into a new scratch cluster",
+                            fmt::safe(&p.source),
+                            ctx.show_time(p.at),
+                            fmt::safe(&p.base)
+                        ),
+                        None => format!(
+                            "restoring {} into {}",
+                            fmt::safe(self.chosen.as_ref().map_or("", |c| c.id.as_str())),
+                            fmt::safe(&self.target)
+                        ),
+                    },
                     t.title,
                 ),
                 Line::raw(format!(
@@ -933,7 +1340,11 @@ impl RestoreWizard {
         );
         frame.render_widget(
             Paragraph::new(Line::styled(
-                "c cancels and removes the partial database",
+                if self.pitr.is_some() {
+                    "c cancels and removes the scratch cluster"
+                } else {
+                    "c cancels and removes the partial database"
+                },
                 t.dim,
             )),
             rest,
@@ -1227,4 +1638,50 @@ fn postgres_source<'a>(
         .as_deref()
         .and_then(|s| ctx.config.source(s))
         .filter(|s| s.engine == lifeboat::manifest::EngineKind::Postgres)
+}
+
+/// A time to the second in the console's zone: a point-in-time target is that precise.
+fn show_seconds(ctx: &Ctx, t: DateTime<Utc>) -> String {
+    let minutes = ctx.show_time(t);
+    // `2026-11-25 12:00 +01:00` with the seconds put in before the zone.
+    // Zone offsets are whole minutes: the seconds are the same in every zone.
+    match minutes.rsplit_once(' ') {
+        Some((day_time, zone)) => {
+            format!("{day_time}:{:02} {zone}", chrono::Timelike::second(&t))
+        }
+        None => minutes,
+    }
+}
+
+/// The clock time alone, for the ends of the time line.
+fn clock(ctx: &Ctx, t: DateTime<Utc>) -> String {
+    let shown = show_seconds(ctx, t);
+    shown.split(' ').nth(1).unwrap_or_default().to_owned()
+}
+
+/// `2026-11-23 02:00:13 → 11:44:51 +00:00`, the day twice only when it changes.
+fn span(ctx: &Ctx, from: DateTime<Utc>, to: DateTime<Utc>) -> String {
+    let (a, b) = (show_seconds(ctx, from), show_seconds(ctx, to));
+    match (a.split_once(' '), b.split_once(' ')) {
+        (Some((day_a, _)), Some((day_b, rest_b))) if day_a == day_b => {
+            let time_a = a.split(' ').nth(1).unwrap_or_default();
+            format!("{day_a} {time_a} → {rest_b}")
+        }
+        _ => format!("{a} → {b}"),
+    }
+}
+
+/// Rows `lines` take wrapped at `width`, with one to spare per wrapped line: words move
+/// whole to the next row, so a row may hold less than `width`.
+fn wrapped_height(lines: &[Line], width: u16) -> u16 {
+    let width = usize::from(width.max(1));
+    lines
+        .iter()
+        .map(|l| match l.width() {
+            w if w <= width => 1,
+            w => w.div_ceil(width) + 1,
+        })
+        .sum::<usize>()
+        .try_into()
+        .unwrap_or(u16::MAX)
 }
