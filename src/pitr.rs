@@ -709,6 +709,7 @@ mod tests {
             encryption: None,
             files: 1,
             backup_manifest_sha256: String::new(),
+            file_checksums: Default::default(),
         }
     }
 

@@ -51,6 +51,7 @@ fn base(id: &str, segment: u64, finished: DateTime<Utc>) -> BaseManifest {
         encryption: None,
         files: 1200,
         backup_manifest_sha256: "cd".repeat(32),
+        file_checksums: Default::default(),
     }
 }
 

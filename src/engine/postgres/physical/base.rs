@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
-use super::tar::{Extract, TarParser, TarTap, parse_manifest, verify_files};
+use super::tar::{Extract, FileChecksum, TarParser, TarTap, parse_manifest, verify_files};
 use crate::config::SourceConfig;
 use crate::engine::postgres::{
     ChildGuard, pg_error, server_version, source_conn, tool_failure, tools,
@@ -52,6 +52,9 @@ pub struct BaseManifest {
     pub files: usize,
     /// SHA-256 of `backup_manifest` as PostgreSQL wrote it.
     pub backup_manifest_sha256: String,
+    /// The checksum `backup_manifest` gives each file (SHA-256 in older base backups).
+    #[serde(default)]
+    pub file_checksums: FileChecksum,
 }
 
 impl BaseManifest {
@@ -143,7 +146,7 @@ pub async fn base_backup(
         "none",
         "-c",
         "fast",
-        "--manifest-checksums=SHA256",
+        "--manifest-checksums=CRC32C",
         "--no-password",
     ])
     .arg(format!("--label=lifeboat {id}"))
@@ -152,7 +155,7 @@ pub async fn base_backup(
     let stdout = child
         .stdout()
         .ok_or_else(|| Error::Invalid("pg_basebackup has no stdout".into()))?;
-    let (reader, parser) = TarTap::new(stdout);
+    let (reader, parser) = TarTap::new(stdout, FileChecksum::Crc32c);
     let uploaded = upload_reader(
         store,
         &data_key,
@@ -248,6 +251,7 @@ pub async fn base_backup(
         encryption: opts.seal.as_ref().map(|s| s.info()),
         files,
         backup_manifest_sha256: manifest_sha,
+        file_checksums: FileChecksum::Crc32c,
     };
     let key = ObjectKey::new(format!("{dir}{BASE_MANIFEST}"))?;
     let json = serde_json::to_vec_pretty(&manifest).expect("a manifest serializes");
@@ -317,7 +321,7 @@ pub async fn verify_base(
             raw: None,
             unseal,
         },
-        Extract(TarParser::default()),
+        Extract(TarParser::new(base.file_checksums)),
         cancel,
     )
     .await?;

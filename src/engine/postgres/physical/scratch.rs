@@ -399,7 +399,7 @@ async fn build_and_start(
             raw: None,
             unseal,
         },
-        Extract::new(&cluster.data_dir),
+        Extract::new(&cluster.data_dir, base.file_checksums),
         cancel,
     )
     .await?;
