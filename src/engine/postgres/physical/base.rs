@@ -351,3 +351,33 @@ pub async fn verify_base(
     }
     Ok(files)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_base_manifest_from_before_crc32c_is_checked_with_sha256() {
+        let written = serde_json::json!({
+            "format": 1, "id": "20261122T020000Z-3a1c", "source": "billing",
+            "started_at": "2026-11-22T02:00:00Z", "finished_at": "2026-11-22T02:00:13Z",
+            "server_version": "15.8", "system_identifier": "7301",
+            "timeline": 1, "start_lsn": "0/2000028", "end_lsn": "0/2000100",
+            "wal_segment_size": 16777216, "pg_basebackup_version": "15.8",
+            "data": {"key": "base.tar.zst", "raw_bytes": 10, "stored_bytes": 5,
+                     "compression": "zstd", "compression_level": 3, "sha256": "ab"},
+            "encryption": null, "files": 1, "backup_manifest_sha256": "cd"
+        });
+        let old: BaseManifest = serde_json::from_value(written.clone()).unwrap();
+        assert_eq!(old.file_checksums, FileChecksum::Sha256);
+        let mut new = written;
+        new["file_checksums"] = "CRC32C".into();
+        let new: BaseManifest = serde_json::from_value(new).unwrap();
+        assert_eq!(new.file_checksums, FileChecksum::Crc32c);
+        assert!(
+            serde_json::to_string(&new)
+                .unwrap()
+                .contains("\"file_checksums\":\"CRC32C\"")
+        );
+    }
+}
