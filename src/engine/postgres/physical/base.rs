@@ -74,6 +74,20 @@ impl BaseManifest {
     pub fn data_key(&self) -> Result<ObjectKey> {
         Ok(ObjectKey::new(format!("{}{}", self.dir(), self.data.key))?)
     }
+
+    /// What its stored bytes must be, for a download (a verify or a restore).
+    pub(crate) fn expect(&self, keys: Option<&EncryptionConfig>) -> Result<Expect> {
+        let unseal = match &self.encryption {
+            Some(info) => Some(Unseal::for_backup(self.id.as_str(), info, keys)?),
+            None => None,
+        };
+        Ok(Expect {
+            stored_bytes: self.data.stored_bytes,
+            stored_sha256: self.data.sha256.clone(),
+            raw: None,
+            unseal,
+        })
+    }
 }
 
 pub struct BaseOptions {
@@ -308,19 +322,10 @@ pub async fn verify_base(
     keys: Option<&EncryptionConfig>,
     cancel: &CancellationToken,
 ) -> Result<usize> {
-    let unseal = match &base.encryption {
-        Some(info) => Some(Unseal::for_backup(base.id.as_str(), info, keys)?),
-        None => None,
-    };
     let parsed = download_into(
         store,
         &base.data_key()?,
-        Expect {
-            stored_bytes: base.data.stored_bytes,
-            stored_sha256: base.data.sha256.clone(),
-            raw: None,
-            unseal,
-        },
+        base.expect(keys)?,
         Extract(TarParser::new(base.file_checksums)),
         cancel,
     )

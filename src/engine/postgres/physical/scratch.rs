@@ -17,8 +17,8 @@ use crate::engine::postgres::conn::{Conn, ConnSpec};
 use crate::engine::postgres::tools;
 use crate::error::{Error, Result};
 use crate::manifest::BackupId;
-use crate::pipeline::crypt::{EncryptionConfig, Unseal};
-use crate::pipeline::stream::{Expect, download_into};
+use crate::pipeline::crypt::EncryptionConfig;
+use crate::pipeline::stream::download_into;
 use crate::storage::ObjectStore;
 use crate::wal::chain::{Chain, Window};
 use crate::wal::names::Lsn;
@@ -382,23 +382,10 @@ async fn build_and_start(
             "cannot create {}",
             cluster.data_dir.display()
         )))?;
-    let unseal = match &base.encryption {
-        Some(info) => Some(Unseal::for_backup(
-            base.id.as_str(),
-            info,
-            opts.keys.as_ref(),
-        )?),
-        None => None,
-    };
     let extract = download_into(
         store,
         &base.data_key()?,
-        Expect {
-            stored_bytes: base.data.stored_bytes,
-            stored_sha256: base.data.sha256.clone(),
-            raw: None,
-            unseal,
-        },
+        base.expect(opts.keys.as_ref())?,
         Extract::new(&cluster.data_dir, base.file_checksums),
         cancel,
     )
