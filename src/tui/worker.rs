@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use lifeboat::catalog::Catalog;
 use lifeboat::drill::DrillOptions;
 use lifeboat::engine::postgres::physical::scratch::{RecoveryTarget, ScratchCluster};
-use lifeboat::jobs::JobKind;
+use lifeboat::jobs::{JobKind, JobStatus};
 use lifeboat::manifest::EngineKind;
 use lifeboat::pipeline::restore::{RestoreFrom, RestoreOptions};
 use lifeboat::pitr::{PitrReport, PitrRestoreOptions};
@@ -264,10 +264,17 @@ impl Worker {
                     } else {
                         JobKind::Restore
                     };
+                    // The job itself is recorded by `pitr_restore`; this says how it ended.
+                    let mut record = placeholder(&lb, kind);
+                    record.status = match &result {
+                        Ok(_) => JobStatus::Succeeded,
+                        Err(Error::Cancelled) => JobStatus::Cancelled,
+                        Err(_) => JobStatus::Failed,
+                    };
                     let _ = tx.send(Msg::Finished {
                         task,
                         kind,
-                        record: Box::new(placeholder(&lb, kind)),
+                        record: Box::new(record),
                         outcome: Outcome::Pitr(result.map(Box::new).map_err(|e| e.to_string())),
                     });
                 });
