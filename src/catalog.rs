@@ -58,7 +58,10 @@ pub struct BackupEntry {
     pub source: String,
     pub id: BackupId,
     pub state: BackupState,
-    pub manifest: Option<Manifest>,
+    /// Shared, not copied, by the stores' listings that hold the same backup (a catalog of
+    /// 100,000 backups is read once and merged with each store's view of it).
+    #[serde(serialize_with = "shared_manifest")]
+    pub manifest: Option<std::sync::Arc<Manifest>>,
     /// Every object in the backup's directory.
     pub objects: Vec<ObjectMeta>,
     /// Why the backup is not complete.
@@ -67,6 +70,13 @@ pub struct BackupEntry {
     /// store was read; see [`crate::stores`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub copies: Option<crate::stores::Copies>,
+}
+
+fn shared_manifest<S: serde::Serializer>(
+    m: &Option<std::sync::Arc<Manifest>>,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    m.as_deref().serialize(s)
 }
 
 impl BackupEntry {
@@ -191,7 +201,7 @@ impl From<&BackupEntry> for CatalogRow {
             stored_bytes: b.stored_bytes(),
             duration_ms: m.map(|m| m.duration().num_milliseconds()),
             tables: m.map(|m| m.tables.len() as u64),
-            rows: m.map(Manifest::total_rows),
+            rows: m.map(|m| m.total_rows()),
             encrypted: m.is_some_and(|m| m.encryption.is_some()),
             note: b.problem.clone(),
             copies: b.copies.as_ref().map(crate::stores::Copies::summary),
@@ -697,7 +707,7 @@ impl<'a> Scanner<'a> {
             }
             Some(_) => entry.state = BackupState::Complete,
         }
-        entry.manifest = Some(manifest);
+        entry.manifest = Some(std::sync::Arc::new(manifest));
         (entry, read)
     }
 

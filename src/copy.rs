@@ -481,7 +481,7 @@ impl Lifeboat {
             source: m.source.name.clone(),
             id: m.id.clone(),
             state: BackupState::Complete,
-            manifest: Some(m.clone()),
+            manifest: Some(std::sync::Arc::new(m.clone())),
             objects: vec![ObjectMeta {
                 key: data,
                 size: m.data.stored_bytes,

@@ -212,7 +212,7 @@ impl Lifeboat {
                 Ok(m) => m,
                 Err(e) => return Err((b, e.into())),
             };
-            if b.manifest.as_ref() != Some(&real) {
+            if b.manifest.as_deref() != Some(&real) {
                 tracing::warn!(
                     "{key}: the catalog's copy of the manifest is not the store's; using the store's"
                 );
@@ -220,7 +220,7 @@ impl Lifeboat {
                 b.problem =
                     Some("its manifest changed since the catalog was read; list again".into());
             }
-            b.manifest = Some(real);
+            b.manifest = Some(std::sync::Arc::new(real));
             return Ok(b);
         }
         let reason = format!(

@@ -315,7 +315,7 @@ fn backup_json(
         "time": b.time(),
         "stored_bytes": b.stored_bytes(),
         "objects": b.objects,
-        "manifest": b.manifest,
+        "manifest": b.manifest.as_deref(),
         "authenticity": b.manifest.as_ref().map(|m| lb.authenticity(m)),
         // The newest verification of a backup, only while it is complete.
         "verified": verified.filter(|_| b.state == BackupState::Complete),

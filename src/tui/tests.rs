@@ -1040,7 +1040,7 @@ fn entry_with_copies(
             size: stored,
             last_modified: Some(time),
         }],
-        manifest: Some(manifest),
+        manifest: Some(std::sync::Arc::new(manifest)),
         problem: None,
         copies: Some(Copies {
             stores: ["primary", "offsite", "archive"]

@@ -78,7 +78,7 @@ async fn round_trip(world: World) {
     let catalog = world.lb.catalog().await.unwrap();
     assert_eq!(catalog.backups.len(), 1);
     assert_eq!(catalog.backups[0].state, BackupState::Complete);
-    assert_eq!(catalog.backups[0].manifest.as_ref(), Some(&manifest));
+    assert_eq!(catalog.backups[0].manifest.as_deref(), Some(&manifest));
 
     let mut o = opts(&world, "restored/app.db");
     o.live = Some(source.clone().into());

@@ -297,7 +297,7 @@ async fn verify_and_restore_read_the_real_manifest() {
             .collect()
     };
     // Resealed: a manifest's own checksum proves integrity, not who wrote it.
-    let mut forged = m.clone();
+    let mut forged = (*m).clone();
     forged.data.sha256 = evil_sha.clone();
     forged.seal(None);
     let mut entries = index::read(store.as_ref(), "app").await.unwrap().unwrap();
