@@ -1090,13 +1090,13 @@ impl Lifeboat {
     /// The newest verify or successful-restore evidence for a backup.
     pub fn verification(&self, backup_id: &str) -> Option<Verification> {
         let jobs = self.state.jobs_for_backup(backup_id).ok()?;
-        newest_verifications(jobs).remove(backup_id)
+        newest_verifications(&jobs).remove(backup_id)
     }
 
     /// [`Lifeboat::verification`] of every backup at once (one read of the job history, not
     /// one per backup).
     pub fn verifications(&self) -> std::collections::HashMap<String, Verification> {
-        newest_verifications(self.state.verifying_jobs().unwrap_or_default())
+        newest_verifications(&self.state.verifying_jobs().unwrap_or_default())
     }
 
     /// Job history, newest first, from the local state.
@@ -1301,7 +1301,9 @@ fn for_source(source: &Option<String>) -> String {
 }
 
 /// The newest finished verify, restore or drill of each backup among `jobs`.
-fn newest_verifications(jobs: Vec<JobRecord>) -> std::collections::HashMap<String, Verification> {
+pub fn newest_verifications<'a>(
+    jobs: impl IntoIterator<Item = &'a JobRecord>,
+) -> std::collections::HashMap<String, Verification> {
     let mut newest = std::collections::HashMap::<String, Verification>::new();
     for j in jobs {
         let relevant = matches!(j.kind, JobKind::Verify | JobKind::Restore | JobKind::Drill)
@@ -1313,7 +1315,7 @@ fn newest_verifications(jobs: Vec<JobRecord>) -> std::collections::HashMap<Strin
             at: j.finished_at.unwrap_or(j.started_at),
             ok: j.status == JobStatus::Succeeded,
             kind: j.kind,
-            job_id: j.id,
+            job_id: j.id.clone(),
         };
         match newest.get(&id) {
             Some(old) if old.at >= v.at => {}

@@ -505,7 +505,7 @@ impl Lifeboat {
         // SQLite reads block: keep them off the async workers.
         let (jobs, verified) = tokio::task::spawn_blocking(move || -> Result<_> {
             let jobs = lb.state.jobs()?;
-            let verifications = lb.verifications();
+            let verifications = crate::newest_verifications(&jobs);
             let verified: BTreeSet<String> = complete
                 .into_iter()
                 .filter(|id| verifications.get(id).is_some_and(|v| v.ok))

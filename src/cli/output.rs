@@ -288,7 +288,7 @@ pub fn entry_json(lb: &Lifeboat, b: &BackupEntry, pinned: bool) -> serde_json::V
         .state()
         .jobs_for_backup(b.id.as_str())
         .unwrap_or_default();
-    let verified = lb.verification(b.id.as_str());
+    let verified = lifeboat::newest_verifications(&jobs).remove(b.id.as_str());
     backup_json(
         lb,
         b,
@@ -334,7 +334,7 @@ pub fn catalog_json(lb: &Lifeboat, catalog: &Catalog) -> serde_json::Value {
             jobs.entry(id.as_str()).or_default().push(j);
         }
     }
-    let verified = lb.verifications();
+    let verified = lifeboat::newest_verifications(&history);
     let backups: Vec<_> = catalog
         .backups
         .iter()
