@@ -1,5 +1,5 @@
 //! Points in time as people type them: `2026-11-22 01:40`, `2026-11-22T01:40:00+02:00`,
-//! `-2h`, `90m ago`, `yesterday`, `09:40`, `yesterday 09:40`. Times without an offset are UTC
+//! `-2h`, `90m ago`, `yesterday`, `09:40` (or `0940`), `yesterday 09:40`. Times without an offset are UTC
 //! for [`parse_point`] and in the zone given to [`parse_point_in`] (the console's local zone).
 //!
 //! Durations are bounded ([`MAX_DURATION`]) and every step is checked, so no typed, configured
@@ -54,7 +54,13 @@ pub fn parse_point_in<Tz: TimeZone>(
     };
     let today = now.with_timezone(zone).date_naive();
     let clock = |t: &str| {
-        ["%H:%M", "%H:%M:%S"]
+        // Four digits are a wall-clock time (`0940`): one key fewer at 3 a.m.
+        let formats: &[&str] = if t.len() == 4 && t.bytes().all(|b| b.is_ascii_digit()) {
+            &["%H%M"]
+        } else {
+            &["%H:%M", "%H:%M:%S"]
+        };
+        formats
             .iter()
             .find_map(|f| NaiveTime::parse_from_str(t, f).ok())
     };
@@ -101,13 +107,12 @@ pub fn parse_point_in<Tz: TimeZone>(
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         return Ok(t.to_utc());
     }
-    for fmt in [
-        "%Y-%m-%d %H:%M:%S",
-        "%Y-%m-%d %H:%M",
-        "%Y-%m-%dT%H:%M:%S",
-        "%Y-%m-%dT%H:%M",
-        "%Y%m%dT%H%M%SZ",
-    ] {
+    if let Some((day, time)) = s.split_once(' ')
+        && let Ok(day) = NaiveDate::parse_from_str(day, "%Y-%m-%d")
+    {
+        return local(day.and_time(clock(time.trim()).ok_or_else(err)?));
+    }
+    for fmt in ["%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M", "%Y%m%dT%H%M%SZ"] {
         if let Ok(t) = NaiveDateTime::parse_from_str(s, fmt) {
             // The compact id form is UTC, as in backup ids.
             return if fmt.ends_with('Z') {
@@ -121,6 +126,44 @@ pub fn parse_point_in<Tz: TimeZone>(
         return local(d.and_time(NaiveTime::MIN));
     }
     Err(err())
+}
+
+/// A typed point moved by `days` whole days, for a day picker: `2026-11-23 09:40` and one day
+/// back gives `2026-11-22 09:40`. A point with no date (`09:40`, `yesterday 0940`, empty) is
+/// taken from today (yesterday) in `zone`; a relative one (`-2h`) keeps no time of day. Never
+/// moves past today, so the picker cannot reach the future.
+pub fn shift_day<Tz: TimeZone>(input: &str, days: i64, now: DateTime<Utc>, zone: &Tz) -> String {
+    let today = now.with_timezone(zone).date_naive();
+    let s = input.trim_start();
+    let word = |w: &str| {
+        s.get(..w.len())
+            .filter(|p| p.eq_ignore_ascii_case(w))
+            .map(|_| &s[w.len()..])
+    };
+    let (day, rest) = if let Some(d) = s
+        .get(..10)
+        .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
+    {
+        (d, &s[10..])
+    } else if let Some(rest) = word("yesterday") {
+        (today.pred_opt().unwrap_or(today), rest)
+    } else if let Some(rest) = word("today") {
+        (today, rest)
+    } else {
+        (today, s)
+    };
+    let rest = rest.trim();
+    // Only a time of day carries over to another day.
+    let rest = if rest.bytes().all(|b| b.is_ascii_digit() || b == b':') {
+        rest
+    } else {
+        ""
+    };
+    let day = Duration::try_days(days)
+        .and_then(|d| day.checked_add_signed(d))
+        .unwrap_or(day)
+        .min(today);
+    format!("{} {rest}", day.format("%Y-%m-%d"))
 }
 
 /// `90m`, `2h`, `3d`, `1w`, `1h30m`; at most [`MAX_DURATION`].
@@ -231,10 +274,46 @@ mod tests {
         assert_eq!(t("2026-11-22T01:40:00Z"), "2026-11-22T01:40:00+00:00");
         assert_eq!(t("-2h"), "2026-11-23T10:00:00+00:00");
         assert_eq!(t("20261122T014000Z"), "2026-11-22T01:40:00+00:00");
-        for bad in ["garbage", "25:00", "yesterday noon", "today"] {
+        assert_eq!(t("0940"), "2026-11-23T08:40:00+00:00");
+        assert_eq!(t("yesterday 0940"), "2026-11-22T08:40:00+00:00");
+        assert_eq!(t("2026-11-20 0940"), "2026-11-20T08:40:00+00:00");
+        assert_eq!(t("2026-11-20 09:40:30"), "2026-11-20T08:40:30+00:00");
+        assert_eq!(t("2026-11-20  "), "2026-11-19T23:00:00+00:00");
+        for bad in [
+            "garbage",
+            "25:00",
+            "2460",
+            "940",
+            "yesterday noon",
+            "today",
+            "2026-11-20 12",
+        ] {
             let e = parse_point_in(bad, now(), &zone).unwrap_err().to_string();
             assert!(e.contains("cannot read"), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn the_day_picker_moves_the_date_and_keeps_the_time() {
+        let zone = chrono::FixedOffset::east_opt(3600).unwrap();
+        let shift = |s, d| shift_day(s, d, now(), &zone);
+        assert_eq!(shift("", -1), "2026-11-22 ");
+        assert_eq!(shift("0940", -1), "2026-11-22 0940");
+        assert_eq!(shift("yesterday 09:40", -1), "2026-11-21 09:40");
+        assert_eq!(shift("2026-11-22 09:40", -7), "2026-11-15 09:40");
+        assert_eq!(
+            shift("2026-11-22 09:40", 7),
+            "2026-11-23 09:40",
+            "never past today"
+        );
+        assert_eq!(shift("-2h", -1), "2026-11-22 ");
+        assert_eq!(shift("2026-11-22 09:40", i64::MIN), "2026-11-22 09:40");
+        // What the picker writes reads back as the day it shows.
+        let picked = shift(&shift("", -1), -1) + "0940";
+        assert_eq!(
+            parse_point_in(&picked, now(), &zone).unwrap().to_rfc3339(),
+            "2026-11-21T08:40:00+00:00"
+        );
     }
 
     #[test]

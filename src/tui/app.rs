@@ -53,6 +53,14 @@ impl Ctx {
         .map_err(|e| e.to_string())
     }
 
+    /// A typed time moved by whole days in the console's zone (the wizard's day picker).
+    pub fn shift_day(&self, text: &str, days: i64, now: DateTime<Utc>) -> String {
+        match self.zone {
+            Some(z) => lifeboat::when::shift_day(text, days, now, &z),
+            None => lifeboat::when::shift_day(text, days, now, &chrono::Local),
+        }
+    }
+
     /// A time in the console's zone, with the zone: `2026-11-25 12:00 +01:00`.
     pub fn show_time(&self, t: DateTime<Utc>) -> String {
         const FORMAT: &str = "%Y-%m-%d %H:%M %:z";
@@ -1220,6 +1228,7 @@ impl App {
                     Action::Enter,
                     Action::Back,
                     Action::Drill,
+                    Action::Target,
                     Action::Cancel,
                     Action::Drop,
                     Action::Promote,

@@ -553,8 +553,11 @@ fn wizard_walks_from_choice_to_result() {
         result: Ok("shop/20261123T020000Z-bbbb/data.sqlite.zst present in store default (2776000 bytes, as the manifest says); manifest unsigned".into()),
     });
     insta::assert_snapshot!("wizard_2_preflight_checked", screen(&app));
-    key(&mut app, KeyCode::Enter);
+    // The proposed target is a new file, so Enter restores into it; `t` would edit it first.
+    key(&mut app, KeyCode::Char('t'));
     insta::assert_snapshot!("wizard_3_target", screen(&app));
+    key(&mut app, KeyCode::Esc);
+    assert!(screen(&app).contains("into       /var/tmp/restores/shop-20261123T020000Z-bbbb.db"));
     key(&mut app, KeyCode::Enter);
     let requests = app.take_requests();
     let Some(Request::Restore(r)) = requests.iter().find(|r| matches!(r, Request::Restore(_)))
@@ -641,7 +644,7 @@ fn replacing_an_existing_file_needs_its_path_typed_again() {
     let mut app = app();
     key(&mut app, KeyCode::Char('r'));
     verify_passes(&mut app);
-    key(&mut app, KeyCode::Enter);
+    key(&mut app, KeyCode::Char('t'));
     for _ in 0..80 {
         key(&mut app, KeyCode::Backspace);
     }
@@ -812,7 +815,7 @@ fn postgres_app() -> App {
     )]);
     key(&mut app, KeyCode::Char('r'));
     verify_passes(&mut app);
-    key(&mut app, KeyCode::Enter);
+    key(&mut app, KeyCode::Char('t'));
     app
 }
 
@@ -1677,7 +1680,8 @@ fn the_target_is_fresh_and_stays_editable() {
     std::fs::write(&earlier, b"an earlier restore").unwrap();
     key(&mut app, KeyCode::Char('r'));
     verify_passes(&mut app);
-    key(&mut app, KeyCode::Enter);
+    assert!(screen(&app).contains("shop-20261123T080000Z-aaaa-2.db"));
+    key(&mut app, KeyCode::Char('t'));
     let s = screen(&app);
     assert!(
         s.contains("shop-20261123T080000Z-aaaa-2.db") && s.contains("A new file"),

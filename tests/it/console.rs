@@ -109,8 +109,6 @@ fn demo_then_the_wizard_to_a_finished_restore() {
     tmux.keys(&["Enter"]);
     tmux.wait_for("check      ✔", Duration::from_secs(30));
     tmux.keys(&["Enter"]);
-    tmux.wait_for("A new file", Duration::from_secs(5));
-    tmux.keys(&["Enter"]);
     let screen = tmux.wait_for("OK: all 14 tables match", Duration::from_secs(60));
     for table in ["orders", "order_items", "customers"] {
         let line = screen
@@ -262,8 +260,6 @@ fn the_wizard_promotes_a_proven_copy() {
     tmux.keys(&["Enter", "Enter"]);
     tmux.wait_for("check      ✔", Duration::from_secs(30));
     tmux.keys(&["Enter"]);
-    tmux.wait_for("A new file", Duration::from_secs(5));
-    tmux.keys(&["Enter"]);
     tmux.wait_for("OK: all 5 tables match", Duration::from_secs(60));
     tmux.wait_for(
         "P promotes this proven copy in place of app",
@@ -329,6 +325,28 @@ fn backup_at(dir: &Path, config: &Path, source: &str, at: &str) {
 /// good backup before it is restored and proven in at most 10 keys.
 #[test]
 fn the_incident_path_with_a_typed_local_time() {
+    incident_path(
+        ["2026-11-23T06:00:00Z", "2026-11-23T08:00:00Z"],
+        &["0", "9", ":", "4", "0"],
+        "= 2026-11-23 09:40 +01:00",
+    );
+}
+
+/// The same a week earlier, as a full date: PgUp moves the date a week back (↑ a day), the
+/// time of day is typed, and it still takes at most 10 keys.
+#[test]
+fn the_incident_path_with_a_full_date_from_the_day_picker() {
+    incident_path(
+        ["2026-11-16T06:00:00Z", "2026-11-16T08:00:00Z"],
+        &["PageUp", "0", "9", "4", "0"],
+        "= 2026-11-16 09:40 +01:00",
+    );
+}
+
+/// Backups at 07:00 and 09:00 Berlin on one day (`times`), then one at 11:00 on 2026-11-23,
+/// the console's today; `typed` names 09:40 on the first day, which the wizard shows as
+/// `understood`, and the restored copy must be the 09:00 backup's.
+fn incident_path(times: [&str; 2], typed: &[&str], understood: &str) {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("app.db");
     crate::common::make_sample_db(&db, 1);
@@ -340,12 +358,12 @@ fn the_incident_path_with_a_typed_local_time() {
          [[source]]\nname = \"app\"\nengine = \"sqlite\"\npath = \"app.db\"\n",
     )
     .unwrap();
-    // 07:00, 09:00 and 11:00 in Berlin; the orders table shrinks between them, so the
-    // restored copy says which backup it came from.
+    // The orders table shrinks between backups, so the restored copy says which backup it
+    // came from.
     let mut orders = Vec::new();
     for (at, keep) in [
-        ("2026-11-23T06:00:00Z", 1500),
-        ("2026-11-23T08:00:00Z", 1000),
+        (times[0], 1500),
+        (times[1], 1000),
         ("2026-11-23T10:00:00Z", 0),
     ] {
         backup_at(dir.path(), &config, "app", at);
@@ -371,17 +389,18 @@ fn the_incident_path_with_a_typed_local_time() {
     // The restore tab, the only source, then the time.
     press(&["4"]);
     tmux.wait_for("Which database?", Duration::from_secs(5));
-    press(&["Enter", "0", "9", ":", "4", "0"]);
-    tmux.wait_for("= 2026-11-23 09:40 +01:00", Duration::from_secs(5));
+    press(&["Enter"]);
+    press(typed);
+    tmux.wait_for(understood, Duration::from_secs(5));
     press(&["Enter"]);
     let screen = tmux.wait_for("check      ✔", Duration::from_secs(30));
+    let id = times[1].replace(['-', ':'], "");
     assert!(
-        screen.contains("20261123T080000Z"),
+        screen.contains(&id),
         "the 09:00 (Berlin) backup is the newest before 09:40 Berlin:\n{screen}"
     );
     assert!(!screen.contains("PROVISIONAL"), "{screen}");
-    press(&["Enter"]);
-    tmux.wait_for("A new file", Duration::from_secs(5));
+    // The proposed target is a new file: Enter restores into it.
     press(&["Enter"]);
     tmux.wait_for("OK: all 5 tables match", Duration::from_secs(60));
     assert!(

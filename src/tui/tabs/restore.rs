@@ -103,6 +103,9 @@ impl RestoreWizard {
     pub fn hints(&self) -> &'static [Action] {
         match self.step {
             Step::Source => &[Action::Enter, Action::Drill],
+            Step::Preflight if self.pitr.is_none() && !self.drill => {
+                &[Action::Enter, Action::Target, Action::Back]
+            }
             Step::Point | Step::Target | Step::Preflight => &[Action::Enter, Action::Back],
             Step::Run => &[Action::Cancel],
             Step::Result if self.promotable().is_some() => {
@@ -294,6 +297,17 @@ impl RestoreWizard {
                     self.step = Step::Source;
                 }
                 KeyCode::Enter => self.resolve_point(data, ctx, outbox),
+                // A day picker: the date moves, the typed time of day stays.
+                KeyCode::Up | KeyCode::Down | KeyCode::PageUp | KeyCode::PageDown => {
+                    let days = match key.code {
+                        KeyCode::Up => -1,
+                        KeyCode::Down => 1,
+                        KeyCode::PageUp => -7,
+                        _ => 7,
+                    };
+                    self.point = ctx.shift_day(&self.point, days, data.now);
+                    self.waiting = false;
+                }
                 _ => {
                     if super::edit_line(&mut self.point, &key) {
                         self.waiting = false;
@@ -310,14 +324,24 @@ impl RestoreWizard {
             },
             Step::Preflight => match action {
                 Some(Action::Back) => self.step = Step::Point,
+                Some(Action::Target) if !self.drill && self.chosen.is_some() => {
+                    self.step = Step::Target;
+                    self.check_target(ctx);
+                }
                 Some(Action::Enter) => {
                     match (&self.preflight, self.chosen.as_ref().map(|c| c.kind)) {
                         (Some(Ok(_)), _) | (None, Some(RowKind::Foreign)) if self.drill => {
                             self.start(data, ctx, outbox)
                         }
+                        // The proposed target is new, so nothing needs saying about it:
+                        // Enter restores. One that exists or is blocked gets its own step.
                         (Some(Ok(_)), _) | (None, Some(RowKind::Foreign)) => {
-                            self.step = Step::Target;
                             self.check_target(ctx);
+                            if self.blocked.is_some() || self.needs_confirm {
+                                self.step = Step::Target;
+                            } else {
+                                self.start(data, ctx, outbox);
+                            }
                         }
                         (Some(Err(_)), _) => {
                             self.error =
@@ -757,14 +781,13 @@ impl RestoreWizard {
             let zone = ctx.show_time(data.now);
             let zone = zone.rsplit(' ').next().unwrap_or_default();
             let understood = match ctx.parse_time(&self.point, data.now) {
-                _ if self.point.trim().is_empty() => "empty = the newest".to_owned(),
+                _ if self.point.trim().is_empty() => format!("empty = the newest (zone {zone})"),
                 Ok(t) => format!("= {}", ctx.show_time(t)),
                 Err(_) => "…".to_owned(),
             };
+            lines.push(Line::styled(format!("  {understood}"), t.dim));
             lines.push(Line::styled(
-                format!(
-                    "  {understood}   (09:40, yesterday 09:40, -2h, 2026-11-25 12:00; zone {zone})"
-                ),
+                "  0940 · yesterday 09:40 · -2h · 2026-11-25 12:00   ↑↓ day  PgUp/PgDn week",
                 t.dim,
             ));
             if self.waiting {
@@ -1191,11 +1214,14 @@ impl RestoreWizard {
                 fmt::millis(Some(d.num_milliseconds()))
             ))
         )));
+        if !self.drill && self.pitr.is_none() {
+            lines.push(Line::raw(format!("into       {}", fmt::safe(&self.target))));
+        }
         lines.push(Line::raw(""));
         let next = if self.drill {
             "Enter starts the drill"
         } else {
-            "Enter to continue"
+            "Enter restores"
         };
         match &self.preflight {
             Some(Ok(found)) => {
