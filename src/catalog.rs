@@ -15,6 +15,7 @@ pub mod index;
 use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, Utc};
+use futures_util::future::BoxFuture;
 use futures_util::{StreamExt, stream};
 use serde::Serialize;
 
@@ -30,6 +31,9 @@ use crate::storage::{
 
 /// Keys under this prefix are lifeboat's own records, not backups.
 pub const INTERNAL_PREFIX: &str = "_lifeboat/";
+/// A key after every key under [`INTERNAL_PREFIX`] that lifeboat writes, and before every
+/// key outside it.
+const PAST_INTERNAL: &str = "_lifeboat/\u{10FFFF}";
 const FETCH_CONCURRENCY: usize = 16;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -388,8 +392,13 @@ pub struct Scanner<'a> {
     repair_index: bool,
     /// Unfinished uploads the listing met (see [`ObjectStore::lists_incomplete`]).
     incomplete: Vec<IncompleteUpload>,
-    /// The next page, listed while the last one was read.
-    ahead: Option<StoreResult<ListPage>>,
+    /// Pages listed and not yet read: the next one, listed while the last one was read,
+    /// or the first few, listed while the index was read.
+    queue: std::collections::VecDeque<StoreResult<ListPage>>,
+    /// Digests of manifests this host has checked (read from the cache at the start), and
+    /// how many of them this listing met.
+    checked: Option<std::collections::HashSet<[u8; 32]>>,
+    checked_met: Vec<[u8; 32]>,
 }
 
 /// What the listing has shown of one source's index so far.
@@ -411,6 +420,9 @@ struct Read {
     from_index: bool,
     /// Bytes fetched from the store, to keep in the local cache.
     fetched: bool,
+    /// The digest of bytes whose own checksum passed, and whether it was checked just now
+    /// (see [`State::checked_manifests`]).
+    checked: Option<([u8; 32], bool)>,
 }
 
 #[derive(Debug)]
@@ -426,11 +438,12 @@ enum Place {
 }
 
 fn place(key: &str) -> Place {
-    if let Err(e) = ObjectKey::new(key) {
-        return Place::Unusable(e.reason);
-    }
+    // lifeboat's own space is not the catalog's (and the listing skips it).
     if key.starts_with(INTERNAL_PREFIX) {
         return Place::Internal;
+    }
+    if let Err(e) = ObjectKey::new(key) {
+        return Place::Unusable(e.reason);
     }
     let segs: Vec<&str> = key.split('/').collect();
     if let [source, id, file] = segs[..] {
@@ -444,6 +457,25 @@ fn place(key: &str) -> Place {
         }
     }
     Place::Foreign
+}
+
+/// The listing of the page after `page`, if there is one. lifeboat's own records (job
+/// history, index, pins) are read where they are needed: the listing jumps past them rather
+/// than paging through 100,000 job records.
+fn following<'s>(
+    store: &'s dyn ObjectStore,
+    page: &ListPage,
+) -> Option<BoxFuture<'s, StoreResult<ListPage>>> {
+    let token = page.next.clone()?;
+    let internal = page
+        .objects
+        .last()
+        .is_some_and(|o| o.key.starts_with(INTERNAL_PREFIX));
+    Some(if internal {
+        store.list_page_after("", PAST_INTERNAL)
+    } else {
+        store.list_page("", Some(token))
+    })
 }
 
 impl<'a> Scanner<'a> {
@@ -461,7 +493,9 @@ impl<'a> Scanner<'a> {
             index: None,
             repair_index: false,
             incomplete: Vec::new(),
-            ahead: None,
+            queue: Default::default(),
+            checked: None,
+            checked_met: Vec::new(),
         }
     }
 
@@ -483,38 +517,69 @@ impl<'a> Scanner<'a> {
             return Ok(None);
         }
         let store = self.store;
-        let listed = match self.ahead.take() {
-            Some(listed) => listed,
-            None if self.index.is_none() => {
-                let (index, listed) = tokio::join!(
-                    index::read_all(store),
-                    store.list_page("", self.token.take())
-                );
-                let index = index.into_iter().map(|(source, unmatched)| {
+        if self.index.is_none() {
+            self.start().await;
+        }
+        let page = match self.queue.pop_front() {
+            Some(listed) => listed?,
+            None => store.list_page("", self.token.take()).await?,
+        };
+        // The next page is listed (on the store's side, or a blocking thread for a
+        // directory) while this one's manifests are read.
+        let next = following(store, &page).filter(|_| self.queue.is_empty());
+        let ahead = async move {
+            match next {
+                Some(listing) => Some(listing.await),
+                None => None,
+            }
+        };
+        let (ahead, read) = tokio::join!(ahead, self.read_page(page));
+        self.queue.extend(ahead);
+        read.map(Some)
+    }
+
+    /// Reads the catalog index and, until it is read, lists the first pages.
+    async fn start(&mut self) {
+        /// Pages listed ahead at most (1,000 keys each).
+        const QUEUE_PAGES: usize = 64;
+        let store = self.store;
+        if let Some(cache) = self.cache {
+            self.checked = cache
+                .checked_manifests()
+                .inspect_err(|e| tracing::warn!("cannot read which manifests were checked: {e}"))
+                .ok();
+        }
+        let mut index = std::pin::pin!(index::read_all(store));
+        let mut listing = Some(store.list_page("", self.token.take()));
+        let index = loop {
+            let Some(page) = listing.take() else {
+                break index.await;
+            };
+            tokio::select! {
+                // A page under way is dropped: the next read lists it again.
+                index = &mut index => break index,
+                page = page => {
+                    listing = page
+                        .as_ref()
+                        .ok()
+                        .and_then(|p| following(store, p))
+                        .filter(|_| self.queue.len() + 1 < QUEUE_PAGES);
+                    self.queue.push_back(page);
+                }
+            }
+        };
+        self.index = Some(
+            index
+                .into_iter()
+                .map(|(source, unmatched)| {
                     let si = SourceIndex {
                         unmatched,
                         ..SourceIndex::default()
                     };
                     (source, si)
-                });
-                self.index = Some(index.collect());
-                listed
-            }
-            None => store.list_page("", self.token.take()).await,
-        };
-        let page = listed?;
-        // The next page is listed (on the store's side, or a blocking thread for a
-        // directory) while this one's manifests are read.
-        let next = page.next.clone();
-        let ahead = async move {
-            match next {
-                Some(token) => Some(store.list_page("", Some(token)).await),
-                None => None,
-            }
-        };
-        let (ahead, read) = tokio::join!(ahead, self.read_page(page));
-        self.ahead = ahead;
-        read.map(Some)
+                })
+                .collect(),
+        );
     }
 
     /// Sorts a listing page's objects into backups (their manifests read), foreign objects
@@ -633,13 +698,17 @@ impl<'a> Scanner<'a> {
         })
     }
 
-    /// Every unfinished upload in the store, once the listing is done: from the listing
-    /// where the store reports them there, else asked for apart.
+    /// Every unfinished upload in the store outside lifeboat's own records, once the
+    /// listing is done: from the listing where the store reports them there, else asked for
+    /// apart. (Those under [`INTERNAL_PREFIX`], which the listing skips, are
+    /// `list_incomplete(INTERNAL_PREFIX)`'s.)
     pub async fn incomplete(&mut self) -> Result<Vec<IncompleteUpload>> {
-        if !self.store.lists_incomplete() {
-            return Ok(self.store.list_incomplete("").await?);
-        }
-        let mut all = std::mem::take(&mut self.incomplete);
+        let mut all = if self.store.lists_incomplete() {
+            std::mem::take(&mut self.incomplete)
+        } else {
+            self.store.list_incomplete("").await?
+        };
+        all.retain(|u| !u.key.starts_with(INTERNAL_PREFIX));
         // A walk resumed after its parked state was dropped can meet a temp file twice.
         all.sort_by(|a, b| a.handle.cmp(&b.handle));
         all.dedup_by(|a, b| a.handle == b.handle);
@@ -657,6 +726,7 @@ impl<'a> Scanner<'a> {
             bytes: None,
             from_index: false,
             fetched: false,
+            checked: None,
         };
         let mut entry = BackupEntry {
             source,
@@ -683,7 +753,9 @@ impl<'a> Scanner<'a> {
             Some(e) => {
                 read.from_index = true;
                 let bytes = e.manifest.into_bytes();
-                let parsed = Manifest::parse(&meta.key, &bytes).map_err(|e| e.to_string());
+                let parsed = self
+                    .parse(&meta.key, &bytes, &mut read)
+                    .map_err(|e| e.to_string());
                 read.bytes = Some(bytes);
                 parsed
             }
@@ -718,8 +790,15 @@ impl<'a> Scanner<'a> {
         resolved: Vec<(BackupEntry, Option<String>, Read)>,
     ) -> Vec<BackupEntry> {
         let mut cache_puts = Vec::new();
+        let mut checked_now = Vec::new();
         let mut backups = Vec::with_capacity(resolved.len());
         for (entry, etag, read) in resolved {
+            if let Some((digest, new)) = read.checked {
+                self.checked_met.push(digest);
+                if new {
+                    checked_now.push(digest);
+                }
+            }
             let meta = entry
                 .objects
                 .iter()
@@ -754,7 +833,32 @@ impl<'a> Scanner<'a> {
         {
             tracing::warn!("cannot cache manifests: {e}");
         }
+        self.keep_checked(checked_now);
         backups
+    }
+
+    /// Keeps the digests of manifests checked on this page. Once the default store's listing
+    /// is done, digests of manifests it no longer lists are dropped when they are most of
+    /// what is kept.
+    fn keep_checked(&mut self, now: Vec<[u8; 32]>) {
+        let (Some(cache), Some(checked)) = (self.cache, self.checked.as_mut()) else {
+            return;
+        };
+        checked.extend(now.iter().copied());
+        let met = self.checked_met.len();
+        let replace = self.done
+            && self.cache_prefix.is_empty()
+            && checked.len().saturating_sub(met) > met.max(10_000);
+        let kept = if replace {
+            cache.add_checked_manifests(&self.checked_met, true)
+        } else if !now.is_empty() {
+            cache.add_checked_manifests(&now, false)
+        } else {
+            Ok(())
+        };
+        if let Err(e) = kept {
+            tracing::warn!("cannot note which manifests were checked: {e}");
+        }
     }
 
     /// Sources the listing has moved past (all of them once it is done): their index is
@@ -787,6 +891,26 @@ impl<'a> Scanner<'a> {
                 }
             }
         }
+    }
+
+    /// Parses a manifest, without computing its own checksum again when this host checked
+    /// these very bytes before; notes the digest of bytes that passed.
+    fn parse(
+        &self,
+        key: &str,
+        bytes: &[u8],
+        read: &mut Read,
+    ) -> std::result::Result<Manifest, ManifestError> {
+        let Some(checked) = &self.checked else {
+            return Manifest::parse(key, bytes);
+        };
+        let digest: [u8; 32] = <sha2::Sha256 as sha2::Digest>::digest(bytes).into();
+        let known = checked.contains(&digest);
+        let parsed = Manifest::parse_known(key, bytes, known);
+        if parsed.as_ref().is_ok_and(|m| m.integrity.is_some()) {
+            read.checked = Some((digest, !known));
+        }
+        parsed
     }
 
     /// The parsed manifest, or why it cannot be had. Manifests never change once written, so
@@ -822,7 +946,9 @@ impl<'a> Scanner<'a> {
             reason
         };
         if let Some(bytes) = cached(CacheKind::Manifest) {
-            let parsed = Manifest::parse(&meta.key, &bytes).map_err(|e| e.to_string());
+            let parsed = self
+                .parse(&meta.key, &bytes, read)
+                .map_err(|e| e.to_string());
             read.bytes = Some(bytes);
             return parsed;
         }
@@ -845,7 +971,7 @@ impl<'a> Scanner<'a> {
             // Perhaps passing: read it again next time.
             Err(e) => return Err(format!("cannot read manifest: {e}")),
         };
-        let parsed = Manifest::parse(&meta.key, &bytes);
+        let parsed = self.parse(&meta.key, &bytes, read);
         read.fetched = parsed.is_ok();
         read.bytes = Some(bytes);
         match parsed {

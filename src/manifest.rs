@@ -391,7 +391,7 @@ impl Manifest {
     pub fn seal(&mut self, signer: Option<&crate::signing::Signer>) {
         self.integrity = None;
         let value = serde_json::to_value(&*self).expect("a manifest always serializes");
-        let sha256 = body_sha256(value);
+        let sha256 = body_sha256(&value);
         let signature = signer.map(|s| s.sign(&sha256));
         self.integrity = Some(Integrity { sha256, signature });
     }
@@ -404,6 +404,13 @@ impl Manifest {
 
     /// Parses and checks a manifest read from `key` (`{source}/{id}/manifest.json`).
     pub fn parse(key: &str, bytes: &[u8]) -> Result<Self, ManifestError> {
+        Self::parse_known(key, bytes, false)
+    }
+
+    /// Like [`Manifest::parse`]; `checked` says these exact bytes passed it before (this
+    /// host keeps the digests of manifests it has checked), so their own checksum, the
+    /// costliest part, is not computed again. Every other check is made.
+    pub fn parse_known(key: &str, bytes: &[u8], checked: bool) -> Result<Self, ManifestError> {
         #[derive(Deserialize)]
         struct Probe {
             format: u32,
@@ -416,7 +423,19 @@ impl Manifest {
             key: key.to_owned(),
             found,
         };
-        let m: Manifest = match serde_json::from_slice(bytes) {
+        // One pass over the text: the document's own fields (for the checksum, which must
+        // cover fields this version does not know), then this version's view of them.
+        let (parsed, body) = if checked {
+            (serde_json::from_slice(bytes), None)
+        } else {
+            let value: serde_json::Value = serde_json::from_slice(bytes).map_err(invalid)?;
+            let body = value
+                .get("integrity")
+                .is_some()
+                .then(|| body_sha256(&value));
+            (Manifest::deserialize(value), body)
+        };
+        let m: Manifest = match parsed {
             Ok(m) => m,
             // A newer format need not parse as this one: say so rather than "not valid".
             Err(e) => {
@@ -467,8 +486,7 @@ impl Manifest {
         if let Some(integrity) = &m.integrity {
             // The file's own fields, not this version's view of them: an edited field this
             // version does not know is caught as well.
-            let value: serde_json::Value = serde_json::from_slice(bytes).map_err(invalid)?;
-            if body_sha256(value) != integrity.sha256 {
+            if !checked && body.as_deref() != Some(integrity.sha256.as_str()) {
                 return Err(inconsistent(
                     "its own checksum does not match: it was changed after it was written".into(),
                 ));
@@ -479,12 +497,12 @@ impl Manifest {
 }
 
 /// SHA-256 of a manifest's JSON without its `integrity` field, in canonical form.
-fn body_sha256(mut value: serde_json::Value) -> String {
-    if let serde_json::Value::Object(map) = &mut value {
-        map.remove("integrity");
-    }
+fn body_sha256(value: &serde_json::Value) -> String {
     let mut out = Vec::new();
-    canonical(&value, &mut out);
+    match value {
+        serde_json::Value::Object(map) => canonical_map(map, Some("integrity"), &mut out),
+        other => canonical(other, &mut out),
+    }
     crate::pipeline::hex(sha2::Sha256::digest(&out))
 }
 
@@ -493,20 +511,7 @@ fn body_sha256(mut value: serde_json::Value) -> String {
 fn canonical(value: &serde_json::Value, out: &mut Vec<u8>) {
     use serde_json::Value;
     match value {
-        Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort();
-            out.push(b'{');
-            for (i, k) in keys.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                serde_json::to_writer(&mut *out, k).expect("strings serialize");
-                out.push(b':');
-                canonical(&map[k], out);
-            }
-            out.push(b'}');
-        }
+        Value::Object(map) => canonical_map(map, None, out),
         Value::Array(items) => {
             out.push(b'[');
             for (i, v) in items.iter().enumerate() {
@@ -519,6 +524,29 @@ fn canonical(value: &serde_json::Value, out: &mut Vec<u8>) {
         }
         scalar => serde_json::to_writer(&mut *out, scalar).expect("scalars serialize"),
     }
+}
+
+/// An object's members in byte order of their keys, `skip` left out.
+fn canonical_map(
+    map: &serde_json::Map<String, serde_json::Value>,
+    skip: Option<&str>,
+    out: &mut Vec<u8>,
+) {
+    let mut members: Vec<_> = map
+        .iter()
+        .filter(|(k, _)| Some(k.as_str()) != skip)
+        .collect();
+    members.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    out.push(b'{');
+    for (i, (k, v)) in members.into_iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        serde_json::to_writer(&mut *out, k).expect("strings serialize");
+        out.push(b':');
+        canonical(v, out);
+    }
+    out.push(b'}');
 }
 
 #[cfg(test)]

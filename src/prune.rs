@@ -645,10 +645,30 @@ impl Lifeboat {
             tracing::warn!("planning with local job history only: {e}");
         }
         let catalog = self.catalog().await?;
-        Ok(self
-            .plan_inputs(&catalog, opts.source.as_deref())
-            .await?
-            .plan(opts.force, None))
+        let mut inputs = self.plan_inputs(&catalog, opts.source.as_deref()).await?;
+        self.internal_uploads(&mut inputs, opts.source.as_deref())
+            .await?;
+        Ok(inputs.plan(opts.force, None))
+    }
+
+    /// A whole-store prune also aborts unfinished writes of lifeboat's own records
+    /// (`_lifeboat/`), which the catalog listing skips.
+    async fn internal_uploads(&self, inputs: &mut PlanInputs, source: Option<&str>) -> Result<()> {
+        if source.is_some() {
+            return Ok(());
+        }
+        let prefix = crate::catalog::INTERNAL_PREFIX;
+        inputs
+            .incomplete
+            .extend(self.store().list_incomplete(prefix).await?);
+        for st in inputs.other_stores.stores.iter_mut() {
+            let store = self.stores().iter().find(|s| s.name == st.store);
+            if let (None, Some(store)) = (&st.error, store) {
+                st.incomplete
+                    .extend(store.store.list_incomplete(prefix).await?);
+            }
+        }
+        Ok(())
     }
 
     /// Reads the bucket, plans, and deletes what the plan prunes: for each backup the
@@ -670,10 +690,10 @@ impl Lifeboat {
                 job.log(format!("planning with local job history only: {e}"));
             }
             let catalog = self.catalog().await?;
-            let plan = self
-                .plan_inputs(&catalog, opts.source.as_deref())
-                .await?
-                .plan(opts.force, None);
+            let mut inputs = self.plan_inputs(&catalog, opts.source.as_deref()).await?;
+            self.internal_uploads(&mut inputs, opts.source.as_deref())
+                .await?;
+            let plan = inputs.plan(opts.force, None);
             let mut report = PruneReport {
                 plan,
                 deleted: 0,

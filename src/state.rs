@@ -51,6 +51,11 @@ CREATE TABLE IF NOT EXISTS catalog_digest (
     id     INTEGER PRIMARY KEY CHECK (id = 1),
     digest TEXT NOT NULL
 );
+-- SHA-256 of manifests (their exact bytes) whose own checksum this host has checked, so a
+-- listing does not check the same bytes again.
+CREATE TABLE IF NOT EXISTS checked_manifests (
+    digest BLOB PRIMARY KEY
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS debris (
     id         INTEGER PRIMARY KEY,
     job_id     TEXT NOT NULL,
@@ -417,6 +422,40 @@ impl State {
                 r.get(0)
             })
             .optional()
+        })
+    }
+
+    /// The digests [`State::add_checked_manifests`] kept.
+    pub fn checked_manifests(&self) -> Result<std::collections::HashSet<[u8; 32]>> {
+        self.with(|c| {
+            let mut stmt = c.prepare("SELECT digest FROM checked_manifests")?;
+            let rows = stmt.query_map([], |r| r.get::<_, Vec<u8>>(0))?;
+            let mut out = std::collections::HashSet::new();
+            for digest in rows {
+                if let Ok(d) = <[u8; 32]>::try_from(digest?) {
+                    out.insert(d);
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    /// Keeps the digests of manifests whose own checksum was checked; with `replace`, they
+    /// are all that is kept (the others are of manifests no longer listed).
+    pub fn add_checked_manifests(&self, digests: &[[u8; 32]], replace: bool) -> Result<()> {
+        self.with(|c| {
+            let tx = c.unchecked_transaction()?;
+            if replace {
+                tx.execute("DELETE FROM checked_manifests", [])?;
+            }
+            {
+                let mut stmt =
+                    tx.prepare_cached("INSERT OR IGNORE INTO checked_manifests VALUES (?1)")?;
+                for d in digests {
+                    stmt.execute([&d[..]])?;
+                }
+            }
+            tx.commit()
         })
     }
 

@@ -963,12 +963,16 @@ pub(crate) fn merge(
     let mut listings = listings;
     // A backup the default store lacks (pruned there, or never written there) is shown from
     // the first store of its source that holds it complete.
-    let known: BTreeSet<String> = catalog
-        .backups
-        .iter()
-        .filter(|b| b.state == BackupState::Complete)
-        .map(BackupEntry::dir)
-        .collect();
+    let known: BTreeSet<String> = if listings.len() > 1 {
+        catalog
+            .backups
+            .iter()
+            .filter(|b| b.state == BackupState::Complete)
+            .map(BackupEntry::dir)
+            .collect()
+    } else {
+        BTreeSet::new()
+    };
     let mut added: BTreeMap<String, BackupEntry> = BTreeMap::new();
     for listing in listings.iter().skip(1) {
         for b in listing
@@ -1000,29 +1004,38 @@ pub(crate) fn merge(
         .iter()
         .map(|l| (l.store.clone(), l.index()))
         .collect();
-    let mine = |l: &StoreListing, b: &BackupEntry| -> Option<usize> {
-        indexes.get(&l.store).and_then(|i| i.get(&b.dir())).copied()
+    let mine = |l: &StoreListing, dir: &str| -> Option<usize> {
+        indexes.get(&l.store).and_then(|i| i.get(dir)).copied()
     };
     let state_of = |l: &StoreListing, b: &BackupEntry| {
-        l.copy_state(b, mine(l, b).map(|i| &l.backups[i]), legacy_for(l, b))
-            .state
+        l.copy_state(
+            b,
+            mine(l, &b.dir()).map(|i| &l.backups[i]),
+            legacy_for(l, b),
+        )
+        .state
     };
     compute_owed(config, catalog, &mut listings, &state_of, authentic, now);
+    // Per source, not per backup: its stores in reading order, and the ones it writes to.
+    let mut orders: std::collections::HashMap<String, (Vec<String>, Vec<String>)> =
+        std::collections::HashMap::new();
     for b in &mut catalog.backups {
         if b.state != BackupState::Complete {
             continue;
         }
-        let order = store_order(config, &b.source);
+        let (order, wanted) = orders.entry(b.source.clone()).or_insert_with(|| {
+            let wanted = config.source_stores(&b.source);
+            let wanted = wanted.iter().map(|s| s.name.clone()).collect();
+            (store_order(config, &b.source), wanted)
+        });
+        let dir = b.dir();
         let mut copies = Copies::default();
-        for name in order {
-            let Some(l) = listings.iter().find(|l| l.store == name) else {
+        for name in order.iter() {
+            let Some(l) = listings.iter().find(|l| &l.store == name) else {
                 continue;
             };
-            let line = l.copy_state(b, mine(l, b).map(|i| &l.backups[i]), legacy_for(l, b));
-            let wanted_here = config
-                .source_stores(&b.source)
-                .iter()
-                .any(|s| s.name == l.store);
+            let line = l.copy_state(b, mine(l, &dir).map(|i| &l.backups[i]), legacy_for(l, b));
+            let wanted_here = wanted.contains(&l.store);
             if line.owed || line.state != CopyState::Missing || (wanted_here && l.error.is_some()) {
                 copies.stores.push(line);
             }

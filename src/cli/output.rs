@@ -35,7 +35,16 @@ pub(super) fn size(bytes: u64) -> String {
 }
 
 fn time(t: DateTime<Utc>) -> String {
-    t.format("%Y-%m-%d %H:%M").to_string()
+    use chrono::{Datelike, Timelike};
+    // By hand: a strftime pattern is parsed again for every one of 100,000 lines.
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}",
+        t.year(),
+        t.month(),
+        t.day(),
+        t.hour(),
+        t.minute()
+    )
 }
 
 fn secs(d: chrono::Duration) -> String {

@@ -50,7 +50,11 @@ fn safe(text: String) -> String {
 
 /// Columns a cell takes on a terminal (CJK and most emoji take two).
 fn width(text: &str) -> usize {
-    text.width()
+    if text.is_ascii() {
+        text.len()
+    } else {
+        text.width()
+    }
 }
 
 pub const RED: &str = "31";
@@ -88,31 +92,43 @@ impl Table {
             }
         }
         let mut out = String::new();
-        let line = |out: &mut String, cells: Vec<(&str, Option<&str>)>| {
-            let mut parts = Vec::new();
-            for (i, (text, code)) in cells.into_iter().enumerate() {
+        let line = |out: &mut String, cells: &mut dyn Iterator<Item = (&str, Option<&str>)>| {
+            let start = out.len();
+            for (i, (text, code)) in cells.enumerate() {
+                if i > 0 {
+                    out.push_str("  ");
+                }
+                let code = code.filter(|_| color);
+                if let Some(code) = code {
+                    let _ = write!(out, "\x1b[{code}m");
+                }
                 let pad = widths[i].saturating_sub(width(text));
                 let last = i + 1 == widths.len();
-                let padded = match self.headers[i].1 {
-                    Align::Left if last => text.to_owned(),
-                    Align::Left => format!("{text}{}", " ".repeat(pad)),
-                    Align::Right => format!("{}{text}", " ".repeat(pad)),
-                };
-                parts.push(match (color, code) {
-                    (true, Some(code)) => format!("\x1b[{code}m{padded}\x1b[0m"),
-                    _ => padded,
-                });
+                match self.headers[i].1 {
+                    Align::Left => {
+                        out.push_str(text);
+                        if !last {
+                            out.extend(std::iter::repeat_n(' ', pad));
+                        }
+                    }
+                    Align::Right => {
+                        out.extend(std::iter::repeat_n(' ', pad));
+                        out.push_str(text);
+                    }
+                }
+                if code.is_some() {
+                    out.push_str("\x1b[0m");
+                }
             }
-            let _ = writeln!(out, "{}", parts.join("  ").trim_end());
+            let kept = out[start..].trim_end().len();
+            out.truncate(start + kept);
+            out.push('\n');
         };
-        line(
-            &mut out,
-            self.headers.iter().map(|(h, _)| (*h, None)).collect(),
-        );
+        line(&mut out, &mut self.headers.iter().map(|(h, _)| (*h, None)));
         for row in &self.rows {
             line(
                 &mut out,
-                row.iter().map(|c| (c.text.as_str(), c.color)).collect(),
+                &mut row.iter().map(|c| (c.text.as_str(), c.color)),
             );
         }
         out

@@ -233,6 +233,33 @@ impl LocalStore {
         self.walk(prefix, token)
     }
 
+    /// The next page of `walk`, which is parked for the page after it.
+    fn read_page(&self, mut walk: Walk) -> StoreResult<ListPage> {
+        let mut page = ListPage::default();
+        // Temp files are not objects: they are reported as unfinished uploads.
+        let mut next_object = |page: &mut ListPage| loop {
+            match walk.next_object()? {
+                Some(o) if is_temp(&o.key) => page.incomplete.push(self.incomplete(o)),
+                found => return Ok::<_, StoreError>(found),
+            }
+        };
+        while page.objects.len() < PAGE_SIZE {
+            match next_object(&mut page)? {
+                Some(o) => page.objects.push(o),
+                None => return Ok(page),
+            }
+        }
+        let Some(ahead) = next_object(&mut page)? else {
+            return Ok(page);
+        };
+        walk.unread(ahead);
+        page.next = page.objects.last().map(|o| o.key.clone());
+        if let Some(last) = &page.next {
+            self.park(last.clone(), walk);
+        }
+        Ok(page)
+    }
+
     fn park(&self, last: String, walk: Walk) {
         let mut parked = self.cursors.0.lock().unwrap_or_else(|e| e.into_inner());
         if parked.len() >= PARKED_WALKS {
@@ -417,33 +444,13 @@ impl ObjectStore for LocalStore {
     async fn list_page(&self, prefix: &str, token: Option<String>) -> StoreResult<ListPage> {
         let this = self.clone();
         let prefix = prefix.to_owned();
-        blocking(move || {
-            let mut walk = this.resume(&prefix, token.as_deref())?;
-            let mut page = ListPage::default();
-            // Temp files are not objects: they are reported as unfinished uploads.
-            let mut next_object = |page: &mut ListPage| loop {
-                match walk.next_object()? {
-                    Some(o) if is_temp(&o.key) => page.incomplete.push(this.incomplete(o)),
-                    found => return Ok::<_, StoreError>(found),
-                }
-            };
-            while page.objects.len() < PAGE_SIZE {
-                match next_object(&mut page)? {
-                    Some(o) => page.objects.push(o),
-                    None => return Ok(page),
-                }
-            }
-            let Some(ahead) = next_object(&mut page)? else {
-                return Ok(page);
-            };
-            walk.unread(ahead);
-            page.next = page.objects.last().map(|o| o.key.clone());
-            if let Some(last) = &page.next {
-                this.park(last.clone(), walk);
-            }
-            Ok(page)
-        })
-        .await
+        blocking(move || this.read_page(this.resume(&prefix, token.as_deref())?)).await
+    }
+
+    async fn list_page_after(&self, prefix: &str, after: &str) -> StoreResult<ListPage> {
+        let this = self.clone();
+        let (prefix, after) = (prefix.to_owned(), after.to_owned());
+        blocking(move || this.read_page(this.walk(&prefix, Some(&after))?)).await
     }
 
     async fn head(&self, key: &ObjectKey) -> StoreResult<Option<ObjectMeta>> {

@@ -119,6 +119,23 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
     /// One page of keys under `prefix` (relative to the store's own prefix), in key order.
     async fn list_page(&self, prefix: &str, token: Option<String>) -> StoreResult<ListPage>;
 
+    /// A listing under `prefix` that starts after the key `after` (which need not exist),
+    /// continued with [`ObjectStore::list_page`]: how a reader skips a part of the bucket.
+    /// This default pages through from the start; stores override it to seek.
+    async fn list_page_after(&self, prefix: &str, after: &str) -> StoreResult<ListPage> {
+        let mut token = None;
+        loop {
+            let mut page = self.list_page(prefix, token).await?;
+            page.objects.retain(|o| o.key.as_str() > after);
+            page.incomplete.retain(|u| u.key.as_str() > after);
+            page.etags.retain(|k, _| k.as_str() > after);
+            if !page.objects.is_empty() || page.next.is_none() {
+                return Ok(page);
+            }
+            token = page.next.take();
+        }
+    }
+
     async fn head(&self, key: &ObjectKey) -> StoreResult<Option<ObjectMeta>>;
 
     async fn get(&self, key: &ObjectKey) -> StoreResult<ByteStream>;

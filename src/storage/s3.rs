@@ -201,6 +201,69 @@ impl S3Store {
         }
     }
 
+    /// One page of a listing under `prefix`: continued by `token`, or started after the
+    /// full key `start_after`.
+    async fn list(
+        &self,
+        prefix: &str,
+        token: Option<String>,
+        start_after: Option<String>,
+    ) -> StoreResult<ListPage> {
+        let full_prefix = match (self.prefix.is_empty(), prefix.is_empty()) {
+            (true, _) => prefix.to_owned(),
+            (false, true) => format!("{}/", self.prefix),
+            (false, false) => self.full(prefix),
+        };
+        let out = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(full_prefix)
+            .set_continuation_token(token)
+            .set_start_after(start_after)
+            .send()
+            .await
+            .map_err(|e| self.error("list", prefix, e))?;
+        let mut etags = std::collections::HashMap::new();
+        let objects = out
+            .contents()
+            .iter()
+            .filter_map(|o| {
+                let key = self.strip(o.key()?).to_owned();
+                if let Some(tag) = o.e_tag() {
+                    etags.insert(key.clone(), tag.to_owned());
+                }
+                Some(ObjectMeta {
+                    key,
+                    size: o.size().unwrap_or(0).max(0) as u64,
+                    last_modified: o.last_modified().and_then(to_chrono),
+                })
+            })
+            .collect();
+        let next = if out.is_truncated() == Some(true) {
+            // A truncated page without a way on would end the listing early, and a half
+            // listing taken for the whole bucket hides backups (and lets prune misjudge them).
+            Some(
+                out.next_continuation_token()
+                    .map(str::to_owned)
+                    .ok_or_else(|| StoreError::Request {
+                        op: "list",
+                        key: prefix.to_owned(),
+                        detail: "the server said the listing goes on but gave no token to continue"
+                            .into(),
+                    })?,
+            )
+        } else {
+            None
+        };
+        Ok(ListPage {
+            objects,
+            next,
+            etags,
+            ..ListPage::default()
+        })
+    }
+
     fn strip<'a>(&self, full: &'a str) -> &'a str {
         if self.prefix.is_empty() {
             full
@@ -744,58 +807,11 @@ impl ObjectStore for S3Store {
     }
 
     async fn list_page(&self, prefix: &str, token: Option<String>) -> StoreResult<ListPage> {
-        let full_prefix = match (self.prefix.is_empty(), prefix.is_empty()) {
-            (true, _) => prefix.to_owned(),
-            (false, true) => format!("{}/", self.prefix),
-            (false, false) => self.full(prefix),
-        };
-        let out = self
-            .client
-            .list_objects_v2()
-            .bucket(&self.bucket)
-            .prefix(full_prefix)
-            .set_continuation_token(token)
-            .send()
-            .await
-            .map_err(|e| self.error("list", prefix, e))?;
-        let mut etags = std::collections::HashMap::new();
-        let objects = out
-            .contents()
-            .iter()
-            .filter_map(|o| {
-                let key = self.strip(o.key()?).to_owned();
-                if let Some(tag) = o.e_tag() {
-                    etags.insert(key.clone(), tag.to_owned());
-                }
-                Some(ObjectMeta {
-                    key,
-                    size: o.size().unwrap_or(0).max(0) as u64,
-                    last_modified: o.last_modified().and_then(to_chrono),
-                })
-            })
-            .collect();
-        let next = if out.is_truncated() == Some(true) {
-            // A truncated page without a way on would end the listing early, and a half
-            // listing taken for the whole bucket hides backups (and lets prune misjudge them).
-            Some(
-                out.next_continuation_token()
-                    .map(str::to_owned)
-                    .ok_or_else(|| StoreError::Request {
-                        op: "list",
-                        key: prefix.to_owned(),
-                        detail: "the server said the listing goes on but gave no token to continue"
-                            .into(),
-                    })?,
-            )
-        } else {
-            None
-        };
-        Ok(ListPage {
-            objects,
-            next,
-            etags,
-            ..ListPage::default()
-        })
+        self.list(prefix, token, None).await
+    }
+
+    async fn list_page_after(&self, prefix: &str, after: &str) -> StoreResult<ListPage> {
+        self.list(prefix, None, Some(self.full(after))).await
     }
 
     async fn head(&self, key: &ObjectKey) -> StoreResult<Option<ObjectMeta>> {

@@ -27,7 +27,12 @@ pub(super) struct Walk {
     levels: Vec<Level>,
     /// An object read ahead to learn whether a page is the last.
     peeked: Option<ObjectMeta>,
+    /// Where directory entries are read into.
+    buf: Vec<std::mem::MaybeUninit<u8>>,
 }
+
+/// Bytes of directory entries read at a time.
+const DIR_BUF: usize = 32 * 1024;
 
 struct Level {
     fd: OwnedFd,
@@ -54,6 +59,7 @@ impl Walk {
             after: after.map(str::to_owned),
             levels: Vec::new(),
             peeked: None,
+            buf: Vec::new(),
         };
         let rel = if rel.is_empty() {
             String::new()
@@ -72,6 +78,7 @@ impl Walk {
             after: None,
             levels: Vec::new(),
             peeked: None,
+            buf: Vec::new(),
         }
     }
 
@@ -93,11 +100,15 @@ impl Walk {
     }
 
     fn descend(&mut self, fd: OwnedFd, rel: String) -> StoreResult<()> {
-        let here = self.root.join(&rel);
-        let dir = rustix::fs::Dir::read_from(&fd).map_err(|e| io_err("list", &here, e.into()))?;
+        let here = || self.root.join(&rel);
+        // Entries straight from the descriptor into one reused buffer: `Dir` would reopen
+        // the directory and allocate, for each of the bucket's 100,000 directories.
+        let mut buf = std::mem::take(&mut self.buf);
+        buf.resize(DIR_BUF, std::mem::MaybeUninit::uninit());
+        let mut dir = rustix::fs::RawDir::new(&fd, &mut buf);
         let mut entries = Vec::new();
-        for entry in dir {
-            let entry = entry.map_err(|e| io_err("list", &here, e.into()))?;
+        while let Some(entry) = dir.next() {
+            let entry = entry.map_err(|e| io_err("list", &here(), e.into()))?;
             let Ok(name) = entry.file_name().to_str() else {
                 continue;
             };
@@ -109,7 +120,7 @@ impl Walk {
                 {
                     Ok(st) => FileType::from_raw_mode(st.st_mode as _),
                     Err(rustix::io::Errno::NOENT) => continue,
-                    Err(e) => return Err(io_err("stat", &here.join(name), e.into())),
+                    Err(e) => return Err(io_err("stat", &here().join(name), e.into())),
                 },
                 kind => kind,
             };
@@ -122,6 +133,7 @@ impl Walk {
                 entries.push(sort);
             }
         }
+        self.buf = buf;
         entries.sort_unstable();
         self.levels.push(Level {
             fd,

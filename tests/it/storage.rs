@@ -46,6 +46,23 @@ async fn paginates(store: Arc<dyn ObjectStore>) {
     let expected: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
     assert_eq!(seen, expected, "every key once, in order, prefix respected");
 
+    // A listing can start after any key (one that exists or not) and go on by token.
+    for (after, from) in [("many/k01499", 1500), ("many/k01499x", 1500), ("many/", 0)] {
+        let mut page = store.list_page_after("many/", after).await.unwrap();
+        let mut seen = Vec::new();
+        loop {
+            seen.extend(page.objects.into_iter().map(|o| o.key));
+            match page.next {
+                Some(t) => page = store.list_page("many/", Some(t)).await.unwrap(),
+                None => break,
+            }
+        }
+        assert_eq!(seen, expected[from..], "after {after}");
+    }
+    let past = store.list_page_after("", "many/\u{10FFFF}").await.unwrap();
+    let past: Vec<String> = past.objects.into_iter().map(|o| o.key).collect();
+    assert_eq!(past, ["other/a"], "past a whole prefix");
+
     store.delete_many(&keys).await.unwrap();
     assert!(store.list_all("many/").await.unwrap().is_empty());
     assert_eq!(store.list_all("").await.unwrap().len(), 1);
