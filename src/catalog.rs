@@ -396,9 +396,11 @@ pub struct Scanner<'a> {
     /// or the first few, listed while the index was read.
     queue: std::collections::VecDeque<StoreResult<ListPage>>,
     /// Digests of manifests this host has checked (read from the cache at the start), and
-    /// how many of them this listing met.
+    /// those this listing met.
     checked: Option<std::collections::HashSet<[u8; 32]>>,
     checked_met: Vec<[u8; 32]>,
+    /// Digests checked during this listing, kept once it is done.
+    checked_new: Vec<[u8; 32]>,
 }
 
 /// What the listing has shown of one source's index so far.
@@ -496,6 +498,7 @@ impl<'a> Scanner<'a> {
             queue: Default::default(),
             checked: None,
             checked_met: Vec::new(),
+            checked_new: Vec::new(),
         }
     }
 
@@ -837,25 +840,30 @@ impl<'a> Scanner<'a> {
         backups
     }
 
-    /// Keeps the digests of manifests checked on this page. Once the default store's listing
-    /// is done, digests of manifests it no longer lists are dropped when they are most of
-    /// what is kept.
+    /// Notes the digests of manifests checked on this page, and keeps them all in the cache
+    /// once the listing is done (one transaction: a commit per page would cost more than
+    /// the checks). Digests of manifests the default store no longer lists are dropped when
+    /// they are most of what is kept.
     fn keep_checked(&mut self, now: Vec<[u8; 32]>) {
         let (Some(cache), Some(checked)) = (self.cache, self.checked.as_mut()) else {
             return;
         };
         checked.extend(now.iter().copied());
+        self.checked_new.extend(now);
+        if !self.done {
+            return;
+        }
         let met = self.checked_met.len();
-        let replace = self.done
-            && self.cache_prefix.is_empty()
-            && checked.len().saturating_sub(met) > met.max(10_000);
+        let replace =
+            self.cache_prefix.is_empty() && checked.len().saturating_sub(met) > met.max(10_000);
         let kept = if replace {
             cache.add_checked_manifests(&self.checked_met, true)
-        } else if !now.is_empty() {
-            cache.add_checked_manifests(&now, false)
+        } else if !self.checked_new.is_empty() {
+            cache.add_checked_manifests(&self.checked_new, false)
         } else {
             Ok(())
         };
+        self.checked_new.clear();
         if let Err(e) = kept {
             tracing::warn!("cannot note which manifests were checked: {e}");
         }
