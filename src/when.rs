@@ -129,9 +129,9 @@ pub fn parse_point_in<Tz: TimeZone>(
 }
 
 /// A typed point moved by `days` whole days, for a day picker: `2026-11-23 09:40` and one day
-/// back gives `2026-11-22 09:40`. A point with no date (`09:40`, `yesterday 0940`, empty) is
-/// taken from today (yesterday) in `zone`; a relative one (`-2h`) keeps no time of day. Never
-/// moves past today, so the picker cannot reach the future.
+/// back gives `2026-11-22 09:40`. A point with no date (`09:40`, empty) moves back from today
+/// in `zone` and not forward; a relative one (`-2h`) keeps no time of day. Never moves past
+/// today, so the picker cannot reach the future.
 pub fn shift_day<Tz: TimeZone>(input: &str, days: i64, now: DateTime<Utc>, zone: &Tz) -> String {
     let today = now.with_timezone(zone).date_naive();
     let s = input.trim_start();
@@ -149,6 +149,9 @@ pub fn shift_day<Tz: TimeZone>(input: &str, days: i64, now: DateTime<Utc>, zone:
         (today.pred_opt().unwrap_or(today), rest)
     } else if let Some(rest) = word("today") {
         (today, rest)
+    } else if days >= 0 {
+        // A point with no day (the newest, `09:40`, `-2h`) is already as late as it goes.
+        return input.to_owned();
     } else {
         (today, s)
     };
@@ -307,6 +310,9 @@ mod tests {
             "never past today"
         );
         assert_eq!(shift("-2h", -1), "2026-11-22 ");
+        assert_eq!(shift("", 1), "", "the newest stays the newest");
+        assert_eq!(shift("0940", 7), "0940");
+        assert_eq!(shift("yesterday 0940", 1), "2026-11-23 0940");
         assert_eq!(shift("2026-11-22 09:40", i64::MIN), "2026-11-22 09:40");
         // What the picker writes reads back as the day it shows.
         let picked = shift(&shift("", -1), -1) + "0940";

@@ -1230,7 +1230,7 @@ impl RestoreWizard {
                     t.ok,
                 ));
                 lines.push(Line::styled(
-                    format!("checksum   checked as the restore downloads it, before anything is loaded. {next}."),
+                    format!("checksum   checked while downloading, before loading. {next}."),
                     t.ok,
                 ));
             }
