@@ -123,13 +123,14 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
     /// continued with [`ObjectStore::list_page`]: how a reader skips a part of the bucket.
     /// This default pages through from the start; stores override it to seek.
     async fn list_page_after(&self, prefix: &str, after: &str) -> StoreResult<ListPage> {
-        let mut token = None;
+        let (mut token, mut incomplete) = (None, Vec::new());
         loop {
             let mut page = self.list_page(prefix, token).await?;
             page.objects.retain(|o| o.key.as_str() > after);
-            page.incomplete.retain(|u| u.key.as_str() > after);
             page.etags.retain(|k, _| k.as_str() > after);
+            incomplete.extend(page.incomplete.drain(..).filter(|u| u.key.as_str() > after));
             if !page.objects.is_empty() || page.next.is_none() {
+                page.incomplete = incomplete;
                 return Ok(page);
             }
             token = page.next.take();
