@@ -275,6 +275,12 @@ pub struct App {
     command_error: Option<String>,
     outbox: Outbox,
     catalog_gen: u64,
+    /// Where each line of `data.rows` is, by id, while listing pages arrive (built on the
+    /// first page; dropped when the lines are replaced).
+    row_index: Option<HashMap<String, usize>>,
+    /// Pages arrived since the views were last rebuilt, and the listing they came from.
+    pages_unshown: usize,
+    pages_gen: Option<u64>,
     dirty: bool,
     quit: bool,
     /// Quitting once the cancelled jobs have cleaned up.
@@ -303,6 +309,9 @@ impl App {
             command_error: None,
             outbox: Outbox::default(),
             catalog_gen: 0,
+            row_index: None,
+            pages_unshown: 0,
+            pages_gen: None,
             dirty: true,
             quit: false,
             quitting: false,
@@ -336,6 +345,7 @@ impl App {
 
     pub fn set_cached_rows(&mut self, rows: Vec<CatalogRow>) {
         self.data.rows = rows;
+        self.row_index = None;
         self.rows_changed();
     }
 
@@ -705,22 +715,36 @@ impl App {
                 sources_complete,
             } if generation == self.catalog_gen => {
                 self.data.listed += rows.len();
+                let completes = !sources_complete.is_empty();
                 self.data.known.extend(sources_complete);
                 // Stream pages over the cached list: replace lines we know, add new ones.
-                let index: HashMap<String, usize> = self
-                    .data
-                    .rows
-                    .iter()
-                    .enumerate()
-                    .map(|(i, r)| (r.id.clone(), i))
-                    .collect();
+                let first = self.pages_gen.replace(generation) != Some(generation);
+                let all = &self.data.rows;
+                let index = self.row_index.get_or_insert_with(|| {
+                    all.iter()
+                        .enumerate()
+                        .map(|(i, r)| (r.id.clone(), i))
+                        .collect()
+                });
                 for row in rows {
                     match index.get(&row.id) {
                         Some(&i) => self.data.rows[i] = row,
-                        None => self.data.rows.push(row),
+                        None => {
+                            index.insert(row.id.clone(), self.data.rows.len());
+                            self.data.rows.push(row);
+                        }
                     }
                 }
-                self.rows_changed();
+                // Sorting and judging 100,000 lines for each page of 1,000 made a listing
+                // quadratic: the views follow the first page, then every 16, and at once
+                // when a source's part of the bucket is complete (its health stops being a
+                // guess).
+                self.pages_unshown += 1;
+                if first || completes || self.pages_unshown >= 16 {
+                    self.pages_unshown = 0;
+                    self.rows_changed();
+                }
+                self.dirty = true;
                 self.restore
                     .on_listing(&self.data, &self.ctx, &mut self.outbox);
             }
@@ -730,6 +754,8 @@ impl App {
                     Ok(catalog) => {
                         self.data.listing_done = true;
                         self.data.rows = catalog.rows();
+                        self.row_index = None;
+                        self.pages_unshown = 0;
                         self.data.stores =
                             lifeboat::stores::health(&self.ctx.config, &catalog, self.data.now);
                         self.data.catalog = Some(catalog);
@@ -836,6 +862,7 @@ impl App {
         };
         self.data.rows.retain(|r| r.id != row.id);
         self.data.rows.insert(0, row);
+        self.row_index = None;
         self.rows_changed();
     }
 
